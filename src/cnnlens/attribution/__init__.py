@@ -1,0 +1,42 @@
+"""Attribution: one call shape for every method, a registry that lists them once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._errors import CnnlensError
+from ._base import Explanation, Method
+from ._context import Target
+from ._registry import MethodInfo, get_method, methods, register
+
+__all__ = ["Explanation", "Method", "MethodInfo", "explain", "get_method", "methods", "register"]
+
+
+def explain(
+    model: Any,
+    inputs: Any,
+    method: str | Method | type[Method] = "saliency",
+    *,
+    target: Target = None,
+    baseline: Any = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> Explanation:
+    """Attribute the model's decision for ``inputs`` with one registered method.
+
+    ``model``: a cnnlens ``Classifier`` or any ``nn.Module`` returning ``(B, K)`` logits. ``inputs``: a
+    ``(B, C, H, W)`` tensor, or images (paths, PIL, arrays) when ``model`` is a ``Classifier``. ``target``:
+    ``None`` (predicted class), an int, one int per image, or a callable ``logits -> score per row``.
+    ``batch_size``: most model inputs per forward pass (``None``: automatic). ``options``: the method's own
+    (see ``cnnlens.methods()``), plus ``smooth=`` ("smoothgrad", "smoothgrad_sq", "vargrad"),
+    ``smooth_samples=`` and ``smooth_std=`` for any method.
+    """
+    if isinstance(method, Method):
+        if options:
+            raise CnnlensError("give options when constructing the method object, not to explain()")
+        instance = method
+    else:
+        cls = get_method(method) if isinstance(method, str) else method
+        instance = cls(**options)
+    return instance(model, inputs, target=target, baseline=baseline, batch_size=batch_size, seed=seed)

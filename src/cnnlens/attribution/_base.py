@@ -1,0 +1,182 @@
+"""The pipeline every method shares. A method is a small class that implements ``compute`` only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, final
+
+import torch
+from torch import nn
+
+from .._errors import CnnlensError
+from ._baselines import baseline_distribution, single_baseline
+from ._context import Context, Target
+from ._guard import frozen, model_device
+from ._smooth import SMOOTH_PARAMS, smoothed
+
+T = torch.Tensor
+
+
+@dataclass
+class Explanation:
+    """What one method says about a batch of inputs."""
+
+    attributions: T
+    """``(B, C, H, W)`` like the inputs (``(B, 1, H, W)`` for map-like methods), on the inputs' device."""
+    method: str
+    target: T | Callable[[T], T]
+    """The class index explained per image, or the callable target that was given."""
+    probabilities: T
+    """Softmax of the model's logits for the inputs, ``(B, K)``."""
+    passes: int
+    """Model inputs evaluated (each image in a forward pass counts once)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    delta: T | None = None
+    """Per-image completeness error ``sum(attr) - (f(x) - f(baseline))`` where the method defines one."""
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+    """Method-specific diagnostics (e.g. passes per image of adaptive integrated gradients)."""
+
+    @property
+    def predictions(self) -> T:
+        return self.probabilities.argmax(1)
+
+    def __repr__(self) -> str:
+        d = "" if self.delta is None else f", max |delta|={self.delta.abs().max().item():.3g}"
+        return (
+            f"Explanation({self.method}, attributions={tuple(self.attributions.shape)}, "
+            f"passes={self.passes}{d}, {self.seconds:.2f}s)"
+        )
+
+
+class Method:
+    """Base class: subclasses set the class attributes and implement ``compute``; ``__call__`` runs it all."""
+
+    name: ClassVar[str] = ""
+    category: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    params: ClassVar[dict[str, Any]] = {}
+    needs_baseline: ClassVar[str | None] = None  # None, "single" or "distribution"
+    has_delta: ClassVar[bool] = False
+    output: ClassVar[str] = "input"  # "input": like the inputs; "map": one channel
+
+    def __init__(self, **options: Any) -> None:
+        allowed = set(self.params) | set(SMOOTH_PARAMS)
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise CnnlensError(
+                f"{self.name} has no option {', '.join(map(repr, unknown))}; its options are "
+                f"{', '.join(sorted(allowed))}"
+            )
+        self.options = {**self.params, **options}
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Validate ``self.options`` (override to add checks)."""
+
+    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
+        """Return ``(attributions, delta or None)`` for ``ctx.inputs`` (the one step a method writes)."""
+        raise NotImplementedError
+
+    @final
+    def __call__(
+        self,
+        model: nn.Module,
+        inputs: Any,
+        *,
+        target: Target = None,
+        baseline: Any = None,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ) -> Explanation:
+        start = time.perf_counter()
+        module, preprocessing = _unwrap(model)
+        x = _check_inputs(module, inputs, preprocessing)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise CnnlensError(f"batch_size must be a positive int or None (automatic); got {batch_size!r}")
+        generator = torch.Generator().manual_seed(int(seed))
+        with frozen(module):
+            ctx = Context(module, x, target, batch_size, generator)
+            base = None
+            if self.needs_baseline == "single":
+                base = single_baseline(baseline, x, preprocessing)
+            elif self.needs_baseline == "distribution":
+                base = baseline_distribution(baseline, x, preprocessing)
+            elif baseline is not None:
+                raise CnnlensError(f"{self.name} does not use a baseline; remove baseline=")
+            if self.options.get("smooth"):
+                attr, delta = smoothed(self, ctx, base)
+            else:
+                attr, delta = self.compute(ctx, base)
+            probabilities = torch.softmax(ctx.logits, dim=1)
+            targets = ctx.targets if ctx.targets is not None else target
+        return Explanation(
+            attributions=attr.detach(),
+            method=self.name,
+            target=targets,
+            probabilities=probabilities,
+            passes=ctx.passes,
+            options=dict(self.options),
+            delta=None if delta is None else delta.detach(),
+            seconds=time.perf_counter() - start,
+            info=ctx.info,
+        )
+
+
+def _unwrap(model: Any) -> tuple[nn.Module, Any]:
+    """(nn.Module, preprocessing or None) from a Classifier or a module."""
+    module = getattr(model, "module", None)
+    if isinstance(module, nn.Module) and not isinstance(model, nn.Module):
+        return module, getattr(model, "preprocessing", None)
+    if isinstance(model, nn.Module):
+        return model, None
+    raise CnnlensError(
+        f"model must be a torch.nn.Module returning logits or a cnnlens Classifier; got {type(model).__name__}"
+    )
+
+
+def _expected_channels(module: nn.Module) -> int | None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    return None
+
+
+def _check_inputs(module: nn.Module, inputs: Any, preprocessing: Any) -> T:
+    if not isinstance(inputs, torch.Tensor):
+        if preprocessing is None:
+            raise CnnlensError(
+                f"inputs must be a (B, C, H, W) float tensor; got {type(inputs).__name__}. Images (paths, PIL, "
+                f"arrays) are accepted when the model is a cnnlens Classifier that knows its preprocessing"
+            )
+        inputs = preprocessing(inputs)
+        device = model_device(module)
+        if device is not None:
+            inputs = inputs.to(device)
+    if inputs.dim() == 3:
+        raise CnnlensError(
+            f"inputs have shape {tuple(inputs.shape)}; a batch (B, C, H, W) is needed — use x.unsqueeze(0) "
+            f"for a single image"
+        )
+    if inputs.dim() != 4:
+        raise CnnlensError(f"inputs must have shape (B, C, H, W); got {tuple(inputs.shape)}")
+    if not inputs.dtype.is_floating_point:
+        raise CnnlensError(
+            f"inputs must be a float tensor (normalized as the model expects); got dtype {inputs.dtype}. "
+            f"Use classifier.preprocess(images) or x.float() after your own normalization"
+        )
+    if inputs.shape[0] == 0:
+        raise CnnlensError("inputs are an empty batch")
+    channels = _expected_channels(module)
+    if channels is not None and inputs.shape[1] != channels:
+        raise CnnlensError(
+            f"inputs have {inputs.shape[1]} channels but the model's first convolution expects {channels}"
+        )
+    device = model_device(module)
+    if device is not None and device != inputs.device:
+        raise CnnlensError(f"inputs are on {inputs.device} but the model is on {device}; move one of them")
+    if not torch.isfinite(inputs).all():
+        raise CnnlensError("inputs contain NaN or infinite values")
+    return inputs.detach()

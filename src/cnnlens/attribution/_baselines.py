@@ -1,0 +1,93 @@
+"""Baselines (references) in the model's input space, respecting its normalization."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .._errors import CnnlensError
+
+T = torch.Tensor
+BaselineSpec = None | float | int | str | T | Sequence[Any]
+
+_COLOURS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
+NAMES = ("zero", "black", "white", "mean", "blur")
+
+
+def _pixel(preprocessing: Any, name: str, inputs: T) -> T:
+    if preprocessing is None:
+        raise CnnlensError(
+            f"baseline={name!r} needs the model's normalization (mean/std) to know what a {name} pixel is; "
+            f"pass a cnnlens Classifier (cnnlens.load_model) or give the baseline as a tensor"
+        )
+    mean = torch.tensor(preprocessing.mean, dtype=inputs.dtype, device=inputs.device)
+    std = torch.tensor(preprocessing.std, dtype=inputs.dtype, device=inputs.device)
+    rgb = mean if name == "mean" else torch.tensor(_COLOURS[name], dtype=inputs.dtype, device=inputs.device)
+    return ((rgb - mean) / std).view(1, -1, 1, 1).expand_as(inputs)
+
+
+def _blur(inputs: T, sigma: float = 10.0) -> T:
+    radius = int(3 * sigma)
+    k = torch.exp(
+        -0.5 * (torch.arange(-radius, radius + 1, dtype=inputs.dtype, device=inputs.device) / sigma) ** 2
+    )
+    k = (k / k.sum()).view(1, 1, 1, -1).repeat(inputs.shape[1], 1, 1, 1)
+    c = inputs.shape[1]
+    x = torch.nn.functional.pad(inputs, (radius, radius, 0, 0), mode="replicate")
+    x = torch.nn.functional.conv2d(x, k, groups=c)
+    x = torch.nn.functional.pad(x, (0, 0, radius, radius), mode="replicate")
+    return torch.nn.functional.conv2d(x, k.transpose(2, 3), groups=c)
+
+
+def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Any = None) -> T:
+    """One baseline per input, shape ``inputs.shape``."""
+    if spec is None or (isinstance(spec, str) and spec == "zero"):
+        return torch.zeros_like(inputs)
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return torch.full_like(inputs, float(spec))
+    if isinstance(spec, str):
+        if spec in ("black", "white", "mean"):
+            return _pixel(preprocessing, spec, inputs).clone()
+        if spec == "blur":
+            return _blur(inputs)
+        raise CnnlensError(f"unknown baseline {spec!r}; use one of {', '.join(NAMES)}, a number or a tensor")
+    if isinstance(spec, torch.Tensor):
+        b = spec.to(device=inputs.device, dtype=inputs.dtype)
+        if b.dim() == inputs.dim() - 1:
+            b = b.unsqueeze(0)
+        try:
+            return b.expand_as(inputs).clone()
+        except RuntimeError:
+            raise CnnlensError(
+                f"baseline of shape {tuple(spec.shape)} does not fit inputs of shape {tuple(inputs.shape)}; "
+                f"give (C, H, W), (1, C, H, W) or one per input (B, C, H, W)"
+            ) from None
+    raise CnnlensError(
+        f"baseline must be None, a number, a name ({', '.join(NAMES)}) or a tensor; got {spec!r}"
+    )
+
+
+def baseline_distribution(spec: BaselineSpec, inputs: T, preprocessing: Any = None) -> T:
+    """K baselines for every input, shape ``(B, K, C, H, W)``.
+
+    A tensor ``(K, C, H, W)`` is shared by all inputs (e.g. a few dataset images), ``(B, K, C, H, W)`` gives
+    each input its own; a list mixes names, numbers and tensors, each one baseline. Anything accepted by ``single_baseline`` gives K = 1.
+    """
+    if isinstance(spec, torch.Tensor) and spec.dim() in (inputs.dim(), inputs.dim() + 1):
+        b = spec.to(device=inputs.device, dtype=inputs.dtype)
+        if b.dim() == inputs.dim():
+            b = b.unsqueeze(0).expand(inputs.shape[0], *b.shape)
+        if b.shape[0] != inputs.shape[0] or b.shape[2:] != inputs.shape[1:]:
+            raise CnnlensError(
+                f"baseline distribution of shape {tuple(spec.shape)} does not fit inputs of shape "
+                f"{tuple(inputs.shape)}: give (K, {', '.join(map(str, inputs.shape[1:]))}) shared by all inputs "
+                f"or (B, K, ...) per input"
+            )
+        return b.clone()
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise CnnlensError("the baseline list is empty; give at least one baseline")
+        return torch.stack([single_baseline(s, inputs, preprocessing) for s in spec], dim=1)
+    return single_baseline(spec, inputs, preprocessing).unsqueeze(1)

@@ -1,0 +1,42 @@
+"""Automatic batch size from a memory budget, and recognising out-of-memory errors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# A CNN keeps roughly this many input-sized tensors alive per sample during forward + backward
+# (activations, saved tensors, gradients). Deliberately pessimistic; out-of-memory backs off anyway.
+_ACTIVATION_FACTOR = 400
+_BUDGET_FRACTION = 0.25
+_MAX_BATCH = 256
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def auto_batch_size(model: nn.Module, inputs: torch.Tensor) -> int:
+    """Most inputs per forward pass that fit a quarter of the free memory of the inputs' device."""
+    per_sample = max(1, inputs[0].numel() * inputs.element_size() * _ACTIVATION_FACTOR)
+    budget = _available_bytes(inputs.device) * _BUDGET_FRACTION
+    return int(max(1, min(_MAX_BATCH, budget // per_sample)))
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "DefaultCPUAllocator" in text
+    )

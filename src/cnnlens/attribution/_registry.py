@@ -1,0 +1,81 @@
+"""The one list of attribution methods. CLI, docs table, report and contract tests all read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._errors import CnnlensError
+
+if TYPE_CHECKING:
+    from ._base import Method
+
+_METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: list a method under its ``name``. A name may be registered once only."""
+    name = cls.name
+    if not name or name != name.lower() or not name.replace("_", "").isalnum():
+        raise CnnlensError(f"method name {name!r} must be non-empty snake_case")
+    if name in _METHODS:
+        raise CnnlensError(
+            f"a method named {name!r} is already registered ({_METHODS[name].__module__}."
+            f"{_METHODS[name].__qualname__}); choose another name"
+        )
+    _METHODS[name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the registry knows about one method."""
+
+    name: str
+    category: str
+    summary: str
+    params: dict[str, Any]
+    needs_baseline: bool
+    has_delta: bool
+    output: str
+
+    def __str__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.name:22s} {self.category:12s} {self.summary}" + (f"  [{opts}]" if opts else "")
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered under ``name``; a clear error lists the known names otherwise."""
+    _load_all()
+    if isinstance(name, str) and name in _METHODS:
+        return _METHODS[name]
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(_METHODS), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise CnnlensError(f"unknown method {name!r}.{hint} Known methods: {', '.join(sorted(_METHODS))}")
+
+
+def methods(category: str | None = None) -> list[MethodInfo]:
+    """Every registered method (optionally one category) with its category, summary and parameters."""
+    _load_all()
+    out = []
+    for cls in _METHODS.values():
+        if category is None or cls.category == category:
+            out.append(
+                MethodInfo(
+                    name=cls.name,
+                    category=cls.category,
+                    summary=cls.summary,
+                    params=dict(cls.params),
+                    needs_baseline=cls.needs_baseline,
+                    has_delta=cls.has_delta,
+                    output=cls.output,
+                )
+            )
+    return out
+
+
+def _load_all() -> None:
+    # Importing the method packages runs their @register decorators.
+    from . import gradient  # noqa: F401

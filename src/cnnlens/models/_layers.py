@@ -1,0 +1,114 @@
+"""Finding layers in a model by name, by module, or as the last convolution executed."""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+from torch import nn
+
+from cnnlens._errors import CnnlensError
+from cnnlens.models._classifier import Classifier
+
+
+def _as_module(model: nn.Module | Classifier) -> nn.Module:
+    if isinstance(model, Classifier):
+        return model.module
+    if isinstance(model, nn.Module):
+        return model
+    raise CnnlensError(f"Expected an nn.Module or a Classifier; got {type(model).__name__}.")
+
+
+def layer_names(model: nn.Module | Classifier) -> list[str]:
+    """Dotted names of all submodules (not the model itself), in definition order."""
+    return [name for name, _ in _as_module(model).named_modules() if name]
+
+
+def get_layer(model: nn.Module | Classifier, name_or_module: str | nn.Module) -> nn.Module:
+    """The submodule named ``name_or_module`` (e.g. ``"_blocks.3._depthwise_conv"``).
+
+    A module is returned as is after checking that it belongs to the model.
+    """
+    root = _as_module(model)
+    if isinstance(name_or_module, nn.Module):
+        if any(m is name_or_module for m in root.modules()):
+            return name_or_module
+        raise CnnlensError(
+            f"The given {type(name_or_module).__name__} module is not part of this model; pass one of its "
+            "own submodules or a layer name (see cnnlens.models.layer_names(model))."
+        )
+    if not isinstance(name_or_module, str):
+        raise CnnlensError(f"A layer is given by name (str) or module; got {type(name_or_module).__name__}.")
+    if not name_or_module:
+        raise CnnlensError("The layer name is empty; pass a dotted name such as '_conv_head'.")
+    try:
+        return root.get_submodule(name_or_module)
+    except AttributeError:
+        pass
+    names = layer_names(root)
+    close = difflib.get_close_matches(name_or_module, names, n=5, cutoff=0.6)
+    if not close:
+        close = [n for n in names if name_or_module.lower() in n.lower()][:5]
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise CnnlensError(
+        f"No layer named {name_or_module!r} in {type(root).__name__}.{hint} "
+        "List all layers with cnnlens.models.layer_names(model)."
+    )
+
+
+def last_conv_layer(model: nn.Module | Classifier, input_shape: tuple[int, ...] | None = None) -> str:
+    """Dotted name of the last ``nn.Conv2d`` executed whose output is larger than 1x1.
+
+    The model is run once on zeros of ``input_shape`` (default: the classifier's input size,
+    else ``(1, 3, 224, 224)``) in eval mode; training flags and hooks are restored afterwards.
+    """
+    root = _as_module(model)
+    if input_shape is None:
+        prep = model.preprocessing if isinstance(model, Classifier) else None
+        input_shape = (1, 3, *prep.input_size) if prep is not None else (1, 3, 224, 224)
+    convs = [(name, m) for name, m in root.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise CnnlensError(
+            f"{type(root).__name__} has no nn.Conv2d layers (TorchScript models cannot be searched); "
+            "pass the layer name yourself."
+        )
+    param = next(iter(root.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    executed: list[str] = []
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            if (
+                isinstance(output, torch.Tensor)
+                and output.ndim == 4
+                and output.shape[-2] * output.shape[-1] > 1
+            ):
+                executed.append(name)
+
+        return hook
+
+    training = {m: m.training for m in root.modules()}
+    handles = []
+    try:
+        handles = [m.register_forward_hook(make_hook(name)) for name, m in convs]
+        root.eval()
+        with torch.no_grad():
+            root(torch.zeros(input_shape, device=device, dtype=dtype))
+    except Exception as e:
+        raise CnnlensError(
+            f"Running the model on a zero input of shape {tuple(input_shape)} failed "
+            f"({type(e).__name__}: {e}); "
+            "pass input_shape= matching what the model expects."
+        ) from e
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in training.items():
+            m.training = flag
+    if not executed:
+        raise CnnlensError(
+            "No nn.Conv2d layer with a spatial output larger than 1x1 ran during the forward pass; "
+            "pass the layer name yourself."
+        )
+    return executed[-1]

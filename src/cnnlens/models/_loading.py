@@ -1,0 +1,239 @@
+"""`load_model`: bundled names, nn.Module instances, TorchScript files and state-dict files."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import pickle
+import warnings
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlens._errors import CnnlensError
+from cnnlens.models._bundled import _REGISTRY, _load_bundled, bundled_models
+from cnnlens.models._classifier import Classifier, Preprocessing
+
+_SPEC_HINT = "spec='package.module:ClassName'"
+
+
+def load_model(
+    name_or_path: str | os.PathLike | nn.Module,
+    *,
+    spec: str | None = None,
+    preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    map_location: str | torch.device = "cpu",
+) -> Classifier:
+    """Load a classifier (in eval mode) from a bundled name, a module, a TorchScript or a state-dict file.
+
+    A state-dict file needs ``spec="package.module:Class"``; the class is built with no arguments,
+    or with ``num_classes=`` when given. ``preprocessing`` and ``class_names`` override the defaults.
+    """
+    prep = _as_preprocessing(preprocessing)
+    names = None if class_names is None else [str(c) for c in class_names]
+    if names is not None and num_classes is not None and len(names) != num_classes:
+        raise CnnlensError(
+            f"num_classes={num_classes} but {len(names)} class names were given; make them agree."
+        )
+
+    if isinstance(name_or_path, nn.Module):
+        if spec is not None:
+            raise CnnlensError("spec is only used with state-dict files; drop it when passing a module.")
+        name_or_path.eval()
+        return Classifier(name_or_path, prep, names, type(name_or_path).__name__)
+
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise CnnlensError(
+            "load_model takes a bundled model name, a file path or an nn.Module; "
+            f"got {type(name_or_path).__name__}."
+        )
+    path = Path(name_or_path)
+    if isinstance(name_or_path, str) and name_or_path in _REGISTRY and not path.exists():
+        return _bundled(name_or_path, spec, prep, names, num_classes, map_location)
+    if not path.exists():
+        raise CnnlensError(_not_found_message(name_or_path, path))
+    if path.is_dir():
+        raise CnnlensError(f"{str(path)!r} is a directory; pass a TorchScript or state-dict file.")
+
+    if _is_torchscript(path):
+        if spec is not None:
+            raise CnnlensError(f"{str(path)!r} is a TorchScript file, which needs no spec; drop spec=.")
+        try:
+            with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; loading still works
+                warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=DeprecationWarning)
+                module = torch.jit.load(str(path), map_location=map_location)
+        except RuntimeError as e:
+            raise CnnlensError(f"Could not load the TorchScript file {str(path)!r}: {e}") from e
+        module.eval()
+        return Classifier(module, prep, names, path.stem)
+
+    state = _read_state_dict(path, map_location)
+    if spec is None:
+        raise CnnlensError(
+            f"{str(path)!r} holds a state dict (weights only), which does not say how to build the model. "
+            f"Pass {_SPEC_HINT} naming the model class (importable, constructible with no arguments "
+            "or with num_classes=), or save the model as TorchScript (torch.jit.script(model).save(path))."
+        )
+    module = _build_from_spec(spec, num_classes)
+    _load_state_strict(module, state, path)
+    module.to(map_location).eval()
+    return Classifier(module, prep, names, path.stem)
+
+
+def _as_preprocessing(p: Preprocessing | Mapping[str, Any] | None) -> Preprocessing | None:
+    if p is None or isinstance(p, Preprocessing):
+        return p
+    if isinstance(p, Mapping):
+        allowed = [f.name for f in fields(Preprocessing)]
+        unknown = [k for k in p if k not in allowed]
+        if unknown:
+            raise CnnlensError(
+                f"Unknown preprocessing field(s) {unknown}; valid fields: {', '.join(allowed)}."
+            )
+        try:
+            return Preprocessing(**p)
+        except TypeError as e:
+            raise CnnlensError(
+                f"Incomplete preprocessing dict ({e}); valid fields: {', '.join(allowed)}."
+            ) from e
+    raise CnnlensError(
+        f"preprocessing must be a Preprocessing, a dict of its fields or None; got {type(p).__name__}."
+    )
+
+
+def _bundled(
+    name: str,
+    spec: str | None,
+    prep: Preprocessing | None,
+    names: list[str] | None,
+    num_classes: int | None,
+    map_location: str | torch.device,
+) -> Classifier:
+    if spec is not None:
+        raise CnnlensError(f"{name!r} is a bundled model; spec is only used with state-dict files.")
+    clf = _load_bundled(name, map_location)
+    if num_classes is not None and num_classes != clf.num_classes:
+        raise CnnlensError(
+            f"The bundled model {name!r} has {clf.num_classes} classes, not num_classes={num_classes}."
+        )
+    if names is not None:
+        if len(names) != clf.num_classes:
+            raise CnnlensError(
+                f"{name!r} has {clf.num_classes} classes but {len(names)} class names were given."
+            )
+        clf.class_names = names
+    if prep is not None:
+        clf.preprocessing = prep
+    return clf
+
+
+def _not_found_message(raw: str | os.PathLike, path: Path) -> str:
+    bundled = ", ".join(bundled_models())
+    text = os.fspath(raw)
+    looks_like_path = os.sep in text or "/" in text or path.suffix != ""
+    if looks_like_path:
+        return f"Model file not found: {text!r}. Check the path, or use a bundled model ({bundled})."
+    close = difflib.get_close_matches(text, bundled_models(), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return (
+        f"Unknown model {text!r}: it is neither a bundled model nor an existing file.{hint} "
+        f"Bundled models: {bundled}. To use your own model pass an nn.Module, a TorchScript file, "
+        f"or a state-dict file with {_SPEC_HINT}."
+    )
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            entries = z.namelist()
+    except zipfile.BadZipFile:
+        return False
+    return any(e.endswith("/constants.pkl") or "/code/" in e for e in entries)
+
+
+def _read_state_dict(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(str(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CnnlensError(
+            f"{str(path)!r} could not be loaded with weights_only=True: it probably contains a whole pickled "
+            "model, which cnnlens does not unpickle (it can run arbitrary code). Save model.state_dict() "
+            "or a TorchScript file instead."
+        ) from e
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise CnnlensError(f"Could not read {str(path)!r} as a PyTorch file ({e}); is it corrupt?") from e
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CnnlensError(
+            f"{str(path)!r} does not hold a state dict (a mapping of names to tensors); "
+            f"got {type(obj).__name__}."
+        )
+    return dict(obj)
+
+
+def _build_from_spec(spec: str, num_classes: int | None) -> nn.Module:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise CnnlensError(f"spec must look like {_SPEC_HINT[5:]}; got {spec!r}.")
+    try:
+        mod = importlib.import_module(module_name)
+    except ImportError as e:
+        raise CnnlensError(
+            f"spec {spec!r}: cannot import module {module_name!r} ({e}). Is it on sys.path?"
+        ) from e
+    obj: Any = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise CnnlensError(f"spec {spec!r}: module {module_name!r} has no attribute {attr!r}.")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise CnnlensError(f"spec {spec!r} does not name a class or function.")
+    try:
+        module = obj() if num_classes is None else obj(num_classes=num_classes)
+    except TypeError as e:
+        how = "with no arguments" if num_classes is None else f"with num_classes={num_classes}"
+        raise CnnlensError(f"spec {spec!r}: could not build the model {how} ({e}).") from e
+    if not isinstance(module, nn.Module):
+        raise CnnlensError(f"spec {spec!r} built a {type(module).__name__}, not a torch.nn.Module.")
+    return module
+
+
+def _load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("wrong shapes", wrong_shape),
+        ):
+            if keys:
+                more = f" (+{len(keys) - 8} more)" if len(keys) > 8 else ""
+                parts.append(f"{label}: {', '.join(keys[:8])}{more}")
+        raise CnnlensError(
+            f"The state dict in {str(path)!r} does not match {type(module).__name__}: "
+            + "; ".join(parts)
+            + ". Check that spec names the class the weights were saved from (and num_classes)."
+        )
+    module.load_state_dict(state, strict=True)
