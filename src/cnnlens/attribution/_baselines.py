@@ -30,9 +30,7 @@ def _pixel(preprocessing: Any, name: str, inputs: T) -> T:
 
 def _blur(inputs: T, sigma: float = 10.0) -> T:
     radius = int(3 * sigma)
-    k = torch.exp(
-        -0.5 * (torch.arange(-radius, radius + 1, dtype=inputs.dtype, device=inputs.device) / sigma) ** 2
-    )
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=inputs.dtype, device=inputs.device) / sigma) ** 2)
     k = (k / k.sum()).view(1, 1, 1, -1).repeat(inputs.shape[1], 1, 1, 1)
     c = inputs.shape[1]
     x = torch.nn.functional.pad(inputs, (radius, radius, 0, 0), mode="replicate")
@@ -64,9 +62,7 @@ def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Any = None) ->
                 f"baseline of shape {tuple(spec.shape)} does not fit inputs of shape {tuple(inputs.shape)}; "
                 f"give (C, H, W), (1, C, H, W) or one per input (B, C, H, W)"
             ) from None
-    raise CnnlensError(
-        f"baseline must be None, a number, a name ({', '.join(NAMES)}) or a tensor; got {spec!r}"
-    )
+    raise CnnlensError(f"baseline must be None, a number, a name ({', '.join(NAMES)}) or a tensor; got {spec!r}")
 
 
 def baseline_distribution(spec: BaselineSpec, inputs: T, preprocessing: Any = None) -> T:

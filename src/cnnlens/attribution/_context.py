@@ -79,14 +79,10 @@ class Context:
             raise CnnlensError(f"target must be an int, one int per image, or a callable; got {spec!r}")
         t = t.long().expand(self.n) if t.dim() == 0 else t.long()
         if t.numel() != self.n:
-            raise CnnlensError(
-                f"target has {t.numel()} entries but there are {self.n} images; give one per image"
-            )
+            raise CnnlensError(f"target has {t.numel()} entries but there are {self.n} images; give one per image")
         bad = (t < 0) | (t >= k)
         if bad.any():
-            raise CnnlensError(
-                f"target {t[bad].tolist()} out of range: the model has {k} classes (0..{k - 1})"
-            )
+            raise CnnlensError(f"target {t[bad].tolist()} out of range: the model has {k} classes (0..{k - 1})")
         return t
 
     def select(self, logits: T, owner: T) -> T:

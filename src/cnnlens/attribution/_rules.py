@@ -136,7 +136,7 @@ class RuleMode(TorchFunctionMode):
 
     def _maxpool(self, func: Callable, args: tuple, kwargs: dict):
         names = ["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
-        kw = dict(zip(names, args[1:]), **kwargs)
+        kw = dict(zip(names, args[1:], strict=False), **kwargs)
         want_idx = kw.pop("return_indices", False) or func is F.max_pool2d_with_indices
         if kw.get("stride") in (None, []):
             kw["stride"] = kw["kernel_size"]

@@ -31,9 +31,7 @@ def smoothed(method: Method, ctx: Context, baseline: T | None) -> tuple[T, None]
     if not isinstance(n, int) or n < 1:
         raise CnnlensError(f"smooth_samples must be a positive int; got {n!r}")
     if not isinstance(std, (int, float)) or std < 0:
-        raise CnnlensError(
-            f"smooth_std must be a non-negative number (fraction of the value range); got {std!r}"
-        )
+        raise CnnlensError(f"smooth_std must be a non-negative number (fraction of the value range); got {std!r}")
     x = ctx.inputs
     b = x.shape[0]
     sigma = std * (x.flatten(1).amax(1) - x.flatten(1).amin(1))

@@ -72,9 +72,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     try:
         return im.convert("RGB")
     except ValueError as e:
-        raise CnnlensError(
-            f"Cannot convert a PIL image of mode {mode!r} to RGB; convert it yourself first."
-        ) from e
+        raise CnnlensError(f"Cannot convert a PIL image of mode {mode!r} to RGB; convert it yourself first.") from e
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -105,9 +103,7 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
                 "If the values are 0..255, divide by 255 (or pass a uint8 array)."
             )
         return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
-    raise CnnlensError(
-        f"Unsupported image array dtype {a.dtype}; use uint8, uint16, bool or float in [0, 1]."
-    )
+    raise CnnlensError(f"Unsupported image array dtype {a.dtype}; use uint8, uint16, bool or float in [0, 1].")
 
 
 def _from_array(a: np.ndarray) -> Image.Image:

@@ -53,9 +53,7 @@ class Preprocessing:
     def __post_init__(self) -> None:
         size = tuple(int(s) for s in self.input_size)
         if len(size) != 2 or min(size) < 1:
-            raise CnnlensError(
-                f"input_size must be (height, width) with positive values; got {self.input_size}."
-            )
+            raise CnnlensError(f"input_size must be (height, width) with positive values; got {self.input_size}.")
         object.__setattr__(self, "input_size", size)
         if self.resize is not None:
             if int(self.resize) < max(size):
@@ -70,9 +68,7 @@ class Preprocessing:
             raise CnnlensError(f"std values must be positive; got {std}.")
         object.__setattr__(self, "std", std)
         if self.interpolation not in _RESAMPLING:
-            raise CnnlensError(
-                f"Unknown interpolation {self.interpolation!r}; use one of {', '.join(_RESAMPLING)}."
-            )
+            raise CnnlensError(f"Unknown interpolation {self.interpolation!r}; use one of {', '.join(_RESAMPLING)}.")
 
     # -- images -> tensor ------------------------------------------------------------------
     def __call__(self, images: Images) -> torch.Tensor:

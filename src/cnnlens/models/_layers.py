@@ -79,11 +79,7 @@ def last_conv_layer(model: nn.Module | Classifier, input_shape: tuple[int, ...] 
 
     def make_hook(name: str):
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            if (
-                isinstance(output, torch.Tensor)
-                and output.ndim == 4
-                and output.shape[-2] * output.shape[-1] > 1
-            ):
+            if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[-2] * output.shape[-1] > 1:
                 executed.append(name)
 
         return hook

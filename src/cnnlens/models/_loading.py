@@ -40,9 +40,7 @@ def load_model(
     prep = _as_preprocessing(preprocessing)
     names = None if class_names is None else [str(c) for c in class_names]
     if names is not None and num_classes is not None and len(names) != num_classes:
-        raise CnnlensError(
-            f"num_classes={num_classes} but {len(names)} class names were given; make them agree."
-        )
+        raise CnnlensError(f"num_classes={num_classes} but {len(names)} class names were given; make them agree.")
 
     if isinstance(name_or_path, nn.Module):
         if spec is not None:
@@ -52,8 +50,7 @@ def load_model(
 
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise CnnlensError(
-            "load_model takes a bundled model name, a file path or an nn.Module; "
-            f"got {type(name_or_path).__name__}."
+            f"load_model takes a bundled model name, a file path or an nn.Module; got {type(name_or_path).__name__}."
         )
     path = Path(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in _REGISTRY and not path.exists():
@@ -95,18 +92,12 @@ def _as_preprocessing(p: Preprocessing | Mapping[str, Any] | None) -> Preprocess
         allowed = [f.name for f in fields(Preprocessing)]
         unknown = [k for k in p if k not in allowed]
         if unknown:
-            raise CnnlensError(
-                f"Unknown preprocessing field(s) {unknown}; valid fields: {', '.join(allowed)}."
-            )
+            raise CnnlensError(f"Unknown preprocessing field(s) {unknown}; valid fields: {', '.join(allowed)}.")
         try:
             return Preprocessing(**p)
         except TypeError as e:
-            raise CnnlensError(
-                f"Incomplete preprocessing dict ({e}); valid fields: {', '.join(allowed)}."
-            ) from e
-    raise CnnlensError(
-        f"preprocessing must be a Preprocessing, a dict of its fields or None; got {type(p).__name__}."
-    )
+            raise CnnlensError(f"Incomplete preprocessing dict ({e}); valid fields: {', '.join(allowed)}.") from e
+    raise CnnlensError(f"preprocessing must be a Preprocessing, a dict of its fields or None; got {type(p).__name__}.")
 
 
 def _bundled(
@@ -121,14 +112,10 @@ def _bundled(
         raise CnnlensError(f"{name!r} is a bundled model; spec is only used with state-dict files.")
     clf = _load_bundled(name, map_location)
     if num_classes is not None and num_classes != clf.num_classes:
-        raise CnnlensError(
-            f"The bundled model {name!r} has {clf.num_classes} classes, not num_classes={num_classes}."
-        )
+        raise CnnlensError(f"The bundled model {name!r} has {clf.num_classes} classes, not num_classes={num_classes}.")
     if names is not None:
         if len(names) != clf.num_classes:
-            raise CnnlensError(
-                f"{name!r} has {clf.num_classes} classes but {len(names)} class names were given."
-            )
+            raise CnnlensError(f"{name!r} has {clf.num_classes} classes but {len(names)} class names were given.")
         clf.class_names = names
     if prep is not None:
         clf.preprocessing = prep
@@ -179,8 +166,7 @@ def _read_state_dict(path: Path, map_location: str | torch.device) -> dict[str, 
                 break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CnnlensError(
-            f"{str(path)!r} does not hold a state dict (a mapping of names to tensors); "
-            f"got {type(obj).__name__}."
+            f"{str(path)!r} does not hold a state dict (a mapping of names to tensors); got {type(obj).__name__}."
         )
     return dict(obj)
 
@@ -192,9 +178,7 @@ def _build_from_spec(spec: str, num_classes: int | None) -> nn.Module:
     try:
         mod = importlib.import_module(module_name)
     except ImportError as e:
-        raise CnnlensError(
-            f"spec {spec!r}: cannot import module {module_name!r} ({e}). Is it on sys.path?"
-        ) from e
+        raise CnnlensError(f"spec {spec!r}: cannot import module {module_name!r} ({e}). Is it on sys.path?") from e
     obj: Any = mod
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -16,9 +16,7 @@ T = torch.Tensor
 class DeepLift(Method):
     name = "deeplift"
     category = "gradient"
-    summary = (
-        "DeepLIFT rescale rule: secant slopes from the baseline; attributions sum to f(x) - f(baseline)."
-    )
+    summary = "DeepLIFT rescale rule: secant slopes from the baseline; attributions sum to f(x) - f(baseline)."
     needs_baseline = "single"
     has_delta = True
 

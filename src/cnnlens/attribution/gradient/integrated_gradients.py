@@ -63,12 +63,8 @@ class IntegratedGradients(Method):
             raise CnnlensError(f"steps must be a positive int; got {o['steps']!r}")
         if o["quadrature"] not in QUADRATURES:
             raise CnnlensError(f"unknown quadrature {o['quadrature']!r}; use one of {', '.join(QUADRATURES)}")
-        if o["tolerance"] is not None and not (
-            isinstance(o["tolerance"], (int, float)) and o["tolerance"] > 0
-        ):
-            raise CnnlensError(
-                f"tolerance must be a positive number (e.g. 0.01) or None; got {o['tolerance']!r}"
-            )
+        if o["tolerance"] is not None and not (isinstance(o["tolerance"], (int, float)) and o["tolerance"] > 0):
+            raise CnnlensError(f"tolerance must be a positive number (e.g. 0.01) or None; got {o['tolerance']!r}")
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T]:
         assert baseline is not None
