@@ -7,9 +7,9 @@ from typing import Any
 from .._errors import CnnlensError
 from ._base import Explanation, Method
 from ._context import Target
-from ._registry import MethodInfo, get_method, methods, register
+from ._registry import MethodInfo, get_method, method_table, methods, register
 
-__all__ = ["Explanation", "Method", "MethodInfo", "explain", "get_method", "methods", "register"]
+__all__ = ["Explanation", "Method", "MethodInfo", "explain", "get_method", "method_table", "methods", "register"]
 
 
 def explain(

@@ -10,6 +10,9 @@ from torch import nn
 _ACTIVATION_FACTOR = 400
 _BUDGET_FRACTION = 0.25
 _MAX_BATCH = 256
+# On a CPU, large batches fall out of cache: measured on EfficientNet-Lite0 at 224 px, 8 images per pass is
+# fastest (25 is 1.4x slower, 50 is 2.2x). Keep about this many input values per pass.
+_CPU_INPUT_VALUES = 1_200_000
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -27,10 +30,13 @@ def _available_bytes(device: torch.device) -> int:
 
 
 def auto_batch_size(model: nn.Module, inputs: torch.Tensor) -> int:
-    """Most inputs per forward pass that fit a quarter of the free memory of the inputs' device."""
+    """Inputs per forward pass: what fits a quarter of the free memory, and on a CPU what stays fast."""
     per_sample = max(1, inputs[0].numel() * inputs.element_size() * _ACTIVATION_FACTOR)
     budget = _available_bytes(inputs.device) * _BUDGET_FRACTION
-    return int(max(1, min(_MAX_BATCH, budget // per_sample)))
+    size = min(_MAX_BATCH, budget // per_sample)
+    if inputs.device.type == "cpu":
+        size = min(size, _CPU_INPUT_VALUES // max(1, inputs[0].numel()))
+    return int(max(1, size))
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -35,7 +35,7 @@ class MethodInfo:
     category: str
     summary: str
     params: dict[str, Any]
-    needs_baseline: bool
+    needs_baseline: str | None
     has_delta: bool
     output: str
 
@@ -74,6 +74,16 @@ def methods(category: str | None = None) -> list[MethodInfo]:
                 )
             )
     return out
+
+
+def method_table() -> str:
+    """The registry as a Markdown table (the README's method table is this text, checked by a test)."""
+    rows = ["| method | category | what it computes | options | baseline | delta |", "|---|---|---|---|---|---|"]
+    for m in methods():
+        opts = ", ".join(f"`{k}={v!r}`" for k, v in m.params.items()) or "-"
+        base = m.needs_baseline or "-"
+        rows.append(f"| `{m.name}` | {m.category} | {m.summary} | {opts} | {base} | {'yes' if m.has_delta else '-'} |")
+    return "\n".join(rows)
 
 
 def _load_all() -> None:

@@ -65,6 +65,10 @@ class IntegratedGradients(Method):
             raise CnnlensError(f"unknown quadrature {o['quadrature']!r}; use one of {', '.join(QUADRATURES)}")
         if o["tolerance"] is not None and not (isinstance(o["tolerance"], (int, float)) and o["tolerance"] > 0):
             raise CnnlensError(f"tolerance must be a positive number (e.g. 0.01) or None; got {o['tolerance']!r}")
+        if not isinstance(o["max_passes"], int) or o["max_passes"] < 4:
+            raise CnnlensError(
+                f"max_passes must be an int >= 4 (f(x), f(baseline) and one 2-point interval); got {o['max_passes']!r}"
+            )
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T]:
         assert baseline is not None
@@ -95,7 +99,7 @@ def _adaptive(ctx: Context, x: T, x0: T, gap: T, options: dict) -> T:
     tol, budget = float(options["tolerance"]), int(options["max_passes"])
     b = x.shape[0]
     diff = x - x0
-    n0 = max(1, options["steps"] // 2)
+    n0 = max(1, min(options["steps"], budget - 2) // 2)  # the first round stays within max_passes too
     # per image: intervals as [lo, hi, S (scalar integral), E (variation), V (vector integral)]
     intervals: list[list[list]] = [[] for _ in range(b)]
     pending = [[(i / n0, (i + 1) / n0) for i in range(n0)] for _ in range(b)]
