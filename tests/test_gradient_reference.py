@@ -22,11 +22,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 
 import _nets  # noqa: E402
-
 import cnnlens  # noqa: E402
 from cnnlens import CnnlensWarning, UnsupportedOperationError  # noqa: E402
 from cnnlens.attribution._context import Context  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")  # its notes about hooks and requires_grad
 T = torch.Tensor
 TARGETS = torch.tensor([1, 3, 4])
 ALL_METHODS = (
@@ -132,10 +132,11 @@ def test_input_x_gradient_equals_captum(net, x) -> None:
 
 
 @needs_captum
-@pytest.mark.parametrize(("ours_name", "captum_name"), [("guided_backprop", "GuidedBackprop"), ("deconvnet", "Deconvolution")])
+@pytest.mark.parametrize(
+    ("ours_name", "captum_name"), [("guided_backprop", "GuidedBackprop"), ("deconvnet", "Deconvolution")]
+)
 def test_guided_and_deconvnet_equal_captum(net, x, ours_name, captum_name) -> None:
-    with pytest.warns(UserWarning):  # Captum warns that it sets backward hooks
-        theirs = getattr(captum_attr, captum_name)(net).attribute(x.clone(), target=TARGETS.tolist())
+    theirs = getattr(captum_attr, captum_name)(net).attribute(x.clone(), target=TARGETS.tolist())
     ours = cnnlens.explain(net, x, ours_name, target=TARGETS).attributions
     assert_close(ours, theirs)
     # and the rule matters on this net: the result is not the plain gradient
@@ -150,7 +151,9 @@ def test_integrated_gradients_equals_captum(net, x, x0, quadrature, steps) -> No
         x.clone(), baselines=x0, target=TARGETS.tolist(), n_steps=steps, method=quadrature,
         return_convergence_delta=True,
     )  # fmt: skip
-    ours = cnnlens.explain(net, x, "integrated_gradients", baseline=x0, target=TARGETS, steps=steps, quadrature=quadrature)
+    ours = cnnlens.explain(
+        net, x, "integrated_gradients", baseline=x0, target=TARGETS, steps=steps, quadrature=quadrature
+    )
     assert_close(ours.attributions, attr)
     torch.testing.assert_close(ours.delta, delta.float(), rtol=1e-4, atol=1e-5 * attr.abs().sum().item())
 
@@ -256,8 +259,7 @@ def test_relu_written_any_way_gives_the_same_result(x, x0, dist, kind, method) -
 def test_captum_is_blind_to_functional_and_reused_relus(x, x0) -> None:
     """Documents why the variants matter: Captum's module hooks miss F.relu and reject a reused module."""
     functional, reused = _nets.residual_cnn("functional"), _nets.residual_cnn("reused")
-    with pytest.warns(UserWarning):
-        theirs = captum_attr.GuidedBackprop(functional).attribute(x.clone(), target=TARGETS.tolist())
+    theirs = captum_attr.GuidedBackprop(functional).attribute(x.clone(), target=TARGETS.tolist())
     torch.testing.assert_close(theirs, plain_grad(functional, x, TARGETS))  # silently the plain gradient
     with pytest.raises(RuntimeError, match="used more than once"):
         captum_attr.DeepLift(reused).attribute(x.clone(), baselines=x0, target=TARGETS.tolist())
@@ -388,7 +390,9 @@ def test_two_layer_relu_net_guided_deconv_deeplift_by_hand() -> None:
     W, b = torch.randn(5, 6, generator=g), torch.randn(5, generator=g) * 0.3
     V, c = torch.randn(4, 5, generator=g), torch.randn(4, generator=g) * 0.3
     u = torch.tensor([1.0, -2.0, 0.5, -0.7])
-    model = _nets.Functional(lambda t: (torch.relu(F.linear(torch.relu(F.linear(t.flatten(1), W, b)), V, c)) * u).sum(1, keepdim=True))
+    model = _nets.Functional(
+        lambda t: (torch.relu(F.linear(torch.relu(F.linear(t.flatten(1), W, b)), V, c)) * u).sum(1, keepdim=True)
+    )
     x = torch.randn(6, 1, 2, 3, generator=g)
     x0 = torch.randn(6, 1, 2, 3, generator=g) * 0.5
     xf, x0f = x.flatten(1), x0.flatten(1)
@@ -501,7 +505,9 @@ def test_deeplift_and_deeplift_shap_completeness(name, dist) -> None:
     r = cnnlens.explain(model, x, "deeplift_shap", baseline=dist, target=t)
     ref = torch.stack([scores(model, dist, ti.expand(dist.shape[0])).mean() for ti in t])
     gap = fx - ref
-    torch.testing.assert_close(r.delta, r.attributions.flatten(1).sum(1) - gap, rtol=0, atol=1e-5 * gap.abs().max().item())
+    torch.testing.assert_close(
+        r.delta, r.attributions.flatten(1).sum(1) - gap, rtol=0, atol=1e-5 * gap.abs().max().item()
+    )
     assert (r.delta.abs() <= 1e-4 * gap.abs() + 1e-6).all(), (r.delta, gap)
 
 
@@ -522,7 +528,9 @@ def test_ig_delta_is_the_completeness_error_and_shrinks_with_steps(x, x0) -> Non
     errors = {}
     for quadrature in ("gausslegendre", "riemann_trapezoid", "riemann_middle"):
         for steps in (2, 8, 32):
-            r = cnnlens.explain(model, x, "integrated_gradients", baseline=x0, target=t, steps=steps, quadrature=quadrature)
+            r = cnnlens.explain(
+                model, x, "integrated_gradients", baseline=x0, target=t, steps=steps, quadrature=quadrature
+            )
             torch.testing.assert_close(r.delta, r.attributions.flatten(1).sum(1) - gap, rtol=0, atol=1e-5)
             errors[quadrature, steps] = r.delta.abs().max().item()
         assert errors[quadrature, 2] > errors[quadrature, 8] > errors[quadrature, 32], errors
@@ -633,11 +641,15 @@ def test_guided_backprop_handles_relu6() -> None:
 # =========================================================================================================
 
 
-@pytest.mark.parametrize("method", ["saliency", "input_x_gradient", "guided_backprop", "integrated_gradients", "deeplift", "deeplift_shap"])
+@pytest.mark.parametrize(
+    "method", ["saliency", "input_x_gradient", "guided_backprop", "integrated_gradients", "deeplift", "deeplift_shap"]
+)
 def test_smoothgrad_with_zero_noise_is_the_plain_method(net, x, x0, dist, method) -> None:
     opts = _options(method, x0, dist)
     plain = cnnlens.explain(net, x, method, target=TARGETS, **opts)
-    smooth = cnnlens.explain(net, x, method, target=TARGETS, smooth="smoothgrad", smooth_std=0.0, smooth_samples=3, **opts)
+    smooth = cnnlens.explain(
+        net, x, method, target=TARGETS, smooth="smoothgrad", smooth_std=0.0, smooth_samples=3, **opts
+    )
     assert_close(smooth.attributions, plain.attributions)
     assert smooth.delta is None
 
@@ -680,11 +692,23 @@ def test_smoothgrad_over_deeplift_uses_the_same_noise_and_baselines(net, x, x0) 
     n, std, seed = 4, 0.2, 3
     noisy = x.repeat_interleave(n, 0) + _noise(x, n, std, seed)
     runs = [
-        cnnlens.explain(net, noisy[r : r + 1], "deeplift", baseline=x0[r // n : r // n + 1], target=TARGETS[r // n]).attributions[0]
+        cnnlens.explain(
+            net, noisy[r : r + 1], "deeplift", baseline=x0[r // n : r // n + 1], target=TARGETS[r // n]
+        ).attributions[0]
         for r in range(noisy.shape[0])
     ]
     expected = torch.stack(runs).view(3, n, *x.shape[1:]).mean(1)
-    r = cnnlens.explain(net, x, "deeplift", baseline=x0, target=TARGETS, smooth="smoothgrad", smooth_samples=n, smooth_std=std, seed=seed)
+    r = cnnlens.explain(
+        net,
+        x,
+        "deeplift",
+        baseline=x0,
+        target=TARGETS,
+        smooth="smoothgrad",
+        smooth_samples=n,
+        smooth_std=std,
+        seed=seed,
+    )
     assert_close(r.attributions, expected)
 
 

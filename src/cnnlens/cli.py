@@ -165,9 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="saliency,integrated_gradients", help="comma-separated method names")
     p.add_argument("--target", default=None, help="class index or name to explain (default: predicted class)")
     p.add_argument("--batch-size", type=int, default=None, help="most model inputs per forward pass")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable"
-    )
+    p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable")
     p.add_argument("--out", default="out/explain", help="output folder")
     p.set_defaults(func=_cmd_explain)
     p = sub.add_parser("demo", help="explain the bundled model on the bundled photos (offline)")
