@@ -265,6 +265,20 @@ def test_captum_is_blind_to_functional_and_reused_relus(x, x0) -> None:
         captum_attr.DeepLift(reused).attribute(x.clone(), baselines=x0, target=TARGETS.tolist())
 
 
+@needs_captum
+def test_captum_deeplift_breaks_completeness_with_max_pooling() -> None:
+    """Documents the Captum 0.9 bug our max-pool rule avoids (ours: see the completeness tests below)."""
+    model, t = _nets.maxpool_net(), torch.tensor([0, 2, 4])
+    x, x0 = _nets.inputs(3, scale=2.5), _nets.inputs(3, seed=7, scale=0.5)
+    _, theirs = captum_attr.DeepLift(model).attribute(
+        x.clone(), baselines=x0, target=t.tolist(), return_convergence_delta=True
+    )
+    ours = cnnlens.explain(model, x, "deeplift", baseline=x0, target=t).delta
+    gap = scores(model, x, t) - scores(model, x0, t)
+    assert (theirs.abs() > 0.05 * gap.abs()).all(), (theirs, gap)
+    assert (ours.abs() <= 1e-4 * gap.abs() + 1e-6).all(), (ours, gap)
+
+
 # =========================================================================================================
 # Riemann trapezoid: exact integration (ours) vs Captum's weights that sum to (n - 1) / n
 # =========================================================================================================
@@ -593,7 +607,10 @@ def test_adaptive_ig_reaches_its_tolerance(model_name) -> None:
 def test_adaptive_ig_warns_when_the_budget_runs_out(net, x, x0) -> None:
     with pytest.warns(CnnlensWarning, match="did not reach tolerance"):
         r = cnnlens.explain(net, x, "integrated_gradients", baseline=x0, target=TARGETS, tolerance=1e-9, max_passes=12)
-    assert all(p <= 12 for p in r.info["passes_per_image"])
+    assert r.info["passes_per_image"] == [12, 12, 12]  # the first round (steps=50 by default) is capped too
+    assert r.passes == 36
+    with pytest.raises(cnnlens.CnnlensError, match="max_passes"):
+        cnnlens.explain(net, x, "integrated_gradients", baseline=x0, tolerance=0.01, max_passes=3)
 
 
 # =========================================================================================================
@@ -750,6 +767,8 @@ def test_batch_size_does_not_change_results_and_passes_are_exact(net, x, x0, dis
             torch.testing.assert_close(r.delta, ref.delta, rtol=0, atol=1e-5)
         assert r.passes == EXACT_PASSES[method]
         torch.testing.assert_close(r.target, ref.probabilities.argmax(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ref.probabilities, torch.softmax(net(x), 1))
 
 
 def test_gradient_shap_passes_without_noise_and_one_baseline(net, x, x0) -> None:

@@ -171,7 +171,7 @@ class GuidedMode(_GatedMode):
     method = "guided_backprop"
 
     def activation_grad(self, name: str, f: Callable[[T], T], x: T, gy: T) -> T:
-        return _vjp(f, x, gy)
+        return _vjp(f, x, gy.clamp(min=0))
 
 
 class DeconvMode(_GatedMode):
