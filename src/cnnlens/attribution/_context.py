@@ -135,8 +135,13 @@ class Context:
             try:
                 results.append(fn(sl))
             except Exception as err:  # noqa: BLE001 - only out-of-memory is retried, the rest re-raised
-                if self.batch_size is not None or not is_out_of_memory(err) or self._size() <= 1:
+                if not is_out_of_memory(err):
                     raise
+                if self.batch_size is not None or self._size() <= 1:
+                    raise CnnlensError(
+                        f"out of memory with {self._size()} model inputs per forward pass; pass a smaller "
+                        f"batch_size (or batch_size=None to find one automatically)"
+                    ) from err
                 self._auto = max(1, self._size() // 2)
                 continue
             start = sl.stop

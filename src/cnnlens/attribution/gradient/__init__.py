@@ -1,3 +1,17 @@
-"""Gradient methods. Importing this package registers them."""
+"""Gradient methods. Importing this package registers them; the classes are usable directly too."""
 
-from . import deeplift, gradient_shap, integrated_gradients, simple  # noqa: F401
+from .deeplift import DeepLift, DeepLiftShap
+from .gradient_shap import GradientShap
+from .integrated_gradients import IntegratedGradients
+from .simple import Deconvnet, GuidedBackprop, InputXGradient, Saliency
+
+__all__ = [
+    "DeepLift",
+    "DeepLiftShap",
+    "Deconvnet",
+    "GradientShap",
+    "GuidedBackprop",
+    "InputXGradient",
+    "IntegratedGradients",
+    "Saliency",
+]
