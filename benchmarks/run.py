@@ -14,6 +14,7 @@ then, for integrated gradients, the fewest steps (from a ladder) at which Captum
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -37,7 +38,7 @@ IG_STEPS = 50
 SHAP_SAMPLES = 20
 TOLERANCE = 0.01
 LADDER = (16, 32, 64, 128, 256, 512)
-QUICK_LADDER = (16, 64, 256)
+QUICK_LADDER = (32, 128)
 CAPTUM_QUADRATURES = ("gausslegendre", "riemann_trapezoid")
 SAME = 1e-4  # relative difference below which two attributions count as the same
 
@@ -148,6 +149,7 @@ class Case:
     gap: T | None = None  # normalizer of delta (None: no delta)
     shortcuts: dict[str, T] = field(default_factory=dict)  # what Captum gives if it skips ReLU6, by name
     stochastic: bool = False
+    remark: str = ""  # printed in the note column
 
 
 def cases(s: Setup, bs: int) -> list[Case]:
@@ -200,6 +202,7 @@ def cases(s: Setup, bs: int) -> list[Case]:
             ),
             gap=s.dist_gap,
             stochastic=True,
+            remark="Captum's delta runs f on every noisy input and drawn baseline (2 rows per sample)",
         ),
         Case(
             "deeplift",
@@ -273,7 +276,7 @@ def measure(s: Setup, case: Case, repeats: int) -> Row:
                 attr, _ = timed(s, fn, r + 1, best)
                 if r == 0:
                     seed1[who] = attr
-    notes = []
+    notes = [case.remark] if case.remark else []
     for label, ref in case.shortcuts.items():
         if rel_diff(ref, a_theirs) < SAME:
             notes.append(f"Captum == {label}")
@@ -300,10 +303,11 @@ class LadderResult:
     seconds: float
     delta: float
     trace: str
+    search_seconds: float  # all rungs tried (what finding the step count costs)
 
 
 def captum_ladder(s: Setup, quadrature: str, ladder: tuple[int, ...], bs: int) -> LadderResult:
-    trace, last = [], None
+    trace, last, total = [], None, 0.0
     for n in ladder:
         log(f"  Captum IG {quadrature}, {n} steps ...")
         fn = captum(
@@ -317,18 +321,18 @@ def captum_ladder(s: Setup, quadrature: str, ladder: tuple[int, ...], bs: int) -
         )
         best = Timing()
         _, delta = timed(s, fn, 0, best)
+        total += best.seconds
         rel = rel_delta(delta, s.gap)
         assert rel is not None
         trace.append(f"{n}:{rel:.2%}")
         last = (n, best, rel)
         if rel <= TOLERANCE:
             passes = [best.rows // s.x.shape[0]] * s.x.shape[0]
-            return LadderResult("Captum", quadrature, n, passes, best.seconds, rel, " ".join(trace))
+            return LadderResult("Captum", quadrature, n, passes, best.seconds, rel, " ".join(trace), total)
     assert last is not None
     n, best, rel = last
-    return LadderResult(
-        "Captum", quadrature, None, [best.rows // s.x.shape[0]] * s.x.shape[0], best.seconds, rel, " ".join(trace)
-    )
+    passes = [best.rows // s.x.shape[0]] * s.x.shape[0]
+    return LadderResult("Captum", quadrature, None, passes, best.seconds, rel, " ".join(trace), total)
 
 
 def ours_adaptive(s: Setup, bs: int) -> tuple[LadderResult, list[str]]:
@@ -350,7 +354,7 @@ def ours_adaptive(s: Setup, bs: int) -> tuple[LadderResult, list[str]]:
     assert rel is not None
     passes = list(e.info["passes_per_image"])
     steps = None if rel > TOLERANCE else 0  # 0: reached (no step count to show)
-    res = LadderResult("cnnlens", f"adaptive (tol {TOLERANCE})", steps, passes, seconds, rel, "")
+    res = LadderResult("cnnlens", f"adaptive (tol {TOLERANCE})", steps, passes, seconds, rel, "", seconds)
     return res, [str(w.message) for w in caught if issubclass(w.category, cnnlens.CnnlensWarning)]
 
 
@@ -365,6 +369,14 @@ def trapezoid_weight_sum(n: int) -> float | None:
 
 
 # ---- printing ----------------------------------------------------------------------------------------------
+def load_average() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return fh.read().split()[0]
+    except OSError:
+        return "?"
+
+
 def fmt(v: float | None, spec: str = ".1e") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -387,18 +399,21 @@ def print_table(rows: list[Row]) -> None:
 
 def print_ladder(results: list[LadderResult], warns: list[str], ladder: tuple[int, ...]) -> None:
     head = (
-        f"{'who':<8} {'quadrature':<20} {'steps':>12} {'passes/image':>14} {'seconds':>8} {'|δ|/gap':>8}  "
-        f"ladder (steps:max |δ|/gap)"
+        f"{'who':<8} {'quadrature':<20} {'steps':>12} {'passes/image':>14} {'seconds':>8} {'search s':>8} "
+        f"{'|δ|/gap':>8}  ladder (steps:max |δ|/gap)"
     )
     print(head)
     print("-" * len(head))
     for r in results:
         steps = "not reached" if r.steps is None else ("reached" if r.steps == 0 else str(r.steps))
         passes = ", ".join(map(str, r.passes))
-        print(f"{r.who:<8} {r.quadrature:<20} {steps:>12} {passes:>14} {r.seconds:>8.2f} {r.delta:>8.2%}  {r.trace}")
+        print(
+            f"{r.who:<8} {r.quadrature:<20} {steps:>12} {passes:>14} {r.seconds:>8.2f} {r.search_seconds:>8.2f} "
+            f"{r.delta:>8.2%}  {r.trace}"
+        )
     print(
         f"(Captum: one run at the first rung that reaches {TOLERANCE:.0%} on both images, or the last rung "
-        f"{ladder[-1]}; passes include f(x) and f(x0). cnnlens: one run; passes per image differ by image.)"
+        f"{ladder[-1]}; passes include f(x) and f(x0); search s: all rungs tried. cnnlens: one run.)"
     )
     w = trapezoid_weight_sum(ladder[0])
     if w is not None and abs(w - 1) > 1e-6:
@@ -425,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import captum
 
-    t0 = time.perf_counter()
+    t0, load_before = time.perf_counter(), load_average()
     log("loading EfficientNet-Lite0 and sample images ...")
     torch.manual_seed(0)
     s = setup()
@@ -455,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, Python {platform.python_version()}; "
         f"batch_size={bs} (Captum internal_batch_size for IG); best of {repeats} after 1 warm-up, "
-        f"libraries alternating"
+        f"libraries alternating; 1-min load average {load_before} at start, {load_average()} at end "
+        f"on {os.cpu_count()} CPUs (other load makes the times noisy)"
     )
     print(
         f"IG: {IG_STEPS} steps gausslegendre, zero baseline; SHAP methods: K={s.dist.shape[0]} baselines "
