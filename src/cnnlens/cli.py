@@ -97,6 +97,7 @@ def explain_images(
                         "passes_per_batch": e.passes,
                         "seconds_per_batch": round(e.seconds, 3),
                         "completeness_delta": None if e.delta is None else float(e.delta[i]),
+                        "relative_delta": None if e.delta is None else _relative(e, i),
                     }
                     for m, e in results.items()
                 },
@@ -104,6 +105,13 @@ def explain_images(
         )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _relative(e: Any, i: int) -> float:
+    """delta / (f(x) - f(baseline)), where f(x) - f(baseline) = sum(attributions) - delta."""
+    delta = float(e.delta[i])
+    gap = float(e.attributions[i].sum()) - delta
+    return delta / gap if gap else float("inf")
 
 
 def _cmd_methods(args: argparse.Namespace) -> None:
@@ -144,9 +152,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     summary = explain_images("efficientnet_lite0", list(images.values()), list(images), DEMO_METHODS, out)
     for item in summary["images"]:
         tops = ", ".join(f"{t['class']} {t['probability']:.0%}" for t in item["top3"])
-        deltas = {m: v["completeness_delta"] for m, v in item["methods"].items() if v["completeness_delta"] is not None}
-        shown = ", ".join(f"{m} {d:+.2g}" for m, d in deltas.items())
-        print(f"  {item['image']:10s} top-3: {tops}   completeness delta: {shown}")
+        deltas = {m: v["relative_delta"] for m, v in item["methods"].items() if v["relative_delta"] is not None}
+        shown = ", ".join(f"{m} {abs(d):.2%}" for m, d in deltas.items())
+        print(f"  {item['image']:10s} top-3: {tops}")
+        print(f"  {'':10s} attributions miss f(x) - f(baseline) by: {shown}")
     print(f"Panels: {out}/<image>.png, raw maps: <image>.npz, numbers: summary.json")
 
 

@@ -22,10 +22,9 @@ def _pixel(preprocessing: Any, name: str, inputs: T) -> T:
             f"baseline={name!r} needs the model's normalization (mean/std) to know what a {name} pixel is; "
             f"pass a cnnlens Classifier (cnnlens.load_model) or give the baseline as a tensor"
         )
-    mean = torch.tensor(preprocessing.mean, dtype=inputs.dtype, device=inputs.device)
-    std = torch.tensor(preprocessing.std, dtype=inputs.dtype, device=inputs.device)
-    rgb = mean if name == "mean" else torch.tensor(_COLOURS[name], dtype=inputs.dtype, device=inputs.device)
-    return ((rgb - mean) / std).view(1, -1, 1, 1).expand_as(inputs)
+    rgb = preprocessing.mean if name == "mean" else _COLOURS[name]
+    value = preprocessing.pixel_value(rgb).to(device=inputs.device, dtype=inputs.dtype)
+    return value.view(1, -1, 1, 1).expand_as(inputs)
 
 
 def _blur(inputs: T, sigma: float = 10.0) -> T:
