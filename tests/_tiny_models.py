@@ -1,4 +1,4 @@
-"""Tiny CNNs used by test_models.py (importable as `_tiny_models` once tests/ is on sys.path)."""
+"""Tiny CNNs used by test_models.py (tests/ is on the pytest path)."""
 
 from __future__ import annotations
 

@@ -15,18 +15,11 @@ from torch import nn
 import cnnlens
 from cnnlens.data import sample_image
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:captum"),
+    pytest.mark.usefixtures("one_thread"),
+]
 T = torch.Tensor
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: with two, OpenMP barriers make every pass ~20x slower whenever another process
-    is busy on a 2-core machine (measured here); with one, the runtime is predictable."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

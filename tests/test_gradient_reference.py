@@ -11,22 +11,20 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).parent))
+import _nets
+import cnnlens
+from cnnlens import CnnlensWarning, UnsupportedOperationError
+from cnnlens.attribution._context import Context
 
-import _nets  # noqa: E402
-import cnnlens  # noqa: E402
-from cnnlens import CnnlensWarning, UnsupportedOperationError  # noqa: E402
-from cnnlens.attribution._context import Context  # noqa: E402
-
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")  # its notes about hooks and requires_grad
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:captum"),  # its notes about hooks and requires_grad
+    pytest.mark.usefixtures("one_thread"),
+]
 T = torch.Tensor
 TARGETS = torch.tensor([1, 3, 4])
 ALL_METHODS = (
@@ -62,15 +60,6 @@ def plain_grad(model: torch.nn.Module, x: T, target: T) -> T:
         (g,) = torch.autograd.grad(model(xi)[0, ti], xi)
         out.append(g[0])
     return torch.stack(out)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These nets are tiny: one thread is fastest, and immune to a busy machine's OpenMP contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
