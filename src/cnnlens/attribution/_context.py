@@ -7,17 +7,32 @@ halves it whenever memory runs out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
 
 from .._errors import CnnlensError
+from ._capture import capture
 from ._memory import auto_batch_size, is_out_of_memory
 
 T = torch.Tensor
 Target = None | int | list | tuple | T | Callable[[T], T]
+
+
+class Rows:
+    """Rows made on demand, a slice at a time: ``Rows(n, make)[a:b] == make(slice(a, b))``.
+
+    Lets a method describe thousands of perturbed inputs without holding them all in memory.
+    """
+
+    def __init__(self, n: int, make: Callable[[slice], T]) -> None:
+        self.shape = (n,)
+        self._make = make
+
+    def __getitem__(self, sl: slice) -> T:
+        return self._make(sl)
 
 
 class Context:
@@ -147,7 +162,7 @@ class Context:
             start = sl.stop
         return results
 
-    def scores(self, x: T, owner: T, record: bool = False) -> T:
+    def scores(self, x: T | Rows, owner: T, record: bool = False) -> T:
         """Target scores of every row, without gradients. ``record``: ``x`` are the inputs themselves."""
 
         if not record:
@@ -176,26 +191,47 @@ class Context:
         ``reference``: one reference row per row; each chunk is run as ``cat([x, reference])`` (DeepLIFT) and
         only the first half is scored. ``record``: ``x`` are the inputs, so their logits are kept.
         """
+        scores, grads, _, _ = self.backward(x, owner, mode=mode, reference=reference, record=record)
+        return scores, grads
+
+    def backward(
+        self,
+        x: T,
+        owner: T,
+        mode: AbstractContextManager | None = None,
+        reference: T | None = None,
+        record: bool = False,
+        layers: Sequence[nn.Module] = (),
+    ) -> tuple[T, T, list[T], list[T]]:
+        """Like ``gradients``, plus the outputs of ``layers`` and the gradients of the scores w.r.t. them."""
         if not record:
             _ = self.targets
         logits_parts: list[T] = []
 
-        def step(sl: slice) -> tuple[T, T]:
+        def step(sl: slice) -> tuple:
             xi = x[sl].detach().requires_grad_(True)
             batch = xi if reference is None else torch.cat([xi, reference[sl].detach()])
             with torch.enable_grad():
-                with mode if mode is not None else nullcontext():
+                with mode if mode is not None else nullcontext(), capture(layers) as outs:
                     logits = self.forward(batch)[: xi.shape[0]]
                 s = self.select(logits, owner[sl])
-                (g,) = torch.autograd.grad(s.sum(), xi)
+                g, *layer_grads = torch.autograd.grad(s.sum(), [xi, *outs])
             if record:
                 logits_parts.append(logits.detach())
-            return s.detach(), g
+            n = xi.shape[0]
+            return s.detach(), g, [o[:n].detach() for o in outs], [lg[:n] for lg in layer_grads]
 
         parts = self.run(step, x.shape[0], rows_per_item=1 if reference is None else 2)
         if record:
             self._logits = torch.cat(logits_parts)
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        cat = torch.cat
+        n = len(layers)
+        return (
+            cat([p[0] for p in parts]),
+            cat([p[1] for p in parts]),
+            [cat([p[2][i] for p in parts]) for i in range(n)],
+            [cat([p[3][i] for p in parts]) for i in range(n)],
+        )
 
     def input_gradients(self, mode: AbstractContextManager | None = None, reference: T | None = None) -> T:
         """Gradients of the target scores at the inputs; the same passes give the logits."""

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ._base import Method
 
 _METHODS: dict[str, type[Method]] = {}
+CATEGORIES = ("gradient", "cam", "perturbation", "propagation", "layer", "neuron", "concept")
 
 
 def register(cls: type[Method]) -> type[Method]:
@@ -60,7 +61,8 @@ def methods(category: str | None = None) -> list[MethodInfo]:
     """Every registered method (optionally one category) with its category, summary and parameters."""
     _load_all()
     out = []
-    for cls in _METHODS.values():
+    rank = {c: i for i, c in enumerate(CATEGORIES)}
+    for cls in sorted(_METHODS.values(), key=lambda c: rank.get(c.category, len(rank))):
         if category is None or cls.category == category:
             out.append(
                 MethodInfo(
@@ -88,4 +90,4 @@ def method_table() -> str:
 
 def _load_all() -> None:
     # Importing the method packages runs their @register decorators.
-    from . import gradient  # noqa: F401
+    from . import cam, gradient  # noqa: F401

@@ -1,0 +1,60 @@
+"""FullGrad (Srinivas & Fleuret 2019): input-gradient and bias-gradient maps of every layer, summed."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..._errors import CnnlensError
+from .._base import Method
+from .._context import Context
+from .._registry import register
+from ._base import rescale, upsample
+
+T = torch.Tensor
+
+
+def _bias(module: nn.Module) -> T | None:
+    """The bias a layer adds to each channel (BatchNorm in eval mode: beta - gamma * mean / std)."""
+    if isinstance(module, nn.Conv2d) and module.bias is not None:
+        return module.bias
+    if isinstance(module, nn.BatchNorm2d) and module.track_running_stats and module.running_mean is not None:
+        scale = module.weight / torch.sqrt(module.running_var + module.eps) if module.affine else 1.0
+        shift = module.bias if module.affine else 0.0
+        return shift - scale * module.running_mean
+    return None
+
+
+def _psi(t: T, size: tuple[int, int]) -> T:
+    """The paper's post-processing: absolute value, bilinear upsampling, rescale each channel to [0, 1]."""
+    return rescale(upsample(t.abs(), size))
+
+
+@register
+class FullGrad(Method):
+    name = "fullgrad"
+    category = "cam"
+    summary = "FullGrad: |input x gradient| plus |bias x gradient| of every conv/BatchNorm layer, each rescaled."
+    output = "map"
+
+    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
+        named = [(n, m, _bias(m)) for n, m in ctx.model.named_modules()]
+        named = [(n, m, b) for n, m, b in named if b is not None]
+        if not named:
+            raise CnnlensError("fullgrad needs layers with biases (convolutions with bias or BatchNorm); none found")
+        layers = [m for _, m, _ in named]
+        record = ctx._logits is None
+        _, gx, acts, grads = ctx.backward(ctx.inputs, ctx.owners(), layers=layers, record=record)
+        size = tuple(ctx.inputs.shape[-2:])
+        total = torch.zeros(ctx.n, 1, *size, dtype=ctx.inputs.dtype, device=ctx.inputs.device)
+        used = []
+        for i in range(ctx.n):
+            total[i] = _psi(gx[i : i + 1] * ctx.inputs[i : i + 1], size).sum(1)
+            for (name, _, b), g in zip(named, grads, strict=True):
+                if g.dim() != 4:
+                    continue
+                total[i] += _psi(g[i : i + 1] * b[None, :, None, None], size).sum(1)[0]
+                if i == 0:
+                    used.append(name)
+        ctx.info["layers"] = used
+        return total, None

@@ -1,0 +1,94 @@
+"""Gradient-free CAMs that weight channels by forward passes: Score-CAM and Ablation-CAM.
+
+Both need one forward pass per channel and image; channels that are zero everywhere are not evaluated
+(masking with them gives the same all-zero input; ablating them changes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .._context import Context, Rows
+from .._registry import register
+from ._base import CamMethod, rescale, upsample
+
+T = torch.Tensor
+
+
+@register
+class ScoreCam(CamMethod):
+    name = "score_cam"
+    summary = "Score-CAM: each channel, upsampled to a [0, 1] mask, weighted by the softmax of masked-input scores."
+    uses_gradients = False
+
+    def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
+        size = tuple(ctx.inputs.shape[-2:])
+        maps = []
+        for i in range(ctx.n):
+            masks = rescale(upsample(acts[i : i + 1], size))[0]  # (K, H, W)
+            active = torch.nonzero(masks.flatten(1).amax(1) > 0)[:, 0]
+            x = ctx.inputs[i]
+            rows = Rows(len(active) + 1, lambda sl, x=x, m=masks, a=active: _masked(x, m, a, sl))
+            s = ctx.scores(rows, torch.full((len(active) + 1,), i, device=x.device))
+            scores = s[-1].repeat(acts.shape[1])  # channels that are zero everywhere: the all-zero input
+            scores[active] = s[:-1]
+            weights = torch.softmax(scores, 0)
+            maps.append((weights[:, None, None] * acts[i]).sum(0, keepdim=True))
+        return torch.stack(maps)
+
+
+def _masked(x: T, masks: T, active: T, sl: slice) -> T:
+    """Rows ``x * mask_k`` for the active channels, then one all-zero row (index len(active))."""
+    idx = torch.arange(sl.start, sl.stop, device=x.device)
+    m = torch.zeros(len(idx), *masks.shape[1:], dtype=x.dtype, device=x.device)
+    real = idx < len(active)
+    m[real] = masks[active[idx[real]]]
+    return x[None] * m[:, None]
+
+
+@contextmanager
+def _ablate(layer: nn.Module, channels: T) -> Iterator[None]:
+    """Zero channel ``channels[r]`` of the layer's output in row ``r`` (a negative index ablates nothing)."""
+
+    def hook(_m: nn.Module, _args: tuple, out: T) -> T:
+        keep = torch.ones(out.shape[:2], dtype=out.dtype, device=out.device)
+        rows = torch.nonzero(channels >= 0)[:, 0]
+        keep[rows, channels[rows]] = 0
+        return out * keep[:, :, None, None]
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@register
+class AblationCam(CamMethod):
+    name = "ablation_cam"
+    summary = "Ablation-CAM: channel weight = relative drop of the target score when the channel is zeroed."
+    uses_gradients = False
+
+    def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
+        base = ctx.select(ctx.logits, ctx.owners())
+        maps = []
+        for i in range(ctx.n):
+            active = torch.nonzero(acts[i].flatten(1).abs().amax(1) > 0)[:, 0]
+            x = ctx.inputs[i : i + 1]
+
+            def step(sl: slice, x: T = x, active: T = active, i: int = i) -> T:
+                chan = active[sl]
+                with torch.no_grad(), _ablate(layer, chan):
+                    logits = ctx.forward(x.expand(len(chan), *x.shape[1:]))
+                return ctx.select(logits, torch.full((len(chan),), i, device=x.device))
+
+            dropped = torch.cat(ctx.run(step, len(active))) if len(active) else base.new_zeros(0)
+            weights = torch.zeros(acts.shape[1], dtype=acts.dtype, device=acts.device)
+            y = base[i]
+            weights[active] = (y - dropped) / torch.where(y != 0, y, torch.ones_like(y))
+            maps.append((weights[:, None, None] * acts[i]).sum(0, keepdim=True))
+        return torch.stack(maps)
