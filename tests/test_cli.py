@@ -58,3 +58,22 @@ def test_explain_names_an_unreadable_file(tmp_path, capsys: pytest.CaptureFixtur
     bad.write_text("not an image")
     assert main(["explain", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_evaluate_and_inside_commands(tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    import cnnlens.models._digits as digits_module
+    from _digits_session import digits_cache, trained_digits
+
+    trained_digits()
+    monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())
+    assert main(["evaluate", "digits:field", "--out", str(tmp_path / "ev")]) == 0
+    assert "no-information rate" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["samples"] == 360 and saved["accuracy"] < 0.65
+    assert (tmp_path / "ev" / "errors.png").exists() and (tmp_path / "ev" / "probabilities.csv").exists()
+    assert main(["inside", "digits:field:7", "--layers", "features.0.0", "--out", str(tmp_path / "in")]) == 0
+    assert (tmp_path / "in" / "filters_features.0.0.png").exists()
+    assert main(["inside", "digits:field:999", "--out", str(tmp_path / "x")]) == 2
+    assert "INDEX in 0..359" in capsys.readouterr().err

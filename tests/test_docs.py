@@ -14,7 +14,9 @@ def test_readme_method_table_matches_the_registry() -> None:
     text = README.read_text()
     block = re.search(r"<!-- methods:start -->\n(.*?)\n<!-- methods:end -->", text, re.S)
     assert block, "README lost its methods markers"
-    assert block.group(1) == method_table(), "README method table is stale: run `.venv/bin/python tools/update_readme.py`"
+    assert block.group(1) == method_table(), (
+        "README method table is stale: run `.venv/bin/python tools/update_readme.py`"
+    )
 
 
 def test_readme_quick_start_is_make_demo_and_make_test() -> None:

@@ -46,7 +46,7 @@ def _no_hooks(module: nn.Module) -> bool:
 
 
 def test_bundled_lite0_metadata(lite0: Classifier) -> None:
-    assert bundled_models() == ["efficientnet_lite0"]
+    assert bundled_models() == ["efficientnet_lite0", "digits_cnn"]
     assert lite0.name == "efficientnet_lite0"
     assert lite0.num_classes == 1000
     assert len(lite0.class_names) == 1000

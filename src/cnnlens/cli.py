@@ -159,6 +159,41 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"Panels: {out}/<image>.png, raw maps: <image>.npz, numbers: summary.json")
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from . import load_model
+    from .data import open_dataset
+    from .evaluate import evaluate, save_evaluation
+
+    classifier = load_model(args.model)
+    dataset = open_dataset(args.data, classes=classifier.class_names, on_error=args.on_error)
+    result = evaluate(classifier, dataset, batch_size=args.batch_size)
+    save_evaluation(result, args.out, dataset=dataset)
+    print(result.summary())
+    print(
+        f"wrote confusion_matrix/roc/metrics/samples/errors PNGs, probabilities.csv, errors.csv, metrics.json to {args.out}"
+    )
+
+
+def _cmd_inside(args: argparse.Namespace) -> None:
+    from . import load_model
+    from .data import digits, load_image
+    from .inside import save_inside
+
+    classifier = load_model(args.model)
+    if args.image.startswith("digits:"):  # digits:SPLIT:INDEX, e.g. digits:field:7
+        _, split, index = (args.image.split(":") + ["0"])[:3]
+        data = digits(split)
+        if not index.isdigit() or int(index) >= len(data):
+            raise CnnlensError(f"{args.image!r}: expected digits:SPLIT:INDEX with INDEX in 0..{len(data) - 1}")
+        image = data[int(index)][0]
+    else:
+        image = load_image(args.image)
+    layers = [name.strip() for name in args.layers.split(",") if name.strip()] if args.layers else None
+    written = save_inside(classifier, image, args.out, layers)
+    print((Path(args.out) / "layers.txt").read_text(), end="")
+    print(f"wrote {len(written) - 1} figure(s) and layers.txt to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnlens", description="See inside CNN image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable")
     p.add_argument("--out", default="out/explain", help="output folder")
     p.set_defaults(func=_cmd_explain)
+    p = sub.add_parser("evaluate", help="evaluate a model on a dataset: metrics, figures, probability tables")
+    p.add_argument("data", help="digits:test|train|field, a folder with one sub-folder per class, or a path,label CSV")
+    p.add_argument("--model", default="digits_cnn", help="bundled model name (see `cnnlens models`)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument(
+        "--on-error", choices=["report", "raise"], default="report", help="unreadable files: skip and list, or stop"
+    )
+    p.add_argument("--out", default="out/evaluate", help="output folder")
+    p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("inside", help="layer summary, conv filters and feature maps for one image")
+    p.add_argument("image", help="image file, or digits:SPLIT:INDEX (e.g. digits:field:7)")
+    p.add_argument("--model", default="digits_cnn", help="bundled model name (see `cnnlens models`)")
+    p.add_argument("--layers", default=None, help="comma-separated layer names (default: every Conv2d)")
+    p.add_argument("--out", default="out/inside", help="output folder")
+    p.set_defaults(func=_cmd_inside)
     p = sub.add_parser("demo", help="explain the bundled model on the bundled photos (offline)")
     p.add_argument("--out", default="out/demo", help="output folder")
     p.set_defaults(func=_cmd_demo)

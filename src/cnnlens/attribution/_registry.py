@@ -83,8 +83,9 @@ def method_table() -> str:
     rows = ["| method | category | what it computes | options | baseline | delta |", "|---|---|---|---|---|---|"]
     for m in methods():
         opts = ", ".join(f"`{k}={v!r}`" for k, v in m.params.items()) or "-"
+        summary = m.summary.replace("|", "\\|")
         base = m.needs_baseline or "-"
-        rows.append(f"| `{m.name}` | {m.category} | {m.summary} | {opts} | {base} | {'yes' if m.has_delta else '-'} |")
+        rows.append(f"| `{m.name}` | {m.category} | {summary} | {opts} | {base} | {'yes' if m.has_delta else '-'} |")
     return "\n".join(rows)
 
 

@@ -1,5 +1,20 @@
-"""Image loading and bundled sample images."""
+"""Image loading, datasets (image folders, CSV lists, in-memory arrays, bundled digits) and sample images."""
 
+from cnnlens.data._arrays import ArrayImages
+from cnnlens.data._datasets import CsvImages, ImageFiles, ImageFolder
+from cnnlens.data._digits import digits
 from cnnlens.data._images import SAMPLE_IMAGES, load_image, sample_image, sample_images
+from cnnlens.data._open import open_dataset
 
-__all__ = ["SAMPLE_IMAGES", "load_image", "sample_image", "sample_images"]
+__all__ = [
+    "SAMPLE_IMAGES",
+    "ArrayImages",
+    "CsvImages",
+    "ImageFiles",
+    "ImageFolder",
+    "digits",
+    "load_image",
+    "open_dataset",
+    "sample_image",
+    "sample_images",
+]

@@ -2,13 +2,16 @@
 
 from cnnlens.models._bundled import bundled_models
 from cnnlens.models._classifier import Classifier, Preprocessing
+from cnnlens.models._digits import DigitsCNN, digits_cnn
 from cnnlens.models._layers import get_layer, last_conv_layer, layer_names
 from cnnlens.models._loading import load_model
 
 __all__ = [
     "Classifier",
+    "DigitsCNN",
     "Preprocessing",
     "bundled_models",
+    "digits_cnn",
     "get_layer",
     "last_conv_layer",
     "layer_names",

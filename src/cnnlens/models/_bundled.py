@@ -55,8 +55,15 @@ def _efficientnet_lite0(map_location: str | torch.device) -> Classifier:
     return Classifier(module, _LITE_PREPROCESSING, list(_imagenet_class_names()), "efficientnet_lite0")
 
 
+def _digits_cnn(map_location: str | torch.device) -> Classifier:
+    from cnnlens.models._digits import digits_cnn
+
+    return digits_cnn(map_location=map_location)  # trained on first use, then cached in ~/.cache/cnnlens
+
+
 _REGISTRY: dict[str, Callable[[str | torch.device], Classifier]] = {
     "efficientnet_lite0": _efficientnet_lite0,
+    "digits_cnn": _digits_cnn,
 }
 
 

@@ -76,6 +76,18 @@ def rescale(maps: T) -> T:
     return torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
 
 
+def upsample_rescaled(maps: T, size: tuple[int, int]) -> T:
+    """``rescale(upsample(maps))``, with maps that are constant at layer resolution set to 0.
+
+    Upsampling a constant map gives it rounding noise (about 1 ulp), which the min-max rescale would stretch
+    to [0, 1]; constancy is therefore decided before upsampling (e.g. FullGrad's last layer before global
+    average pooling, whose gradient is the same at every position).
+    """
+    flat = maps.flatten(2)
+    constant = (flat.amax(2) == flat.amin(2))[..., None, None]
+    return torch.where(constant, 0.0, rescale(upsample(maps, size)))
+
+
 class CamMethod(Method):
     category = "cam"
     output = "map"
@@ -104,7 +116,7 @@ class CamMethod(Method):
         size = tuple(ctx.inputs.shape[-2:])
         if len(maps) == 1:
             return upsample(maps[0], size), None
-        return torch.stack([rescale(upsample(m, size)) for m in maps]).mean(0), None
+        return torch.stack([upsample_rescaled(m, size) for m in maps]).mean(0), None
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
         raise NotImplementedError

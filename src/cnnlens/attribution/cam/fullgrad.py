@@ -9,7 +9,7 @@ from ..._errors import CnnlensError
 from .._base import Method
 from .._context import Context
 from .._registry import register
-from ._base import rescale, upsample
+from ._base import upsample_rescaled
 
 T = torch.Tensor
 
@@ -27,14 +27,14 @@ def _bias(module: nn.Module) -> T | None:
 
 def _psi(t: T, size: tuple[int, int]) -> T:
     """The paper's post-processing: absolute value, bilinear upsampling, rescale each channel to [0, 1]."""
-    return rescale(upsample(t.abs(), size))
+    return upsample_rescaled(t.abs(), size)
 
 
 @register
 class FullGrad(Method):
     name = "fullgrad"
     category = "cam"
-    summary = "FullGrad: |input x gradient| plus |bias x gradient| of every conv/BatchNorm layer, each rescaled."
+    summary = "FullGrad: absolute input x gradient plus absolute bias x gradient of every conv/BatchNorm layer."
     output = "map"
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:

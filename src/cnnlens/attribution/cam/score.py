@@ -14,7 +14,7 @@ from torch import nn
 
 from .._context import Context, Rows
 from .._registry import register
-from ._base import CamMethod, rescale, upsample
+from ._base import CamMethod, upsample_rescaled
 
 T = torch.Tensor
 
@@ -29,7 +29,7 @@ class ScoreCam(CamMethod):
         size = tuple(ctx.inputs.shape[-2:])
         maps = []
         for i in range(ctx.n):
-            masks = rescale(upsample(acts[i : i + 1], size))[0]  # (K, H, W)
+            masks = upsample_rescaled(acts[i : i + 1], size)[0]  # (K, H, W)
             active = torch.nonzero(masks.flatten(1).amax(1) > 0)[:, 0]
             x = ctx.inputs[i]
             rows = Rows(len(active) + 1, lambda sl, x=x, m=masks, a=active: _masked(x, m, a, sl))
@@ -74,6 +74,7 @@ class AblationCam(CamMethod):
     uses_gradients = False
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
+        _ = ctx.targets  # resolve the classes on the clean logits, so ablated rows are scored for them too
         base = ctx.select(ctx.logits, ctx.owners())
         maps = []
         for i in range(ctx.n):

@@ -1,0 +1,152 @@
+"""`evaluate`: run a classifier over a dataset in batches and return an `Evaluation`."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from cnnlens._errors import CnnlensError, CnnlensWarning
+from cnnlens.evaluate._evaluation import Evaluation
+from cnnlens.models import Classifier
+
+
+def evaluate(
+    model: Classifier | nn.Module,
+    dataset: Any,
+    *,
+    batch_size: int = 64,
+    classes: Sequence[str] | None = None,
+    on_error: str | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Predict every sample of ``dataset`` with ``model`` (in eval mode, restored after) and compute metrics.
+
+    ``dataset``: anything with ``len`` and ``dataset[i] -> (image or (C, H, W) tensor, label)`` (e.g.
+    ``ImageFolder``, ``CsvImages``, ``digits("test")``), or a tuple ``(inputs (N, C, H, W), labels)``.
+    Images need a ``Classifier`` with preprocessing. Class names come from ``classes``, the dataset or the
+    model. ``on_error``: ``"report"`` skips samples that cannot be read (listed in ``Evaluation.skipped``),
+    ``"raise"`` stops at the first; default: the dataset's own ``on_error``, else ``"raise"``.
+    """
+    if int(batch_size) < 1:
+        raise CnnlensError(f"batch_size must be at least 1; got {batch_size}.")
+    module = model.module if isinstance(model, Classifier) else model
+    if not isinstance(module, nn.Module):
+        raise CnnlensError(f"model must be a Classifier or an nn.Module; got {type(model).__name__}.")
+    if isinstance(dataset, tuple) and len(dataset) == 2:
+        dataset = _TensorPairs(*dataset)
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        raise CnnlensError(
+            f"dataset must support len() and dataset[i] -> (image, label), or be an (inputs, labels) tuple; "
+            f"got {type(dataset).__name__}."
+        )
+    on_error = on_error or getattr(dataset, "on_error", "raise")
+    if on_error not in ("report", "raise"):
+        raise CnnlensError(f"on_error must be 'report' or 'raise'; got {on_error!r}.")
+    names = _class_names(model, dataset, classes)
+    ids = list(getattr(dataset, "ids", [str(i) for i in range(len(dataset))]))
+    skipped = list(getattr(dataset, "skipped", []))
+    newly_skipped: list[tuple[str, str]] = []
+    probs, labels, kept = [], [], []
+    device = _device(module)
+    flags = {m: m.training for m in module.modules()}
+    bar = tqdm(total=len(dataset), desc="evaluating", unit="img", file=sys.stderr, disable=not progress)
+    try:
+        module.eval()
+        for start in range(0, len(dataset), int(batch_size)):
+            items, batch_ids = [], []
+            for i in range(start, min(start + int(batch_size), len(dataset))):
+                try:
+                    item, label = dataset[i]
+                except CnnlensError as e:
+                    if on_error == "raise":
+                        raise CnnlensError(f"Sample {ids[i]!r} cannot be read: {e}") from e
+                    newly_skipped.append((ids[i], str(e)))
+                    continue
+                items.append(item)
+                labels.append(int(label))
+                batch_ids.append(i)
+            if items:
+                probs.append(_predict(model, module, items, device, len(names)))
+                kept.extend(batch_ids)
+            bar.update(min(int(batch_size), len(dataset) - start))
+    finally:
+        bar.close()
+        for m, flag in flags.items():
+            m.training = flag
+    if newly_skipped:
+        listing = "; ".join(i for i, _ in newly_skipped[:10]) + (" ..." if len(newly_skipped) > 10 else "")
+        warnings.warn(
+            f"Skipped {len(newly_skipped)} unreadable sample(s) (listed in Evaluation.skipped): {listing}",
+            CnnlensWarning,
+            stacklevel=2,
+        )
+    if not kept:
+        raise CnnlensError(f"No sample could be evaluated; {len(skipped) + len(newly_skipped)} were skipped.")
+    ids = [ids[i] for i in kept]
+    return Evaluation(np.asarray(labels), np.concatenate(probs), names, ids, skipped + newly_skipped, np.asarray(kept))
+
+
+class _TensorPairs:
+    def __init__(self, inputs: Any, labels: Any) -> None:
+        if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4:
+            raise CnnlensError("An (inputs, labels) dataset needs inputs as a (N, C, H, W) tensor.")
+        self.inputs, self.labels = inputs, np.asarray(labels).astype(np.int64).ravel()
+        if len(self.labels) != len(inputs):
+            raise CnnlensError(f"{len(inputs)} inputs but {len(self.labels)} labels; give one label per input.")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.inputs[i], int(self.labels[i])
+
+
+def _class_names(model: Any, dataset: Any, classes: Sequence[str] | None) -> list[str]:
+    if classes is not None:
+        return [str(c) for c in classes]
+    data_names = getattr(dataset, "classes", None)
+    model_names = model.class_names if isinstance(model, Classifier) else None
+    if data_names is not None and model_names is not None and list(data_names) != list(model_names):
+        raise CnnlensError(
+            f"The dataset's classes {list(data_names)[:10]} differ from the model's {list(model_names)[:10]}; "
+            "label index i must mean the model's output i. Build the dataset with classes=model.class_names "
+            "(ImageFolder/CsvImages take classes=), or pass classes= to evaluate."
+        )
+    names = data_names if data_names is not None else model_names
+    if names is None:
+        n = model.num_classes if isinstance(model, Classifier) else None
+        if n is None:
+            raise CnnlensError("Cannot tell the class names; pass classes= to evaluate.")
+        names = [str(i) for i in range(n)]
+    return [str(c) for c in names]
+
+
+def _device(module: nn.Module) -> torch.device:
+    for t in module.parameters():
+        return t.device
+    return torch.device("cpu")
+
+
+def _predict(model: Any, module: nn.Module, items: list[Any], device: torch.device, k: int) -> np.ndarray:
+    if all(isinstance(it, torch.Tensor) for it in items):
+        x = torch.stack(items).to(device)
+    elif isinstance(model, Classifier):
+        x = model.preprocess(items)
+    else:
+        raise CnnlensError(
+            "The dataset yields images, which need preprocessing: pass a Classifier "
+            "(cnnlens.load_model(module, preprocessing=...)) instead of a bare nn.Module."
+        )
+    with torch.no_grad():
+        logits = module(x)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] != k:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise CnnlensError(f"The model must return (batch, {k}) logits for {k} classes; got {shape}.")
+    return torch.softmax(logits.double(), dim=1).cpu().numpy()
