@@ -25,9 +25,11 @@ def _bias(module: nn.Module) -> T | None:
     return None
 
 
-def _psi(t: T, size: tuple[int, int]) -> T:
-    """The paper's post-processing: absolute value, bilinear upsampling, rescale each channel to [0, 1]."""
-    return upsample_rescaled(t.abs(), size)
+def _psi(t: T, size: tuple[int, int], chunk: int = 64) -> T:
+    """The paper's post-processing, summed over channels: absolute value, bilinear upsampling, each channel
+    rescaled to [0, 1]. Channels go through in groups of ``chunk`` to keep the upsampled copies small."""
+    t = t.abs()
+    return sum(upsample_rescaled(t[:, c : c + chunk], size).sum(1, keepdim=True) for c in range(0, t.shape[1], chunk))
 
 
 @register
@@ -49,11 +51,11 @@ class FullGrad(Method):
         total = torch.zeros(ctx.n, 1, *size, dtype=ctx.inputs.dtype, device=ctx.inputs.device)
         used = []
         for i in range(ctx.n):
-            total[i] = _psi(gx[i : i + 1] * ctx.inputs[i : i + 1], size).sum(1)
+            total[i] = _psi(gx[i : i + 1] * ctx.inputs[i : i + 1], size)[0]
             for (name, _, b), g in zip(named, grads, strict=True):
                 if g.dim() != 4:
                     continue
-                total[i] += _psi(g[i : i + 1] * b[None, :, None, None], size).sum(1)[0]
+                total[i] += _psi(g[i : i + 1] * b[None, :, None, None], size)[0]
                 if i == 0:
                     used.append(name)
         ctx.info["layers"] = used
