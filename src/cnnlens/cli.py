@@ -20,6 +20,7 @@ DEMO_METHODS: dict[str, dict[str, Any]] = {
     "guided_backprop": {},
     "integrated_gradients": {"tolerance": 0.01, "max_passes": 1024},
     "deeplift": {},
+    "grad_cam": {},
 }
 
 
