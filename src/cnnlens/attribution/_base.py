@@ -76,6 +76,16 @@ class Method:
     def check_options(self) -> None:
         """Validate ``self.options`` (override to add checks)."""
 
+    def resolve_baseline(self, spec: Any, inputs: T, preprocessing: Any) -> T | None:
+        """The baseline(s) ``compute`` receives, from what the caller gave (override for mask-aware baselines)."""
+        if self.needs_baseline == "single":
+            return single_baseline(spec, inputs, preprocessing)
+        if self.needs_baseline == "distribution":
+            return baseline_distribution(spec, inputs, preprocessing)
+        if spec is not None:
+            raise CnnlensError(f"{self.name} does not use a baseline; remove baseline=")
+        return None
+
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
         """Return ``(attributions, delta or None)`` for ``ctx.inputs`` (the one step a method writes)."""
         raise NotImplementedError
@@ -99,13 +109,7 @@ class Method:
         generator = torch.Generator().manual_seed(int(seed))
         with frozen(module):
             ctx = Context(module, x, target, batch_size, generator)
-            base = None
-            if self.needs_baseline == "single":
-                base = single_baseline(baseline, x, preprocessing)
-            elif self.needs_baseline == "distribution":
-                base = baseline_distribution(baseline, x, preprocessing)
-            elif baseline is not None:
-                raise CnnlensError(f"{self.name} does not use a baseline; remove baseline=")
+            base = self.resolve_baseline(baseline, x, preprocessing)
             if self.options.get("smooth"):
                 attr, delta = smoothed(self, ctx, base)
             else:

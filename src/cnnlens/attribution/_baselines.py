@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from .._errors import CnnlensError
@@ -13,7 +14,7 @@ T = torch.Tensor
 BaselineSpec = None | float | int | str | T | Sequence[Any]
 
 _COLOURS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
-NAMES = ("zero", "black", "white", "mean", "blur")
+NAMES = ("zero", "black", "white", "mean", "blur", "noise")
 
 
 def _pixel(preprocessing: Any, name: str, inputs: T) -> T:
@@ -38,6 +39,45 @@ def _blur(inputs: T, sigma: float = 10.0) -> T:
     return torch.nn.functional.conv2d(x, k.transpose(2, 3), groups=c)
 
 
+def _noise(inputs: T, preprocessing: Any, seed: int = 0) -> T:
+    """Uniform random pixel colours (normalized as the model expects), or N(0, 1) without a normalization.
+
+    Drawn from a generator with a fixed seed, so the same inputs always get the same noise."""
+    g = torch.Generator().manual_seed(seed)
+    if preprocessing is None:
+        return torch.randn(inputs.shape, generator=g).to(inputs)
+    rgb = torch.rand(inputs.shape, generator=g)
+    mean = torch.tensor(preprocessing.mean).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing.std).view(1, -1, 1, 1)
+    return ((rgb - mean) / std).to(inputs)
+
+
+def inpaint_baseline(inputs: T, mask: Any = "grid:16") -> T:
+    """Each segment of ``mask`` filled by biharmonic inpainting (scikit-image) from the rest of its image.
+
+    The result is a baseline tensor ``(B, C, H, W)`` for the perturbation methods, used with the same mask:
+    removing a segment then shows what the surrounding image suggests was there instead of a flat colour.
+    """
+    from skimage.restoration import inpaint_biharmonic
+
+    from ._masks import feature_masks
+
+    labels, counts = feature_masks(mask, inputs)
+    out = torch.empty_like(inputs)
+    for i in range(inputs.shape[0]):
+        image = inputs[i].detach().cpu().double().permute(1, 2, 0).numpy()
+        lab = labels[i].cpu().numpy()
+        filled = np.empty_like(image)
+        for s in range(counts[i]):
+            hole = lab == s
+            if hole.all():
+                filled[hole] = image.mean((0, 1))
+                continue
+            filled[hole] = inpaint_biharmonic(image, hole, channel_axis=-1)[hole]
+        out[i] = torch.from_numpy(filled).permute(2, 0, 1).to(out)
+    return out
+
+
 def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Any = None) -> T:
     """One baseline per input, shape ``inputs.shape``."""
     if spec is None or (isinstance(spec, str) and spec == "zero"):
@@ -49,6 +89,13 @@ def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Any = None) ->
             return _pixel(preprocessing, spec, inputs).clone()
         if spec == "blur":
             return _blur(inputs)
+        if spec == "noise":
+            return _noise(inputs, preprocessing)
+        if spec == "inpaint":
+            raise CnnlensError(
+                "baseline='inpaint' depends on the feature mask: pass "
+                "cnnlens.attribution.perturbation.inpaint_baseline(inputs, mask)[:, None] as the baseline"
+            )
         raise CnnlensError(f"unknown baseline {spec!r}; use one of {', '.join(NAMES)}, a number or a tensor")
     if isinstance(spec, torch.Tensor):
         b = spec.to(device=inputs.device, dtype=inputs.dtype)

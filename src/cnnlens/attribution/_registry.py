@@ -91,4 +91,4 @@ def method_table() -> str:
 
 def _load_all() -> None:
     # Importing the method packages runs their @register decorators.
-    from . import cam, gradient  # noqa: F401
+    from . import cam, gradient, perturbation  # noqa: F401

@@ -1,0 +1,73 @@
+"""Feature ablation, region occlusion and feature permutation: one segment changed at a time."""
+
+from __future__ import annotations
+
+import torch
+
+from ..._errors import CnnlensError
+from .._context import Context
+from .._registry import register
+from ._common import SegmentMethod, coalition_scores, scores
+
+T = torch.Tensor
+
+
+def one_off(counts: list[int], width: int, device: torch.device) -> tuple[T, T, T]:
+    """Coalitions with one segment removed, per image: ``(z (N, S) bool, owner (N,), segment (N,))``."""
+    owner = torch.cat([torch.full((c,), i, dtype=torch.long) for i, c in enumerate(counts)]).to(device)
+    segment = torch.cat([torch.arange(c) for c in counts]).to(device)
+    z = torch.ones(len(owner), width, dtype=torch.bool, device=device)
+    z[torch.arange(len(owner), device=device), segment] = False
+    return z, owner, segment
+
+
+@register
+class FeatureAblation(SegmentMethod):
+    name = "feature_ablation"
+    summary = "Score drop when each segment of a feature mask is replaced by the baseline, one at a time."
+    params = {"mask": "grid:16"}
+
+    def values(self, ctx: Context, x: T, base: T, labels: T, counts: list[int], fx: T) -> tuple[T, None]:
+        """``f(x) - f(x with segment s replaced)``. Passes: ``B + K x sum_i S_i`` (K baselines)."""
+        z, owner, segment = one_off(counts, max(counts), x.device)
+        drop = fx[owner] - coalition_scores(ctx, x, base, labels, z, owner, self.name)
+        v = torch.zeros(x.shape[0], max(counts), dtype=x.dtype, device=x.device)
+        v[owner, segment] = drop
+        return v, None
+
+
+@register
+class RegionOcclusion(FeatureAblation):
+    name = "region_occlusion"
+    summary = "Occlusion of superpixels: score drop when each region is replaced by the baseline."
+    params = {"mask": "slic:100"}
+
+
+@register
+class FeaturePermutation(SegmentMethod):
+    name = "feature_permutation"
+    summary = "Score drop when a segment takes its pixels from another image of the batch (needs B >= 2)."
+    params = {"mask": "grid:16", "samples": 1}
+    needs_baseline = None
+
+    def values(self, ctx: Context, x: T, base: T | None, labels: T, counts: list[int], fx: T) -> tuple[T, None]:
+        """Mean over ``samples`` draws of ``f(x) - f(x with segment s taken from another image)``, the other
+        image drawn uniformly per image and segment (a random derangement of the batch; unlike Captum's random
+        permutation no image keeps its own pixels, which adds a drop of 0). Passes: ``B + samples x sum_i S_i``."""
+        b = x.shape[0]
+        if b < 2:
+            raise CnnlensError("feature_permutation swaps segments between images: give at least 2 images")
+        _, owner, segment = one_off(counts, max(counts), x.device)
+        n, reps = len(owner), self.options["samples"]
+        own, seg = owner.repeat(reps), segment.repeat(reps)
+        donor = (own + 1 + ctx.randint(b - 1, reps * n)) % b  # any image but the row's own
+
+        def build(sl: slice) -> T:
+            o, d = own[sl], donor[sl]
+            inside = (labels[o] == seg[sl].view(-1, 1, 1)).unsqueeze(1)
+            return torch.where(inside, x[d], x[o])
+
+        drop = fx[own] - scores(ctx, reps * n, build, own, self.name)
+        v = torch.zeros(b, max(counts), dtype=x.dtype, device=x.device)
+        v.index_put_((own, seg), drop / reps, accumulate=True)
+        return v, None

@@ -1,0 +1,83 @@
+"""Occlusion: slide a window over the image, replace it by the baseline, record how much the score drops."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..._errors import CnnlensError
+from .._context import Context
+from .._registry import register
+from ._common import SegmentMethod, scores, target_scores
+
+T = torch.Tensor
+
+
+def _pair(value: object, name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[arg-type]
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
+        raise CnnlensError(f"{name} must be a positive int or (height, width) of positive ints; got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def windows(h: int, w: int, window: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Window boxes ``(top, bottom, left, right)``, row-major: ``ceil((H - h) / stride) + 1`` per axis, the
+    last one cut at the border (the same windows as Captum's ``Occlusion``). A window larger than the image is
+    cut to the image."""
+    window = (min(window[0], h), min(window[1], w))
+    ny = math.ceil((h - window[0]) / stride[0]) + 1
+    nx = math.ceil((w - window[1]) / stride[1]) + 1
+    return [
+        (i * stride[0], min(h, i * stride[0] + window[0]), j * stride[1], min(w, j * stride[1] + window[1]))
+        for i in range(ny)
+        for j in range(nx)
+    ]
+
+
+@register
+class Occlusion(SegmentMethod):
+    name = "occlusion"
+    summary = "Score drop when a sliding window (all channels) is replaced by the baseline; overlaps averaged."
+    params = {"window": 16, "stride": 8}
+
+    def check_options(self) -> None:
+        _pair(self.options["window"], "window")
+        _pair(self.options["stride"], "stride")
+
+    def inpaint_mask(self) -> str:
+        h, w = _pair(self.options["window"], "window")
+        return f"grid:{h}x{w}"
+
+    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
+        """Each pixel gets the mean of ``f(x) - f(x with the window occluded)`` over the windows covering it
+        (0 where none does, which only a stride longer than the window allows).
+
+        Passes: ``B`` (the inputs) + ``B x windows x K`` (K baselines, averaged).
+        """
+        assert baseline is not None
+        x = ctx.inputs
+        b, _, h, w = x.shape
+        boxes = windows(h, w, _pair(self.options["window"], "window"), _pair(self.options["stride"], "stride"))
+        cover = torch.zeros(h, w, dtype=x.dtype, device=x.device)
+        for t, bo, le, ri in boxes:
+            cover[t:bo, le:ri] += 1
+        fx = target_scores(ctx)
+        n = len(boxes)
+        owner = ctx.owners(n)
+        total = torch.zeros_like(x)
+        for base in baseline.unbind(1):
+
+            def build(sl: slice, base: T = base) -> T:
+                rows = x[owner[sl]].clone()
+                for r, k in enumerate(range(sl.start, sl.stop)):
+                    i, (t, bo, le, ri) = k // n, boxes[k % n]
+                    rows[r, :, t:bo, le:ri] = base[i, :, t:bo, le:ri]
+                return rows
+
+            drop = (fx[owner] - scores(ctx, b * n, build, owner, self.name)).view(b, n)
+            for j, (t, bo, le, ri) in enumerate(boxes):
+                total[:, :, t:bo, le:ri] += drop[:, j].view(b, 1, 1, 1)
+        ctx.info["windows"] = n
+        # a stride longer than the window leaves pixels no window covers: they get 0
+        return total / (cover.clamp(min=1) * baseline.shape[1]), None
