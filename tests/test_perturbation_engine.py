@@ -223,3 +223,11 @@ def test_inpaint_by_name_uses_the_method_mask() -> None:
         Recorder(), X, "feature_ablation", mask="grid:4", baseline=torch.cat([filled, torch.zeros_like(filled)], 1)
     )
     torch.testing.assert_close(named.attributions, given.attributions)
+
+
+def test_inpaint_baseline_by_name_uses_the_method_mask() -> None:
+    named = cnnlens.explain(Recorder(), X, "feature_ablation", mask="grid:4", baseline="inpaint")
+    explicit = cnnlens.explain(
+        Recorder(), X, "feature_ablation", mask="grid:4", baseline=inpaint_baseline(X, "grid:4")[:, None]
+    )
+    torch.testing.assert_close(named.attributions, explicit.attributions)
