@@ -48,6 +48,10 @@ def _layer_output(model: nn.Module, layer: nn.Module, x: T) -> tuple[T, T]:
     return store[0], logits
 
 
+def _up(maps: T, x: T) -> T:
+    return F.interpolate(maps, x.shape[-2:], mode="bilinear", align_corners=False)
+
+
 def _score(model: nn.Module, x: T, target: int) -> float:
     with torch.no_grad():
         return float(model(x)[0, target])
@@ -66,7 +70,7 @@ def reference_score_cam(model: nn.Module, layer: nn.Module, x: T, targets: T) ->
             scores.append(_score(model, x[i : i + 1] * m, int(targets[i])))
         w = torch.softmax(torch.tensor(scores), 0)
         maps.append(F.relu((w[:, None, None] * acts[i]).sum(0)))
-    return torch.stack(maps)[:, None]
+    return _up(torch.stack(maps)[:, None], x)
 
 
 def reference_ablation_cam(model: nn.Module, layer: nn.Module, x: T, targets: T) -> T:
@@ -89,7 +93,7 @@ def reference_ablation_cam(model: nn.Module, layer: nn.Module, x: T, targets: T)
             finally:
                 handle.remove()
         maps.append(F.relu((torch.tensor(weights)[:, None, None] * acts[i]).sum(0)))
-    return torch.stack(maps)[:, None]
+    return _up(torch.stack(maps)[:, None], x)
 
 
 def captum_grad_cam(model: nn.Module, layer: nn.Module, x: T, targets: T) -> T:

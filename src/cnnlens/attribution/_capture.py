@@ -12,8 +12,11 @@ from .._errors import CnnlensError
 
 
 @contextmanager
-def capture(layers: Sequence[nn.Module], inputs: bool = False) -> Iterator[list[torch.Tensor]]:
+def capture(layers: Sequence[nn.Module], inputs: bool = False, detach: bool = False) -> Iterator[list[torch.Tensor]]:
     """Yield a list that holds, after the forward pass, each layer's output (or first input) in order.
+
+    ``detach``: capture each output as a new leaf that requires grad, and let the model continue from it, so a
+    backward pass stops at the layer (use it when no gradient below the layer is needed).
 
     The model continues with a copy of each captured output, so a later in-place operation (e.g. an in-place
     ReLU right after the layer) cannot change what was captured, and gradients taken w.r.t. the captured
@@ -29,8 +32,10 @@ def capture(layers: Sequence[nn.Module], inputs: bool = False) -> Iterator[list[
             value = args[0] if inputs else output
             if not isinstance(value, torch.Tensor):
                 raise CnnlensError(f"layer {type(layers[i]).__name__} gives a {type(value).__name__}, not a tensor")
+            if detach and not inputs:
+                value = output.detach().requires_grad_(True)
             seen[i].append(value)
-            return None if inputs else output.clone()
+            return None if inputs else value.clone()
 
         return on_output
 

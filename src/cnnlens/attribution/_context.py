@@ -192,6 +192,7 @@ class Context:
         only the first half is scored. ``record``: ``x`` are the inputs, so their logits are kept.
         """
         scores, grads, _, _ = self.backward(x, owner, mode=mode, reference=reference, record=record)
+        assert grads is not None
         return scores, grads
 
     def backward(
@@ -202,24 +203,31 @@ class Context:
         reference: T | None = None,
         record: bool = False,
         layers: Sequence[nn.Module] = (),
-    ) -> tuple[T, T, list[T], list[T]]:
-        """Like ``gradients``, plus the outputs of ``layers`` and the gradients of the scores w.r.t. them."""
+        input_grad: bool = True,
+    ) -> tuple[T, T | None, list[T], list[T]]:
+        """Like ``gradients``, plus the outputs of ``layers`` and the gradients of the scores w.r.t. them.
+
+        ``input_grad=False`` with one layer: the backward pass stops at that layer (no input gradients).
+        """
         if not record:
             _ = self.targets
         logits_parts: list[T] = []
+        cut = not input_grad and len(layers) == 1
 
         def step(sl: slice) -> tuple:
-            xi = x[sl].detach().requires_grad_(True)
+            xi = x[sl].detach().requires_grad_(not cut)
             batch = xi if reference is None else torch.cat([xi, reference[sl].detach()])
             with torch.enable_grad():
-                with mode if mode is not None else nullcontext(), capture(layers) as outs:
+                with mode if mode is not None else nullcontext(), capture(layers, detach=cut) as outs:
                     logits = self.forward(batch)[: xi.shape[0]]
                 s = self.select(logits, owner[sl])
-                g, *layer_grads = torch.autograd.grad(s.sum(), [xi, *outs])
+                wrt = outs if cut else [xi, *outs]
+                grads = list(torch.autograd.grad(s.sum(), wrt))
+            g = None if cut else grads.pop(0)
             if record:
                 logits_parts.append(logits.detach())
             n = xi.shape[0]
-            return s.detach(), g, [o[:n].detach() for o in outs], [lg[:n] for lg in layer_grads]
+            return s.detach(), g, [o[:n].detach() for o in outs], [lg[:n] for lg in grads]
 
         parts = self.run(step, x.shape[0], rows_per_item=1 if reference is None else 2)
         if record:
@@ -228,7 +236,7 @@ class Context:
         n = len(layers)
         return (
             cat([p[0] for p in parts]),
-            cat([p[1] for p in parts]),
+            None if cut else cat([p[1] for p in parts]),
             [cat([p[2][i] for p in parts]) for i in range(n)],
             [cat([p[3][i] for p in parts]) for i in range(n)],
         )

@@ -103,7 +103,7 @@ class CamMethod(Method):
         names, layers, inputs = self.target_layers(ctx)
         if self.uses_gradients:
             record = ctx._logits is None
-            _, _, acts, grads = ctx.backward(ctx.inputs, ctx.owners(), layers=layers, record=record)
+            _, _, acts, grads = ctx.backward(ctx.inputs, ctx.owners(), layers=layers, record=record, input_grad=False)
         else:
             acts, grads = activations(ctx, layers, inputs), [None] * len(layers)
         maps = []
