@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 import cnnlens
+from _common import RowCounter, log
 from cnnlens.data import sample_images
 
 T = torch.Tensor
@@ -43,23 +44,7 @@ CAPTUM_QUADRATURES = ("gausslegendre", "riemann_trapezoid")
 SAME = 1e-4  # relative difference below which two attributions count as the same
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ---- setup ------------------------------------------------------------------------------------------------
-class RowCounter:
-    """Counts model inputs evaluated (rows through the first convolution), whoever runs the model."""
-
-    def __init__(self, model: nn.Module) -> None:
-        first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-        self.n = 0
-        first.register_forward_pre_hook(self._hook)
-
-    def _hook(self, _module: nn.Module, args: tuple) -> None:
-        self.n += int(args[0].shape[0])
-
-
 @dataclass
 class Setup:
     model: nn.Module

@@ -25,26 +25,11 @@ import torch
 from torch import nn
 
 import cnnlens
+from _common import RowCounter, log
 from cnnlens.attribution._masks import feature_masks
 from cnnlens.data import sample_image
 
 T = torch.Tensor
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-class RowCounter:
-    """Counts model inputs evaluated (rows through the first convolution)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-        self.n = 0
-        first.register_forward_pre_hook(self._hook)
-
-    def _hook(self, _module: nn.Module, args: tuple) -> None:
-        self.n += int(args[0].shape[0])
 
 
 def per_image_forward(model: nn.Module, x: T, sizes: tuple[int, ...] = (1, 4, 8, 16), repeats: int = 3) -> float:

@@ -1,10 +1,12 @@
 """``make bench``: every benchmark suite in turn (gradient methods, CAMs, perturbation methods if present).
 
-``--quick`` is passed on to each suite. Each suite can also be run alone: ``.venv/bin/python benchmarks/X.py``.
+``--quick`` is passed on to each suite; ``--suites`` picks some. A suite's own options: run it alone,
+``.venv/bin/python benchmarks/X.py --help``.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -13,13 +15,17 @@ SUITES = ("gradient", "cam", "perturbation")
 
 
 def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a fast check: fewer repeats and smaller ladders")
+    p.add_argument("--suites", nargs="*", default=list(SUITES), choices=SUITES)
+    args = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
     code = 0
-    for name in SUITES:
+    for name in args.suites:
         if not (Path(__file__).parent / f"{name}.py").exists():
             continue
         print(f"\n==== {name} ====", flush=True)
-        code |= importlib.import_module(name).main(list(argv))
+        code |= importlib.import_module(name).main(["--quick"] if args.quick else [])
     return code
 
 

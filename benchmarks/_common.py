@@ -1,0 +1,24 @@
+"""Helpers shared by the benchmark suites."""
+
+from __future__ import annotations
+
+import sys
+
+from torch import nn
+
+
+def log(msg: str) -> None:
+    """Progress to stderr (the tables go to stdout)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+class RowCounter:
+    """Counts model inputs evaluated (rows through the first convolution), whoever runs the model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        self.n = 0
+        first.register_forward_pre_hook(self._hook)
+
+    def _hook(self, _module: nn.Module, args: tuple) -> None:
+        self.n += int(args[0].shape[0])
