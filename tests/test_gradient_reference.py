@@ -770,3 +770,27 @@ def test_smoothing_passes(net, x, x0) -> None:
     r = cnnlens.explain(net, x, "integrated_gradients", baseline=x0, steps=4, smooth="vargrad", smooth_samples=3)
     n = 3
     assert r.passes == B + (B * n) + (B * n) + B * n * 4  # clean logits; per noisy copy: logits, baseline, path
+
+
+class _Gated(torch.nn.Module):
+    """A squeeze-excitation-like product of two activations: outside DeepLIFT's rescale rule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x: T) -> T:
+        h = self.conv(x)
+        h = h * torch.sigmoid(h.mean((2, 3), keepdim=True))
+        return self.fc(h.mean((2, 3)))
+
+
+@pytest.mark.parametrize("method", ["deeplift", "deeplift_shap"])
+def test_deeplift_warns_when_completeness_fails(method: str) -> None:
+    x = _nets.inputs(2)
+    with pytest.warns(CnnlensWarning, match="rescale rule does not cover"):
+        e = cnnlens.explain(_Gated(), x, method, baseline=torch.zeros_like(x) + 0.5)
+    gap = e.attributions.flatten(1).sum(1) - e.delta
+    assert (e.delta.abs() > 1e-3 * gap.abs()).any()  # the warning reflects a real completeness error

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
+from ..._errors import CnnlensWarning
 from .._base import Method
 from .._context import Context, sum_per_row
 from .._registry import register
 from .._rules import RescaleMode
 
 T = torch.Tensor
+
+
+def _checked(delta: T, gap: T, tolerance: float = 1e-3) -> T:
+    """Warn when attributions do not add up to f(x) - f(baseline): the rescale rule did not cover the model."""
+    rel = delta.abs() / gap.abs().clamp(min=1e-12)
+    if (rel > tolerance).any():
+        warnings.warn(
+            f"DeepLIFT attributions miss f(x) - f(baseline) by up to {float(rel.max()):.1%}: the model uses "
+            f"operations the rescale rule does not cover (e.g. products of activations as in squeeze-excitation, "
+            f"softmax or normalization inside the model), so the attributions are approximate there; see .delta",
+            CnnlensWarning,
+            stacklevel=5,
+        )
+    return delta
 
 
 @register
@@ -25,7 +42,7 @@ class DeepLift(Method):
         grads = ctx.input_gradients(RescaleMode(), reference=baseline)
         attr = (ctx.inputs - baseline) * grads
         gap = ctx.select(ctx.logits, ctx.owners()) - ctx.scores(baseline, ctx.owners())
-        return attr, sum_per_row(attr) - gap
+        return attr, _checked(sum_per_row(attr) - gap, gap)
 
 
 @register
@@ -45,4 +62,4 @@ class DeepLiftShap(Method):
         attr = ((x.repeat_interleave(k, 0) - refs) * grads).view(baseline.shape).mean(1)
         ref_scores = ctx.scores(refs, owners).view(-1, k).mean(1)
         gap = ctx.select(ctx.logits, ctx.owners()) - ref_scores
-        return attr, sum_per_row(attr) - gap
+        return attr, _checked(sum_per_row(attr) - gap, gap)
