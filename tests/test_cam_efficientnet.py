@@ -33,22 +33,6 @@ HEAD = "_conv_head"  # 1280 channels, 7 x 7
 SMALL = "_blocks.0._project_conv"  # 16 channels, 112 x 112
 
 
-@pytest.fixture(scope="module")
-def lite0() -> cnnlens.Classifier:
-    return cnnlens.load_model("efficientnet_lite0")
-
-
-@pytest.fixture(scope="module")
-def x(lite0) -> T:
-    return lite0.preprocess([sample_image("chelsea")])
-
-
-@pytest.fixture(scope="module")
-def target(lite0, x) -> int:
-    with torch.no_grad():
-        return int(lite0.module(x).argmax(1))
-
-
 def captum_grad_cam(model, layer: str, x: T, target: int) -> tuple[T, T]:
     raw = captum_attr.LayerGradCam(model, model.get_submodule(layer)).attribute(
         x.clone(), target=target, relu_attributions=True

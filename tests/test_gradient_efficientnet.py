@@ -13,29 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnlens
-from cnnlens.data import sample_image
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning:captum"),
     pytest.mark.usefixtures("one_thread"),
 ]
 T = torch.Tensor
-
-
-@pytest.fixture(scope="module")
-def lite0() -> cnnlens.Classifier:
-    return cnnlens.load_model("efficientnet_lite0")
-
-
-@pytest.fixture(scope="module")
-def x(lite0) -> T:
-    return lite0.preprocess([sample_image("chelsea")])
-
-
-@pytest.fixture(scope="module")
-def target(lite0, x) -> int:
-    with torch.no_grad():
-        return int(lite0.module(x).argmax(1))
 
 
 def _score(model: nn.Module, x: T, target: int) -> float:

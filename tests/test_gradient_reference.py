@@ -27,16 +27,7 @@ pytestmark = [
 ]
 T = torch.Tensor
 TARGETS = torch.tensor([1, 3, 4])
-ALL_METHODS = (
-    "saliency",
-    "input_x_gradient",
-    "guided_backprop",
-    "deconvnet",
-    "integrated_gradients",
-    "gradient_shap",
-    "deeplift",
-    "deeplift_shap",
-)
+ALL_METHODS = tuple(m.name for m in cnnlens.methods("gradient"))
 
 
 def assert_close(ours: T, theirs: T, rtol: float = 1e-5) -> None:

@@ -27,11 +27,6 @@ from cnnlens.models import (
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 
-@pytest.fixture(scope="module")
-def lite0() -> Classifier:
-    return load_model("efficientnet_lite0")
-
-
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.syspath_prepend(str(Path(__file__).parent))

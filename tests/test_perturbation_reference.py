@@ -76,11 +76,6 @@ def test_feature_ablation_equals_captum_with_shared_and_per_image_masks() -> Non
     torch.testing.assert_close(e.attributions, ref, atol=ATOL, rtol=0)
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    return cnnlens.load_model("efficientnet_lite0")
-
-
 def test_occlusion_and_ablation_equal_captum_on_efficientnet_lite0(lite0) -> None:
     x = lite0.preprocess([sample_image("chelsea")])
     black = single_baseline("black", x, lite0.preprocessing)
