@@ -1,0 +1,56 @@
+"""Judge explanations: faithfulness, stability, sanity, localisation, class discrimination, detail and cost.
+
+``score(metric, model, inputs, method, target=None, **options)`` returns a ``Score`` with one value (and, for
+curve metrics, one curve) per image. ``method`` is a registry name, a ``Method``, an ``Explanation`` or a
+callable ``(model, inputs, target) -> attributions``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._errors import CnnlensError
+from ._base import Explainer, Job, MethodSpec, Metric, Score
+from ._registry import MetricInfo, get_metric, metric_table, metrics, register_metric
+
+__all__ = [
+    "Explainer",
+    "Job",
+    "Metric",
+    "MetricInfo",
+    "Score",
+    "get_metric",
+    "metric_table",
+    "metrics",
+    "register_metric",
+    "score",
+]
+
+
+def score(
+    metric: str | Metric | type[Metric],
+    model: Any,
+    inputs: Any,
+    method: MethodSpec,
+    *,
+    target: Any = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    method_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Score:
+    """Score ``method``'s explanations of ``inputs`` with one registered metric.
+
+    ``target``: ``None`` (predicted class), an int or one int per image. ``options``: the metric's own (see
+    ``cnnlens.quality.metrics()``); ``method_options``: passed to the method when the metric runs it.
+    """
+    if isinstance(metric, Metric):
+        if options:
+            raise CnnlensError("give options when constructing the metric object, not to score()")
+        instance = metric
+    else:
+        cls = get_metric(metric) if isinstance(metric, str) else metric
+        instance = cls(**options)
+    return instance(
+        model, inputs, method, target=target, batch_size=batch_size, seed=seed, method_options=method_options
+    )

@@ -1,0 +1,262 @@
+"""The pipeline every quality metric shares: checked inputs, fixed targets, an explainer that can be re-run,
+batched target scores through the attribution engine's ``Context``, pass counting, a frozen model.
+
+A metric is a small class that implements ``compute(job)`` only (see ``Metric``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, final
+
+import torch
+from torch import nn
+
+from .._errors import CnnlensError
+from ..attribution import Explanation, Method, explain
+from ..attribution._base import _check_inputs, _unwrap
+from ..attribution._context import Context, Rows, Target
+from ..attribution._guard import frozen
+
+T = torch.Tensor
+MethodSpec = str | Method | type[Method] | Explanation | Callable[..., T]
+
+
+@dataclass
+class Score:
+    """What one metric says about one method's explanations of a batch of inputs."""
+
+    metric: str
+    method: str
+    values: T
+    """One number per image, ``(B,)`` (float64, CPU)."""
+    higher_is_better: bool | None
+    """``True`` / ``False``; ``None`` where the number is descriptive (e.g. detail, cost)."""
+    curve: T | None = None
+    """Per-image curve ``(B, n)`` for curve metrics (deletion, insertion, ROAD, randomization), else ``None``."""
+    curve_x: T | None = None
+    """The curve's x axis ``(n,)`` (fraction of pixels removed, layers randomized, ...)."""
+    passes: int = 0
+    """Model inputs evaluated by the metric, including explanations it recomputed (where known)."""
+    seconds: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(self.values.mean())
+
+    def __repr__(self) -> str:
+        arrow = {True: " (higher is better)", False: " (lower is better)", None: ""}[self.higher_is_better]
+        return f"Score({self.metric} of {self.method}: mean {self.mean:.4g}{arrow}, {len(self.values)} image(s))"
+
+
+class Explainer:
+    """Explanations on demand: ``explainer(x, targets) -> (attributions, passes)`` for any ``MethodSpec``.
+
+    A registry name, a ``Method`` class or instance, or a callable ``(model, inputs, target) -> attributions``
+    can be re-run on new inputs (``rerunnable``); a fixed ``Explanation`` answers only for the inputs it was
+    computed on.
+    """
+
+    def __init__(self, spec: MethodSpec, model: Any, batch_size: int | None, seed: int, options: dict) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.seed = seed
+        self.fixed: Explanation | None = None
+        self.options = dict(options)
+        if isinstance(spec, Explanation):
+            self.fixed, self.name, self.fn = spec, spec.method, None
+        elif isinstance(spec, str | Method) or (isinstance(spec, type) and issubclass(spec, Method)):
+            self.name = spec if isinstance(spec, str) else spec.name
+            self.fn = spec
+        elif callable(spec):
+            self.name, self.fn = getattr(spec, "__name__", "callable"), spec
+        else:
+            raise CnnlensError(
+                f"method must be a method name (see cnnlens.methods()), a Method, an Explanation or a callable "
+                f"(model, inputs, target) -> attributions; got {type(spec).__name__}"
+            )
+        if self.fixed is not None and options:
+            raise CnnlensError("method options cannot be applied to a finished Explanation; pass the method name")
+
+    @property
+    def rerunnable(self) -> bool:
+        return self.fixed is None
+
+    def __call__(self, x: T, targets: T, seed: int | None = None) -> tuple[T, int]:
+        if self.fixed is not None:
+            return self._fixed(x, targets), 0
+        if isinstance(self.fn, str | Method | type):
+            e = explain(
+                self.model, x, self.fn, target=targets, batch_size=self.batch_size,
+                seed=self.seed if seed is None else seed, **self.options,
+            )  # fmt: skip
+            return e.attributions.detach(), e.passes
+        with torch.enable_grad():
+            a = self.fn(self.model, x, targets)
+        if not isinstance(a, torch.Tensor):
+            raise CnnlensError(f"the explainer {self.name!r} returned {type(a).__name__}, not a tensor")
+        return _check_attribution_shape(a.detach(), x, self.name), 0
+
+    def _fixed(self, x: T, targets: T) -> T:
+        e = self.fixed
+        assert e is not None
+        a = e.attributions
+        if a.shape[0] != x.shape[0] or a.shape[-2:] != x.shape[-2:]:
+            raise CnnlensError(
+                f"the Explanation has attributions of shape {tuple(a.shape)} but the inputs are {tuple(x.shape)}; "
+                f"explain the same inputs, or pass the method name so the metric can run it"
+            )
+        if isinstance(e.target, torch.Tensor) and not torch.equal(e.target.to(targets.device), targets):
+            raise CnnlensError(
+                f"the Explanation explains classes {e.target.tolist()} but the metric's targets are "
+                f"{targets.tolist()}; pass target= matching the explanation"
+            )
+        return a.to(x.device)
+
+
+def _check_attribution_shape(a: T, x: T, name: str) -> T:
+    if a.dim() == 3:
+        a = a[:, None]
+    if a.dim() != 4 or a.shape[0] != x.shape[0] or a.shape[-2:] != x.shape[-2:] or a.shape[1] not in (1, x.shape[1]):
+        raise CnnlensError(
+            f"the explainer {name!r} returned shape {tuple(a.shape)} for inputs {tuple(x.shape)}; expected "
+            f"(B, C, H, W) or (B, 1, H, W) with the inputs' B, H and W"
+        )
+    return a
+
+
+class Job:
+    """One metric run: model, inputs, fixed integer targets, the explainer, batched scoring and pass counts."""
+
+    def __init__(
+        self, model: Any, module: nn.Module, preprocessing: Any, x: T, ctx: Context, explainer: Explainer,
+        generator: torch.Generator,
+    ) -> None:  # fmt: skip
+        self.model = model  # what the caller gave (Classifier or module)
+        self.module = module
+        self.preprocessing = preprocessing
+        self.inputs = x
+        self.ctx = ctx
+        self.explainer = explainer
+        self.generator = generator
+        self.explain_passes = 0
+        self._attributions: T | None = None
+
+    @property
+    def n(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def targets(self) -> T:
+        """One class index per image (the predicted class unless ``target=`` was given)."""
+        t = self.ctx.targets
+        if t is None:
+            raise CnnlensError("quality metrics need integer targets (an int or one per image), not a callable")
+        return t
+
+    @property
+    def attributions(self) -> T:
+        """The explanation of the inputs, computed once."""
+        if self._attributions is None:
+            self._attributions = self.explain(self.inputs)
+        return self._attributions
+
+    def explain(self, x: T, seed: int | None = None) -> T:
+        """The method's attributions for ``x`` (rows owned by the inputs in order), explaining ``self.targets``."""
+        targets = self.targets
+        if x.shape[0] != self.n:
+            raise CnnlensError("internal: explain() takes one row per input image")
+        a, passes = self.explainer(x, targets, seed)
+        self.explain_passes += passes
+        return a
+
+    def scores(self, rows: T | Rows, owner: T) -> T:
+        """Target score of every row (row ``i`` explains image ``owner[i]``), batched with the shared knob."""
+        return self.ctx.scores(rows, owner)
+
+    def owners(self, repeat: int = 1) -> T:
+        return self.ctx.owners(repeat)
+
+    @property
+    def passes(self) -> int:
+        return self.ctx.passes + self.explain_passes
+
+    def randn(self, *shape: int) -> T:
+        return torch.randn(*shape, generator=self.generator, device="cpu").to(self.inputs)
+
+    def rand(self, *shape: int) -> T:
+        return torch.rand(*shape, generator=self.generator, device="cpu").to(self.inputs)
+
+
+class Metric:
+    """Base class: subclasses set the class attributes and implement ``compute``; ``__call__`` runs it all."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool | None] = None
+    params: ClassVar[dict[str, Any]] = {}
+    rerun: ClassVar[bool] = False
+    """True when the metric re-explains perturbed inputs (needs a method name or callable, not an Explanation)."""
+    kind: ClassVar[str] = "value"  # "value" or "curve"
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.params))
+        if unknown:
+            raise CnnlensError(
+                f"metric {self.name} has no option {', '.join(map(repr, unknown))}; its options are "
+                f"{', '.join(sorted(self.params)) or 'none'}"
+            )
+        self.options = {**self.params, **options}
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Validate ``self.options`` (override to add checks)."""
+
+    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+        """Return ``(values (B,), curve (B, n) or None, curve_x (n,) or None, info)``."""
+        raise NotImplementedError
+
+    @final
+    def __call__(
+        self,
+        model: Any,
+        inputs: Any,
+        method: MethodSpec,
+        *,
+        target: Target = None,
+        batch_size: int | None = None,
+        seed: int = 0,
+        method_options: dict[str, Any] | None = None,
+    ) -> Score:
+        start = time.perf_counter()
+        module, preprocessing = _unwrap(model)
+        x = _check_inputs(module, inputs, preprocessing)
+        if callable(target) and not isinstance(target, torch.Tensor):
+            raise CnnlensError("quality metrics need integer targets (an int or one per image), not a callable")
+        explainer = Explainer(method, model, batch_size, seed, method_options or {})
+        if self.rerun and not explainer.rerunnable:
+            raise CnnlensError(
+                f"{self.name} re-explains changed inputs or models, so it needs the method (a name, a Method or a "
+                f"callable), not a finished Explanation"
+            )
+        generator = torch.Generator().manual_seed(int(seed))
+        with frozen(module):
+            ctx = Context(module, x, target, batch_size, torch.Generator().manual_seed(int(seed)))
+            job = Job(model, module, preprocessing, x, ctx, explainer, generator)
+            values, curve, curve_x, info = self.compute(job)
+        return Score(
+            metric=self.name,
+            method=explainer.name,
+            values=values.detach().double().cpu(),
+            higher_is_better=self.higher_is_better,
+            curve=None if curve is None else curve.detach().double().cpu(),
+            curve_x=None if curve_x is None else curve_x.detach().double().cpu(),
+            passes=job.passes,
+            seconds=time.perf_counter() - start,
+            options=dict(self.options),
+            info=info,
+        )

@@ -1,0 +1,76 @@
+"""The one list of quality metrics. ``score``, the scorecard, the CLI, the report and the docs read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._errors import CnnlensError
+
+if TYPE_CHECKING:
+    from ._base import Metric
+
+_METRICS: dict[str, type[Metric]] = {}
+
+
+def register_metric(cls: type[Metric]) -> type[Metric]:
+    """Class decorator: list a metric under its ``name``. A name may be registered once only."""
+    name = cls.name
+    if not name or name != name.lower() or not name.replace("_", "").isalnum():
+        raise CnnlensError(f"metric name {name!r} must be non-empty snake_case")
+    if name in _METRICS:
+        raise CnnlensError(f"a metric named {name!r} is already registered; choose another name")
+    _METRICS[name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What the registry knows about one metric."""
+
+    name: str
+    summary: str
+    higher_is_better: bool | None
+    kind: str
+    rerun: bool
+    params: dict[str, Any]
+
+    def __str__(self) -> str:
+        arrow = {True: "higher is better", False: "lower is better", None: "descriptive"}[self.higher_is_better]
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.name:22s} {arrow:17s} {self.summary}" + (f"  [{opts}]" if opts else "")
+
+
+def get_metric(name: str) -> type[Metric]:
+    """The metric class registered under ``name``; a clear error lists the known names otherwise."""
+    _load_all()
+    if isinstance(name, str) and name in _METRICS:
+        return _METRICS[name]
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(_METRICS), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise CnnlensError(f"unknown metric {name!r}.{hint} Known metrics: {', '.join(sorted(_METRICS))}")
+
+
+def metrics() -> list[MetricInfo]:
+    """Every registered metric, in registration order."""
+    _load_all()
+    return [
+        MetricInfo(c.name, c.summary, c.higher_is_better, c.kind, c.rerun, dict(c.params)) for c in _METRICS.values()
+    ]
+
+
+def metric_table() -> str:
+    """The registry as a Markdown table (the README's metric table is this text, checked by a test)."""
+    rows = ["| metric | better | what it measures | options |", "|---|---|---|---|"]
+    for m in metrics():
+        better = {True: "higher", False: "lower", None: "-"}[m.higher_is_better]
+        opts = ", ".join(f"`{k}={v!r}`" for k, v in m.params.items()) or "-"
+        rows.append(f"| `{m.name}` | {better} | {m.summary.replace('|', chr(92) + '|')} | {opts} |")
+    return "\n".join(rows)
+
+
+def _load_all() -> None:
+    # Importing the metric modules runs their @register_metric decorators (add new modules here).
+    from . import _metrics  # noqa: F401
