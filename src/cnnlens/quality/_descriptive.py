@@ -1,0 +1,3 @@
+"""Quality metrics: class discrimination and detail."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Quality metrics: infidelity, sensitivity_max and completeness."""
+
+from __future__ import annotations

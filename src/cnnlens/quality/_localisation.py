@@ -1,0 +1,3 @@
+"""Quality metrics: pointing game."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Quality metrics: model-parameter randomization check."""
+
+from __future__ import annotations
