@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, CnnlensWarning
 
 
 @contextmanager
-def capture(layers: Sequence[nn.Module], inputs: bool = False, detach: bool = False) -> Iterator[list[torch.Tensor]]:
+def capture(
+    layers: Sequence[nn.Module],
+    inputs: bool = False,
+    detach: bool = False,
+    reused: str = "raise",
+    names: Sequence[str] | None = None,
+) -> Iterator[list[torch.Tensor]]:
     """Yield a list that holds, after the forward pass, each layer's output (or first input) in order.
 
     ``detach``: capture each output as a new leaf that requires grad, and let the model continue from it, so a
@@ -21,7 +28,8 @@ def capture(layers: Sequence[nn.Module], inputs: bool = False, detach: bool = Fa
     The model continues with a copy of each captured output, so a later in-place operation (e.g. an in-place
     ReLU right after the layer) cannot change what was captured, and gradients taken w.r.t. the captured
     tensor are gradients w.r.t. the layer's own output. A layer that runs more than once per forward pass
-    is ambiguous and raises.
+    is ambiguous: it raises (``reused="raise"``) or keeps the last output with a warning (``reused="last"``,
+    for looking at activations). ``names``: how errors call the layers (default: their class names).
     """
     seen: list[list[torch.Tensor]] = [[] for _ in layers]
     out: list[torch.Tensor] = []
@@ -46,10 +54,18 @@ def capture(layers: Sequence[nn.Module], inputs: bool = False, detach: bool = Fa
     finally:
         for h in handles:
             h.remove()
-    for i, values in enumerate(seen):
-        if len(values) != 1:
-            raise CnnlensError(
-                f"layer {type(layers[i]).__name__} ran {len(values)} times in one forward pass; choose a layer "
-                f"that runs exactly once (a module reused in several places has no single output)"
-            )
-    out.extend(v[0] for v in seen)
+    labels = list(names) if names is not None else [type(m).__name__ for m in layers]
+    missing = [labels[i] for i, values in enumerate(seen) if not values]
+    if missing:
+        raise CnnlensError(f"layer(s) {', '.join(missing)} did not run in the forward pass; pick layers that do")
+    repeated = [(labels[i], len(values)) for i, values in enumerate(seen) if len(values) > 1]
+    if repeated and reused == "raise":
+        label, count = repeated[0]
+        raise CnnlensError(
+            f"layer {label} ran {count} times in one forward pass; choose a layer that runs exactly once "
+            f"(a module reused in several places has no single output)"
+        )
+    if repeated:
+        listing = ", ".join(f"{label} ({count} times)" for label, count in repeated)
+        warnings.warn(f"layer(s) ran more than once; the last output is kept: {listing}", CnnlensWarning, stacklevel=3)
+    out.extend(v[-1] for v in seen)

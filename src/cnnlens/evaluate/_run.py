@@ -13,6 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cnnlens._errors import CnnlensError, CnnlensWarning
+from cnnlens.attribution._guard import model_device
 from cnnlens.evaluate._evaluation import Evaluation
 from cnnlens.models import Classifier
 
@@ -54,7 +55,7 @@ def evaluate(
     skipped = list(getattr(dataset, "skipped", []))
     newly_skipped: list[tuple[str, str]] = []
     probs, labels, kept = [], [], []
-    device = _device(module)
+    device = model_device(module) or torch.device("cpu")
     flags = {m: m.training for m in module.modules()}
     bar = tqdm(total=len(dataset), desc="evaluating", unit="img", file=sys.stderr, disable=not progress)
     try:
@@ -126,12 +127,6 @@ def _class_names(model: Any, dataset: Any, classes: Sequence[str] | None) -> lis
             raise CnnlensError("Cannot tell the class names; pass classes= to evaluate.")
         names = [str(i) for i in range(n)]
     return [str(c) for c in names]
-
-
-def _device(module: nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    return torch.device("cpu")
 
 
 def _predict(model: Any, module: nn.Module, items: list[Any], device: torch.device, k: int) -> np.ndarray:

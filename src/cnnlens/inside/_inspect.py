@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from cnnlens._errors import CnnlensError
-from cnnlens.inside._capture import _device, as_input, as_module, capture, eval_mode
+from cnnlens.attribution._guard import frozen, model_device
+from cnnlens.inside._capture import as_input, as_module, capture
 from cnnlens.models import Classifier, get_layer
 
 
@@ -65,8 +66,8 @@ def layer_summary(model: Classifier | nn.Module, x: torch.Tensor | Any | None = 
     handles = []
     try:
         handles = [m.register_forward_hook(make_hook(n)) for n, m in named]
-        with eval_mode(module), torch.no_grad():
-            module(x.to(_device(module)))
+        with frozen(module), torch.no_grad():
+            module(x.to(model_device(module) or "cpu"))
     finally:
         for h in handles:
             h.remove()
