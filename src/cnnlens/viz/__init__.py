@@ -1,5 +1,13 @@
-"""Pictures of explanations (matplotlib underneath). The full set of views grows with the show-and-tell work."""
+"""Pictures of explanations and evaluations (matplotlib underneath, Agg backend; NumPy arrays in and out).
 
+Maps: :func:`to_heatmap` (channel reduction, resize, sign mode, outlier-percentile normalisation). Views of one
+map, each an RGB array ``(H, W, 3)`` in [0, 1]: :func:`heat_map`, :func:`blended_heat_map`, :func:`masked_image`,
+:func:`alpha_scaling`, :func:`original_image`; :func:`draw_view` draws any of them on an axes. Masks and boxes:
+:func:`superpixel_boundaries`, :func:`bounding_box`, :func:`draw_bounding_box`. Figures: :func:`compare_panel`,
+:func:`method_grid`, :func:`explanation_panel` and the evaluation / inside figures.
+"""
+
+from ._boxes import bounding_box, draw_bounding_box, superpixel_boundaries
 from ._figures import (
     confusion_matrix_figure,
     feature_maps_figure,
@@ -8,17 +16,61 @@ from ._figures import (
     roc_figure,
     samples_figure,
 )
-from ._maps import SIGNS, to_heatmap
-from ._panels import explanation_panel
+from ._maps import (
+    REDUCTIONS,
+    SIGNS,
+    apply_sign,
+    as_image,
+    normalize_map,
+    reduce_channels,
+    resize_map,
+    to_heatmap,
+)
+from ._panels import compare_panel, explanation_panel, method_grid
+from ._views import (
+    VIEWS,
+    alpha_scaling,
+    blended_heat_map,
+    colormap,
+    default_cmap,
+    draw_view,
+    heat_map,
+    map_range,
+    masked_image,
+    original_image,
+    render,
+)
 
 __all__ = [
+    "REDUCTIONS",
     "SIGNS",
+    "VIEWS",
+    "alpha_scaling",
+    "apply_sign",
+    "as_image",
+    "blended_heat_map",
+    "bounding_box",
+    "colormap",
+    "compare_panel",
     "confusion_matrix_figure",
+    "default_cmap",
+    "draw_bounding_box",
+    "draw_view",
     "explanation_panel",
     "feature_maps_figure",
     "filters_figure",
+    "heat_map",
+    "map_range",
+    "masked_image",
+    "method_grid",
     "metrics_figure",
+    "normalize_map",
+    "original_image",
+    "reduce_channels",
+    "render",
+    "resize_map",
     "roc_figure",
     "samples_figure",
+    "superpixel_boundaries",
     "to_heatmap",
 ]
