@@ -1,0 +1,159 @@
+"""``cnnlens explain``: PNG panels, raw attributions (NPZ) and a JSON summary for images."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import CnnlensError
+from ._options import add_model_options, add_run_options, load_classifier, names_list, parse_target
+
+
+def method_options(methods: list[str], pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set key=value`` goes to every chosen method with that option; ``--set method.key=value`` to one."""
+    from ..attribution import get_method
+
+    params = {m: set(get_method(m).params) | {"smooth", "smooth_samples", "smooth_std"} for m in methods}
+    options: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise CnnlensError(f"--set expects key=value or method.key=value, got {pair!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        method, _, key = key.rpartition(".")
+        chosen = [method] if method else [m for m in methods if key in params[m]]
+        if not chosen or any(m not in options or key not in params[m] for m in chosen):
+            raise CnnlensError(f"--set {pair}: no chosen method has an option {key!r} (see `cnnlens methods`)")
+        for m in chosen:
+            options[m][key] = value
+    return options
+
+
+def explain_images(
+    classifier: Any,
+    images: list[Any],
+    names: list[str],
+    methods: dict[str, dict[str, Any]],
+    out: Path,
+    *,
+    target: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Explain ``images`` with each method; write ``<name>.png`` panels, ``<name>.npz`` maps and ``summary.json``."""
+    import matplotlib.pyplot as plt
+    from tqdm import tqdm
+
+    from .. import explain
+    from ..viz import explanation_panel
+
+    x = classifier.preprocess(images)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for method, options in tqdm(methods.items(), desc="methods", unit="method", file=sys.stderr, disable=not progress):
+        results[method] = explain(classifier, x, method, target=target, batch_size=batch_size, seed=seed, **options)
+    first = next(iter(results.values()))
+    probs = first.probabilities
+    pixels = classifier.preprocessing.to_pixels(x)
+    summary: dict[str, Any] = {"model": classifier.name, "images": []}
+    for i, name in enumerate(names):
+        top = probs[i].topk(min(3, probs.shape[1]))
+        tops = [(classifier.class_name(int(j)), float(p)) for p, j in zip(top.values, top.indices, strict=True)]
+        explained = classifier.class_name(int(first.target[i]))
+        maps = {m: e.attributions[i].detach().cpu() for m, e in results.items()}
+        fig = explanation_panel(pixels[i], maps, tops, title=f"{name}: evidence for '{explained}'")
+        fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        np.savez_compressed(out / f"{name}.npz", **{m: a.numpy() for m, a in maps.items()})
+        summary["images"].append(
+            {
+                "image": name,
+                "explained_class": explained,
+                "explained_index": int(first.target[i]),
+                "top3": [{"class": c, "probability": round(p, 4)} for c, p in tops],
+                "methods": {
+                    m: {
+                        "passes_per_batch": e.passes,
+                        "seconds_per_batch": round(e.seconds, 3),
+                        "completeness_delta": None if e.delta is None else float(e.delta[i]),
+                        "relative_delta": None if e.delta is None else _relative(e, i),
+                    }
+                    for m, e in results.items()
+                },
+            }
+        )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _relative(e: Any, i: int) -> float:
+    """delta / (f(x) - f(baseline)), where f(x) - f(baseline) = sum(attributions) - delta."""
+    delta = float(e.delta[i])
+    gap = float(e.attributions[i].sum()) - delta
+    return delta / gap if gap else float("inf")
+
+
+def _stems(paths: list[str]) -> list[str]:
+    """Output names: the file stems, made unique (``cat``, ``cat-2``) when two images share one."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names
+
+
+def _cmd_explain(args: argparse.Namespace) -> None:
+    from ..data import load_image
+
+    methods = names_list(args.methods) or []
+    if not methods:
+        raise CnnlensError("--methods is empty; name one or more methods (see `cnnlens methods`)")
+    options = method_options(methods, args.set)  # checks the method names before the model is loaded
+    images = [load_image(p) for p in args.images]
+    classifier = load_classifier(args)
+    target = parse_target(classifier, args.target)
+    out = Path(args.out)
+    summary = explain_images(
+        classifier,
+        images,
+        _stems(args.images),
+        options,
+        out,
+        target=target,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    for item in summary["images"]:
+        tops = ", ".join(f"{t['class']} {t['probability']:.0%}" for t in item["top3"])
+        print(f"{item['image']}: top-3 {tops}; explained '{item['explained_class']}'")
+    print(f"wrote {len(summary['images'])} panel(s) (PNG), maps (NPZ) and summary.json to {out}")
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``explain``."""
+    p = sub.add_parser(
+        "explain", parents=[common], help="explain images with one or more methods: PNG panels, NPZ maps, JSON"
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument(
+        "--methods", default="saliency,integrated_gradients", metavar="A,B,...", help="comma-separated method names"
+    )
+    p.add_argument("--target", default=None, metavar="CLASS", help="class index or name (default: predicted class)")
+    p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable")
+    p.add_argument("--out", metavar="DIR", default="out/explain", help="output folder (default out/explain)")
+    add_model_options(p, "efficientnet_lite0")
+    add_run_options(p)
+    p.set_defaults(func=_cmd_explain)

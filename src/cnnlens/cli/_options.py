@@ -1,0 +1,277 @@
+"""Options shared by the commands that take a model: which model, its classes and preprocessing, device, batch."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .._errors import CnnlensError
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def names_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_run_options(p: argparse.ArgumentParser, *, batch_default: int | None = None, seed: bool = True) -> None:
+    """``--batch-size``, ``--seed`` and ``--no-progress``."""
+    what = "automatic" if batch_default is None else str(batch_default)
+    p.add_argument(
+        "--batch-size", type=positive_int, default=batch_default, metavar="N", help=f"most inputs per pass ({what})"
+    )
+    if seed:
+        p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed for sampling methods (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def add_model_options(p: argparse.ArgumentParser, default: str) -> None:
+    """``--model`` and everything that says how to load and feed it."""
+    g = p.add_argument_group("model options")
+    g.add_argument(
+        "--model",
+        default=default,
+        metavar="M",
+        help=f"bundled name (see `cnnlens models`), TorchScript file or state-dict file with --arch (default {default})",
+    )
+    g.add_argument(
+        "--arch",
+        default=None,
+        metavar="PACKAGE.MODULE:CLASS",
+        help="class to build for a state-dict file (importable, or a module in the current folder)",
+    )
+    g.add_argument(
+        "--num-classes", type=positive_int, default=None, metavar="N", help="passed to --arch as num_classes="
+    )
+    g.add_argument(
+        "--classes",
+        default=None,
+        metavar="FILE|A,B,...",
+        help="class names: a text file (one per line) or a comma-separated list",
+    )
+    g.add_argument("--input-size", default=None, metavar="N|HxW", help="model input size, e.g. 224 or 224x224")
+    g.add_argument(
+        "--resize", type=positive_int, default=None, metavar="N", help="resize the short side to N, then center-crop"
+    )
+    g.add_argument("--mean", default=None, metavar="R,G,B", help="normalization mean of [0, 1] pixels")
+    g.add_argument("--std", default=None, metavar="R,G,B", help="normalization std of [0, 1] pixels")
+    g.add_argument("--device", default="cpu", metavar="DEV", help="cpu, cuda or cuda:N (default cpu)")
+
+
+def read_classes(text: str) -> list[str]:
+    """Class names from a text file (one per line) or a comma-separated list."""
+    path = Path(text)
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CnnlensError(f"--classes: cannot read {text!r} as UTF-8 text ({e})") from e
+        names = [line.strip() for line in lines if line.strip()]
+    elif "," in text:
+        names = [part.strip() for part in text.split(",")]
+        if not all(names):
+            raise CnnlensError(f"--classes {text!r} has an empty name; separate names by single commas")
+    else:
+        raise CnnlensError(
+            f"--classes {text!r}: no such file, and not a comma-separated list; "
+            "give a text file with one class name per line or names like cat,dog"
+        )
+    if not names:
+        raise CnnlensError(f"--classes: {text!r} holds no class names")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CnnlensError(f"--classes names {', '.join(repeated)} more than once; each class needs its own name")
+    return names
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"224"`` -> (224, 224); ``"32x48"`` -> (32, 48) (height x width)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) < 1:
+        raise CnnlensError(
+            f"--input-size expects N or HxW with positive whole numbers (e.g. 224 or 224x224); got {text!r}"
+        )
+    return values[0], values[1]
+
+
+def parse_triple(text: str, option: str) -> tuple[float, float, float]:
+    """``"0.5"`` or ``"0.485,0.456,0.406"`` -> three floats (one per RGB channel)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise CnnlensError(f"{option} expects numbers separated by commas; got {text!r}") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise CnnlensError(f"{option} expects 3 values (one per RGB channel) or 1 for all; got {len(values)}: {text!r}")
+    return values[0], values[1], values[2]
+
+
+def resolve_device(text: str) -> Any:
+    """A ``torch.device`` that exists on this machine; a clear error otherwise."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise CnnlensError(f"--device {text!r} is not a device name; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+            raise CnnlensError(
+                f"--device {text}: CUDA is not available here (torch {torch.__version__}, {build}, "
+                "or no GPU/driver); use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CnnlensError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise CnnlensError(f"--device {text}: Apple MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise CnnlensError(f"--device {text}: unsupported device type {device.type!r}; use cpu, cuda or cuda:N")
+    return device
+
+
+def _preprocessing(args: argparse.Namespace, current: Any, name: str) -> Any:
+    from ..models import Preprocessing
+
+    changes: dict[str, Any] = {}
+    if args.input_size is not None:
+        changes["input_size"] = parse_size(args.input_size)
+        changes["resize"] = args.resize  # a new input size drops the model's own resize unless --resize is given
+    elif args.resize is not None:
+        changes["resize"] = args.resize
+    if args.mean is not None:
+        changes["mean"] = parse_triple(args.mean, "--mean")
+    if args.std is not None:
+        changes["std"] = parse_triple(args.std, "--std")
+        if min(changes["std"]) <= 0:
+            raise CnnlensError(f"--std values must be positive; got {args.std!r}")
+    if not changes:
+        if current is None:
+            raise CnnlensError(
+                f"the model {name!r} carries no preprocessing: give --input-size (e.g. 224 or 224x224) and, "
+                "if it was trained on normalized pixels, --mean and --std"
+            )
+        return current
+    if current is None:
+        if "input_size" not in changes:
+            raise CnnlensError(f"the model {name!r} carries no preprocessing: --input-size is needed too")
+        fields: dict[str, Any] = {"resize": None, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+    else:
+        fields = dataclasses.asdict(current)
+    fields.update(changes)
+    return Preprocessing(**fields)
+
+
+def _check_outputs(classifier: Any, name: str) -> None:
+    """One forward pass on a blank input: the model must return (1, K) logits, K matching the class names."""
+    import torch
+
+    size = classifier.preprocessing.input_size
+    try:
+        with torch.no_grad():
+            out = classifier.module(torch.zeros((1, 3, *size), device=classifier.device))
+    except RuntimeError as e:
+        raise CnnlensError(
+            f"the model {name!r} fails on a (1, 3, {size[0]}, {size[1]}) input ({_last_line(e)}); check --input-size"
+        ) from e
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CnnlensError(f"the model {name!r} returns {shape} for one image; cnnlens needs (batch, classes) logits")
+    if classifier.class_names is not None and out.shape[1] != len(classifier.class_names):
+        raise CnnlensError(
+            f"the model {name!r} returns {out.shape[1]} class scores but --classes gives "
+            f"{len(classifier.class_names)} names; give one name per output"
+        )
+
+
+@contextmanager
+def _cwd_on_path(needed: bool) -> Iterator[None]:
+    """``--arch`` modules are looked up in the current folder too, as with ``python -m`` (sys.path restored)."""
+    if not needed or "" in sys.path or os.getcwd() in sys.path:
+        yield
+        return
+    sys.path.insert(0, os.getcwd())
+    try:
+        yield
+    finally:
+        sys.path.remove(os.getcwd())
+
+
+def _last_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[-1].strip() if lines else type(err).__name__
+
+
+def load_classifier(args: argparse.Namespace) -> Any:
+    """The ``Classifier`` the model options describe, on the chosen device, ready to take images."""
+    import torch
+
+    from ..models import bundled_models, load_model
+
+    device = resolve_device(args.device)
+    names = read_classes(args.classes) if args.classes is not None else None
+    if args.arch is None and args.num_classes is not None and args.model not in bundled_models():
+        raise CnnlensError("--num-classes is only used with --arch (to build the class for a state-dict file)")
+    with _cwd_on_path(args.arch is not None):
+        classifier = load_model(
+            args.model, spec=args.arch, class_names=names, num_classes=args.num_classes, map_location=device
+        )
+    classifier.preprocessing = _preprocessing(args, classifier.preprocessing, args.model)
+    classifier.to(device)
+    if args.model not in bundled_models():
+        _check_outputs(classifier, args.model)
+    torch.manual_seed(getattr(args, "seed", 0))
+    return classifier
+
+
+def needs_hooks(classifier: Any, command: str) -> None:
+    """TorchScript modules take no forward hooks, which ``command`` needs to look inside the model."""
+    import torch
+
+    if isinstance(classifier.module, torch.jit.ScriptModule):
+        raise CnnlensError(
+            f"cnnlens {command} looks inside the model with forward hooks, which TorchScript models do not support; "
+            "save the weights as a state dict and pass --model FILE --arch package.module:Class"
+        )
+
+
+def parse_target(classifier: Any, text: str | None) -> int | None:
+    """``--target``: a class index or one of the model's class names (``None``: the predicted class)."""
+    if text is None:
+        return None
+    names = classifier.class_names or []
+    if text in names:
+        return names.index(text)
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < classifier.num_classes:
+            raise CnnlensError(f"unknown class {index}: the model has classes 0..{classifier.num_classes - 1}")
+        return index
+    shown = f" (e.g. {', '.join(names[:5])})" if names else " (this model has no class names: use an index)"
+    raise CnnlensError(f"unknown class {text!r}: give a class index or one of the model's class names{shown}")
