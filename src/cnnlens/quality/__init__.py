@@ -12,6 +12,7 @@ from typing import Any
 from .._errors import CnnlensError
 from ._base import Explainer, Job, MethodSpec, Metric, Score
 from ._registry import MetricInfo, get_metric, metric_table, metrics, register_metric
+from ._scorecard import Scorecard, scorecard
 
 __all__ = [
     "Explainer",
@@ -19,11 +20,13 @@ __all__ = [
     "Metric",
     "MetricInfo",
     "Score",
+    "Scorecard",
     "get_metric",
     "metric_table",
     "metrics",
     "register_metric",
     "score",
+    "scorecard",
 ]
 
 

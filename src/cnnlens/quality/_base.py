@@ -6,6 +6,7 @@ A metric is a small class that implements ``compute(job)`` only (see ``Metric``)
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any, ClassVar, final
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .._errors import CnnlensError
 from ..attribution import Explanation, Method, explain
@@ -67,6 +69,8 @@ class Explainer:
         self.seed = seed
         self.fixed: Explanation | None = None
         self.options = dict(options)
+        self.last_delta: T | None = None
+        """The ``delta`` of the last explanation (``None`` for callables and methods without one)."""
         if isinstance(spec, Explanation):
             self.fixed, self.name, self.fn = spec, spec.method, None
         elif isinstance(spec, str | Method) or (isinstance(spec, type) and issubclass(spec, Method)):
@@ -86,17 +90,21 @@ class Explainer:
     def rerunnable(self) -> bool:
         return self.fixed is None
 
-    def __call__(self, x: T, targets: T, seed: int | None = None) -> tuple[T, int]:
+    def __call__(self, x: T, targets: T, seed: int | None = None, model: Any = None) -> tuple[T, int]:
+        """``model``: explain another model than ``self.model`` (e.g. a randomized copy); ``None``: the caller's."""
         if self.fixed is not None:
+            self.last_delta = self.fixed.delta
             return self._fixed(x, targets), 0
+        self.last_delta = None
         if isinstance(self.fn, str | Method | type):
             e = explain(
-                self.model, x, self.fn, target=targets, batch_size=self.batch_size,
+                self.model if model is None else model, x, self.fn, target=targets, batch_size=self.batch_size,
                 seed=self.seed if seed is None else seed, **self.options,
             )  # fmt: skip
+            self.last_delta = e.delta
             return e.attributions.detach(), e.passes
         with torch.enable_grad():
-            a = self.fn(self.model, x, targets)
+            a = self.fn(self.model if model is None else model, x, targets)
         if not isinstance(a, torch.Tensor):
             raise CnnlensError(f"the explainer {self.name!r} returned {type(a).__name__}, not a tensor")
         return _check_attribution_shape(a.detach(), x, self.name), 0
@@ -145,6 +153,7 @@ class Job:
         self.generator = generator
         self.explain_passes = 0
         self._attributions: T | None = None
+        self._delta: T | None = None
 
     @property
     def n(self) -> int:
@@ -163,20 +172,64 @@ class Job:
         """The explanation of the inputs, computed once."""
         if self._attributions is None:
             self._attributions = self.explain(self.inputs)
+            self._delta = self.explainer.last_delta
         return self._attributions
 
-    def explain(self, x: T, seed: int | None = None) -> T:
-        """The method's attributions for ``x`` (rows owned by the inputs in order), explaining ``self.targets``."""
-        targets = self.targets
-        if x.shape[0] != self.n:
-            raise CnnlensError("internal: explain() takes one row per input image")
-        a, passes = self.explainer(x, targets, seed)
+    @property
+    def delta(self) -> T | None:
+        """The method's completeness error for the inputs (``Explanation.delta``), ``None`` where it has none."""
+        _ = self.attributions
+        return self._delta
+
+    def explain(self, x: T, seed: int | None = None, targets: T | None = None, model: Any = None) -> T:
+        """The method's attributions for ``x`` (rows owned by the inputs in order), explaining ``self.targets``.
+
+        ``targets``: other classes to explain (one per image); ``model``: explain another model (a Classifier or
+        module, e.g. a randomized copy) instead of the caller's."""
+        targets = self.targets if targets is None else targets
+        if x.shape[0] != self.n or targets.shape != (self.n,):
+            raise CnnlensError("internal: explain() takes one row and one target per input image")
+        a, passes = self.explainer(x, targets, seed, model)
         self.explain_passes += passes
         return a
 
-    def scores(self, rows: T | Rows, owner: T) -> T:
-        """Target score of every row (row ``i`` explains image ``owner[i]``), batched with the shared knob."""
-        return self.ctx.scores(rows, owner)
+    def explain_rows(self, x: T, owner: T, seed: int | None = None) -> T:
+        """Attributions for any number of rows in one call (row ``i`` explains image ``owner[i]``'s target)."""
+        if not self.explainer.rerunnable:
+            raise CnnlensError("internal: a finished Explanation cannot explain new inputs")
+        a, passes = self.explainer(x, self.targets[owner], seed)
+        self.explain_passes += passes
+        return a
+
+    @property
+    def input_scores(self) -> T:
+        """f(x): the target logit of every input (from the pass that resolved the targets, no new pass)."""
+        return self.ctx.select(self.ctx.logits, self.owners())
+
+    def scores(self, rows: T | Rows, owner: T, output: str = "logit", desc: str = "") -> T:
+        """Target score of every row (row ``i`` explains image ``owner[i]``), batched with the shared knob.
+
+        ``output``: ``"logit"`` or ``"probability"`` (softmax of the target). ``desc``: label of the progress
+        bar (stderr) shown when the rows take longer than two seconds."""
+        if output not in ("logit", "probability"):
+            raise CnnlensError(f"output must be 'logit' or 'probability'; got {output!r}")
+        ctx = self.ctx
+        targets = self.targets
+        bar = tqdm(total=rows.shape[0], desc=desc or "scoring", unit="img", delay=2.0, leave=False, file=sys.stderr)
+
+        def step(sl: slice) -> T:
+            with torch.no_grad():
+                logits = ctx.forward(rows[sl])
+            bar.update(sl.stop - sl.start)
+            if output == "probability":
+                logits = torch.softmax(logits, dim=1)
+            return logits.gather(1, targets[owner[sl]][:, None])[:, 0]
+
+        try:
+            parts = ctx.run(step, rows.shape[0])
+        finally:
+            bar.close()
+        return torch.cat(parts) if parts else self.inputs.new_zeros(0)
 
     def owners(self, repeat: int = 1) -> T:
         return self.ctx.owners(repeat)

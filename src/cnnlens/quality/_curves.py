@@ -1,3 +1,233 @@
-"""Quality metrics: deletion, insertion and ROAD curves."""
+"""Quality metrics: deletion, insertion and ROAD curves.
+
+Pixels are ranked by the channel-summed attribution map, ties broken by raster position (stable sort).
+``sign="positive"`` (default) ranks by signed value, largest first, so evidence for the class goes first and
+evidence against it last; ``sign="absolute"`` ranks by magnitude. With ``N = H * W`` pixels and ``steps``
+steps, step ``k`` changes the first ``floor(k * N / steps)`` pixels of the ranking (when ``steps`` does not
+divide ``N`` the steps differ by one pixel) and ``curve_x`` is the exact fraction ``floor(k * N / steps) / N``.
+Every perturbed image is built only when its batch is scored.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.linalg import spsolve
+
+from .._errors import CnnlensError
+from ..attribution._baselines import single_baseline
+from ..attribution._context import Rows
+from ._base import Job, Metric
+from ._registry import register_metric
+
+T = torch.Tensor
+_SIGNS = ("positive", "absolute")
+_OUTPUTS = ("probability", "logit")
+
+
+def pixel_ranks(attributions: T, sign: str = "positive", descending: bool = True) -> T:
+    """``(B, H, W)`` rank of every pixel (0 = first to be changed) of the channel-summed map, stable on ties."""
+    if not torch.isfinite(attributions).all():
+        raise CnnlensError("the attributions contain NaN or infinite values; they cannot rank pixels")
+    s = attributions.sum(1).flatten(1)
+    key = s.abs() if sign == "absolute" else s
+    order = torch.argsort(-key if descending else key, dim=1, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return ranks.view(attributions.shape[0], *attributions.shape[-2:])
+
+
+def step_counts(n_pixels: int, steps: int) -> T:
+    """Pixels changed at each step ``k = 0..steps``: ``floor(k * n_pixels / steps)``."""
+    return torch.arange(steps + 1) * n_pixels // steps
+
+
+def _auc(curve: T, x: T) -> T:
+    return torch.trapezoid(curve.double(), x.double().to(curve.device), dim=1)
+
+
+def _check(options: dict, steps_min: int = 1) -> None:
+    s = options["steps"]
+    if not isinstance(s, int) or isinstance(s, bool) or s < steps_min:
+        raise CnnlensError(f"steps must be an int >= {steps_min}; got {s!r}")
+    if options["sign"] not in _SIGNS:
+        raise CnnlensError(f"sign must be one of {', '.join(_SIGNS)}; got {options['sign']!r}")
+    if options["output"] not in _OUTPUTS:
+        raise CnnlensError(f"output must be one of {', '.join(_OUTPUTS)}; got {options['output']!r}")
+
+
+def _pixels(job: Job, steps: int) -> int:
+    n = job.inputs.shape[-2] * job.inputs.shape[-1]
+    if steps > n:
+        raise CnnlensError(f"steps={steps} is more than the {n} pixels of the inputs; use steps <= {n}")
+    return n
+
+
+class _PixelCurve(Metric):
+    """Deletion and insertion: change the top-ranked pixels step by step and score every step (``output``: the
+    target's softmax probability or its logit); the value is the trapezoid area under the curve over
+    ``curve_x`` (0..1)."""
+
+    kind = "curve"
+    insert = False
+
+    def check_options(self) -> None:
+        _check(self.options)
+
+    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+        o = self.options
+        x, steps = job.inputs, o["steps"]
+        n_pix = _pixels(job, steps)
+        spec = o["baseline"]
+        if spec is None:
+            spec = "black" if job.preprocessing is not None else "zero"
+        base = single_baseline(spec, x, job.preprocessing)
+        ranks = pixel_ranks(job.attributions, o["sign"])
+        counts = step_counts(n_pix, steps).to(x.device)
+        k1 = steps + 1
+        start, end = (base, x) if self.insert else (x, base)
+
+        def make(sl: slice) -> T:
+            r = torch.arange(sl.start, sl.stop, device=x.device)
+            img, k = r // k1, r % k1
+            changed = (ranks[img] < counts[k][:, None, None])[:, None]
+            return torch.where(changed, end[img], start[img])
+
+        owner = job.owners(k1)
+        curve = job.scores(Rows(job.n * k1, make), owner, o["output"], desc=self.name).view(job.n, k1)
+        curve_x = counts.double() / n_pix
+        return _auc(curve, curve_x), curve, curve_x, {}
+
+
+@register_metric
+class Deletion(_PixelCurve):
+    """Petsiuk et al. 2018 (RISE): replace the most relevant pixels by a baseline; a fast drop is faithful.
+
+    ``baseline=None``: black pixels for a Classifier (it knows its normalization), 0 for a bare module; or any
+    baseline the attribution methods take (a name, a number, a tensor)."""
+
+    name = "deletion"
+    summary = "area under the target score as the top-ranked pixels are replaced by a baseline (Petsiuk et al.)"
+    higher_is_better = False
+    params = {"steps": 20, "baseline": None, "sign": "positive", "output": "probability"}
+
+
+@register_metric
+class Insertion(_PixelCurve):
+    """Petsiuk et al. 2018 (RISE): start from a blurred image (Gaussian, sigma 10 pixels) and restore the most
+    relevant pixels first; a fast rise is faithful."""
+
+    name = "insertion"
+    summary = "area under the target score as the top-ranked pixels are restored into a blurred image (Petsiuk)"
+    higher_is_better = True
+    params = {"steps": 20, "baseline": "blur", "sign": "positive", "output": "probability"}
+    insert = True
+
+
+# ---- ROAD --------------------------------------------------------------------------------------------------
+_NEIGHBOURS = (
+    ((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
+    ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
+)  # fmt: skip
+
+
+def linear_imputation(image: T, missing: T) -> T:
+    """``image`` ``(C, H, W)`` with every ``missing`` pixel (``(H, W)`` bool) replaced by the weighted mean of
+    its in-image 8-neighbours (direct 1/6, diagonal 1/12), all missing pixels solved jointly as one sparse
+    linear system (Rong et al. 2022). Some pixel must be known."""
+    c, h, w = image.shape
+    miss = missing.detach().cpu().numpy().astype(bool).ravel()
+    unknown = np.flatnonzero(miss)
+    out = image.detach().clone()
+    if unknown.size == 0:
+        return out
+    if unknown.size == miss.size:
+        raise CnnlensError("linear imputation needs at least one known pixel; every pixel was removed")
+    img = image.detach().cpu().double().numpy().reshape(c, -1)
+    index = np.full(miss.size, -1)
+    index[unknown] = np.arange(unknown.size)
+    rows0, cols0 = np.divmod(unknown, w)
+    diag = np.zeros(unknown.size)
+    b = np.zeros((unknown.size, c))
+    ai, aj, av = [], [], []
+    for (dy, dx), weight in _NEIGHBOURS:
+        ry, cx = rows0 + dy, cols0 + dx
+        inside = (ry >= 0) & (ry < h) & (cx >= 0) & (cx < w)
+        eq = np.flatnonzero(inside)
+        q = ry[inside] * w + cx[inside]
+        diag[eq] -= weight
+        known = ~miss[q]
+        b[eq[known]] -= weight * img[:, q[known]].T
+        ai.append(eq[~known])
+        aj.append(index[q[~known]])
+        av.append(np.full(int((~known).sum()), weight))
+    n = unknown.size
+    ai.append(np.arange(n))
+    aj.append(np.arange(n))
+    av.append(diag)
+    a = coo_matrix((np.concatenate(av), (np.concatenate(ai), np.concatenate(aj))), shape=(n, n)).tocsc()
+    solved = np.asarray(spsolve(a, b)).reshape(n, c)
+    flat = out.view(c, -1)
+    flat[:, torch.from_numpy(unknown).to(out.device)] = torch.from_numpy(solved.T.copy()).to(out)
+    return out
+
+
+def noisy_linear_imputation(image: T, missing: T, noise: float, generator: torch.Generator) -> T:
+    """``linear_imputation`` plus Gaussian noise of std ``noise`` on the imputed values (ROAD's imputer)."""
+    out = linear_imputation(image, missing)
+    if noise > 0:
+        eps = torch.randn(out.shape, generator=generator, device="cpu").to(out) * noise
+        out = torch.where(missing.to(out.device)[None], out + eps, out)
+    return out
+
+
+@register_metric
+class Road(Metric):
+    """Rong et al. 2022: remove pixels (MoRF and LeRF orders) and fill them by noisy linear imputation."""
+
+    name = "road"
+    summary = "ROAD: AUC(LeRF) - AUC(MoRF) of the target score with removed pixels imputed from their neighbours"
+    higher_is_better = True
+    params = {"steps": 10, "noise": 0.01, "sign": "positive", "output": "probability"}
+    kind = "curve"
+
+    def check_options(self) -> None:
+        _check(self.options, steps_min=2)
+        v = self.options["noise"]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
+            raise CnnlensError(f"noise must be a number >= 0; got {v!r}")
+
+    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+        """Fractions ``floor(k * N / steps) / N`` for ``k = 0..steps-1`` (all pixels removed has no
+        neighbours to impute from). Removed pixels are imputed in the model's input space with noise of std
+        ``noise`` (0.01, the authors' code). ``curve`` and ``info["morf"]`` = most-relevant-first,
+        ``info["lerf"]`` = least-relevant-first; value = ``AUC(LeRF) - AUC(MoRF)`` (trapezoid over
+        ``curve_x``): a faithful map loses the score fast when its top pixels go and slowly when its bottom
+        pixels go, so higher is better."""
+        o = self.options
+        x, steps = job.inputs, o["steps"]
+        n_pix = _pixels(job, steps)
+        counts = step_counts(n_pix, steps)[:steps].to(x.device)
+        ranks = torch.stack([pixel_ranks(job.attributions, o["sign"], descending=d) for d in (True, False)], 1)
+        per_image = 2 * steps
+        seed = int(torch.randint(2**62, (1,), generator=job.generator))  # one noise stream per row
+
+        def make(sl: slice) -> T:
+            out = []
+            for r in range(sl.start, sl.stop):
+                img, rest = divmod(r, per_image)
+                order, k = divmod(rest, steps)
+                missing = ranks[img, order] < counts[k]
+                g = torch.Generator().manual_seed(seed + r)
+                out.append(noisy_linear_imputation(x[img], missing, float(o["noise"]), g))
+            return torch.stack(out)
+
+        owner = job.owners(per_image)
+        s = job.scores(Rows(job.n * per_image, make), owner, o["output"], desc="road").view(job.n, 2, steps)
+        morf, lerf = s[:, 0], s[:, 1]
+        curve_x = counts.double() / n_pix
+        value = _auc(lerf, curve_x) - _auc(morf, curve_x)
+        return value, morf, curve_x, {"morf": morf.double(), "lerf": lerf.double()}
