@@ -40,11 +40,13 @@ def score(
     batch_size: int | None = None,
     seed: int = 0,
     method_options: dict[str, Any] | None = None,
+    progress: bool = True,
     **options: Any,
 ) -> Score:
     """Score ``method``'s explanations of ``inputs`` with one registered metric.
 
-    ``target``: ``None`` (predicted class), an int or one int per image. ``options``: the metric's own (see
+    ``target``: ``None`` (predicted class), an int or one int per image. ``progress``: progress bars on stderr
+    for long runs. ``options``: the metric's own (see
     ``cnnlens.quality.metrics()``); ``method_options``: passed to the method when the metric runs it.
     """
     if isinstance(metric, Metric):
@@ -55,5 +57,12 @@ def score(
         cls = get_metric(metric) if isinstance(metric, str) else metric
         instance = cls(**options)
     return instance(
-        model, inputs, method, target=target, batch_size=batch_size, seed=seed, method_options=method_options
+        model,
+        inputs,
+        method,
+        target=target,
+        batch_size=batch_size,
+        seed=seed,
+        method_options=method_options,
+        progress=progress,
     )

@@ -142,8 +142,9 @@ class Job:
 
     def __init__(
         self, model: Any, module: nn.Module, preprocessing: Any, x: T, ctx: Context, explainer: Explainer,
-        generator: torch.Generator,
+        generator: torch.Generator, progress: bool = True,
     ) -> None:  # fmt: skip
+        self.progress = progress  # progress bars on stderr for long scoring runs
         self.model = model  # what the caller gave (Classifier or module)
         self.module = module
         self.preprocessing = preprocessing
@@ -215,7 +216,15 @@ class Job:
             raise CnnlensError(f"output must be 'logit' or 'probability'; got {output!r}")
         ctx = self.ctx
         targets = self.targets
-        bar = tqdm(total=rows.shape[0], desc=desc or "scoring", unit="img", delay=2.0, leave=False, file=sys.stderr)
+        bar = tqdm(
+            total=rows.shape[0],
+            desc=desc or "scoring",
+            unit="img",
+            delay=2.0,
+            leave=False,
+            file=sys.stderr,
+            disable=not self.progress,
+        )
 
         def step(sl: slice) -> T:
             with torch.no_grad():
@@ -284,6 +293,7 @@ class Metric:
         batch_size: int | None = None,
         seed: int = 0,
         method_options: dict[str, Any] | None = None,
+        progress: bool = True,
     ) -> Score:
         start = time.perf_counter()
         module, preprocessing = _unwrap(model)
@@ -299,7 +309,7 @@ class Metric:
         generator = torch.Generator().manual_seed(int(seed))
         with frozen(module):
             ctx = Context(module, x, target, batch_size, torch.Generator().manual_seed(int(seed)))
-            job = Job(model, module, preprocessing, x, ctx, explainer, generator)
+            job = Job(model, module, preprocessing, x, ctx, explainer, generator, progress)
             values, curve, curve_x, info = self.compute(job)
         return Score(
             metric=self.name,

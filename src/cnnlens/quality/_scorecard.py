@@ -244,7 +244,9 @@ def scorecard(
                 bar.set_postfix_str(f"{label}: {metric}")
                 reuse = not get_metric(metric).rerun  # the explanation just made serves metrics that only read it
                 try:
-                    s = _score(metric, model, x, e if reuse else name, target, batch_size, seed, opts, metric_opts)
+                    s = _score(
+                        metric, model, x, e if reuse else name, target, batch_size, seed, opts, metric_opts, progress
+                    )
                 except CnnlensError as err:
                     notes.append(f"{metric} of {label}: {err}")
                     per_image[(label, metric)] = [math.nan] * n
@@ -260,13 +262,22 @@ def scorecard(
 
 def _score(
     metric: str, model: Any, x: Any, method: Any, target: Any, batch_size: int | None, seed: int,
-    method_opts: dict[str, Any], metric_opts: dict[str, Any],
+    method_opts: dict[str, Any], metric_opts: dict[str, Any], progress: bool = True,
 ) -> Score:  # fmt: skip
     from . import score
 
     given = None if isinstance(method, Explanation) else method_opts
     return score(
-        metric, model, x, method, target=target, batch_size=batch_size, seed=seed, method_options=given, **metric_opts
+        metric,
+        model,
+        x,
+        method,
+        target=target,
+        batch_size=batch_size,
+        seed=seed,
+        method_options=given,
+        progress=progress,
+        **metric_opts,
     )
 
 
