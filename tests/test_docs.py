@@ -1,22 +1,23 @@
-"""The README's method table is the registry's own text, and the quick start is exactly two commands."""
+"""The README's tables are the registries' own text, and the quick start is exactly two commands."""
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
-from cnnlens.attribution import method_table
+import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from update_readme import README, TABLES, block  # noqa: E402
 
 
-def test_readme_method_table_matches_the_registry() -> None:
-    text = README.read_text()
-    block = re.search(r"<!-- methods:start -->\n(.*?)\n<!-- methods:end -->", text, re.S)
-    assert block, "README lost its methods markers"
-    assert block.group(1) == method_table(), (
-        "README method table is stale: run `.venv/bin/python tools/update_readme.py`"
-    )
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_readme_tables_match_the_registries(name: str) -> None:
+    found = block(README.read_text(), name)
+    assert found is not None, f"README lost its {name} markers"
+    assert found == TABLES[name](), f"README {name} table is stale: run `.venv/bin/python tools/update_readme.py`"
 
 
 def test_readme_quick_start_is_make_demo_and_make_test() -> None:

@@ -1,16 +1,32 @@
-"""Rewrite the README's method table from the registry (tests/test_docs.py checks they agree)."""
+"""Rewrite the README's generated tables from the registries (tests/test_docs.py checks they agree)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnlens.attribution import method_table
+from cnnlens.quality import metric_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+# marker name -> the registry text between <!-- NAME:start --> and <!-- NAME:end -->
+TABLES: dict[str, Callable[[], str]] = {"methods": method_table, "metrics": metric_table}
+
+
+def block(text: str, name: str) -> str | None:
+    """The README text between the markers of ``name`` (None when the markers are missing)."""
+    found = re.search(rf"<!-- {name}:start -->\n(.*?)\n<!-- {name}:end -->", text, re.S)
+    return found.group(1) if found else None
+
+
+def updated(text: str) -> str:
+    for name, table in TABLES.items():
+        new = f"<!-- {name}:start -->\n{table()}\n<!-- {name}:end -->"
+        text = re.sub(rf"<!-- {name}:start -->\n.*?<!-- {name}:end -->", lambda _, new=new: new, text, flags=re.S)
+    return text
+
 
 if __name__ == "__main__":
-    text = README.read_text()
-    block = "<!-- methods:start -->\n" + method_table() + "\n<!-- methods:end -->"
-    README.write_text(re.sub(r"<!-- methods:start -->\n.*?<!-- methods:end -->", lambda _: block, text, flags=re.S))
+    README.write_text(updated(README.read_text()))
     print(f"updated {README}")
