@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -22,3 +25,14 @@ class RowCounter:
 
     def _hook(self, _module: nn.Module, args: tuple) -> None:
         self.n += int(args[0].shape[0])
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """(best time, last result) of ``repeats`` timed calls after one warm-up call."""
+    fn()
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out

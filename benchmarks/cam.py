@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import cnnlens
+from _common import best_of
 from cnnlens.data import sample_images
 from cnnlens.models import get_layer
 
@@ -25,16 +24,6 @@ T = torch.Tensor
 IMAGES = ("chelsea", "coffee")
 GRAD_LAYER = "_conv_head"
 SCORE_LAYER = "_blocks.15._project_conv"  # 320 channels at 7 x 7
-
-
-def best_of(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
-    fn()
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def _layer_output(model: nn.Module, layer: nn.Module, x: T) -> tuple[T, T]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,23 +19,13 @@ from captum.attr import Saliency
 from captum.metrics import infidelity, sensitivity_max
 
 import cnnlens
-from _common import log
+from _common import best_of, log
 from cnnlens.data import sample_images
 from cnnlens.quality import score
 
 T = torch.Tensor
 IMAGES = ("chelsea", "coffee")
 SAMPLES = 10
-
-
-def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    fn()
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 class Recorder:

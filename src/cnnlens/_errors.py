@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class CnnlensError(ValueError):
     """A problem with what the caller passed in (input, model, target, option, layer name...)."""
@@ -13,3 +16,11 @@ class UnsupportedOperationError(CnnlensError):
 
 class CnnlensWarning(UserWarning):
     """Something the caller should know about a result (e.g. a method's assumption does not hold)."""
+
+
+def unknown_name(kind: str, name: object, known: Iterable[str]) -> CnnlensError:
+    """The error for a name that is not in a registry: close matches first, then every known name."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return CnnlensError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, unknown_name
 
 if TYPE_CHECKING:
     from ._base import Method
@@ -50,11 +50,7 @@ def get_method(name: str) -> type[Method]:
     _load_all()
     if isinstance(name, str) and name in _METHODS:
         return _METHODS[name]
-    import difflib
-
-    close = difflib.get_close_matches(str(name), list(_METHODS), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise CnnlensError(f"unknown method {name!r}.{hint} Known methods: {', '.join(sorted(_METHODS))}")
+    raise unknown_name("method", name, _METHODS)
 
 
 def methods(category: str | None = None) -> list[MethodInfo]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, unknown_name
 
 if TYPE_CHECKING:
     from ._base import Metric
@@ -46,11 +46,7 @@ def get_metric(name: str) -> type[Metric]:
     _load_all()
     if isinstance(name, str) and name in _METRICS:
         return _METRICS[name]
-    import difflib
-
-    close = difflib.get_close_matches(str(name), list(_METRICS), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise CnnlensError(f"unknown metric {name!r}.{hint} Known metrics: {', '.join(sorted(_METRICS))}")
+    raise unknown_name("metric", name, _METRICS)
 
 
 def metrics() -> list[MetricInfo]:
