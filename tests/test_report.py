@@ -315,10 +315,7 @@ def test_model_report_tells_the_evaluation(digits_model, tmp_path: Path) -> None
 
 def test_model_report_scorecard_section_shows_the_scorecard(digits_model, tmp_path: Path) -> None:
     from cnnlens.data import digits
-    from cnnlens.report._explain import scorecard_available
 
-    if not scorecard_available():
-        pytest.skip("cnnlens.quality.scorecard is not there yet")
     path = model_report(
         digits_model, _subset(digits("field"), 40), tmp_path, methods=["saliency"], perturbation_methods=["occlusion"],
         max_groups=1, per_group=1, progress=False,

@@ -14,11 +14,11 @@ from ._options import Methods
 from ._photos import photo_report
 from ._story import add_model_story
 
-# Demo-sized options on Lite0 (over `sized_options`): the one-pass-per-channel CAMs on _blocks.4 (40 channels,
-# 28x28; the last conv has 1280), feature permutation on 16 cells, GradientSHAP with 4 samples.
+# Demo-sized options on Lite0 (over `sized_options`): the one-pass-per-channel CAMs on _blocks.10 (112 channels,
+# 14x14; the last conv has 1280), feature permutation on 16 cells, GradientSHAP with 4 samples.
 PHOTO_OPTIONS: dict[str, dict[str, Any]] = {
-    "score_cam": {"layer": "_blocks.4"},
-    "ablation_cam": {"layer": "_blocks.4"},
+    "score_cam": {"layer": "_blocks.10"},
+    "ablation_cam": {"layer": "_blocks.10"},
     "feature_permutation": {"mask": "grid:56"},
     "gradient_shap": {"samples": 4},
 }

@@ -157,17 +157,18 @@ def explain_rows(
     pixels = classifier.preprocessing.to_pixels(x)
     grad_maps, grad_info = run_methods(classifier, x, targets, gradient, batch_size, seed, progress, "gradient/CAM")
     pert_maps, pert_info = run_methods(classifier, x, targets, perturbation, batch_size, seed, progress, "perturbation")
-    compare = getattr(viz, "compare_panel", None)
     all_maps = {**grad_maps, **pert_maps}
     for k in sorted({g for _, _, _, g in rows}):
         idx = [i for i, r in enumerate(rows) if r[3] == k]
         first = rows[idx[0]][0]
-        if compare is not None and all_maps and ev.y_true[first] != ev.y_pred[first]:
+        if all_maps and ev.y_true[first] != ev.y_pred[first]:
             order = np.argsort(-ev.probabilities[first], kind="stable")[:3]
             top = [(ev.classes[int(c)], float(ev.probabilities[first, c])) for c in order]
             t, p = ev.classes[ev.y_true[first]], ev.classes[ev.y_pred[first]]
             panel = {notes.method_name(m): a[idx[0]] for m, a in all_maps.items()}
-            fig = compare(pixels[idx[0]], panel, top_k=top, true_label=t, predicted_label=p, title=ev.ids[first])
+            fig = viz.compare_panel(
+                pixels[idx[0]], panel, top_k=top, true_label=t, predicted_label=p, title=ev.ids[first]
+            )
             s.figure(fig, f"{ev.ids[first]}: a {t} read as {p}, every method's evidence for {p}")
         for family, maps in (("gradient and CAM methods", grad_maps), ("perturbation methods", pert_maps)):
             if maps:
@@ -199,20 +200,13 @@ def explain_rows(
     return {"notes": said, "summary": summary, "x": x, "targets": targets}
 
 
-def scorecard_available() -> bool:
-    """True once `cnnlens.quality.scorecard` exists."""
-    from .. import quality
-
-    return hasattr(quality, "scorecard")
-
-
 def scorecard_section(
     report: Report, classifier: Any, explained: dict[str, Any], gradient: dict[str, dict[str, Any]],
     perturbation: dict[str, dict[str, Any]], batch_size: int | None, seed: int, progress: bool,
 ) -> tuple[list[str], dict[str, Any] | None]:  # fmt: skip
     """The quality scorecard of the methods on the explained images (notes, ``Scorecard.to_dict()``); nothing
-    when `cnnlens.quality.scorecard` is not available."""
-    if not scorecard_available() or explained.get("x") is None:
+    when no image was explained."""
+    if explained.get("x") is None:
         return [], None
     from .. import quality
 

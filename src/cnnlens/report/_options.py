@@ -9,6 +9,8 @@ from .._errors import CnnlensError
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "deeplift", "grad_cam", "guided_grad_cam")
 PERTURBATION_METHODS = ("occlusion", "feature_ablation", "shapley_sampling", "kernel_shap")
+# SHAP-type methods average over a baseline distribution; with the zero baseline alone DeepLIFT-SHAP is DeepLIFT.
+SHAP_BASELINES = ("black", "blur", "noise")
 Methods = Sequence[str] | Mapping[str, Mapping[str, Any]] | None
 
 
@@ -17,7 +19,8 @@ def sized_options(method: str, size: tuple[int, int]) -> dict[str, Any]:
 
     Cells are about 1/7 of the image side (32 px on 224 px photos, 4 px on 32 px digits; small images get
     overlapping occlusion windows, stride half the window); Shapley-type methods
-    use 16 segments; sampling methods 64-128 samples; integrated gradients 16 Gauss-Legendre steps.
+    use 16 segments; sampling methods 64-128 samples; integrated gradients 16 Gauss-Legendre steps; the SHAP
+    methods average over black, blurred and noise baselines.
     """
     side = min(size)
     cell = max(2, side // 7)
@@ -25,7 +28,8 @@ def sized_options(method: str, size: tuple[int, int]) -> dict[str, Any]:
     superpixels = "slic:30" if side >= 64 else f"grid:{quarter}"
     table: dict[str, dict[str, Any]] = {
         "integrated_gradients": {"steps": 16},
-        "gradient_shap": {"samples": 8},
+        "gradient_shap": {"samples": 8, "baseline": list(SHAP_BASELINES)},
+        "deeplift_shap": {"baseline": list(SHAP_BASELINES)},
         "occlusion": {"window": cell, "stride": cell if side >= 64 else max(1, cell // 2)},
         "feature_ablation": {"mask": f"grid:{cell}"},
         "feature_permutation": {"mask": f"grid:{cell}"},

@@ -6,20 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._errors import CnnlensError
+from ..viz import compare_panel
 from . import _notes as notes
 from ._explain import agreement_per_image, agreement_table, cost_table, families, run_methods
 from ._figures import photo_grid
 from ._html import Report
 from ._options import Methods, resolve_methods
 from ._story import as_classifier
-
-
-def _compare_panel() -> Any:
-    """`cnnlens.viz.compare_panel` when the viz package exports it, else None."""
-    from .. import viz
-
-    return getattr(viz, "compare_panel", None)
-
 
 COMPARE_METHODS = ("saliency", "integrated_gradients", "grad_cam", "occlusion")  # the compare panel's subset
 
@@ -58,7 +51,6 @@ def photo_report(
     targets = [p[0][0] for p in predictions]
     maps, info = run_methods(classifier, x, targets, chosen, batch_size, seed, progress, "photos")
     pixels = classifier.preprocessing.to_pixels(x)
-    compare = _compare_panel()
     per_image = agreement_per_image(maps)
     family = families()
     for i, name in enumerate(names):
@@ -71,9 +63,9 @@ def photo_report(
         )
         s.table([{"rank": k + 1, "class": c, "probability": notes.pct(p)} for k, (c, p) in enumerate(top)])
         subset = {notes.method_name(m): maps[m][i] for m in COMPARE_METHODS if m in maps}
-        if compare is not None and subset:
+        if subset:
             s.figure(
-                compare(pixels[i], subset, top_k=top, predicted_label=top[0][0], title=name),
+                compare_panel(pixels[i], subset, top_k=top, predicted_label=top[0][0], title=name),
                 f"{name}: the photo, its top classes and {len(subset)} methods",
             )
         grid = photo_grid(pixels[i], {m: a[i] for m, a in maps.items()}, top, title=name)
