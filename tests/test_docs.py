@@ -25,3 +25,39 @@ def test_readme_quick_start_is_make_demo_and_make_test() -> None:
     quick = text.split("## Quick start", 1)[1].split("##", 1)[0]
     commands = re.findall(r"^(make \w+)", quick, re.M)
     assert commands == ["make demo", "make test"]
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def test_readme_code_compiles_and_names_only_what_exists() -> None:
+    """Every python block in the README compiles, every ``from cnnlens... import`` works, and every attribute it
+    reads from ``cnnlens``, ``viz``, ``quality`` or the report package exists (the tour cannot name a ghost)."""
+    import importlib
+
+    blocks = _python_blocks()
+    assert len(blocks) >= 5
+    modules = {"cnnlens": "cnnlens", "viz": "cnnlens.viz", "quality": "cnnlens.quality"}
+    checked = 0
+    for code in blocks:
+        compile(code, "README.md", "exec")
+        for module, names in re.findall(r"^from (cnnlens[\w.]*) import ([\w, ]+)$", code, re.M):
+            for name in (n.strip() for n in names.split(",")):
+                exec(f"from {module} import {name}", {})  # a submodule or a name: as the README does it
+                checked += 1
+        for alias, attr in re.findall(r"\b(cnnlens|viz|quality)\.(\w+)", code):
+            mod = importlib.import_module(modules[alias])
+            assert hasattr(mod, attr), f"README uses {alias}.{attr}, which does not exist"
+            checked += 1
+    assert checked > 40
+
+
+def test_readme_cli_reference_lists_exactly_the_commands() -> None:
+    from cnnlens.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    section = README.read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^cnnlens (\w+)", section, re.M))
+    assert listed == set(sub.choices), f"README lists {sorted(listed)}, the CLI has {sorted(sub.choices)}"
