@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -10,12 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from cnnlens._errors import CnnlensError, CnnlensWarning
 from cnnlens.attribution._guard import model_device
 from cnnlens.evaluate._evaluation import Evaluation
 from cnnlens.models import Classifier
+
+from .._progress import progress_bar
 
 
 def evaluate(
@@ -57,7 +57,7 @@ def evaluate(
     probs, labels, kept = [], [], []
     device = model_device(module) or torch.device("cpu")
     flags = {m: m.training for m in module.modules()}
-    bar = tqdm(total=len(dataset), desc="evaluating", unit="img", file=sys.stderr, disable=not progress)
+    bar = progress_bar(total=len(dataset), desc="evaluating", unit="img", disable=not progress)
     try:
         module.eval()
         for start in range(0, len(dataset), int(batch_size)):

@@ -6,7 +6,6 @@ A metric is a small class that implements ``compute(job)`` only (see ``Metric``)
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,9 +13,9 @@ from typing import Any, ClassVar, final
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._errors import CnnlensError
+from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, Method, explain
 from ..attribution._base import _check_inputs, _unwrap
 from ..attribution._context import Context, Rows, Target
@@ -142,9 +141,8 @@ class Job:
 
     def __init__(
         self, model: Any, module: nn.Module, preprocessing: Any, x: T, ctx: Context, explainer: Explainer,
-        generator: torch.Generator, progress: bool = True,
+        generator: torch.Generator,
     ) -> None:  # fmt: skip
-        self.progress = progress  # progress bars on stderr for long scoring runs
         self.model = model  # what the caller gave (Classifier or module)
         self.module = module
         self.preprocessing = preprocessing
@@ -216,15 +214,7 @@ class Job:
             raise CnnlensError(f"output must be 'logit' or 'probability'; got {output!r}")
         ctx = self.ctx
         targets = self.targets
-        bar = tqdm(
-            total=rows.shape[0],
-            desc=desc or "scoring",
-            unit="img",
-            delay=2.0,
-            leave=False,
-            file=sys.stderr,
-            disable=not self.progress,
-        )
+        bar = progress_bar(total=rows.shape[0], desc=desc or "scoring", unit="img", delay=2.0, leave=False)
 
         def step(sl: slice) -> T:
             with torch.no_grad():
@@ -283,6 +273,7 @@ class Metric:
         raise NotImplementedError
 
     @final
+    @honours_progress
     def __call__(
         self,
         model: Any,
@@ -309,7 +300,7 @@ class Metric:
         generator = torch.Generator().manual_seed(int(seed))
         with frozen(module):
             ctx = Context(module, x, target, batch_size, torch.Generator().manual_seed(int(seed)))
-            job = Job(model, module, preprocessing, x, ctx, explainer, generator, progress)
+            job = Job(model, module, preprocessing, x, ctx, explainer, generator)
             values, curve, curve_x, info = self.compute(job)
         return Score(
             metric=self.name,

@@ -7,14 +7,13 @@ same numbers. Random draws come from the job's seeded generator, so a seed fixes
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .._errors import CnnlensError
+from .._progress import progress_bar
 from ._base import Job, Metric
 from ._registry import register_metric
 
@@ -94,7 +93,7 @@ class Infidelity(Metric):
         )
         fx = job.input_scores
         dots, diffs = [], []
-        bar = tqdm(total=o["samples"], desc="infidelity", unit="sample", delay=2.0, leave=False, file=sys.stderr)
+        bar = progress_bar(total=o["samples"], desc="infidelity", unit="sample", delay=2.0, leave=False)
         try:
             for g in _groups(o["samples"], n):
                 xps = [_perturbed(job, fn) for _ in range(g)]
@@ -148,7 +147,7 @@ class SensitivityMax(Metric):
         norm = attr.flatten(1).norm(dim=1)
         norm = torch.where(norm == 0, torch.ones_like(norm), norm)
         worst = torch.full((n,), -torch.inf, dtype=torch.float64, device=x.device)
-        bar = tqdm(total=o["samples"], desc="sensitivity_max", unit="sample", delay=2.0, leave=False, file=sys.stderr)
+        bar = progress_bar(total=o["samples"], desc="sensitivity_max", unit="sample", delay=2.0, leave=False)
         try:
             for g in _groups(o["samples"], n):
                 xps = torch.cat([_perturbed(job, fn) for _ in range(g)])

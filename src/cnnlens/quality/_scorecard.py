@@ -9,14 +9,12 @@ from __future__ import annotations
 import csv
 import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from .._errors import CnnlensError
+from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, explain, get_method
 from ..attribution._base import _check_inputs, _unwrap
 from ._base import Score
@@ -193,6 +191,7 @@ def _metric_specs(chosen: Any) -> dict[str, dict[str, Any]]:
     return specs
 
 
+@honours_progress
 def scorecard(
     model: Any,
     inputs: Any,
@@ -226,7 +225,7 @@ def scorecard(
     scores: dict[tuple[str, str], Score] = {}
     notes: list[str] = []
     n = x.shape[0]
-    bar = tqdm(total=len(specs) * (len(metric_specs) + 1), desc="scorecard", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(specs) * (len(metric_specs) + 1), desc="scorecard")
     try:
         for label, (name, opts) in specs.items():
             bar.set_postfix_str(f"{label}: cost")

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._progress import honours_progress
 from ._html import Report
 from ._options import Methods
 from ._photos import photo_report
@@ -24,6 +25,7 @@ PHOTO_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+@honours_progress
 def demo(
     out: str | os.PathLike[str] = "out/demo",
     progress: bool = True,

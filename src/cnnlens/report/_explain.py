@@ -4,16 +4,15 @@ agreement and cost, and the quality scorecard (when `cnnlens.quality.scorecard` 
 from __future__ import annotations
 
 import itertools
-import sys
 import warnings
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .. import viz
 from .._errors import CnnlensError, CnnlensWarning
+from .._progress import progress_bar
 from . import _notes as notes
 from ._figures import maps_grid
 from ._html import Report
@@ -52,7 +51,7 @@ def run_methods(
     from .. import explain
 
     maps, info = {}, {}
-    for m, opts in tqdm(methods.items(), desc=desc, unit="method", file=sys.stderr, disable=not progress):
+    for m, opts in progress_bar(methods.items(), desc=desc, unit="method"):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", CnnlensWarning)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._errors import CnnlensError
+from .._progress import honours_progress
 from ..viz import compare_panel
 from . import _notes as notes
 from ._explain import agreement_per_image, agreement_table, cost_table, families, run_methods
@@ -17,6 +18,7 @@ from ._story import as_classifier
 COMPARE_METHODS = ("saliency", "integrated_gradients", "grad_cam", "occlusion")  # the compare panel's subset
 
 
+@honours_progress
 def photo_report(
     model: Any,
     images: Mapping[str, Any],

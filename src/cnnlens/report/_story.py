@@ -5,15 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from .._errors import CnnlensError
+from .._progress import honours_progress, progress_bar
 from . import _notes as notes
 from ._explain import explain_rows, scorecard_section
 from ._figures import rows_figure
@@ -240,7 +239,7 @@ def add_model_story(
     size = tuple(classifier.preprocessing.input_size)
     gradient = resolve_methods(methods, GRADIENT_METHODS, size)
     perturbation = resolve_methods(perturbation_methods, PERTURBATION_METHODS, size)
-    stages = tqdm(total=6, desc="report", unit="part", file=sys.stderr, disable=not progress)
+    stages = progress_bar(total=6, desc="report", unit="part")
     try:
         stages.set_postfix_str("evaluating")
         evals = {
@@ -295,6 +294,7 @@ def add_model_story(
     }
 
 
+@honours_progress
 def model_report(
     model: Any,
     data: Any,

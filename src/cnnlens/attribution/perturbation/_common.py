@@ -10,14 +10,13 @@ of them); with several baselines the method runs once per baseline and the attri
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-from tqdm.auto import tqdm
 
 from ..._errors import CnnlensError
+from ..._progress import progress_bar
 from .._base import Method
 from .._baselines import inpaint_baseline
 from .._context import Context
@@ -38,7 +37,7 @@ def scores(
     if n_rows == 0:
         empty = ctx.inputs.new_zeros(0)
         return empty if classes is None else (empty, ctx.inputs.new_zeros(0, k))
-    bar = tqdm(total=n_rows, desc=desc, unit="img", delay=2.0, leave=False, file=sys.stderr)
+    bar = progress_bar(total=n_rows, desc=desc, unit="img", delay=2.0, leave=False)
 
     def step(sl: slice) -> tuple[T, T | None]:
         with torch.no_grad():

@@ -1,0 +1,49 @@
+"""Progress bars on stderr, and one switch for them: ``with progress(False):`` silences every bar cnnlens opens
+inside the block (method passes, metric samples, report steps), whoever opens it."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, ParamSpec, TypeVar
+
+from tqdm.auto import tqdm
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_SHOWN: ContextVar[bool] = ContextVar("cnnlens_progress", default=True)
+
+
+@contextmanager
+def progress(shown: bool = True) -> Iterator[None]:
+    """Inside the block, bars are shown only if ``shown`` (a ``False`` further out wins)."""
+    token = _SHOWN.set(_SHOWN.get() and bool(shown))
+    try:
+        yield
+    finally:
+        _SHOWN.reset(token)
+
+
+def progress_bar(iterable: Iterable[Any] | None = None, **options: Any) -> tqdm:
+    """A tqdm bar on stderr, disabled when progress is switched off here or ``disable=True`` (``delay=2.0``: shown
+    only for long work)."""
+    disable = bool(options.pop("disable", False)) or not _SHOWN.get()
+    return tqdm(iterable, file=sys.stderr, disable=disable, **options)
+
+
+def honours_progress(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: the function's own ``progress=`` argument switches every bar opened while it runs."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        with progress(bool(bound.arguments.get("progress", True))):
+            return fn(*args, **kwargs)
+
+    return wrapper

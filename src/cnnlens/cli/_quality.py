@@ -1,0 +1,152 @@
+"""``cnnlens scorecard``: several methods judged by several quality metrics on the same images (table, CSV, MD, JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+from .._errors import CnnlensError
+from ._explain import method_options
+from ._options import add_model_options, add_run_options, load_classifier, names_list, parse_target
+
+
+def read_image(text: str) -> Any:
+    """An image file, or ``digits:SPLIT:INDEX`` (e.g. ``digits:field:7``): one image of the bundled digits."""
+    from ..data import digits, load_image
+
+    if not text.startswith("digits:") or Path(text).exists():
+        return load_image(text)
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise CnnlensError(f"{text!r}: expected digits:SPLIT:INDEX, e.g. digits:test:0")
+    data = digits(parts[1])
+    if not parts[2].isdigit() or int(parts[2]) >= len(data):
+        raise CnnlensError(f"{text!r}: expected digits:SPLIT:INDEX with INDEX in 0..{len(data) - 1}")
+    return data[int(parts[2])][0]
+
+
+def _default_metrics() -> dict[str, dict[str, Any]]:
+    """The scorecard's default metrics and settings, those registered (as ``scorecard(metrics=None)`` uses them)."""
+    from ..quality import metrics
+    from ..quality._scorecard import DEFAULT_METRICS
+
+    known = {m.name: m.params for m in metrics()}
+    return {n: {k: v for k, v in o.items() if k in known[n]} for n, o in DEFAULT_METRICS.items() if n in known}
+
+
+def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """Chosen metrics (``None``: the defaults) -> options, with ``--metric-set metric.key=value`` applied and checked."""
+    from ..quality import get_metric
+
+    if names is None:
+        options = _default_metrics()
+    else:
+        if not names:
+            raise CnnlensError("--metrics is empty; name one or more metrics (see `cnnlens metrics`)")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise CnnlensError(f"--metrics names {', '.join(repeated)} more than once")
+        options = {}
+        for name in names:
+            get_metric(name)  # unknown names: a clear error with close matches
+            options[name] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        metric, dot, key = key.rpartition(".")
+        if not sep or not dot or not metric or not key:
+            raise CnnlensError(f"--metric-set expects metric.key=value (e.g. deletion.steps=10), got {pair!r}")
+        if metric not in options:
+            get_metric(metric)
+            raise CnnlensError(f"--metric-set {pair}: {metric} is not among the chosen metrics ({', '.join(options)})")
+        params = get_metric(metric).params
+        if key not in params:
+            raise CnnlensError(
+                f"--metric-set {pair}: metric {metric} has no option {key!r}; its options are "
+                f"{', '.join(params) or 'none'} (see `cnnlens metrics {metric}`)"
+            )
+        try:
+            options[metric][key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[metric][key] = text
+    for name, opts in options.items():
+        get_metric(name)(**opts)  # bad values fail here, before the model is loaded
+    return options
+
+
+def _cmd_scorecard(args: argparse.Namespace) -> None:
+    from ..quality import scorecard
+
+    methods = names_list(args.methods) or []
+    if not methods:
+        raise CnnlensError("--methods is empty; name one or more methods (see `cnnlens methods`)")
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise CnnlensError(f"--methods names {', '.join(repeated)} more than once")
+    options = method_options(methods, args.set)  # names and options are checked before the model is loaded
+    metrics = metric_options(names_list(args.metrics), args.metric_set)
+    images = [read_image(text) for text in args.images]
+    classifier = load_classifier(args)
+    target = parse_target(classifier, args.target)
+    card = scorecard(
+        classifier,
+        classifier.preprocess(images),
+        options,
+        target=target,
+        metrics=metrics,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    card.to_csv(out / "scorecard.csv")
+    (out / "scorecard.md").write_text(card.to_markdown() + "\n", encoding="utf-8")
+    summary = {"model": classifier.name, "images": list(args.images), "target": target, **card.to_dict()}
+    (out / "scorecard.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    print(card)
+    for note in card.notes:
+        print(f"note: {note}")
+    print(f"↑ higher is better, ↓ lower is better; means over {len(images)} image(s)")
+    print(f"wrote scorecard.csv, scorecard.md and scorecard.json to {out}")
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``scorecard``."""
+    from ..quality import metrics
+
+    defaults = ", ".join(_default_metrics())
+    known = ", ".join(m.name for m in metrics())
+    p = sub.add_parser(
+        "scorecard",
+        parents=[common],
+        help="judge attribution methods with quality metrics on images: table, CSV, Markdown, JSON",
+        description="Explain the images with each method, score every explanation with each metric, and print one "
+        "row per method (means over the images; passes and seconds per image are always added). "
+        "Writes scorecard.csv, scorecard.md and scorecard.json.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or digits:SPLIT:INDEX (e.g. digits:test:0)")
+    p.add_argument(
+        "--methods", required=True, metavar="A,B,...", help="comma-separated method names (see `cnnlens methods`)"
+    )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="A,B,...",
+        help=f"comma-separated metric names (default: {defaults}, with modest settings); known: {known}",
+    )
+    p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable")
+    p.add_argument(
+        "--metric-set",
+        action="append",
+        default=[],
+        metavar="METRIC.KEY=VALUE",
+        help="metric option, repeatable (e.g. deletion.steps=10; see `cnnlens metrics`)",
+    )
+    p.add_argument("--target", default=None, metavar="CLASS", help="class index or name (default: predicted class)")
+    p.add_argument("--out", metavar="DIR", default="out/scorecard", help="output folder (default out/scorecard)")
+    add_model_options(p, "efficientnet_lite0")
+    add_run_options(p)
+    p.set_defaults(func=_cmd_scorecard)

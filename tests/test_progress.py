@@ -1,0 +1,49 @@
+"""One switch for every progress bar: ``progress=False`` on a public entry point silences the bars opened inside."""
+
+from __future__ import annotations
+
+import torch
+
+from _nets import inputs, residual_cnn
+from cnnlens._progress import honours_progress, progress, progress_bar
+from cnnlens.quality import Metric, score
+
+
+def test_the_switch_nests_and_restores() -> None:
+    assert not progress_bar(range(2)).disable
+    with progress(False):
+        assert progress_bar(range(2)).disable
+        with progress(True):  # an inner "show" cannot undo an outer "quiet"
+            assert progress_bar(range(2)).disable
+    assert not progress_bar(range(2)).disable
+
+
+def test_decorated_functions_read_their_own_progress_argument() -> None:
+    @honours_progress
+    def work(n: int, progress: bool = True) -> bool:
+        return progress_bar(range(n)).disable
+
+    assert work(2) is False
+    assert work(2, False) is True  # positional
+    assert work(2, progress=False) is True
+    assert not progress_bar(range(2)).disable  # restored afterwards
+
+
+class _Spy(Metric):
+    """Not registered: records whether bars opened during compute (and by the method it runs) are disabled."""
+
+    name = "spy"
+    seen: list[bool] = []
+
+    def compute(self, job):  # type: ignore[no-untyped-def]
+        _ = job.attributions
+        _Spy.seen.append(progress_bar(range(1)).disable)
+        return torch.zeros(job.n), None, None, {}
+
+
+def test_score_progress_false_reaches_bars_inside() -> None:
+    net, x = residual_cnn(), inputs(2)
+    _Spy.seen.clear()
+    score(_Spy(), net, x, "saliency", progress=False)
+    score(_Spy(), net, x, "saliency")
+    assert _Spy.seen == [True, False]
