@@ -83,19 +83,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote metrics.json, metrics.csv, probabilities.csv, errors.csv and figures (PNG) to {out}")
 
 
-def _cmd_inside(args: argparse.Namespace) -> None:
+def read_image(text: str) -> Any:
+    """An image file, or ``digits:SPLIT:INDEX`` (e.g. ``digits:field:7``): one image of the bundled digits."""
     from ..data import digits, load_image
+
+    if not text.startswith("digits:") or Path(text).exists():
+        return load_image(text)
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise CnnlensError(f"{text!r}: expected digits:SPLIT:INDEX, e.g. digits:test:0")
+    data = digits(parts[1])
+    if not parts[2].isdigit() or int(parts[2]) >= len(data):
+        raise CnnlensError(f"{text!r}: expected digits:SPLIT:INDEX with INDEX in 0..{len(data) - 1}")
+    return data[int(parts[2])][0]
+
+
+def _cmd_inside(args: argparse.Namespace) -> None:
     from ..inside import save_inside
     from ..models import get_layer
 
-    if args.image.startswith("digits:"):  # digits:SPLIT:INDEX, e.g. digits:field:7
-        _, split, index = (args.image.split(":") + ["0"])[:3]
-        data = digits(split)
-        if not index.isdigit() or int(index) >= len(data):
-            raise CnnlensError(f"{args.image!r}: expected digits:SPLIT:INDEX with INDEX in 0..{len(data) - 1}")
-        image = data[int(index)][0]
-    else:
-        image = load_image(args.image)
+    image = read_image(args.image)
     classifier = load_classifier(args)
     needs_hooks(classifier, "inside")
     layers = names_list(args.layers)

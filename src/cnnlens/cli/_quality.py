@@ -9,23 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
+from ._data import read_image
 from ._explain import method_options
 from ._options import add_model_options, add_run_options, load_classifier, names_list, parse_target
-
-
-def read_image(text: str) -> Any:
-    """An image file, or ``digits:SPLIT:INDEX`` (e.g. ``digits:field:7``): one image of the bundled digits."""
-    from ..data import digits, load_image
-
-    if not text.startswith("digits:") or Path(text).exists():
-        return load_image(text)
-    parts = text.split(":")
-    if len(parts) != 3:
-        raise CnnlensError(f"{text!r}: expected digits:SPLIT:INDEX, e.g. digits:test:0")
-    data = digits(parts[1])
-    if not parts[2].isdigit() or int(parts[2]) >= len(data):
-        raise CnnlensError(f"{text!r}: expected digits:SPLIT:INDEX with INDEX in 0..{len(data) - 1}")
-    return data[int(parts[2])][0]
 
 
 def _default_metrics() -> dict[str, dict[str, Any]]:
@@ -72,7 +58,10 @@ def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[
         except (ValueError, SyntaxError):
             options[metric][key] = text
     for name, opts in options.items():
-        get_metric(name)(**opts)  # bad values fail here, before the model is loaded
+        try:
+            get_metric(name)(**opts)  # bad values fail here, before the model is loaded
+        except CnnlensError as e:
+            raise CnnlensError(f"--metric-set for {name}: {e}") from e
     return options
 
 
