@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from ._base import Metric
 
 _METRICS: dict[str, type[Metric]] = {}
+# The order of the table, whatever order the modules happen to be imported in (user metrics come last).
+FAMILIES = ("_faithfulness", "_curves", "_localisation", "_sanity", "_descriptive")
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:
@@ -50,11 +52,12 @@ def get_metric(name: str) -> type[Metric]:
 
 
 def metrics() -> list[MetricInfo]:
-    """Every registered metric, in registration order."""
+    """Every registered metric: faithfulness, curves, localisation, sanity, descriptive, then any others."""
     _load_all()
-    return [
-        MetricInfo(c.name, c.summary, c.higher_is_better, c.kind, c.rerun, dict(c.params)) for c in _METRICS.values()
-    ]
+    order = list(_METRICS.values())  # within a module: the order of definition
+    family = {m: i for i, m in enumerate(FAMILIES)}
+    ranked = sorted(order, key=lambda c: (family.get(c.__module__.rsplit(".", 1)[-1], len(family)), order.index(c)))
+    return [MetricInfo(c.name, c.summary, c.higher_is_better, c.kind, c.rerun, dict(c.params)) for c in ranked]
 
 
 def metric_table() -> str:
