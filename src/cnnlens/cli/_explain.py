@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._errors import CnnlensError
+from .._progress import honours_progress
+from ..viz import SIGNS, VIEWS
 from ._options import add_model_options, add_run_options, load_classifier, names_list, parse_target
 
 
@@ -38,6 +39,7 @@ def method_options(methods: list[str], pairs: list[str]) -> dict[str, dict[str, 
     return options
 
 
+@honours_progress
 def explain_images(
     classifier: Any,
     images: list[Any],
@@ -49,29 +51,34 @@ def explain_images(
     batch_size: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    sign: str = "absolute",
+    view: str = "blended_heat_map",
 ) -> dict[str, Any]:
-    """Explain ``images`` with each method; write ``<name>.png`` panels, ``<name>.npz`` maps and ``summary.json``."""
+    """Explain ``images`` with each method; write ``<name>.png`` panels (`cnnlens.viz.compare_panel`: the image,
+    each method's ``view`` of the map with ``sign``, the top-5 classes), ``<name>.npz`` maps and ``summary.json``."""
     import matplotlib.pyplot as plt
-    from tqdm import tqdm
 
     from .. import explain
-    from ..viz import explanation_panel
+    from .._progress import progress_bar
+    from ..viz import compare_panel
 
     x = classifier.preprocess(images)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
-    for method, options in tqdm(methods.items(), desc="methods", unit="method", file=sys.stderr, disable=not progress):
+    for method, options in progress_bar(methods.items(), desc="methods", unit="method", disable=not progress):
         results[method] = explain(classifier, x, method, target=target, batch_size=batch_size, seed=seed, **options)
     first = next(iter(results.values()))
     probs = first.probabilities
     pixels = classifier.preprocessing.to_pixels(x)
     summary: dict[str, Any] = {"model": classifier.name, "images": []}
     for i, name in enumerate(names):
-        top = probs[i].topk(min(3, probs.shape[1]))
+        top = probs[i].topk(min(5, probs.shape[1]))
         tops = [(classifier.class_name(int(j)), float(p)) for p, j in zip(top.values, top.indices, strict=True)]
         explained = classifier.class_name(int(first.target[i]))
         maps = {m: e.attributions[i].detach().cpu() for m, e in results.items()}
-        fig = explanation_panel(pixels[i], maps, tops, title=f"{name}: evidence for '{explained}'")
+        fig = compare_panel(
+            pixels[i], maps, top_k=tops, sign=sign, view=view, title=f"{name}: evidence for '{explained}'"
+        )
         fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         np.savez_compressed(out / f"{name}.npz", **{m: a.numpy() for m, a in maps.items()})
@@ -80,7 +87,7 @@ def explain_images(
                 "image": name,
                 "explained_class": explained,
                 "explained_index": int(first.target[i]),
-                "top3": [{"class": c, "probability": round(p, 4)} for c, p in tops],
+                "top3": [{"class": c, "probability": round(p, 4)} for c, p in tops[:3]],
                 "methods": {
                     m: {
                         "passes_per_batch": e.passes,
@@ -135,6 +142,8 @@ def _cmd_explain(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         progress=not args.no_progress,
+        sign=args.sign,
+        view=args.view,
     )
     for item in summary["images"]:
         tops = ", ".join(f"{t['class']} {t['probability']:.0%}" for t in item["top3"])
@@ -153,6 +162,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--target", default=None, metavar="CLASS", help="class index or name (default: predicted class)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable")
+    p.add_argument(
+        "--sign", default="absolute", choices=SIGNS, help="which evidence the panels show (default absolute)"
+    )
+    p.add_argument("--view", default="blended_heat_map", choices=VIEWS, help="how maps are drawn (default blended)")
     p.add_argument("--out", metavar="DIR", default="out/explain", help="output folder (default out/explain)")
     add_model_options(p, "efficientnet_lite0")
     add_run_options(p)
