@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from _nets import inputs, residual_cnn
 from cnnlens._progress import honours_progress, progress, progress_bar
 from cnnlens.quality import Metric, score
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _quiet() -> bool:
+    """Whether a bar opened here would be hidden (the bar is closed again at once)."""
+    bar = progress_bar(range(1))
+    hidden = bool(bar.disable)
+    bar.close()
+    return hidden
+
 
 def test_the_switch_nests_and_restores() -> None:
-    assert not progress_bar(range(2)).disable
+    assert not _quiet()
     with progress(False):
-        assert progress_bar(range(2)).disable
+        assert _quiet()
         with progress(True):  # an inner "show" cannot undo an outer "quiet"
-            assert progress_bar(range(2)).disable
-    assert not progress_bar(range(2)).disable
+            assert _quiet()
+    assert not _quiet()
 
 
 def test_decorated_functions_read_their_own_progress_argument() -> None:
     @honours_progress
     def work(n: int, progress: bool = True) -> bool:
-        return progress_bar(range(n)).disable
+        return _quiet()
 
     assert work(2) is False
     assert work(2, False) is True  # positional
     assert work(2, progress=False) is True
-    assert not progress_bar(range(2)).disable  # restored afterwards
+    assert not _quiet()  # restored afterwards
 
 
 class _Spy(Metric):
@@ -37,7 +48,7 @@ class _Spy(Metric):
 
     def compute(self, job):  # type: ignore[no-untyped-def]
         _ = job.attributions
-        _Spy.seen.append(progress_bar(range(1)).disable)
+        _Spy.seen.append(_quiet())
         return torch.zeros(job.n), None, None, {}
 
 

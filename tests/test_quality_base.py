@@ -16,6 +16,7 @@ from test_contract import _assert_unchanged, _model, _snapshot
 pytestmark = pytest.mark.usefixtures("one_thread")
 T = torch.Tensor
 MINE = ["infidelity", "sensitivity_max", "completeness", "deletion", "insertion", "road", "pointing_game"]
+ALL = [*MINE, "randomization_check", "class_discrimination", "detail"]
 
 
 class Counting(nn.Module):
@@ -79,6 +80,58 @@ def test_errors() -> None:
         score("deletion", net, x, "saliency", target=lambda logits: logits[:, 0])
     with pytest.raises(CnnlensError, match="method must be"):
         score("deletion", net, x, 3)
+    with pytest.raises(CnnlensError, match="metric must be a metric name"):
+        score(3, net, x, "saliency")
+    e_fixed = cnnlens.explain(net, x, "saliency")  # a finished Explanation: the method never checks these
+    for bad, message in [
+        ({"batch_size": 0}, "batch_size must be a positive int"),
+        ({"batch_size": "4"}, "batch_size must be a positive int"),
+        ({"batch_size": True}, "batch_size must be a positive int"),
+        ({"seed": 1.5}, "seed must be an int"),
+        ({"seed": None}, "seed must be an int"),
+    ]:
+        with pytest.raises(CnnlensError, match=message):
+            score("deletion", net, x, e_fixed, steps=3, **bad)
+    with pytest.raises(CnnlensError, match="method_options must be a dict"):
+        score("deletion", net, x, "saliency", method_options=["abs"])
+
+
+BAD_OPTIONS = [
+    ("infidelity", "samples", 2.0, "int >= 1"),
+    ("infidelity", "std", "0.1", "finite number >= 0"),
+    ("infidelity", "std", float("inf"), "finite number >= 0"),
+    ("infidelity", "normalize", 1, "True or False"),
+    ("infidelity", "perturbation", "gauss", "callable"),
+    ("sensitivity_max", "samples", True, "int >= 1"),
+    ("sensitivity_max", "radius", None, "finite number >= 0"),
+    ("sensitivity_max", "radius", -0.1, "finite number >= 0"),
+    ("deletion", "steps", 3.0, "int >= 1"),
+    ("deletion", "sign", None, "one of positive, absolute"),
+    ("insertion", "output", ["logit"], "one of probability, logit"),
+    ("road", "steps", 1, "int >= 2"),
+    ("road", "noise", float("nan"), "finite number >= 0"),
+    ("pointing_game", "tolerance", "15", "finite number >= 0"),
+    ("randomization_check", "steps", 2.5, "int >= 1"),
+    ("randomization_check", "absolute", "no", "True or False"),
+    ("class_discrimination", "absolute", "yes", "True or False"),
+    ("detail", "absolute", None, "True or False"),
+    ("detail", "fraction", "0.5", "between 0 and 1"),
+]
+
+
+@pytest.mark.parametrize(("name", "option", "value", "message"), BAD_OPTIONS)
+def test_wrong_option_types_are_named_before_any_work(name: str, option: str, value: object, message: str) -> None:
+    with pytest.raises(CnnlensError, match=f"{option} must be .*{message}"):
+        get_metric(name)(**{option: value})  # at construction: no model, no pass
+
+
+def test_every_metric_has_its_options_checked() -> None:
+    assert {m.name for m in metrics() if m.params} == {n for n, *_ in BAD_OPTIONS}
+
+
+def test_pointing_game_masks_that_are_not_an_array() -> None:
+    with pytest.raises(CnnlensError, match="masks must be a bool tensor or array"):
+        score("pointing_game", residual_cnn(), inputs(2), "saliency", masks="object")
 
 
 def test_registry_lists_these_metrics_with_their_direction() -> None:
@@ -101,7 +154,7 @@ def _options(name: str) -> dict:
     }.get(name, {})
 
 
-@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("name", ALL)
 def test_model_left_unchanged(name: str) -> None:
     model = _model()
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(2))

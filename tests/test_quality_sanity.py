@@ -14,6 +14,7 @@ import cnnlens
 import cnnlens.quality as q
 from cnnlens.quality._descriptive import effective_resolution, explained_variance
 from cnnlens.quality._sanity import cascade, parameterized_layers, spearman
+from test_contract import _assert_unchanged, _model, _snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,21 +45,6 @@ class Scrambled(nn.Module):
         return self.fc(x.mean((2, 3))) * self.scale
 
 
-def state(m: nn.Module) -> dict:
-    return {
-        "tensors": {k: v.clone() for k, v in m.state_dict().items()},
-        "requires_grad": [p.requires_grad for p in m.parameters()],
-        "training": [s.training for s in m.modules()],
-        "hooks": sum(len(s._forward_hooks) + len(s._forward_pre_hooks) + len(s._backward_hooks) for s in m.modules()),
-    }
-
-
-def assert_same(a: dict, b: dict) -> None:
-    assert a["tensors"].keys() == b["tensors"].keys()
-    assert all(torch.equal(a["tensors"][k], b["tensors"][k]) for k in a["tensors"])
-    assert (a["requires_grad"], a["training"], a["hooks"]) == (b["requires_grad"], b["training"], b["hooks"])
-
-
 def test_spearman_matches_the_rank_formula_and_constant_conventions() -> None:
     a = torch.arange(10.0)
     perm = torch.tensor([0, 2, 1, 3, 4, 9, 6, 7, 8, 5], dtype=torch.float64)
@@ -82,7 +68,7 @@ def test_randomization_cascade_order_and_what_each_stage_has_randomized() -> Non
     x = torch.randn(2, 3, 6, 6)
     order = [n for n, _ in parameterized_layers(net, x)]
     assert order == ["conv1", "act", "conv2", "bn", "fc", ""]  # forward order, spare left out
-    before = state(net)
+    before = _snapshot(net)
     seen: list[set[str]] = []
 
     def spy(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -99,7 +85,7 @@ def test_randomization_cascade_order_and_what_each_stage_has_randomized() -> Non
     assert s.info["layers"] == [["", "fc"], ["bn", "conv2"], ["act"], ["conv1"]]
     assert seen == [set(), {"", "fc"}, {"", "fc", "bn", "conv2"}, {"", "fc", "bn", "conv2", "act"}, set(order)]
     assert s.curve.shape == (2, 4) and s.curve_x.tolist() == [1.0, 2.0, 3.0, 4.0]
-    assert_same(before, state(net))
+    _assert_unchanged(net, before)
 
 
 def test_randomization_leaves_the_model_untouched_also_in_train_mode_and_on_error() -> None:
@@ -107,9 +93,9 @@ def test_randomization_leaves_the_model_untouched_also_in_train_mode_and_on_erro
     net = Scrambled().train()
     net.scale.requires_grad_(False)
     x = torch.randn(2, 3, 6, 6)
-    before = state(net)
+    before = _snapshot(net)
     s1 = q.score("randomization_check", net, x, "saliency", steps=3)
-    assert_same(before, state(net))
+    _assert_unchanged(net, before)
     s2 = q.score("randomization_check", net, x, "saliency", steps=3)
     assert torch.equal(s1.curve, s2.curve)  # seeded
     calls = []
@@ -122,26 +108,44 @@ def test_randomization_leaves_the_model_untouched_also_in_train_mode_and_on_erro
 
     with pytest.raises(cnnlens.CnnlensError, match="boom"):
         q.score("randomization_check", net, x, fails_second_time)
-    assert_same(before, state(net))
+    _assert_unchanged(net, before)
     with pytest.raises(cnnlens.CnnlensError, match="steps"):
         q.score("randomization_check", net, x, "saliency", steps=0)
     net.cache = torch.ones(1, requires_grad=True) * 2  # a non-leaf tensor: the module cannot be deep-copied
     with pytest.raises(cnnlens.CnnlensError, match="deepcopy failed"):
         q.score("randomization_check", net, x, "saliency")
     del net.cache
-    assert_same(before, state(net))
+    _assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize("late", [1, 3])  # the copy's first forward pass, or an explanation mid-cascade
+def test_randomization_failing_inside_the_copy_leaves_the_model_untouched(late: int) -> None:
+    model = _model()  # train mode, a frozen bias, BatchNorm statistics, a layer that can be told to fail
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(5))
+    before = _snapshot(model)
+    q.score("randomization_check", model, x, "saliency", steps=3)
+    n_original = model.boom.calls  # forward passes the caller's model ran (the copy counts its own)
+    model.boom.calls, model.boom.fail_at = 0, n_original + late  # the copy inherits the counter and fails
+    with pytest.raises(RuntimeError, match="boom") as err:
+        q.score("randomization_check", model, x, "saliency", steps=3)
+    frames = {f.name for f in err.traceback}
+    assert "compute" in frames and "attributions" not in frames  # in the cascade, not the first explanation
+    assert ("parameterized_layers" in frames) == (late == 1)
+    assert model.boom.calls == n_original  # the failing passes ran on the copy
+    model.boom.calls, model.boom.fail_at = 0, 0
+    _assert_unchanged(model, before)
 
 
 def test_randomization_check_known_result_on_lite0(lite0: cnnlens.Classifier, x: torch.Tensor) -> None:
     """Adebayo et al.: an edge detector survives randomization; the gradient of a trained model does not."""
-    before = state(lite0.module)
+    before = _snapshot(lite0.module)
     edges = q.score("randomization_check", lite0, x, sobel)
     grads = q.score("randomization_check", lite0, x, "saliency")
     assert edges.curve.min() > 0.99 and edges.mean > 0.99
     assert grads.mean < 0.5 and edges.mean - grads.mean > 0.5
     assert grads.curve[0, -1] < grads.curve[0, 0]  # more randomized layers, less left of the original map
     assert sum(map(len, grads.info["layers"])) == len(parameterized_layers(lite0.module, x))
-    assert_same(before, state(lite0.module))
+    _assert_unchanged(lite0.module, before)
 
 
 class FixedLogits(nn.Module):

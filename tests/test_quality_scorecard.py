@@ -13,6 +13,7 @@ import cnnlens
 import cnnlens.quality as q
 from _nets import inputs, residual_cnn
 from cnnlens.quality._scorecard import COST, DEFAULT_METRICS
+from test_contract import _assert_unchanged, _snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,18 +34,6 @@ def xs() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def card(net: torch.nn.Module, xs: torch.Tensor) -> q.Scorecard:
     return q.scorecard(net, xs, METHODS, metrics=MINE, progress=False)
-
-
-def snapshot(m: torch.nn.Module) -> tuple:
-    return (
-        {k: v.clone() for k, v in m.state_dict().items()},
-        [p.requires_grad for p in m.parameters()],
-        [s.training for s in m.modules()],
-    )
-
-
-def same(a: tuple, b: tuple) -> bool:
-    return all(torch.equal(a[0][k], b[0][k]) for k in a[0]) and a[1:] == b[1:]
 
 
 def test_table_values_are_the_single_score_means(card: q.Scorecard, net: torch.nn.Module, xs: torch.Tensor) -> None:
@@ -142,7 +131,7 @@ def test_a_metric_that_does_not_apply_leaves_nan_and_a_note(xs: torch.Tensor) ->
 
 
 def test_bad_names_and_options_raise_before_any_work(net: torch.nn.Module, xs: torch.Tensor) -> None:
-    before = snapshot(net)
+    before = _snapshot(net)
     bad = [
         ({"methods": ["salency"]}, "unknown method 'salency'.*saliency"),
         ({"methods": []}, "empty"),
@@ -151,6 +140,11 @@ def test_bad_names_and_options_raise_before_any_work(net: torch.nn.Module, xs: t
         ({"methods": ["saliency"], "metrics": {"detail": {"steps": 3}}}, "no option 'steps'"),
         ({"methods": ["saliency"], "metrics": ["seconds_per_image"]}, "always"),
         ({"methods": 3}, "list of method names"),
+        ({"methods": ["saliency"], "batch_size": 0}, "batch_size must be"),  # not a NaN row per method
+        ({"methods": ["saliency"], "seed": "1"}, "seed must be an int"),
+        ({"methods": ["saliency"], "method_options": ["abs"]}, "method_options must be a dict"),
+        ({"methods": ["saliency"], "metrics": {"detail": {"absolute": "no"}}}, "absolute must be True or False"),
+        ({"methods": ["saliency"], "metrics": {"detail": ["absolute"]}}, "options of metric 'detail' must be a dict"),
     ]
     for kwargs, message in bad:
         with pytest.raises(cnnlens.CnnlensError, match=message):
@@ -159,7 +153,7 @@ def test_bad_names_and_options_raise_before_any_work(net: torch.nn.Module, xs: t
     q.scorecard(net, xs, METHODS, metrics=["randomization_check"], progress=False)
     assert all(m.training for m in net.modules())
     net.eval()
-    assert same(before, snapshot(net))
+    _assert_unchanged(net, before)
 
 
 def test_default_metrics_are_the_registered_ones(net: torch.nn.Module, xs: torch.Tensor) -> None:

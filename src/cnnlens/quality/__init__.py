@@ -53,9 +53,15 @@ def score(
         if options:
             raise CnnlensError("give options when constructing the metric object, not to score()")
         instance = metric
+    elif isinstance(metric, str):
+        instance = get_metric(metric)(**options)
+    elif isinstance(metric, type) and issubclass(metric, Metric):
+        instance = metric(**options)
     else:
-        cls = get_metric(metric) if isinstance(metric, str) else metric
-        instance = cls(**options)
+        raise CnnlensError(
+            f"metric must be a metric name (see cnnlens.quality.metrics()), a Metric class or a Metric; "
+            f"got {type(metric).__name__}"
+        )
     return instance(
         model,
         inputs,

@@ -6,8 +6,9 @@ A metric is a small class that implements ``compute(job)`` only (see ``Metric``)
 
 from __future__ import annotations
 
+import numbers
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, final
 
@@ -123,6 +124,15 @@ class Explainer:
                 f"{targets.tolist()}; pass target= matching the explanation"
             )
         return a.to(x.device)
+
+
+def _check_run_options(batch_size: Any, seed: Any, method_options: Any) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise CnnlensError(f"batch_size must be a positive int or None (automatic); got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise CnnlensError(f"seed must be an int; got {seed!r}")
+    if method_options is not None and not isinstance(method_options, Mapping):
+        raise CnnlensError(f"method_options must be a dict of the method's options; got {method_options!r}")
 
 
 def _check_attribution_shape(a: T, x: T, name: str) -> T:
@@ -266,7 +276,31 @@ class Metric:
         self.check_options()
 
     def check_options(self) -> None:
-        """Validate ``self.options`` (override to add checks)."""
+        """Validate ``self.options`` (override to add checks, e.g. with the ``require_*`` helpers)."""
+
+    def require_int(self, name: str, minimum: int = 1) -> None:
+        """Option ``name`` must be an int >= ``minimum``."""
+        v = self.options[name]
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+            raise CnnlensError(f"{self.name}: {name} must be an int >= {minimum}; got {v!r}")
+
+    def require_number(self, name: str, minimum: float = 0.0) -> None:
+        """Option ``name`` must be a finite number >= ``minimum``."""
+        v = self.options[name]
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not minimum <= v < float("inf"):
+            raise CnnlensError(f"{self.name}: {name} must be a finite number >= {minimum:g}; got {v!r}")
+
+    def require_bool(self, name: str) -> None:
+        """Option ``name`` must be ``True`` or ``False``."""
+        v = self.options[name]
+        if not isinstance(v, bool):
+            raise CnnlensError(f"{self.name}: {name} must be True or False; got {v!r}")
+
+    def require_choice(self, name: str, choices: Sequence[str]) -> None:
+        """Option ``name`` must be one of the strings ``choices``."""
+        v = self.options[name]
+        if not isinstance(v, str) or v not in choices:
+            raise CnnlensError(f"{self.name}: {name} must be one of {', '.join(choices)}; got {v!r}")
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Return ``(values (B,), curve (B, n) or None, curve_x (n,) or None, info)``."""
@@ -289,6 +323,7 @@ class Metric:
         start = time.perf_counter()
         module, preprocessing = _unwrap(model)
         x = _check_inputs(module, inputs, preprocessing)
+        _check_run_options(batch_size, seed, method_options)
         if callable(target) and not isinstance(target, torch.Tensor):
             raise CnnlensError("quality metrics need integer targets (an int or one per image), not a callable")
         explainer = Explainer(method, model, batch_size, seed, method_options or {})

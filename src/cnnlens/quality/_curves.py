@@ -49,14 +49,10 @@ def _auc(curve: T, x: T) -> T:
     return torch.trapezoid(curve.double(), x.double().to(curve.device), dim=1)
 
 
-def _check(options: dict, steps_min: int = 1) -> None:
-    s = options["steps"]
-    if not isinstance(s, int) or isinstance(s, bool) or s < steps_min:
-        raise CnnlensError(f"steps must be an int >= {steps_min}; got {s!r}")
-    if options["sign"] not in _SIGNS:
-        raise CnnlensError(f"sign must be one of {', '.join(_SIGNS)}; got {options['sign']!r}")
-    if options["output"] not in _OUTPUTS:
-        raise CnnlensError(f"output must be one of {', '.join(_OUTPUTS)}; got {options['output']!r}")
+def _check(metric: Metric, steps_min: int = 1) -> None:
+    metric.require_int("steps", steps_min)
+    metric.require_choice("sign", _SIGNS)
+    metric.require_choice("output", _OUTPUTS)
 
 
 def _pixels(job: Job, steps: int) -> int:
@@ -75,7 +71,7 @@ class _PixelCurve(Metric):
     insert = False
 
     def check_options(self) -> None:
-        _check(self.options)
+        _check(self)
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         o = self.options
@@ -198,10 +194,8 @@ class Road(Metric):
     kind = "curve"
 
     def check_options(self) -> None:
-        _check(self.options, steps_min=2)
-        v = self.options["noise"]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
-            raise CnnlensError(f"noise must be a number >= 0; got {v!r}")
+        _check(self, steps_min=2)
+        self.require_number("noise")
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Fractions ``floor(k * N / steps) / N`` for ``k = 0..steps-1`` (all pixels removed has no

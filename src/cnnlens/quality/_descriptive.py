@@ -28,6 +28,9 @@ class ClassDiscrimination(Metric):
     params = {"absolute": True}
     rerun = True
 
+    def check_options(self) -> None:
+        self.require_bool("absolute")
+
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         logits = job.ctx.logits
         if logits.shape[1] < 2:
@@ -36,7 +39,7 @@ class ClassDiscrimination(Metric):
         rival = logits.detach().clone()
         rival[torch.arange(job.n, device=rival.device), first] = -math.inf
         second = rival.argmax(1)
-        absolute = bool(self.options["absolute"])
+        absolute = self.options["absolute"]
         a = maps(job.attributions, absolute)
         b = maps(job.explain(job.inputs, targets=second), absolute)
         values = torch.tensor([spearman(a[i], b[i]) for i in range(job.n)], dtype=torch.float64)
@@ -103,7 +106,8 @@ class Detail(Metric):
         f = self.options["fraction"]
         if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1:
             raise CnnlensError(f"detail: fraction must be a number between 0 and 1 (exclusive); got {f!r}")
+        self.require_bool("absolute")
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
-        m = maps(job.attributions, bool(self.options["absolute"]))
+        m = maps(job.attributions, self.options["absolute"])
         return effective_resolution(m, float(self.options["fraction"])), None, None, {}

@@ -22,18 +22,6 @@ Perturbation = Callable[[T, torch.Generator], T]
 _ROWS_PER_CALL = 32  # perturbed images built (and scored or re-explained) per group of samples
 
 
-def _positive_int(options: dict, name: str) -> None:
-    v = options[name]
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise CnnlensError(f"{name} must be a positive int; got {v!r}")
-
-
-def _non_negative(options: dict, name: str) -> None:
-    v = options[name]
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
-        raise CnnlensError(f"{name} must be a number >= 0; got {v!r}")
-
-
 def _check_perturbation(options: dict) -> None:
     p = options["perturbation"]
     if p is not None and not callable(p):
@@ -70,11 +58,10 @@ class Infidelity(Metric):
     params = {"samples": 10, "std": 0.2, "perturbation": None, "normalize": True}
 
     def check_options(self) -> None:
-        _positive_int(self.options, "samples")
-        _non_negative(self.options, "std")
+        self.require_int("samples")
+        self.require_number("std")
+        self.require_bool("normalize")
         _check_perturbation(self.options)
-        if not isinstance(self.options["normalize"], bool):
-            raise CnnlensError(f"normalize must be True or False; got {self.options['normalize']!r}")
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Per image: ``mean_s (beta * sum(attr * I_s) - (f(x) - f(x - I_s)))**2`` with ``I_s = x - x~_s``.
@@ -126,8 +113,8 @@ class SensitivityMax(Metric):
     rerun = True
 
     def check_options(self) -> None:
-        _positive_int(self.options, "samples")
-        _non_negative(self.options, "radius")
+        self.require_int("samples")
+        self.require_number("radius")
         _check_perturbation(self.options)
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:

@@ -55,9 +55,7 @@ class PointingGame(Metric):
         o = self.options
         if o["boxes"] is not None and o["masks"] is not None:
             raise CnnlensError("pointing_game takes boxes= or masks=, not both")
-        t = o["tolerance"]
-        if not isinstance(t, (int, float)) or isinstance(t, bool) or not t >= 0:
-            raise CnnlensError(f"tolerance must be a number of pixels >= 0; got {t!r}")
+        self.require_number("tolerance")
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Hit (1) when the maximum of the channel-summed map is within ``tolerance`` pixels (Euclidean) of a
@@ -71,7 +69,12 @@ class PointingGame(Metric):
             )
         n, h, w = job.n, job.inputs.shape[-2], job.inputs.shape[-1]
         if o["masks"] is not None:
-            m = torch.as_tensor(o["masks"])
+            try:
+                m = torch.as_tensor(o["masks"])
+            except (TypeError, ValueError, RuntimeError):
+                raise CnnlensError(
+                    f"masks must be a bool tensor or array (B, H, W), True on the object; got {type(o['masks']).__name__}"
+                ) from None
             if m.dim() == 4 and m.shape[1] == 1:
                 m = m[:, 0]
             if m.shape != (n, h, w):

@@ -122,12 +122,11 @@ class RandomizationCheck(Metric):
     kind = "curve"
 
     def check_options(self) -> None:
-        steps = self.options["steps"]
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise CnnlensError(f"randomization_check: steps must be a positive int; got {steps!r}")
+        self.require_int("steps")
+        self.require_bool("absolute")
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
-        absolute = bool(self.options["absolute"])
+        absolute = self.options["absolute"]
         original = maps(job.attributions, absolute)
         try:
             twin = copy.deepcopy(job.module)  # the caller's module is never modified

@@ -17,7 +17,7 @@ from .._errors import CnnlensError
 from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, explain, get_method
 from ..attribution._base import _check_inputs, _unwrap
-from ._base import Score
+from ._base import Score, _check_run_options
 from ._registry import get_metric
 from ._registry import metrics as registered_metrics
 
@@ -177,7 +177,7 @@ def _metric_specs(chosen: Any) -> dict[str, dict[str, Any]]:
     if isinstance(chosen, str):
         chosen = [chosen]
     if isinstance(chosen, Mapping):
-        items = [(n, dict(o or {})) for n, o in chosen.items()]
+        items = list(chosen.items())
     elif isinstance(chosen, Sequence):
         items = [(n, {}) for n in chosen]
     else:
@@ -186,6 +186,9 @@ def _metric_specs(chosen: Any) -> dict[str, dict[str, Any]]:
     for name, opts in items:
         if name in COST:
             raise CnnlensError(f"{name} is always in the scorecard; list quality metrics only")
+        if not isinstance(opts or {}, Mapping):
+            raise CnnlensError(f"the options of metric {name!r} must be a dict; got {opts!r}")
+        opts = dict(opts or {})
         get_metric(name)(**opts)  # unknown names and options fail here, before any work
         specs[name] = opts
     return specs
@@ -217,6 +220,7 @@ def scorecard(
     """
     module, preprocessing = _unwrap(model)
     x = _check_inputs(module, inputs, preprocessing)
+    _check_run_options(batch_size, seed, method_options)  # else every method would fail into a note
     specs = _method_specs(methods, method_options or {})
     metric_specs = _metric_specs(metrics)
     columns = [*metric_specs, *COST]
