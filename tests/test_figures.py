@@ -82,8 +82,13 @@ def test_filter_and_feature_map_grids(tmp_path: Path) -> None:
     assert len(shown) == 5 and shown[0].shape == (3, 3, 3)
     f0 = w[0].numpy().transpose(1, 2, 0)
     assert np.allclose(shown[0], (f0 - f0.min()) / (f0.max() - f0.min()), atol=1e-6)
-    gray = _images(filters_figure(torch.randn(4, 8, 3, 3), max_filters=2))
-    assert len(gray) == 2 and gray[0].shape == (3, 3)
+    w8 = torch.randn(4, 8, 3, 3, generator=torch.Generator().manual_seed(1))
+    fig = filters_figure(w8, max_filters=2)
+    gray = _images(fig)
+    assert len(gray) == 2 and np.allclose(gray[1], w8[1].mean(0).numpy(), atol=1e-6)  # mean over input channels
+    lim = float(w8[1].mean(0).abs().max())
+    assert fig.axes[1].get_images()[0].get_clim() == pytest.approx((-lim, lim))  # symmetric: 0 is white
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["0", "1"] and fig._suptitle.get_text() == "2 filters"
     maps = torch.rand(1, 6, 5, 5)
     fig = feature_maps_figure(maps, max_maps=4)
     shown = _images(fig)
@@ -91,3 +96,7 @@ def test_filter_and_feature_map_grids(tmp_path: Path) -> None:
     _png(fig, tmp_path / "maps.png")
     with pytest.raises(CnnlensError, match="feature maps"):
         feature_maps_figure(torch.rand(2, 6, 5, 5))
+    with pytest.raises(CnnlensError, match="Nothing to draw"):
+        feature_maps_figure(maps, max_maps=0)
+    with pytest.raises(CnnlensError, match="Nothing to draw"):
+        filters_figure(torch.zeros(0, 3, 3, 3))

@@ -234,12 +234,49 @@ def test_topk_overlap_counts_shared_top_pixels() -> None:
     assert agreement(maps, 0.25) == {("m1", "m2"): 0.25, ("m1", "m3"): 1.0, ("m2", "m3"): 0.25}
 
 
+def test_report_grids_draw_each_map_over_the_gray_image() -> None:
+    from cnnlens.report._figures import maps_grid, photo_grid
+    from cnnlens.viz import to_heatmap
+
+    rgb = np.linspace(0, 1, 8 * 8 * 3).reshape(8, 8, 3)
+    small = np.arange(16.0).reshape(4, 4)  # a map at a quarter of the image's resolution
+    full = -np.arange(64.0).reshape(1, 8, 8)
+    fig = maps_grid([rgb, rgb[..., 0]], ["a", "b"], {"saliency": [full, full], "grad_cam": [small, small]})
+    layers = [[np.asarray(im.get_array()) for im in ax.get_images()] for ax in fig.axes]
+    assert [len(x) for x in layers] == [1, 2, 2] * 2 and np.array_equal(layers[0][0], rgb)
+    np.testing.assert_allclose(layers[1][0], rgb.mean(axis=2))  # the image in gray under the map
+    np.testing.assert_allclose(layers[1][1], to_heatmap(full))  # absolute evidence: |-x| normalised
+    np.testing.assert_allclose(layers[2][1], to_heatmap(small, size=(8, 8)))  # resized to the image
+    np.testing.assert_allclose(layers[4][0], rgb[..., 0])  # a gray image stays as it is
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "saliency", "Grad-CAM"]
+    fig = photo_grid(rgb, {"saliency": full[0], "grad_cam": small}, [("tabby", 0.5)], title="cat", columns=2)
+    assert [ax.get_title() for ax in fig.axes] == ["cat: tabby 50%", "saliency", "Grad-CAM", ""]
+    np.testing.assert_allclose(fig.axes[2].get_images()[1].get_array(), to_heatmap(small, size=(8, 8)))
+    assert not fig.axes[3].axison and not fig.axes[3].get_images()  # the spare cell is blank
+    plt.close("all")
+
+
 def test_sized_options_scale_with_the_image() -> None:
     assert sized_options("occlusion", (224, 224)) == {"window": 32, "stride": 32}
     assert sized_options("occlusion", (32, 32)) == {"window": 4, "stride": 2}
     assert sized_options("shapley_sampling", (32, 32)) == {"mask": "grid:8", "samples": 2}
     assert sized_options("kernel_shap", (224, 224)) == {"mask": "slic:30", "samples": 64}
     assert sized_options("saliency", (224, 224)) == {}
+
+
+def test_method_choices_are_checked_and_sized() -> None:
+    from cnnlens.report._options import resolve_methods
+
+    chosen = resolve_methods({"occlusion": {"window": 8}, "saliency": None}, ["lime"], (32, 32))
+    assert chosen == {"occlusion": {"window": 8, "stride": 2}, "saliency": {}}  # user options over the sized ones
+    assert resolve_methods(None, ["rise"], (32, 32)) == {"rise": {"samples": 128}}
+    assert resolve_methods("rise", [], (32, 32)) == {"rise": {"samples": 128}}
+    with pytest.raises(CnnlensError, match="unknown method 'gradcam'. Did you mean grad_cam"):
+        resolve_methods(["gradcam"], [], (32, 32))
+    with pytest.raises(CnnlensError, match="options of occlusion must be a mapping"):
+        resolve_methods({"occlusion": 8}, [], (32, 32))
+    with pytest.raises(CnnlensError, match="names or a mapping"):
+        resolve_methods(5, [], (32, 32))
 
 
 @pytest.fixture(scope="module")
@@ -334,7 +371,7 @@ def test_model_report_scorecard_section_shows_the_scorecard(digits_model, tmp_pa
 
 
 def test_model_report_rejects_bad_input(digits_model, tmp_path: Path) -> None:
-    with pytest.raises(CnnlensError, match="Unknown method"):
+    with pytest.raises(CnnlensError, match="unknown method 'gradcam'. Did you mean grad_cam"):
         model_report(digits_model, "digits:test", tmp_path, methods=["gradcam"], progress=False)
     with pytest.raises(CnnlensError, match="empty mapping"):
         model_report(digits_model, {}, tmp_path, progress=False)
@@ -342,6 +379,9 @@ def test_model_report_rejects_bad_input(digits_model, tmp_path: Path) -> None:
         model_report(digits_model, (torch.zeros(2, 3, 32, 32), [0, 1]), tmp_path, progress=False)
     with pytest.raises(CnnlensError, match="at least 1"):
         model_report(digits_model, "digits:test", tmp_path, max_groups=0, progress=False)
+    with pytest.raises(CnnlensError, match="unknown model_report option 'method'. Did you mean methods"):
+        model_report(digits_model, "digits:test", tmp_path, method=["saliency"], per_groups=2, progress=False)
+    assert not (tmp_path / "report.html").exists() and not (tmp_path / "metrics.json").exists()
 
 
 def test_photo_report_shows_top_classes_and_every_method(digits_model, tmp_path: Path) -> None:

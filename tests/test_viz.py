@@ -209,6 +209,21 @@ def test_draw_view_shows_the_rendered_view_and_its_colorbar() -> None:
     plt.close(fig)
 
 
+def test_draw_view_passes_every_option_to_render() -> None:
+    image, m = np.linspace(0, 1, 6 * 8 * 3).reshape(6, 8, 3), half_map(left=1.0, right=-1.0)
+    fig, ax = plt.subplots()
+    opts = {"sign": "positive", "cmap": "cividis", "alpha": 0.3, "grayscale": False, "percentile": None}
+    shown = viz.draw_view(ax, image, m, "blended", colorbar=True, **opts)
+    np.testing.assert_allclose(shown.get_array(), viz.render("blended", image, m, **opts))
+    assert not np.allclose(shown.get_array(), viz.render("blended", image, m))  # the options changed the picture
+    bar = fig.axes[-1]
+    assert bar.get_label() == "<colorbar>" and bar.get_ylim() == (0.0, 1.0)  # positive: (0, 1)
+    assert bar._colorbar.cmap.name == "cividis"  # the colorbar follows the cmap option
+    with pytest.raises(TypeError, match="sing"):
+        viz.draw_view(ax, image, m, sing="all")
+    plt.close(fig)
+
+
 # ---- superpixels and boxes --------------------------------------------------------------------------------------
 
 

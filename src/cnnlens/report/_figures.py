@@ -22,6 +22,14 @@ def _show(ax: plt.Axes, image: np.ndarray) -> None:
     ax.set_yticks([])
 
 
+def _overlay(ax: plt.Axes, image: np.ndarray, attribution: np.ndarray, cmap: str, alpha: float) -> None:
+    """The map's absolute evidence (`to_heatmap`, resized to the image) over the image in gray."""
+    ax.imshow(image if image.ndim == 2 else image.mean(axis=2), cmap="gray", vmin=0, vmax=1)
+    ax.imshow(to_heatmap(attribution, size=image.shape[:2]), cmap=cmap, vmin=0, vmax=1, alpha=alpha)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def rows_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], Sequence[str]]], cell: float = 1.3) -> Figure:
     """One labelled row per ``(label, images in [0, 1], titles)``; empty rows say so."""
     cols = max([len(images) for _, images, _ in rows] + [1])
@@ -60,15 +68,10 @@ def maps_grid(
     for r, image in enumerate(images):
         _show(axes[r, 0], image)
         axes[r, 0].set_title(row_titles[r], fontsize=7)
-        gray = image if image.ndim == 2 else image.mean(axis=2)
         for c, m in enumerate(methods, start=1):
-            ax = axes[r, c]
-            ax.imshow(gray, cmap="gray", vmin=0, vmax=1)
-            ax.imshow(to_heatmap(maps[m][r]), cmap=cmap, vmin=0, vmax=1, alpha=alpha)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _overlay(axes[r, c], image, maps[m][r], cmap, alpha)
             if r == 0:
-                ax.set_title(method_name(m), fontsize=8)
+                axes[r, c].set_title(method_name(m), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -90,14 +93,9 @@ def photo_grid(
     flat = list(axes.flat)
     _show(flat[0], image)
     flat[0].set_title(f"{title}: {top[0][0][:24]} {top[0][1]:.0%}" if top else title, fontsize=8)
-    gray = image.mean(axis=2) if image.ndim == 3 else image
     for ax, (m, a) in zip(flat[1:], maps.items(), strict=False):
-        ax.imshow(gray, cmap="gray", vmin=0, vmax=1)
-        ax.imshow(to_heatmap(a), cmap=cmap, vmin=0, vmax=1, alpha=alpha)
+        _overlay(ax, image, a, cmap, alpha)
         ax.set_title(method_name(m), fontsize=8)
-    for ax in flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
     for ax in flat[n:]:
         ax.set_axis_off()
     fig.tight_layout()

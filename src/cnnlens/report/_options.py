@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, unknown_name
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "deeplift", "grad_cam", "guided_grad_cam")
 PERTURBATION_METHODS = ("occlusion", "feature_ablation", "shapley_sampling", "kernel_shap")
@@ -52,8 +52,16 @@ def resolve_methods(methods: Methods, default: Sequence[str], size: tuple[int, i
         methods = list(default)
     if isinstance(methods, str):
         methods = [methods]
+    if not isinstance(methods, (Mapping, Sequence)):
+        raise CnnlensError(f"methods must be names or a mapping name -> options; got {type(methods).__name__}.")
     chosen = dict(methods) if isinstance(methods, Mapping) else dict.fromkeys(methods, {})
-    unknown = [m for m in chosen if m not in known]
-    if unknown:
-        raise CnnlensError(f"Unknown method(s) {', '.join(unknown)}; see cnnlens.methods() for the names.")
+    for m in chosen:
+        if m not in known:
+            raise unknown_name("method", m, known)
+    bad = [m for m, opts in chosen.items() if opts is not None and not isinstance(opts, Mapping)]
+    if bad:
+        raise CnnlensError(
+            f"The options of {', '.join(bad)} must be a mapping such as {{'steps': 16}}; "
+            f"got {type(chosen[bad[0]]).__name__}."
+        )
     return {m: {**sized_options(m, size), **dict(opts or {})} for m, opts in chosen.items()}

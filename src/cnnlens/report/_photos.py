@@ -9,7 +9,7 @@ from .._errors import CnnlensError
 from .._progress import honours_progress
 from ..viz import compare_panel
 from . import _notes as notes
-from ._explain import agreement_per_image, agreement_table, cost_table, families, run_methods
+from ._explain import AGREEMENT_FRACTION, agreement_per_image, agreement_table, cost_table, families, run_methods
 from ._figures import photo_grid
 from ._html import Report
 from ._options import Methods, resolve_methods
@@ -73,18 +73,18 @@ def photo_report(
         grid = photo_grid(pixels[i], {m: a[i] for m, a in maps.items()}, top, title=name)
         s.figure(grid, f"{name}: every method", dpi=72)
         photo_said = [notes.photo_note(name, top)]
-        photo_said += notes.agreement_notes({k: float(v[i]) for k, v in per_image.items()}, 0.1, family)
+        photo_said += notes.agreement_notes({k: float(v[i]) for k, v in per_image.items()}, AGREEMENT_FRACTION, family)
         s.notes(photo_said)
     s = report.section(
         "Methods on the photos",
-        "How similar the methods' maps are (share of the 10% most important pixels in common, mean over the "
-        "photos) and what each one cost. Slow methods were run with reduced options (listed).",
+        f"How similar the methods' maps are (share of the {AGREEMENT_FRACTION:.0%} most important pixels in common, "
+        "mean over the photos) and what each one cost. Slow methods were run with reduced options (listed).",
     )
     overlaps = {k: float(v.mean()) for k, v in per_image.items()}
     if len(maps) > 1:
         s.table(agreement_table(list(maps), overlaps), caption="Agreement between methods")
     s.table(cost_table(info, len(names)), caption="Cost per method (all photos in one call)")
-    said = notes.agreement_notes(overlaps, 0.1, family)
+    said = notes.agreement_notes(overlaps, AGREEMENT_FRACTION, family)
     said.append(notes.completeness_note({m: i.get("relative_delta") for m, i in info.items()}))
     s.notes([n for n in said if n])
     return report

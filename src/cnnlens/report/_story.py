@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import os
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, unknown_name
 from .._progress import honours_progress, progress_bar
 from . import _notes as notes
 from ._explain import explain_rows, scorecard_section
@@ -95,7 +96,7 @@ def _mean_confidence(ev: Any, wrong: bool) -> float:
     return float(ev.probabilities[rows, ev.y_pred[rows]].mean()) if len(rows) else float("nan")
 
 
-def _overview(report: Report, classifier: Any, datasets: dict, evals: dict, focus: str) -> list[str]:
+def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[str]:
     params = sum(p.numel() for p in classifier.module.parameters())
     s = report.section(
         "Overview",
@@ -215,6 +216,7 @@ def _failures(
     return [n for n in said if n]
 
 
+@honours_progress
 def add_model_story(
     report: Report,
     model: Any,
@@ -249,7 +251,7 @@ def add_model_story(
         ev, dataset = evals[focus], datasets[focus]
         stages.update()
         stages.set_postfix_str("overview")
-        said = _overview(report, classifier, datasets, evals, focus)
+        said = _overview(report, classifier, evals, focus)
         said += _per_class(report, evals, focus)
         stages.update()
         groups = error_groups(ev, max_groups)
@@ -294,36 +296,31 @@ def add_model_story(
     }
 
 
-@honours_progress
+def _story_options() -> tuple[str, ...]:
+    """The keyword options of `add_model_story`, which `model_report` passes on."""
+    params = inspect.signature(add_model_story).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+
+
 def model_report(
-    model: Any,
-    data: Any,
-    out: str | os.PathLike[str],
-    *,
-    methods: Methods = None,
-    perturbation_methods: Methods = None,
-    scorecard: bool = True,
-    max_groups: int = 3,
-    per_group: int = 4,
-    batch_size: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    title: str | None = None,
+    model: Any, data: Any, out: str | os.PathLike[str], *, title: str | None = None, **options: Any
 ) -> Path:
     """Evaluate ``model`` on ``data`` and explain its mistakes; writes ``out/report.html`` and ``out/metrics.json``.
 
     ``model``: a Classifier or a `load_model` name/path. ``data``: a dataset, a spec for `open_dataset`
     (``digits:field``, a class-folder tree, a CSV), or a mapping name -> either to compare data sets (the one
-    with the lowest accuracy is examined). ``methods`` / ``perturbation_methods``: names or name -> options
-    (default: the seed's saliency, integrated gradients, DeepLIFT, Grad-CAM, guided Grad-CAM / occlusion, feature
-    ablation, Shapley sampling, KernelSHAP, sized by `sized_options`). Returns the HTML file's path.
+    with the lowest accuracy is examined). ``options`` (those of `add_model_story`): ``methods`` /
+    ``perturbation_methods``: names or name -> options (default: the seed's saliency, integrated gradients,
+    DeepLIFT, Grad-CAM, guided Grad-CAM / occlusion, feature ablation, Shapley sampling, KernelSHAP, sized by
+    `sized_options`); ``scorecard=True``; ``max_groups=3`` error groups of ``per_group=4`` images;
+    ``batch_size=None``; ``seed=0``; ``progress=True``. Returns the HTML file's path.
     """
+    for name in options:
+        if name not in _story_options():
+            raise unknown_name("model_report option", name, ("title", *_story_options()))
     classifier = as_classifier(model)
     report = Report(title or f"{classifier.name}: how well it works, where it fails, and why")
-    summary = add_model_story(
-        report, classifier, data, methods=methods, perturbation_methods=perturbation_methods, scorecard=scorecard,
-        max_groups=max_groups, per_group=per_group, batch_size=batch_size, seed=seed, progress=progress,
-    )  # fmt: skip
+    summary = add_model_story(report, classifier, data, **options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")

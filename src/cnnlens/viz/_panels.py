@@ -42,7 +42,8 @@ def explanation_panel(
     lines = "\n".join(f"{p:6.1%}  {name}" for name, p in top_classes)
     ax[0].text(0.0, -0.03, lines, transform=ax[0].transAxes, va="top", ha="left", fontsize=8, family="monospace")
     for a, (name, attribution) in zip(ax[1:], maps.items(), strict=True):
-        draw_view(a, image, attribution, "blended_heat_map", sign, "RdBu_r" if sign == "all" else cmap, alpha)
+        draw_view(a, image, attribution, "blended_heat_map", sign=sign, cmap="RdBu_r" if sign == "all" else cmap,
+                  alpha=alpha)  # fmt: skip
         a.set_title(name, fontsize=9)
     fig.tight_layout()
     return fig
@@ -115,8 +116,8 @@ def compare_panel(
     draw_view(main, img, view="original_image", title="image")
     for k, (name, attribution) in enumerate(maps.items()):
         ax = fig.add_subplot(grid[k // cols, 1 + k % cols])
-        draw_view(ax, img, attribution, view, sign, cmap, alpha, percentile=percentile, reduce=reduce,
-                  colorbar=colorbar, title=str(name))  # fmt: skip
+        draw_view(ax, img, attribution, view, sign=sign, cmap=cmap, alpha=alpha, percentile=percentile,
+                  reduce=reduce, colorbar=colorbar, title=str(name))  # fmt: skip
     if bars:
         ax = fig.add_subplot(grid[:, -1])
         names = [b[0] for b in bars]
@@ -179,8 +180,8 @@ def method_grid(
         if row_labels is not None:
             axes[i, 0].set_ylabel(str(row_labels[i]), fontsize=9)
         for j, (name, attributions) in enumerate(columns.items(), start=1):
-            draw_view(axes[i, j], img, attributions[i], view, sign, cmap, alpha, percentile=percentile,
-                      reduce=reduce, colorbar=colorbar, title=name if i == 0 else None)  # fmt: skip
+            draw_view(axes[i, j], img, attributions[i], view, sign=sign, cmap=cmap, alpha=alpha,
+                      percentile=percentile, reduce=reduce, colorbar=colorbar, title=name if i == 0 else None)  # fmt: skip
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

@@ -183,20 +183,16 @@ def draw_view(
     image: Any = None,
     attribution: Any = None,
     view: str = "blended_heat_map",
-    sign: str = "absolute",
-    cmap: str | Colormap | None = None,
-    alpha: float = 0.5,
-    grayscale: bool = True,
-    background: str | float = "white",
-    percentile: float | None = 99.0,
-    reduce: str = "sum",
+    *,
     colorbar: bool = False,
     title: str | None = None,
+    **options: Any,
 ) -> AxesImage:
-    """Draw :func:`render` of ``view`` on ``ax`` (axis lines off). ``colorbar=True`` adds the map's scale: the
-    colormap over :func:`map_range` for heat views, the [0, 1] weight for masked / alpha views."""
+    """Draw :func:`render` ``(view, image, attribution, **options)`` on ``ax`` (axis lines off); ``options`` are
+    render's: sign, cmap, alpha, grayscale, background, percentile, reduce. ``colorbar=True`` adds the map's
+    scale: the colormap over :func:`map_range` for heat views, the [0, 1] weight for masked / alpha views."""
     view = view_name(view)
-    rgb = render(view, image, attribution, sign, cmap, alpha, grayscale, background, percentile, reduce)
+    rgb = render(view, image, attribution, **options)
     shown = ax.imshow(rgb)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -205,9 +201,10 @@ def draw_view(
     if title is not None:
         ax.set_title(title, fontsize=9)
     if colorbar and view != "original_image":
+        sign = options.get("sign", "absolute")
         heat = view in ("heat_map", "blended_heat_map")
         vmin, vmax = map_range(sign) if heat else (0.0, 1.0)
-        mappable = ScalarMappable(Normalize(vmin, vmax), colormap(cmap, sign) if heat else "gray")
+        mappable = ScalarMappable(Normalize(vmin, vmax), colormap(options.get("cmap"), sign) if heat else "gray")
         bar = ax.figure.colorbar(mappable, ax=ax, fraction=0.046, pad=0.03)
         bar.set_label(f"normalised attribution ({sign})" if heat else "weight", fontsize=7)
         bar.ax.tick_params(labelsize=7)
