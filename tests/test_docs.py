@@ -61,3 +61,47 @@ def test_readme_cli_reference_lists_exactly_the_commands() -> None:
     section = README.read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^cnnlens (\w+)", section, re.M))
     assert listed == set(sub.choices), f"README lists {sorted(listed)}, the CLI has {sorted(sub.choices)}"
+
+
+def _cli_section() -> str:
+    return README.read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
+
+
+def _options(command: str) -> set[str]:
+    from cnnlens.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return {s for action in sub.choices[command]._actions for s in action.option_strings}
+
+
+def test_readme_cli_synopsis_names_only_real_options() -> None:
+    """Each ``--option`` the synopsis shows under a command is one of that command's options."""
+    usage = _cli_section().split("```\n", 2)[1]
+    blocks = re.findall(r"^cnnlens (\w+)(.*?)(?=^cnnlens |\Z)", usage, re.M | re.S)
+    assert len(blocks) == 9
+    shown = 0
+    for command, text in blocks:
+        for option in re.findall(r"--[a-z][a-z-]*", text):
+            assert option in _options(command), f"README shows cnnlens {command} {option}, which it does not take"
+            shown += 1
+    assert shown >= 20
+
+
+def test_readme_cli_model_options_and_examples_are_real() -> None:
+    """The model options the README promises are on every command that takes ``--model``, and the examples parse."""
+    from cnnlens.cli import build_parser
+
+    section = _cli_section()
+    promised = re.findall(
+        r"`(--[a-z-]+)", section.split("Every command that takes a model accepts", 1)[1].split(";")[0]
+    )
+    assert len(promised) == 9
+    takers = [c for c in ("explain", "scorecard", "evaluate", "inside", "report") if "--model" in _options(c)]
+    assert len(takers) == 5
+    for command in takers:
+        assert set(promised) <= _options(command), command
+    examples = re.findall(r"`cnnlens ([^`]+)`", section.split("Example:", 1)[1])
+    assert len(examples) == 3
+    for example in examples:
+        args = build_parser().parse_args(example.split())
+        assert callable(args.func)

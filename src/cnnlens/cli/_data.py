@@ -106,6 +106,8 @@ def _cmd_inside(args: argparse.Namespace) -> None:
     classifier = load_classifier(args)
     needs_hooks(classifier, "inside")
     layers = names_list(args.layers)
+    if layers is not None and not layers:
+        raise CnnlensError("--layers is empty; name one or more layers, or leave it out for every Conv2d")
     for name in layers or []:
         get_layer(classifier, name)  # unknown names fail before any work, with close matches
     written = save_inside(classifier, image, args.out, layers)

@@ -13,7 +13,9 @@ import numpy as np
 from .._errors import CnnlensError
 from .._progress import honours_progress
 from ..viz import SIGNS, VIEWS
-from ._options import add_model_options, add_run_options, load_classifier, names_list, parse_target
+from ._options import add_model_options, add_run_options, load_classifier, method_names, needs_hooks, parse_target
+
+DEFAULT_METHODS = "saliency,integrated_gradients"
 
 
 def method_options(methods: list[str], pairs: list[str]) -> dict[str, dict[str, Any]]:
@@ -124,12 +126,11 @@ def _stems(paths: list[str]) -> list[str]:
 def _cmd_explain(args: argparse.Namespace) -> None:
     from ..data import load_image
 
-    methods = names_list(args.methods) or []
-    if not methods:
-        raise CnnlensError("--methods is empty; name one or more methods (see `cnnlens methods`)")
-    options = method_options(methods, args.set)  # checks the method names before the model is loaded
+    methods = method_names(args.methods) or []
+    options = method_options(methods, args.set)  # names and options are checked before the model is loaded
     images = [load_image(p) for p in args.images]
     classifier = load_classifier(args)
+    needs_hooks(classifier, "explain", methods)
     target = parse_target(classifier, args.target)
     out = Path(args.out)
     summary = explain_images(
@@ -158,7 +159,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument(
-        "--methods", default="saliency,integrated_gradients", metavar="A,B,...", help="comma-separated method names"
+        "--methods",
+        default=DEFAULT_METHODS,
+        metavar="A,B,...",
+        help=f"comma-separated method names (default {DEFAULT_METHODS}; see `cnnlens methods`)",
     )
     p.add_argument("--target", default=None, metavar="CLASS", help="class index or name (default: predicted class)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable")

@@ -32,6 +32,29 @@ def names_list(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
+def method_names(text: str | None, option: str = "--methods") -> list[str] | None:
+    """``option``'s comma-separated method names (``None`` stays ``None``), checked before any model is loaded:
+    an empty list, a repeated or an unknown name is an error."""
+    from ..attribution import get_method
+
+    names = names_list(text)
+    if names is None:
+        return None
+    if not names:
+        raise CnnlensError(f"{option} is empty; name one or more methods (see `cnnlens methods`)")
+    twice = repeated(names)
+    if twice:
+        raise CnnlensError(f"{option} names {', '.join(twice)} more than once")
+    for name in names:
+        get_method(name)  # unknown names: a clear error with close matches
+    return names
+
+
 def add_run_options(p: argparse.ArgumentParser, *, batch_default: int | None = None, seed: bool = True) -> None:
     """``--batch-size``, ``--seed`` and ``--no-progress``."""
     what = "automatic" if batch_default is None else str(batch_default)
@@ -67,7 +90,12 @@ def add_model_options(p: argparse.ArgumentParser, default: str) -> None:
         metavar="FILE|A,B,...",
         help="class names: a text file (one per line) or a comma-separated list",
     )
-    g.add_argument("--input-size", default=None, metavar="N|HxW", help="model input size, e.g. 224 or 224x224")
+    g.add_argument(
+        "--input-size",
+        default=None,
+        metavar="N|HxW",
+        help="model input size, e.g. 224 or 224x224; images are resized straight to it unless --resize is given",
+    )
     g.add_argument(
         "--resize", type=positive_int, default=None, metavar="N", help="resize the short side to N, then center-crop"
     )
@@ -96,9 +124,9 @@ def read_classes(text: str) -> list[str]:
         )
     if not names:
         raise CnnlensError(f"--classes: {text!r} holds no class names")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise CnnlensError(f"--classes names {', '.join(repeated)} more than once; each class needs its own name")
+    twice = repeated(names)
+    if twice:
+        raise CnnlensError(f"--classes names {', '.join(twice)} more than once; each class needs its own name")
     return names
 
 
@@ -250,14 +278,32 @@ def load_classifier(args: argparse.Namespace) -> Any:
     return classifier
 
 
-def needs_hooks(classifier: Any, command: str) -> None:
-    """TorchScript modules take no forward hooks, which ``command`` needs to look inside the model."""
+# Methods that rewrite the model's activations through forward hooks (CAMs hook a layer too): on a TorchScript
+# module no hook fires, so they would silently return another method's result (measured on tests/_tiny_models.py).
+_HOOKED_METHODS = ("deeplift", "deeplift_shap", "guided_backprop", "deconvnet")
+
+
+def needs_hooks(classifier: Any, command: str, methods: list[str] | None = None) -> None:
+    """TorchScript modules take no forward hooks, which ``command`` needs to look inside the model (with
+    ``methods``: only if one of them is a CAM or a method with its own activation rule)."""
     import torch
 
-    if isinstance(classifier.module, torch.jit.ScriptModule):
+    from ..attribution import methods as registered
+
+    if not isinstance(classifier.module, torch.jit.ScriptModule):
+        return
+    fix = "save the weights as a state dict and pass --model FILE --arch package.module:Class"
+    if methods is None:
         raise CnnlensError(
             f"cnnlens {command} looks inside the model with forward hooks, which TorchScript models do not support; "
-            "save the weights as a state dict and pass --model FILE --arch package.module:Class"
+            + fix
+        )
+    cams = {info.name for info in registered("cam")}
+    hooked = [m for m in methods if m in cams or m in _HOOKED_METHODS]
+    if hooked:
+        raise CnnlensError(
+            f"--methods {', '.join(hooked)}: these methods look inside the model with forward hooks, which TorchScript "
+            f"models do not support; use gradient or perturbation methods such as saliency or occlusion, or {fix}"
         )
 
 

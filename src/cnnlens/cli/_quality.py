@@ -11,16 +11,23 @@ from typing import Any
 from .._errors import CnnlensError
 from ._data import read_image
 from ._explain import method_options
-from ._options import add_model_options, add_run_options, load_classifier, names_list, parse_target
+from ._options import (
+    add_model_options,
+    add_run_options,
+    load_classifier,
+    method_names,
+    names_list,
+    needs_hooks,
+    parse_target,
+    repeated,
+)
 
 
 def _default_metrics() -> dict[str, dict[str, Any]]:
-    """The scorecard's default metrics and settings, those registered (as ``scorecard(metrics=None)`` uses them)."""
-    from ..quality import metrics
-    from ..quality._scorecard import DEFAULT_METRICS
+    """The scorecard's default metrics and settings, those registered (what ``scorecard(metrics=None)`` uses)."""
+    from ..quality._scorecard import _metric_specs
 
-    known = {m.name: m.params for m in metrics()}
-    return {n: {k: v for k, v in o.items() if k in known[n]} for n, o in DEFAULT_METRICS.items() if n in known}
+    return _metric_specs(None)
 
 
 def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[str, Any]]:
@@ -32,9 +39,9 @@ def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[
     else:
         if not names:
             raise CnnlensError("--metrics is empty; name one or more metrics (see `cnnlens metrics`)")
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise CnnlensError(f"--metrics names {', '.join(repeated)} more than once")
+        twice = repeated(names)
+        if twice:
+            raise CnnlensError(f"--metrics names {', '.join(twice)} more than once")
         options = {}
         for name in names:
             get_metric(name)  # unknown names: a clear error with close matches
@@ -68,16 +75,12 @@ def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[
 def _cmd_scorecard(args: argparse.Namespace) -> None:
     from ..quality import scorecard
 
-    methods = names_list(args.methods) or []
-    if not methods:
-        raise CnnlensError("--methods is empty; name one or more methods (see `cnnlens methods`)")
-    repeated = sorted({m for m in methods if methods.count(m) > 1})
-    if repeated:
-        raise CnnlensError(f"--methods names {', '.join(repeated)} more than once")
+    methods = method_names(args.methods) or []
     options = method_options(methods, args.set)  # names and options are checked before the model is loaded
     metrics = metric_options(names_list(args.metrics), args.metric_set)
     images = [read_image(text) for text in args.images]
     classifier = load_classifier(args)
+    needs_hooks(classifier, "scorecard", methods)
     target = parse_target(classifier, args.target)
     card = scorecard(
         classifier,

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._errors import CnnlensError
 from ._data import DATA_HELP, add_on_error, open_data
-from ._options import add_model_options, add_run_options, load_classifier, names_list, needs_hooks
+from ._options import add_model_options, add_run_options, load_classifier, method_names, needs_hooks, repeated
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -28,27 +28,16 @@ def split_data(items: list[str]) -> list[tuple[str | None, str]]:
             raise CnnlensError(
                 "several --data need a name each, e.g. --data clean=digits:test --data field=digits:field"
             )
-        names = [name for name, _ in parsed]
-        repeated = sorted({n for n in names if n is not None and names.count(n) > 1})
-        if repeated:
-            raise CnnlensError(f"--data name(s) {', '.join(repeated)} used twice; give each dataset its own name")
+        twice = repeated([str(name) for name, _ in parsed])
+        if twice:
+            raise CnnlensError(f"--data name(s) {', '.join(twice)} used twice; give each dataset its own name")
     return parsed
-
-
-def _check_methods(names: list[str] | None, option: str) -> list[str] | None:
-    from ..attribution import get_method
-
-    if names is not None and not names:
-        raise CnnlensError(f"{option} is empty; name one or more methods (see `cnnlens methods`)")
-    for name in names or []:
-        get_method(name)
-    return names
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
     parsed = split_data(args.data)
-    methods = _check_methods(names_list(args.methods), "--methods")
-    perturbation = _check_methods(names_list(args.perturbation_methods), "--perturbation-methods")
+    methods = method_names(args.methods)
+    perturbation = method_names(args.perturbation_methods, "--perturbation-methods")
     classifier = load_classifier(args)
     needs_hooks(classifier, "report")
     opened = {name: open_data(spec, classifier, args.on_error) for name, spec in parsed}
@@ -95,7 +84,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="comma-separated gradient/CAM methods (default: the report's)",
     )
     p.add_argument(
-        "--perturbation-methods", default=None, metavar="A,B,...", help="comma-separated perturbation methods"
+        "--perturbation-methods",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated perturbation methods (default: the report's)",
     )
     p.add_argument("--no-scorecard", action="store_true", help="leave out the explanation-quality scorecard")
     p.add_argument("--title", default=None, help="report title")
