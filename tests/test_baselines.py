@@ -46,7 +46,7 @@ def test_distributions() -> None:
     mixed = baseline_distribution(["black", 0.0, shared[0]], X, IMAGENET)
     assert mixed.shape == (2, 3, 3, 8, 8)
     assert torch.equal(mixed[0, 2], shared[0]) and (mixed[:, 1] == 0).all()
-    assert baseline_distribution(None, X).shape == (2, 1, 3, 8, 8)
+    assert torch.equal(baseline_distribution(None, X), torch.zeros(2, 1, 3, 8, 8))  # one zero baseline
 
 
 def test_explain_uses_the_classifier_normalization() -> None:

@@ -126,6 +126,11 @@ def test_array_images_validate_labels() -> None:
         ArrayImages(np.zeros((2, 4, 4), np.uint8), [0, 2], ["a", "b"])
     with pytest.raises(CnnlensError, match="one label per image"):
         ArrayImages(np.zeros((2, 4, 4), np.uint8), [0], ["a", "b"])
+    with pytest.raises(CnnlensError, match=r"integer class indices; got \['a', 'b'\]"):
+        ArrayImages(np.zeros((2, 4, 4), np.uint8), ["a", "b"], ["a", "b"])
+    with pytest.raises(CnnlensError, match="integer class indices"):
+        ArrayImages(np.zeros((2, 4, 4), np.uint8), [0.0, 0.5], ["a", "b"])
+    assert ArrayImages(np.zeros((2, 4, 4), np.uint8), np.array([1.0, 0.0]), ["a", "b"])[0][1] == 1
 
 
 def test_open_dataset_from_text(tmp_path: Path) -> None:

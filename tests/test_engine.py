@@ -85,6 +85,9 @@ def test_method_classes_are_usable_directly() -> None:
 
 
 def test_registry_describes_each_method() -> None:
+    assert [m.name for m in methods("cam")] == [m.name for m in methods() if m.category == "cam"] != []
+    with pytest.raises(CnnlensError, match="unknown category 'cams'. Did you mean cam"):
+        methods("cams")
     for info in methods():
         assert info.category and info.summary and info.output in ("input", "map")
         assert info.needs_baseline in (None, "single", "distribution")

@@ -46,6 +46,7 @@ X = torch.randn(2, 3, 8, 8)
         (torch.randn(2, 3, 8), "(B, C, H, W)"),
         (torch.randn(2, 1, 8, 8), "1 channels but the model's first convolution expects 3"),
         (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), "float tensor"),
+        (torch.zeros(2, 3, 8, 8, dtype=torch.float64), "torch.float64 but the model's parameters are torch.float32"),
         (torch.full((1, 3, 8, 8), float("nan")), "NaN"),
         (torch.zeros(0, 3, 8, 8), "empty"),
         ("cat.png", "Classifier"),
@@ -105,6 +106,18 @@ def test_unknown_option_lists_the_options() -> None:
 def test_bad_options(options: dict, phrase: str) -> None:
     with pytest.raises(CnnlensError, match=phrase):
         cnnlens.explain(_net(), X, "integrated_gradients", **options)
+
+
+@pytest.mark.parametrize(("method", "option"), [("saliency", "abs"), ("guided_backprop", "generalize")])
+def test_switch_options_must_be_bools(method: str, option: str) -> None:
+    with pytest.raises(CnnlensError, match=f"{method}: option {option} must be True or False; got 'no'"):
+        cnnlens.explain(_net(), X, method, **{option: "no"})  # a non-empty string would be truthy
+
+
+@pytest.mark.parametrize("window", [3.0, None, "4", (2, 0), (2, 2, 2)])
+def test_occlusion_window_must_be_positive_ints(window) -> None:
+    with pytest.raises(CnnlensError, match=re.escape("window must be a positive int or (height, width) of positive")):
+        cnnlens.explain(_net(), X, "occlusion", window=window)
 
 
 def test_baseline_for_a_method_without_one() -> None:

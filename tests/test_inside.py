@@ -153,3 +153,5 @@ def test_save_inside_writes_summary_filters_and_maps(tmp_path) -> None:
     assert all(p.stat().st_size > 0 for p in written.values())
     assert "total parameters: 6,474" in (tmp_path / "layers.txt").read_text()
     assert _no_hooks(model.module)
+    one = save_inside(model, digits("field")[0][0], tmp_path / "one", layers="features.1.2")  # a name, not a list
+    assert sorted(one) == ["maps_features.1.2", "summary"]

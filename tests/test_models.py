@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 from pathlib import Path
 from types import ModuleType
@@ -203,7 +204,37 @@ def test_module_and_tensor_predict(tiny: ModuleType) -> None:
     expected = torch.softmax(net(x), 1)[1].max().item()
     assert out[1][0][2] == pytest.approx(expected, abs=1e-6)
     assert {name for _, name, _ in out[0]} == {"a", "b", "c"}
+    (single,) = clf.predict(x[1], top_k=1)  # a (C, H, W) tensor is one image
+    assert single[0][:2] == out[1][0][:2] and single[0][2] == pytest.approx(out[1][0][2], abs=1e-6)
+    for bad in (torch.randn(16, 16), torch.zeros(2, 3, 16, 16, dtype=torch.uint8)):
+        with pytest.raises(CnnlensError, match=r"predict takes a preprocessed \(B, C, H, W\) or \(C, H, W\) float"):
+            clf.predict(bad)
     assert load_model(tiny.TinyCNN(num_classes=7)).num_classes == 7
+
+
+def test_predict_runs_in_eval_mode_and_restores_flags(tiny: ModuleType) -> None:
+    torch.manual_seed(0)
+    net = tiny.PooledConvHead().train()  # BatchNorm and Dropout: train mode would change the outputs
+    net.body[1].eval()  # a mixed state must come back exactly
+    before = {name: m.training for name, m in net.named_modules()}
+    stats = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(3, 3, 6, 6)
+    reference = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        expected = torch.softmax(reference(x), 1)
+    prep = Preprocessing(input_size=(6, 6), resize=None, mean=(0.5,) * 3, std=(0.25,) * 3)
+    out = Classifier(net, preprocessing=prep).predict(x, top_k=5)
+    got = torch.zeros(3, 5)
+    for r, row in enumerate(out):
+        for i, _, p in row:
+            got[r, i] = p
+    torch.testing.assert_close(got, expected)  # eval mode: same as the model in eval mode, every time
+    assert Classifier(net, preprocessing=prep).num_classes == 5  # found by a forward pass on zeros
+    with pytest.raises(CnnlensError, match="5 scores but has 2 class names"):
+        Classifier(net, class_names=["a", "b"]).predict(x)
+    assert {name: m.training for name, m in net.named_modules()} == before
+    assert all(torch.equal(v, stats[k]) for k, v in net.state_dict().items())  # running stats untouched
+    assert all(p.requires_grad and p.grad is None for p in net.parameters())
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -313,6 +344,11 @@ def test_last_conv_layer_lite0_restores_state(lite0: Classifier) -> None:
         assert _no_hooks(module)
     finally:
         module.eval()
+
+
+def test_unknown_layer_of_a_small_model_lists_its_layers(tiny: ModuleType) -> None:
+    with pytest.raises(CnnlensError, match=r"No layer named 'conv9' in TinyCNN\. Its layers: features, features\.0, "):
+        get_layer(tiny.TinyCNN(), "conv9")
 
 
 def test_last_conv_layer_skips_1x1_outputs(tiny: ModuleType) -> None:

@@ -209,14 +209,10 @@ def test_rise() -> None:
 
 
 def test_inpaint_by_name_uses_the_method_mask() -> None:
-    """``baseline="inpaint"`` needs the mask, so the engine must hand the spec to the method (the
-    ``Method.resolve_baseline`` hook); without that hook it raises a clear error."""
-    from cnnlens.attribution import Method
-
-    if not hasattr(Method, "resolve_baseline"):
-        with pytest.raises(CnnlensError, match="inpaint_baseline"):
-            cnnlens.explain(Recorder(), X, "feature_ablation", baseline="inpaint")
-        return
+    """``baseline="inpaint"`` needs the mask, so the engine hands the spec to the method; a method without a
+    feature mask says what to pass instead."""
+    with pytest.raises(CnnlensError, match="inpaint_baseline"):
+        cnnlens.explain(Recorder(), X, "integrated_gradients", baseline="inpaint")
     named = cnnlens.explain(Recorder(), X, "feature_ablation", mask="grid:4", baseline=["inpaint", 0.0])
     filled = inpaint_baseline(X, "grid:4")[:, None]
     given = cnnlens.explain(

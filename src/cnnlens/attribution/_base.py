@@ -71,6 +71,9 @@ class Method:
                 f"{', '.join(sorted(allowed))}"
             )
         self.options = {**self.params, **options}
+        for key, default in self.params.items():
+            if isinstance(default, bool) and not isinstance(self.options[key], bool):
+                raise CnnlensError(f"{self.name}: option {key} must be True or False; got {self.options[key]!r}")
         self.check_options()
 
     def check_options(self) -> None:
@@ -181,6 +184,11 @@ def _check_inputs(module: nn.Module, inputs: Any, preprocessing: Any) -> T:
     device = model_device(module)
     if device is not None and device != inputs.device:
         raise CnnlensError(f"inputs are on {inputs.device} but the model is on {device}; move one of them")
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+    if dtype is not None and dtype != inputs.dtype:
+        raise CnnlensError(
+            f"inputs are {inputs.dtype} but the model's parameters are {dtype}; convert one of them, e.g. x.to({dtype})"
+        )
     if not torch.isfinite(inputs).all():
         raise CnnlensError("inputs contain NaN or infinite values")
     return inputs.detach()

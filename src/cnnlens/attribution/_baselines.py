@@ -46,10 +46,7 @@ def _noise(inputs: T, preprocessing: Any, seed: int = 0) -> T:
     g = torch.Generator().manual_seed(seed)
     if preprocessing is None:
         return torch.randn(inputs.shape, generator=g).to(inputs)
-    rgb = torch.rand(inputs.shape, generator=g)
-    mean = torch.tensor(preprocessing.mean).view(1, -1, 1, 1)
-    std = torch.tensor(preprocessing.std).view(1, -1, 1, 1)
-    return ((rgb - mean) / std).to(inputs)
+    return preprocessing.normalize(torch.rand(inputs.shape, generator=g)).to(inputs)
 
 
 def inpaint_baseline(inputs: T, mask: Any = "grid:16") -> T:

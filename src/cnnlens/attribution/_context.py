@@ -70,6 +70,12 @@ class Context:
         assert self._logits is not None
         return self._logits
 
+    def target_scores(self) -> T:
+        """f(x): the target score of each input (from the logits pass); resolves the targets on these logits,
+        so that rows scored later (perturbed, ablated) are scored for the same classes."""
+        _ = self.targets
+        return self.select(self.logits, self.owners())
+
     @property
     def n(self) -> int:
         return self.inputs.shape[0]

@@ -55,6 +55,8 @@ def get_method(name: str) -> type[Method]:
 
 def methods(category: str | None = None) -> list[MethodInfo]:
     """Every registered method (optionally one category) with its category, summary and parameters."""
+    if category is not None and category not in CATEGORIES:
+        raise unknown_name("category", category, CATEGORIES)
     _load_all()
     out = []
     rank = {c: i for i, c in enumerate(CATEGORIES)}

@@ -30,6 +30,10 @@ class ArrayImages:
         if labels.shape != (len(images),):
             raise CnnlensError(f"Need one label per image: {len(images)} images, labels of shape {labels.shape}.")
         self.classes = [str(c) for c in classes]
+        if labels.dtype.kind not in "biuf" or (labels.dtype.kind == "f" and not np.all(labels == np.round(labels))):
+            raise CnnlensError(
+                f"Labels must be integer class indices; got {labels[:5].tolist()}. Map class names to indices first."
+            )
         if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
             raise CnnlensError(
                 f"Labels must be class indices 0..{len(self.classes) - 1}; got {labels.min()}..{labels.max()}."

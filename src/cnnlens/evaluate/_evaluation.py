@@ -110,12 +110,11 @@ class Evaluation:
 
     def to_csv(self, path: str | os.PathLike[str], top: int = 3, rows: Sequence[int] | None = None) -> Path:
         """Write the probability table (optionally only ``rows``, e.g. a group) as CSV; returns the path."""
-        table = self.probability_table(top)
-        if rows is not None:
-            table = [table[int(i)] for i in rows]
+        full = self.probability_table(top)
+        table = full if rows is None else [full[int(i)] for i in rows]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fields = list(self.probability_table(top)[0])
+        fields = list(full[0])
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()

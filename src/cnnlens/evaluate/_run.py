@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from cnnlens._errors import CnnlensError, CnnlensWarning
-from cnnlens.attribution._guard import model_device
+from cnnlens.attribution._guard import frozen, model_device
 from cnnlens.evaluate._evaluation import Evaluation
 from cnnlens.models import Classifier
 
@@ -56,10 +56,8 @@ def evaluate(
     newly_skipped: list[tuple[str, str]] = []
     probs, labels, kept = [], [], []
     device = model_device(module) or torch.device("cpu")
-    flags = {m: m.training for m in module.modules()}
     bar = progress_bar(total=len(dataset), desc="evaluating", unit="img", disable=not progress)
-    try:
-        module.eval()
+    with frozen(module), bar:
         for start in range(0, len(dataset), int(batch_size)):
             items, batch_ids = [], []
             for i in range(start, min(start + int(batch_size), len(dataset))):
@@ -77,10 +75,6 @@ def evaluate(
                 probs.append(_predict(model, module, items, device, len(names)))
                 kept.extend(batch_ids)
             bar.update(min(int(batch_size), len(dataset) - start))
-    finally:
-        bar.close()
-        for m, flag in flags.items():
-            m.training = flag
     if newly_skipped:
         listing = "; ".join(i for i, _ in newly_skipped[:10]) + (" ..." if len(newly_skipped) > 10 else "")
         warnings.warn(

@@ -12,14 +12,7 @@ from cnnlens._errors import CnnlensError
 from cnnlens.attribution._capture import capture as hooks
 from cnnlens.attribution._guard import frozen, model_device
 from cnnlens.models import Classifier, get_layer
-
-
-def as_module(model: Classifier | nn.Module) -> nn.Module:
-    if isinstance(model, Classifier):
-        return model.module
-    if isinstance(model, nn.Module):
-        return model
-    raise CnnlensError(f"Expected a Classifier or an nn.Module; got {type(model).__name__}.")
+from cnnlens.models._layers import _as_module as as_module
 
 
 def as_input(model: Classifier | nn.Module, x: Any) -> torch.Tensor:

@@ -15,7 +15,7 @@ from cnnlens.models import Classifier
 
 
 def save_inside(
-    model: Classifier | nn.Module, image: Any, out: str | os.PathLike[str], layers: Sequence[str] | None = None
+    model: Classifier | nn.Module, image: Any, out: str | os.PathLike[str], layers: str | Sequence[str] | None = None
 ) -> dict[str, Path]:
     """For one image (or a (1, C, H, W) tensor) write ``layers.txt`` (the layer summary), and for each layer
     (default: every ``nn.Conv2d``) ``maps_<layer>.png`` and, for convolutions, ``filters_<layer>.png``."""
@@ -29,6 +29,8 @@ def save_inside(
     module = as_module(model)
     if layers is None:
         layers = [name for name, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    elif isinstance(layers, str):
+        layers = [layers]
     written = {"summary": out / "layers.txt"}
     written["summary"].write_text(str(layer_summary(model, x)) + "\n")
     maps = feature_maps(model, x, list(layers))

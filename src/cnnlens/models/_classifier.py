@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from cnnlens._errors import CnnlensError
+from cnnlens.attribution._guard import frozen, model_device
 from cnnlens.data import load_image
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
@@ -168,11 +169,7 @@ class Classifier:
     @property
     def device(self) -> torch.device:
         """Device of the module's first parameter (or buffer); CPU if it has neither."""
-        for t in self.module.parameters():
-            return t.device
-        for t in self.module.buffers():
-            return t.device
-        return torch.device("cpu")
+        return model_device(self.module) or torch.device("cpu")
 
     def to(self, device: str | torch.device) -> Classifier:
         """Move the module to ``device``; returns self."""
@@ -191,7 +188,7 @@ class Classifier:
     def _infer_num_classes(self) -> int:
         if self.preprocessing is not None:
             x = torch.zeros((1, 3, *self.preprocessing.input_size), device=self.device)
-            with torch.no_grad():
+            with frozen(self.module), torch.no_grad():
                 out = self.module(x)
             if isinstance(out, torch.Tensor) and out.ndim == 2:
                 return int(out.shape[1])
@@ -224,15 +221,22 @@ class Classifier:
         return self.module(x)
 
     def predict(self, images: Images | torch.Tensor, top_k: int = 5) -> list[list[tuple[int, str, float]]]:
-        """Top-k ``(class_index, class_name, probability)`` for each image (or each row of a tensor)."""
+        """Top-k ``(class_index, class_name, probability)`` for each image (or each row of a tensor).
+
+        The module runs in eval mode; its training flags are restored afterwards (also on error)."""
         if int(top_k) < 1:
             raise CnnlensError(f"top_k must be at least 1; got {top_k}.")
         if isinstance(images, torch.Tensor):
+            if images.ndim not in (3, 4) or not images.is_floating_point():
+                raise CnnlensError(
+                    f"predict takes a preprocessed (B, C, H, W) or (C, H, W) float tensor, or images; got a "
+                    f"{images.dtype} tensor of shape {tuple(images.shape)}. Use model.preprocess(images) first."
+                )
             x = images.unsqueeze(0) if images.ndim == 3 else images
             x = x.to(self.device)
         else:
             x = self.preprocess(images)
-        with torch.no_grad():
+        with frozen(self.module), torch.no_grad():
             logits = self.module(x)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__

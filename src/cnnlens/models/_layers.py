@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cnnlens._errors import CnnlensError
+from cnnlens.attribution._guard import frozen
 from cnnlens.models._classifier import Classifier
 
 
@@ -50,6 +51,8 @@ def get_layer(model: nn.Module | Classifier, name_or_module: str | nn.Module) ->
     if not close:
         close = [n for n in names if name_or_module.lower() in n.lower()][:5]
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    if not close and len(names) <= 20:
+        hint = f" Its layers: {', '.join(names)}."
     raise CnnlensError(
         f"No layer named {name_or_module!r} in {type(root).__name__}.{hint} "
         "List all layers with cnnlens.models.layer_names(model)."
@@ -84,12 +87,10 @@ def last_conv_layer(model: nn.Module | Classifier, input_shape: tuple[int, ...] 
 
         return hook
 
-    training = {m: m.training for m in root.modules()}
     handles = []
     try:
         handles = [m.register_forward_hook(make_hook(name)) for name, m in convs]
-        root.eval()
-        with torch.no_grad():
+        with frozen(root), torch.no_grad():
             root(torch.zeros(input_shape, device=device, dtype=dtype))
     except Exception as e:
         raise CnnlensError(
@@ -100,8 +101,6 @@ def last_conv_layer(model: nn.Module | Classifier, input_shape: tuple[int, ...] 
     finally:
         for h in handles:
             h.remove()
-        for m, flag in training.items():
-            m.training = flag
     if not executed:
         raise CnnlensError(
             "No nn.Conv2d layer with a spatial output larger than 1x1 ran during the forward pass; "

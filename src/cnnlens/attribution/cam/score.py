@@ -74,8 +74,7 @@ class AblationCam(CamMethod):
     uses_gradients = False
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
-        _ = ctx.targets  # resolve the classes on the clean logits, so ablated rows are scored for them too
-        base = ctx.select(ctx.logits, ctx.owners())
+        base = ctx.target_scores()
         maps = []
         for i in range(ctx.n):
             active = torch.nonzero(acts[i].flatten(1).abs().amax(1) > 0)[:, 0]

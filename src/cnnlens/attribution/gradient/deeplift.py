@@ -41,7 +41,7 @@ class DeepLift(Method):
         assert baseline is not None
         grads = ctx.input_gradients(RescaleMode(), reference=baseline)
         attr = (ctx.inputs - baseline) * grads
-        gap = ctx.select(ctx.logits, ctx.owners()) - ctx.scores(baseline, ctx.owners())
+        gap = ctx.target_scores() - ctx.scores(baseline, ctx.owners())
         return attr, _checked(sum_per_row(attr) - gap, gap)
 
 
@@ -61,5 +61,5 @@ class DeepLiftShap(Method):
         _, grads = ctx.gradients(x.repeat_interleave(k, 0), owners, mode=RescaleMode(), reference=refs)
         attr = ((x.repeat_interleave(k, 0) - refs) * grads).view(baseline.shape).mean(1)
         ref_scores = ctx.scores(refs, owners).view(-1, k).mean(1)
-        gap = ctx.select(ctx.logits, ctx.owners()) - ref_scores
+        gap = ctx.target_scores() - ref_scores
         return attr, _checked(sum_per_row(attr) - gap, gap)

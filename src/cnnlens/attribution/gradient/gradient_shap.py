@@ -50,5 +50,5 @@ class GradientShap(Method):
             return attr, None
         pairs = torch.unique(owners * k + pick, return_inverse=True)
         ref_scores = ctx.scores(baseline.flatten(0, 1)[pairs[0]], pairs[0] // k)[pairs[1]]
-        gap = ctx.select(ctx.logits, ctx.owners()) - ref_scores.view(b, s).mean(1)
+        gap = ctx.target_scores() - ref_scores.view(b, s).mean(1)
         return attr, sum_per_row(attr) - gap

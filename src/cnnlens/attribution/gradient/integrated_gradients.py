@@ -73,7 +73,7 @@ class IntegratedGradients(Method):
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T]:
         assert baseline is not None
         x = ctx.inputs
-        gap = ctx.select(ctx.logits, ctx.owners()) - ctx.scores(baseline, ctx.owners())
+        gap = ctx.target_scores() - ctx.scores(baseline, ctx.owners())
         if self.options["tolerance"] is not None:
             attr = _adaptive(ctx, x, baseline, gap, self.options)
         else:

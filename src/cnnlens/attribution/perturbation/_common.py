@@ -68,11 +68,6 @@ def coalition_scores(
     return scores(ctx, z.shape[0], build, owner, desc, classes)
 
 
-def target_scores(ctx: Context) -> T:
-    """f(x): the target score of each input (from the logits pass)."""
-    return ctx.select(ctx.logits, ctx.owners())
-
-
 def positive_int(options: dict, *names: str) -> None:
     for name in names:
         v = options[name]
@@ -105,8 +100,7 @@ class SegmentMethod(Method):
 
     def resolve_baseline(self, spec: Any, inputs: T, preprocessing: Any) -> T | None:
         """Baselines ``(B, K, C, H, W)``; ``"inpaint"`` (alone or in a list) fills each segment of the method's
-        mask by biharmonic inpainting from the rest of the image. Called by the engine's pipeline once it has
-        the ``Method.resolve_baseline`` hook (see the issue notes); until then ``"inpaint"`` raises there."""
+        mask by biharmonic inpainting from the rest of the image."""
         parent = super().resolve_baseline  # type: ignore[misc]
         items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
         if not any(isinstance(s, str) and s == "inpaint" for s in items) or self.needs_baseline is None:
@@ -126,7 +120,7 @@ class SegmentMethod(Method):
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
         x = ctx.inputs
         labels, counts = feature_masks(self.options["mask"], x)
-        fx = target_scores(ctx)
+        fx = ctx.target_scores()
         bases = [None] if baseline is None else list(baseline.unbind(1))
         total, fb_sum = None, torch.zeros_like(fx)
         for base in bases:

@@ -9,13 +9,13 @@ import torch
 from ..._errors import CnnlensError
 from .._context import Context
 from .._registry import register
-from ._common import SegmentMethod, scores, target_scores
+from ._common import SegmentMethod, scores
 
 T = torch.Tensor
 
 
 def _pair(value: object, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[arg-type]
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
         raise CnnlensError(f"{name} must be a positive int or (height, width) of positive ints; got {value!r}")
     return pair  # type: ignore[return-value]
@@ -62,7 +62,7 @@ class Occlusion(SegmentMethod):
         cover = torch.zeros(h, w, dtype=x.dtype, device=x.device)
         for t, bo, le, ri in boxes:
             cover[t:bo, le:ri] += 1
-        fx = target_scores(ctx)
+        fx = ctx.target_scores()
         n = len(boxes)
         owner = ctx.owners(n)
         total = torch.zeros_like(x)
