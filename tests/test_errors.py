@@ -142,3 +142,54 @@ def test_duplicate_method_name_raises() -> None:
 def test_not_a_model() -> None:
     with pytest.raises(CnnlensError, match="nn.Module"):
         cnnlens.explain(lambda x: x, X, "saliency")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace: the users' TorchScript files still exist
+def test_torchscript_models_refuse_rules_and_hooks_but_keep_plain_gradients() -> None:
+    """Backward rules and forward hooks cannot reach TorchScript code: a rule-based method would silently
+    return another method's map, so it must refuse; plain gradients still equal the nn.Module's."""
+    from _nets import inputs, residual_cnn
+
+    net = residual_cnn()
+    x = inputs(2)
+    scripted = torch.jit.trace(net, x)
+    wrapped = torch.nn.Sequential(torch.jit.trace(net, x))  # scripted code inside an ordinary module
+    for model in (scripted, wrapped):
+        for method in ("guided_backprop", "deconvnet", "deeplift"):
+            with pytest.raises(cnnlens.UnsupportedOperationError, match=f"{method} changes the backward.*TorchScript"):
+                cnnlens.explain(model, x, method)
+        with pytest.raises(cnnlens.UnsupportedOperationError, match="TorchScript"):
+            cnnlens.explain(model, x, "deeplift_shap", baseline=torch.zeros(2, *x.shape[1:]))
+    layer = "b2c2"
+    for method in ("grad_cam", "guided_grad_cam", "score_cam"):
+        with pytest.raises(CnnlensError, match="is TorchScript code, which takes no forward hooks"):
+            cnnlens.explain(scripted, x, method, layer=layer)
+    for method in ("saliency", "integrated_gradients"):
+        torch.testing.assert_close(
+            cnnlens.explain(scripted, x, method).attributions, cnnlens.explain(net, x, method).attributions
+        )
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_on_torchscript_every_method_refuses_or_equals_the_eager_model() -> None:
+    """Exactly the methods with their own backward rule (and every CAM: hooks) refuse a scripted model; every other
+    gradient method gives the eager model's maps to the last bit (a silent other method would fail here)."""
+    from _tiny_models import TinyCNN
+
+    torch.manual_seed(0)
+    net = TinyCNN(num_classes=3).eval()
+    scripted = torch.jit.script(net)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    refused = []
+    for info in cnnlens.methods("gradient"):
+        try:
+            theirs = cnnlens.explain(scripted, x, info.name).attributions
+        except cnnlens.UnsupportedOperationError as e:
+            assert "cannot reach inside TorchScript" in str(e)
+            refused.append(info.name)
+            continue
+        assert torch.equal(theirs, cnnlens.explain(net, x, info.name).attributions), info.name
+    assert sorted(refused) == ["deconvnet", "deeplift", "deeplift_shap", "guided_backprop"]
+    for info in cnnlens.methods("cam"):
+        with pytest.raises(CnnlensError, match="TorchScript"):
+            cnnlens.explain(scripted, x, info.name, **({"layer": "features.0"} if "layer" in info.params else {}))

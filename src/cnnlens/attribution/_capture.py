@@ -47,6 +47,13 @@ def capture(
 
         return on_output
 
+    scripted = [i for i, layer in enumerate(layers) if isinstance(layer, torch.jit.ScriptModule)]
+    if scripted:
+        label = names[scripted[0]] if names is not None else type(layers[scripted[0]]).__name__
+        raise CnnlensError(
+            f"layer {label} is TorchScript code, which takes no forward hooks; look inside the model as an "
+            f"nn.Module (load its state dict into its class)"
+        )
     try:
         for i, layer in enumerate(layers):
             handles.append(layer.register_forward_hook(make(i)))

@@ -13,9 +13,11 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, UnsupportedOperationError
 from ._capture import capture
+from ._guard import is_scripted
 from ._memory import auto_batch_size, is_out_of_memory
+from ._rules import RuleMode
 
 T = torch.Tensor
 Target = None | int | list | tuple | T | Callable[[T], T]
@@ -217,6 +219,12 @@ class Context:
         """
         if not record:
             _ = self.targets
+        if isinstance(mode, RuleMode) and is_scripted(self.model):
+            raise UnsupportedOperationError(
+                f"{mode.method} changes the backward pass of the model's activations, which it cannot reach inside "
+                f"TorchScript code (the result would silently be another method); explain the model as an "
+                f"nn.Module (load its state dict into its class), or use a method without its own rule"
+            )
         logits_parts: list[T] = []
         cut = not input_grad and len(layers) == 1
 

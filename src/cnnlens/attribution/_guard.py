@@ -40,3 +40,8 @@ def model_device(model: nn.Module) -> torch.device | None:
     for t in model.buffers():
         return t.device
     return None
+
+
+def is_scripted(model: nn.Module) -> bool:
+    """True when TorchScript code runs inside ``model``: no forward hook or backward rule can reach into it."""
+    return any(isinstance(m, torch.jit.ScriptModule) for m in model.modules())

@@ -13,7 +13,7 @@ import numpy as np
 from .._errors import CnnlensError
 from .._progress import honours_progress
 from ..viz import SIGNS, VIEWS
-from ._options import add_model_options, add_run_options, load_classifier, method_names, needs_hooks, parse_target
+from ._options import add_model_options, add_run_options, load_classifier, method_names, parse_target
 
 DEFAULT_METHODS = "saliency,integrated_gradients"
 
@@ -130,7 +130,6 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     options = method_options(methods, args.set)  # names and options are checked before the model is loaded
     images = [load_image(p) for p in args.images]
     classifier = load_classifier(args)
-    needs_hooks(classifier, "explain", methods)
     target = parse_target(classifier, args.target)
     out = Path(args.out)
     summary = explain_images(

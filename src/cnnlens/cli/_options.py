@@ -280,30 +280,15 @@ def load_classifier(args: argparse.Namespace) -> Any:
 
 # Methods that rewrite the model's activations through forward hooks (CAMs hook a layer too): on a TorchScript
 # module no hook fires, so they would silently return another method's result (measured on tests/_tiny_models.py).
-_HOOKED_METHODS = ("deeplift", "deeplift_shap", "guided_backprop", "deconvnet")
-
-
-def needs_hooks(classifier: Any, command: str, methods: list[str] | None = None) -> None:
-    """TorchScript modules take no forward hooks, which ``command`` needs to look inside the model (with
-    ``methods``: only if one of them is a CAM or a method with its own activation rule)."""
+def needs_hooks(classifier: Any, command: str) -> None:
+    """TorchScript modules take no forward hooks, which ``command`` needs to look inside the model. (Single
+    methods that cannot run on TorchScript refuse by themselves, with the library's own error.)"""
     import torch
 
-    from ..attribution import methods as registered
-
-    if not isinstance(classifier.module, torch.jit.ScriptModule):
-        return
-    fix = "save the weights as a state dict and pass --model FILE --arch package.module:Class"
-    if methods is None:
+    if isinstance(classifier.module, torch.jit.ScriptModule):
         raise CnnlensError(
             f"cnnlens {command} looks inside the model with forward hooks, which TorchScript models do not support; "
-            + fix
-        )
-    cams = {info.name for info in registered("cam")}
-    hooked = [m for m in methods if m in cams or m in _HOOKED_METHODS]
-    if hooked:
-        raise CnnlensError(
-            f"--methods {', '.join(hooked)}: these methods look inside the model with forward hooks, which TorchScript "
-            f"models do not support; use gradient or perturbation methods such as saliency or occlusion, or {fix}"
+            "save the weights as a state dict and pass --model FILE --arch package.module:Class"
         )
 
 

@@ -17,7 +17,6 @@ from ._options import (
     load_classifier,
     method_names,
     names_list,
-    needs_hooks,
     parse_target,
     repeated,
 )
@@ -80,7 +79,6 @@ def _cmd_scorecard(args: argparse.Namespace) -> None:
     metrics = metric_options(names_list(args.metrics), args.metric_set)
     images = [read_image(text) for text in args.images]
     classifier = load_classifier(args)
-    needs_hooks(classifier, "scorecard", methods)
     target = parse_target(classifier, args.target)
     card = scorecard(
         classifier,

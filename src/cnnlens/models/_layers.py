@@ -42,10 +42,9 @@ def get_layer(model: nn.Module | Classifier, name_or_module: str | nn.Module) ->
         raise CnnlensError(f"A layer is given by name (str) or module; got {type(name_or_module).__name__}.")
     if not name_or_module:
         raise CnnlensError("The layer name is empty; pass a dotted name such as '_conv_head'.")
-    try:
-        return root.get_submodule(name_or_module)
-    except AttributeError:
-        pass
+    found = dict(root.named_modules()).get(name_or_module)  # get_submodule refuses ScriptModules; this works on both
+    if found is not None:
+        return found
     names = layer_names(root)
     close = difflib.get_close_matches(name_or_module, names, n=5, cutoff=0.6)
     if not close:

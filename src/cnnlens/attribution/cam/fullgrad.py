@@ -8,6 +8,7 @@ from torch import nn
 from ..._errors import CnnlensError
 from .._base import Method
 from .._context import Context
+from .._guard import is_scripted
 from .._registry import register
 from ._base import upsample_rescaled
 
@@ -40,6 +41,11 @@ class FullGrad(Method):
     output = "map"
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
+        if is_scripted(ctx.model):
+            raise CnnlensError(
+                "fullgrad reads the bias gradients of the model's layers, which TorchScript code hides; explain the "
+                "model as an nn.Module (load its state dict into its class)"
+            )
         named = [(n, m, _bias(m)) for n, m in ctx.model.named_modules()]
         named = [(n, m, b) for n, m, b in named if b is not None]
         if not named:
