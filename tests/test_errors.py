@@ -193,3 +193,21 @@ def test_on_torchscript_every_method_refuses_or_equals_the_eager_model() -> None
     for info in cnnlens.methods("cam"):
         with pytest.raises(CnnlensError, match="TorchScript"):
             cnnlens.explain(scripted, x, info.name, **({"layer": "features.0"} if "layer" in info.params else {}))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "phrase"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive int or None"),
+        ({"batch_size": "4"}, "batch_size must be a positive int or None"),
+        ({"batch_size": True}, "batch_size must be a positive int or None"),
+        ({"seed": "a"}, "seed must be an int; got 'a'"),
+        ({"seed": 1.5}, "seed must be an int; got 1.5"),
+        ({"seed": None}, "seed must be an int; got None"),
+    ],
+)
+def test_explain_checks_its_run_options(kwargs: dict, phrase: str) -> None:
+    from _nets import inputs, residual_cnn
+
+    with pytest.raises(CnnlensError, match=re.escape(phrase)):
+        cnnlens.explain(residual_cnn(), inputs(1), "saliency", **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,8 +108,7 @@ class Method:
         start = time.perf_counter()
         module, preprocessing = _unwrap(model)
         x = _check_inputs(module, inputs, preprocessing)
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise CnnlensError(f"batch_size must be a positive int or None (automatic); got {batch_size!r}")
+        check_run_options(batch_size, seed)
         generator = torch.Generator().manual_seed(int(seed))
         with frozen(module):
             ctx = Context(module, x, target, batch_size, generator)
@@ -130,6 +130,14 @@ class Method:
             seconds=time.perf_counter() - start,
             info=ctx.info,
         )
+
+
+def check_run_options(batch_size: Any, seed: Any) -> None:
+    """The two knobs every run takes: ``batch_size`` a positive int or None (automatic), ``seed`` an int."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise CnnlensError(f"batch_size must be a positive int or None (automatic); got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise CnnlensError(f"seed must be an int; got {seed!r}")
 
 
 def _unwrap(model: Any) -> tuple[nn.Module, Any]:

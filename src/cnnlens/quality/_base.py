@@ -18,7 +18,7 @@ from torch import nn
 from .._errors import CnnlensError
 from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, Method, explain
-from ..attribution._base import _check_inputs, _unwrap
+from ..attribution._base import _check_inputs, _unwrap, check_run_options
 from ..attribution._context import Context, Rows, Target
 from ..attribution._guard import frozen
 
@@ -127,10 +127,7 @@ class Explainer:
 
 
 def _check_run_options(batch_size: Any, seed: Any, method_options: Any) -> None:
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise CnnlensError(f"batch_size must be a positive int or None (automatic); got {batch_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise CnnlensError(f"seed must be an int; got {seed!r}")
+    check_run_options(batch_size, seed)
     if method_options is not None and not isinstance(method_options, Mapping):
         raise CnnlensError(f"method_options must be a dict of the method's options; got {method_options!r}")
 
