@@ -371,7 +371,7 @@ BAD_INPUT = {
     "report torchscript": (["report", "--data", "{root}/data", *TS], "TorchScript models do not support"),
     "unknown class": ([*EXPLAIN, *TS, "--classes", "a,b,c", "--target", "zebra"], "unknown class 'zebra'"),
     "class index": ([*EXPLAIN, *TS, "--target", "3"], "unknown class 3: the model has classes 0..2"),
-    "class count": ([*EXPLAIN, *TS, "--classes", "a,b"], "returns 3 class scores but --classes gives 2"),
+    "class count": ([*EXPLAIN, *TS, "--classes", "a,b"], "returns 3 scores but has 2 class names; pass class_names matching the model's outputs. Check --classes"),
     "classes twice": ([*EXPLAIN, *TS, "--classes", "a,b,a"], "--classes names a more than once"),
     "classes file": ([*EXPLAIN, *TS, "--classes", "{tmp}/c.txt"], "--classes '{tmp}/c.txt': no such file"),
     "arch missing": ([*EXPLAIN, "--model", "{state}", "--input-size", "16"], "holds a state dict"),

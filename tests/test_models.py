@@ -232,6 +232,10 @@ def test_predict_runs_in_eval_mode_and_restores_flags(tiny: ModuleType) -> None:
     assert Classifier(net, preprocessing=prep).num_classes == 5  # found by a forward pass on zeros
     with pytest.raises(CnnlensError, match="5 scores but has 2 class names"):
         Classifier(net, class_names=["a", "b"]).predict(x)
+    with pytest.raises(CnnlensError, match=r"must return \(batch, classes\) logits; it returned \(3,\)"):
+        Classifier(net).check_logits(torch.zeros(3))
+    with pytest.raises(CnnlensError, match="it returned tuple"):
+        Classifier(net).check_logits((torch.zeros(3, 5),))
     assert {name: m.training for name, m in net.named_modules()} == before
     assert all(torch.equal(v, stats[k]) for k, v in net.state_dict().items())  # running stats untouched
     assert all(p.requires_grad and p.grad is None for p in net.parameters())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
+from ..attribution._guard import frozen
 
 
 def positive_int(text: str) -> int:
@@ -222,20 +223,16 @@ def _check_outputs(classifier: Any, name: str) -> None:
 
     size = classifier.preprocessing.input_size
     try:
-        with torch.no_grad():
+        with frozen(classifier.module), torch.no_grad():
             out = classifier.module(torch.zeros((1, 3, *size), device=classifier.device))
     except RuntimeError as e:
         raise CnnlensError(
             f"the model {name!r} fails on a (1, 3, {size[0]}, {size[1]}) input ({_last_line(e)}); check --input-size"
         ) from e
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise CnnlensError(f"the model {name!r} returns {shape} for one image; cnnlens needs (batch, classes) logits")
-    if classifier.class_names is not None and out.shape[1] != len(classifier.class_names):
-        raise CnnlensError(
-            f"the model {name!r} returns {out.shape[1]} class scores but --classes gives "
-            f"{len(classifier.class_names)} names; give one name per output"
-        )
+    try:
+        classifier.check_logits(out)
+    except CnnlensError as e:
+        raise CnnlensError(f"the model {name!r}: {e} Check --classes (one name per output) and --input-size") from e
 
 
 @contextmanager

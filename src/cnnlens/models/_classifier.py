@@ -220,6 +220,18 @@ class Classifier:
         """Run the module on ``x``."""
         return self.module(x)
 
+    def check_logits(self, logits: Any) -> torch.Tensor:
+        """``logits`` if they are a (batch, classes) tensor with one class per class name, else a clear error."""
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise CnnlensError(f"the model must return (batch, classes) logits; it returned {shape}.")
+        if self.class_names is not None and logits.shape[1] != len(self.class_names):
+            raise CnnlensError(
+                f"The model returns {logits.shape[1]} scores but has {len(self.class_names)} class names; "
+                "pass class_names matching the model's outputs."
+            )
+        return logits
+
     def predict(self, images: Images | torch.Tensor, top_k: int = 5) -> list[list[tuple[int, str, float]]]:
         """Top-k ``(class_index, class_name, probability)`` for each image (or each row of a tensor).
 
@@ -238,15 +250,7 @@ class Classifier:
             x = self.preprocess(images)
         with frozen(self.module), torch.no_grad():
             logits = self.module(x)
-        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise CnnlensError(f"predict expects the model to return (batch, classes) logits; got {shape}.")
-        if self.class_names is not None and logits.shape[1] != len(self.class_names):
-            raise CnnlensError(
-                f"The model returns {logits.shape[1]} scores but has {len(self.class_names)} class names; "
-                "pass class_names matching the model's outputs."
-            )
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = torch.softmax(self.check_logits(logits).float(), dim=1)
         values, indices = probs.topk(min(int(top_k), probs.shape[1]), dim=1)
         return [
             [(int(i), self.class_name(int(i)), float(p)) for p, i in zip(row_p, row_i, strict=True)]
