@@ -14,7 +14,7 @@ from torch import nn
 from .._errors import CnnlensError
 from ._baselines import baseline_distribution, single_baseline
 from ._context import Context, Target
-from ._guard import frozen, model_device
+from .._guard import frozen, model_device
 from ._smooth import SMOOTH_PARAMS, smoothed
 
 T = torch.Tensor

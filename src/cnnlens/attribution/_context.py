@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from .._errors import CnnlensError, UnsupportedOperationError
-from ._capture import capture
-from ._guard import is_scripted
+from .._capture import capture
+from .._guard import is_scripted
 from ._memory import auto_batch_size, is_out_of_memory
 from ._rules import RuleMode
 

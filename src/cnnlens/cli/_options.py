@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
-from ..attribution._guard import frozen
+from .._guard import frozen
 
 
 def positive_int(text: str) -> int:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from cnnlens._errors import CnnlensError, CnnlensWarning
-from cnnlens.attribution._guard import frozen, model_device
+from cnnlens._guard import frozen, model_device
 from cnnlens.evaluate._evaluation import Evaluation
 from cnnlens.models import Classifier
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from cnnlens._errors import CnnlensError
-from cnnlens.attribution._capture import capture as hooks
-from cnnlens.attribution._guard import frozen, model_device
+from cnnlens._capture import capture as hooks
+from cnnlens._guard import frozen, model_device
 from cnnlens.models import Classifier, get_layer
 from cnnlens.models._layers import _as_module as as_module
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnlens._errors import CnnlensError
-from cnnlens.attribution._guard import frozen, model_device
+from cnnlens._guard import frozen, model_device
 from cnnlens.inside._capture import as_input, as_module, capture
 from cnnlens.models import Classifier, get_layer
 

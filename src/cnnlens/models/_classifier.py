@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 from cnnlens._errors import CnnlensError
-from cnnlens.attribution._guard import frozen, model_device
+from cnnlens._guard import frozen, model_device
 from cnnlens.data import load_image
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray

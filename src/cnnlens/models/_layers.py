@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cnnlens._errors import CnnlensError
-from cnnlens.attribution._guard import frozen
+from cnnlens._guard import frozen
 from cnnlens.models._classifier import Classifier
 
 

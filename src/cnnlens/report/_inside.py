@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from .._errors import CnnlensError
-from ..attribution._capture import capture
-from ..attribution._guard import frozen
+from .._capture import capture
+from .._guard import frozen
 from . import _notes as notes
 from ._html import Report
 

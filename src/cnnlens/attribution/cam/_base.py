@@ -19,7 +19,7 @@ from torch import nn
 from ..._errors import CnnlensError
 from ...models import get_layer, last_conv_layer
 from .._base import Method
-from .._capture import capture
+from ..._capture import capture
 from .._context import Context
 
 T = torch.Tensor
