@@ -25,7 +25,9 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path; raises ``CnnlensError`` when it is a symlink or a folder (nothing would be safe to write)."""
     p = Path(path)
     if p.is_symlink():
-        raise CnnlensError(f"{p} is a symlink; cnnlens does not write through symlinks. Remove it or choose another output")
+        raise CnnlensError(
+            f"{p} is a symlink; cnnlens does not write through symlinks. Remove it or choose another output"
+        )
     if p.is_dir():
         raise CnnlensError(f"{p} is a folder, not a file; choose another output name")
     return p
@@ -52,11 +54,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (flushed to disk before the rename); returns ``path``."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     return Path(path)
 
 

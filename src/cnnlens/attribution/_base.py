@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from .._errors import CnnlensError
+from .._guard import frozen, model_device
 from ._baselines import baseline_distribution, single_baseline
 from ._context import Context, Target
-from .._guard import frozen, model_device
 from ._smooth import SMOOTH_PARAMS, smoothed
 
 T = torch.Tensor

@@ -13,8 +13,8 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
-from .._errors import CnnlensError, UnsupportedOperationError
 from .._capture import capture
+from .._errors import CnnlensError, UnsupportedOperationError
 from .._guard import is_scripted
 from ._memory import auto_batch_size, is_out_of_memory
 from ._rules import RuleMode

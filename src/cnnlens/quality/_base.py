@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from .._errors import CnnlensError
+from .._guard import frozen
 from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, Method, explain
 from ..attribution._base import _check_inputs, _unwrap, check_run_options
 from ..attribution._context import Context, Rows, Target
-from .._guard import frozen
 
 T = torch.Tensor
 MethodSpec = str | Method | type[Method] | Explanation | Callable[..., T]

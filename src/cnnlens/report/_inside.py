@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import CnnlensError
 from .._capture import capture
+from .._errors import CnnlensError
 from .._guard import frozen
 from . import _notes as notes
 from ._html import Report

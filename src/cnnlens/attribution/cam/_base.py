@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..._capture import capture
 from ..._errors import CnnlensError
 from ...models import get_layer, last_conv_layer
 from .._base import Method
-from ..._capture import capture
 from .._context import Context
 
 T = torch.Tensor

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from ..._errors import CnnlensError
+from ..._guard import is_scripted
 from .._base import Method
 from .._context import Context
-from ..._guard import is_scripted
 from .._registry import register
 from ._base import upsample_rescaled
 
