@@ -92,7 +92,11 @@ def test_score_and_ablation_cam_equal_their_papers(lite0, x, target, method) -> 
     ref = reference_layer_map(method, lite0.module, SMALL, x, target)
     assert_close(ours.info["layer_maps"][0][0, 0], ref)
     assert_close(ours.attributions[0, 0], up(ref, (224, 224)))
-    assert ours.passes == 1 + 16 + (1 if method == "score_cam" else 0)
+    if method == "score_cam":
+        assert ours.passes == 1 + 16 + 1
+    else:  # cut at the layer: the logits, one head pass, one tail pass that checks the cut, one per channel
+        assert ours.passes == 1 + 1 + 1 + 16
+        assert ours.info["rows"] == {"head": 1, "tail": 17} and ours.info["cut"]["path"] == "traced"
 
 
 def _gap_input_and_grad(lite0, x, target) -> tuple[T, T]:

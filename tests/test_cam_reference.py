@@ -524,7 +524,9 @@ def expected_passes(method: str, model: nn.Module, x: T, layer: str) -> int:
                     per_image += int(a[i, c].max() > a[i, c].min())
                 else:  # ablating an all-zero channel changes nothing
                     per_image += int(a[i, c].abs().max() > 0)
-        return n + per_image + (n if method == "score_cam" else 0)
+        # Ablation-CAM cuts the model at the layer: one head pass per image, then one tail pass per active channel.
+        # Counting's forward records every call, so the cut takes the hooked path: head and tail are full passes.
+        return n + per_image + n
     return n
 
 

@@ -16,6 +16,7 @@ from .._guard import frozen, model_device
 from .._options import Option, defaults, describe, validate
 from ._baselines import baseline_distribution, single_baseline
 from ._context import Context, Target
+from ._neuron import Neuron
 from ._smooth import SMOOTH_OPTIONS, smoothed
 
 T = torch.Tensor
@@ -26,10 +27,12 @@ class Explanation:
     """What one method says about a batch of inputs."""
 
     attributions: T
-    """``(B, C, H, W)`` like the inputs (``(B, 1, H, W)`` for map-like methods), on the inputs' device."""
+    """``(B, C, H, W)`` like the inputs (``(B, 1, H, W)`` for map-like methods; for layer methods shaped like the
+    layer's output, e.g. ``(B, K, h, w)``), on the inputs' device."""
     method: str
-    target: T | Callable[[T], T]
-    """The class index explained per image, or the callable target that was given."""
+    target: T | Callable[[T], T] | None
+    """The class index explained per image, or the callable target that was given (``None`` when a neuron is
+    explained instead of a class)."""
     probabilities: T
     """Softmax of the model's logits for the inputs, ``(B, K)``."""
     passes: int
@@ -39,7 +42,12 @@ class Explanation:
     """Per-image completeness error ``sum(attr) - (f(x) - f(baseline))`` where the method defines one."""
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
-    """Method-specific diagnostics (e.g. passes per image of adaptive integrated gradients)."""
+    """Method-specific diagnostics (e.g. passes per image of adaptive integrated gradients; for methods that cut
+    the model at a layer, ``cut``: its path and ``rows``: rows through the head and the tail)."""
+    layer: str | None = None
+    """Layer methods: the layer the attributions belong to; neuron methods: the layer of the explained unit."""
+    neuron: Any = None
+    """Neuron methods: the unit explained (a channel, a ``(channel, y, x)`` unit or a callable)."""
 
     @property
     def predictions(self) -> T:
@@ -63,7 +71,9 @@ class Method:
     """The method's own options, declared once (``cnnlens._options``); ``smooth=`` and friends are shared."""
     needs_baseline: ClassVar[str | None] = None  # None, "single" or "distribution"
     has_delta: ClassVar[bool] = False
-    output: ClassVar[str] = "input"  # "input": like the inputs; "map": one channel
+    output: ClassVar[str] = "input"
+    """"input": like the inputs; "map": one channel; "layer": like the layer's output; "layer_map": one channel at
+    the layer's resolution."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,6 +104,14 @@ class Method:
             raise CnnlensError(f"{self.name} does not use a baseline; remove baseline=")
         return None
 
+    def explained(self, target: Target) -> Neuron | None:
+        """What is explained: ``None`` for the class score ``target``, or a neuron (neuron methods override)."""
+        return None
+
+    def layer_name(self, ctx: Context) -> str | None:
+        """The layer the explanation belongs to (``Explanation.layer``); layer and neuron methods override."""
+        return None
+
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
         """Return ``(attributions, delta or None)`` for ``ctx.inputs`` (the one step a method writes)."""
         raise NotImplementedError
@@ -114,15 +132,20 @@ class Method:
         x = _check_inputs(module, inputs, preprocessing)
         check_run_options(batch_size, seed)
         generator = torch.Generator().manual_seed(int(seed))
+        neuron = self.explained(target)
         with frozen(module):
-            ctx = Context(module, x, target, batch_size, generator)
+            ctx = Context(module, x, target, batch_size, generator, neuron=neuron)
             base = self.resolve_baseline(baseline, x, preprocessing)
             if self.options.get("smooth"):
                 attr, delta = smoothed(self.compute, self.options, ctx, base)
             else:
                 attr, delta = self.compute(ctx, base)
             probabilities = torch.softmax(ctx.logits, dim=1)
-            targets = ctx.targets if ctx.targets is not None else target
+            targets = None if neuron is not None else ctx.targets if ctx.targets is not None else target
+            layer = self.layer_name(ctx)
+        info = ctx.info
+        if any(ctx.shared.rows.values()):
+            info = {**info, "rows": dict(ctx.shared.rows)}
         return Explanation(
             attributions=attr.detach(),
             method=self.name,
@@ -132,7 +155,9 @@ class Method:
             options=dict(self.options),
             delta=None if delta is None else delta.detach(),
             seconds=time.perf_counter() - start,
-            info=ctx.info,
+            info=info,
+            layer=layer,
+            neuron=None if neuron is None else neuron.spec,
         )
 
 

@@ -1,14 +1,27 @@
-"""The shared pipeline every method runs on: checked inputs, targets, batched model calls, pass counting.
+"""The engine every method runs on: what is explained, where attributions land, batched model calls, passes.
 
-``batch_size`` is the one batching knob: the most model inputs in one forward pass, used the same way by
-IG steps, noise samples, DeepLIFT pairs and perturbations. ``None`` picks a size from a memory budget and
-halves it whenever memory runs out.
+A :class:`Context` holds one run's inputs and answers the questions a method asks: the explained score of any
+rows (``scores``, ``evaluate``), its gradients and the outputs and gradients of chosen layers (``backward``),
+the model's logits and targets. Two things are explicit parameters of the engine:
+
+* **what is explained**: a class score (``target``: the predicted class, an index, one per image, or a callable
+  ``logits -> score per row``) or a :class:`~cnnlens.attribution._neuron.Neuron` (``neuron=``): the value of one
+  unit of a layer, computed by the part of the model before it;
+* **where attributions land**: the model's inputs, or a layer: ``ctx.at_layer(layer)`` is the same run seen from
+  the layer; its inputs are the layer's activations (the model's head ran once per image) and its model is the
+  rest of the network (the tail). Every method written for inputs runs on it unchanged.
+
+``batch_size`` is the one batching knob: the most rows in one forward pass (model inputs, or activations for
+the tail), used the same way by IG steps, noise samples, DeepLIFT pairs and perturbations. ``None`` picks a
+size from a memory budget and halves it whenever memory runs out. ``ctx.derive`` makes the context of noisy
+copies for smoothing; all contexts of a run share its pass counter, random draws and cuts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -16,7 +29,9 @@ from torch import nn
 from .._capture import capture
 from .._errors import CnnlensError, UnsupportedOperationError
 from .._guard import is_scripted
+from ..models import Cut, State, cut_at, get_layer
 from ._memory import auto_batch_size, is_out_of_memory
+from ._neuron import Neuron
 from ._rules import RuleMode
 
 T = torch.Tensor
@@ -37,8 +52,39 @@ class Rows:
         return self._make(sl)
 
 
+class Backward(NamedTuple):
+    """What one batched backward pass gives, for every row."""
+
+    scores: T
+    """The explained score of each row."""
+    grad: T | None
+    """``d score / d row`` (``None`` with ``input_grad=False``)."""
+    outputs: list[T]
+    """Each requested layer's output for the rows."""
+    layer_grads: list[T]
+    """``d score / d output`` of each requested layer."""
+    reference_outputs: list[T]
+    """Each requested layer's output for the reference rows (with ``reference=``; else empty)."""
+
+
+class _Shared:
+    """What the contexts of one run share: the model, the batching knob, the pass counter, the draws, the cuts."""
+
+    def __init__(self, model: nn.Module, batch_size: int | None, generator: torch.Generator) -> None:
+        self.model, self.batch_size, self.generator = model, batch_size, generator
+        self.passes = 0
+        self.rows = {"head": 0, "tail": 0}
+        self.cuts: dict[int, Cut] = {}
+
+    def cut(self, layer: str | nn.Module) -> Cut:
+        module = get_layer(self.model, layer)
+        if id(module) not in self.cuts:
+            self.cuts[id(module)] = cut_at(self.model, module)
+        return self.cuts[id(module)]
+
+
 class Context:
-    """One explanation run: a frozen model, checked inputs, resolved targets and a pass counter.
+    """One explanation run: a frozen model, checked inputs, what is explained, a pass counter and random draws.
 
     Rows: a method evaluates the model on ``rows`` (e.g. IG path points) each owned by one input image
     (``owner[i]`` is the image row ``i`` belongs to); the target of a row is its owner's target.
@@ -48,36 +94,57 @@ class Context:
         self,
         model: nn.Module,
         inputs: T,
-        target: Target,
-        batch_size: int | None,
-        generator: torch.Generator,
+        target: Target = None,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        neuron: Neuron | None = None,
     ) -> None:
-        self.model = model
+        shared = _Shared(model, batch_size, generator if generator is not None else torch.Generator().manual_seed(0))
+        self._setup(shared, inputs, target, neuron)
+        if neuron is not None:
+            cut = shared.cut(neuron.layer)
+            self._explained = lambda rows, owner, state: cut.inner(rows)
+
+    def _setup(self, shared: _Shared, inputs: T, target: Target, neuron: Neuron | None) -> None:
+        self.shared = shared
         self.inputs = inputs
-        self.batch_size = batch_size
-        self.generator = generator
-        self.passes = 0
+        self.neuron = neuron
+        self.layer: str | None = None
+        """Where these inputs are: ``None`` for the model's inputs, else the layer whose activations they are."""
+        self.state: State | None = None
         self._target_spec = target
-        self._logits: T | None = None
         self._targets: T | None = None  # (B,) long, or None with a callable target
+        self._logits: T | None = None
+        self._values: T | None = None  # the neuron's value for each input
         self._auto: int | None = None
         self.info: dict = {}  # method-specific diagnostics, copied to Explanation.info
+        self._network: Callable[[T, T, State | None], Any] = lambda rows, owner, state: shared.model(rows)
+        self._explained: Callable[[T, T, State | None], Any] | None = None  # None: the network's logits
+
+    # ---- the run's shared parts ---------------------------------------------------------------------------------
+    @property
+    def model(self) -> nn.Module:
+        return self.shared.model
+
+    @property
+    def batch_size(self) -> int | None:
+        return self.shared.batch_size
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.shared.generator
+
+    @property
+    def passes(self) -> int:
+        """Rows evaluated so far in this run (each row through the model, its head or its tail counts once)."""
+        return self.shared.passes
+
+    def count(self, rows: int) -> None:
+        """Add ``rows`` model evaluations the method made itself (e.g. a probe pass)."""
+        self.shared.passes += rows
 
     # ---- the model's own view of the inputs -------------------------------------------------------------
-    @property
-    def logits(self) -> T:
-        """Logits of the inputs (one forward pass per image, computed once)."""
-        if self._logits is None:
-            self.scores(self.inputs, self.owners(), record=True)
-        assert self._logits is not None
-        return self._logits
-
-    def target_scores(self) -> T:
-        """f(x): the target score of each input (from the logits pass); resolves the targets on these logits,
-        so that rows scored later (perturbed, ablated) are scored for the same classes."""
-        _ = self.targets
-        return self.select(self.logits, self.owners())
-
     @property
     def n(self) -> int:
         return self.inputs.shape[0]
@@ -85,6 +152,30 @@ class Context:
     def owners(self, repeat: int = 1) -> T:
         """Owner index of ``repeat`` consecutive copies of every input row: [0,0,..,1,1,..]."""
         return torch.arange(self.n, device=self.inputs.device).repeat_interleave(repeat)
+
+    @property
+    def logits(self) -> T:
+        """Logits of the inputs (one forward pass per image, computed once)."""
+        if self._logits is None:
+            parts = self.run(lambda sl: self._model_logits(self.inputs[sl], self.owners()[sl]), self.n)
+            self._logits = torch.cat(parts)
+        return self._logits
+
+    def _model_logits(self, rows: T, owner: T, state: State | None = None) -> T:
+        with torch.no_grad():
+            out = self._network(rows, owner, state)
+        self._count(rows.shape[0])
+        return self._check_logits(out, rows.shape[0])
+
+    def target_scores(self) -> T:
+        """f(x): the explained score of each input (from the logits pass for class scores); resolves the targets
+        on these logits, so that rows scored later (perturbed, ablated) are scored for the same classes."""
+        if self.neuron is not None:
+            if self._values is None:
+                self._values = self.scores(self.inputs, self.owners())
+            return self._values
+        _ = self.targets
+        return self.select(self.logits, self.owners())
 
     @property
     def targets(self) -> T | None:
@@ -109,7 +200,7 @@ class Context:
         return t
 
     def select(self, logits: T, owner: T) -> T:
-        """The score each row is explained for: its owner's target logit, or the callable's value."""
+        """The class score each row is explained for: its owner's target logit, or the callable's value."""
         if callable(self._target_spec):
             s = self._target_spec(logits)
             if not isinstance(s, torch.Tensor) or s.shape != (logits.shape[0],):
@@ -124,23 +215,121 @@ class Context:
             self._targets = self._resolve_targets(logits)
         return logits.gather(1, self._targets[owner][:, None])[:, 0]
 
+    # ---- contexts derived from this one --------------------------------------------------------------------------
+    def _child(self, inputs: T) -> Context:
+        child = Context.__new__(Context)
+        child._setup(self.shared, inputs, self._target_spec, self.neuron)
+        child._network, child._explained = self._network, self._explained
+        child._auto = self._auto if inputs.shape[1:] == self.inputs.shape[1:] else None
+        return child
+
+    def derive(self, inputs: T, repeat: int) -> Context:
+        """The context of ``repeat`` consecutive rows per image (e.g. noisy copies): the same model, explained
+        score (targets repeated) and batching; its passes count for this run."""
+        if inputs.shape[0] != self.n * repeat:
+            raise CnnlensError(f"derive: {inputs.shape[0]} rows given for {self.n} images x {repeat}")
+        child = self._child(inputs)
+        child.layer = self.layer
+        if self.neuron is None and not callable(self._target_spec):
+            child._targets = self.targets.repeat_interleave(repeat)  # type: ignore[union-attr]
+            child._target_spec = child._targets
+        if self.state is not None:
+            child.state = self.state.take(self.owners(repeat))
+        return child
+
+    def at_layer(self, layer: str | nn.Module) -> Context:
+        """This run seen from ``layer``: a context whose inputs are the layer's activations for these inputs
+        ``(B, ...)`` (the model's head runs once per image) and whose model is the rest of the network (the tail;
+        values that cross the layer, e.g. skip connections, come from these inputs). ``ctx.at_layer(L).logits``
+        equals ``ctx.logits``; when the traced cut disagrees with the model it is replaced by the hooked one."""
+        if self.neuron is not None or self.layer is not None:
+            raise CnnlensError("at_layer needs a context on the model's inputs that explains class scores")
+        _ = self.targets
+        cut = self.shared.cut(layer)
+        try:
+            view = self._view(cut)
+        except Exception as err:  # noqa: BLE001 - the traced path failed: the hooked path (the same numbers) runs
+            if cut.path == "hooked":
+                raise
+            cut.fall_back(f"the traced cut failed on these inputs ({type(err).__name__}: {err})")
+            view = self._view(cut)
+        self.info["cut"] = {"layer": cut.name, "path": cut.path, "reason": cut.reason}
+        return view
+
+    def _view(self, cut: Cut) -> Context:
+        def head(sl: slice) -> tuple[T, State]:
+            with torch.no_grad():
+                out = cut.head(self.inputs[sl])
+            self.shared.rows["head"] += sl.stop - sl.start
+            self.shared.passes += sl.stop - sl.start
+            return out
+
+        parts = self.run(head, self.n)
+        acts, state = torch.cat([p[0] for p in parts]), State.cat([p[1] for p in parts])
+        view = self._child(acts)
+        view.layer, view.state = cut.name, state
+        view._targets = self._targets
+        view._target_spec = self._target_spec if callable(self._target_spec) else self._targets
+
+        def tail(rows: T, owner: T, given: State | None) -> T:
+            self.shared.rows["tail"] += rows.shape[0]
+            return cut.tail(rows, given if given is not None else view.state.take(owner))  # type: ignore[union-attr]
+
+        view._network = tail
+        if cut.path == "hooked":  # the tail is the model itself
+            view._logits = self.logits
+            return view
+        expected, got = self.logits, view.logits
+        tol = max(1e-4, 16 * torch.finfo(got.dtype).eps) * max(1.0, float(expected.abs().max()))
+        if not torch.allclose(got, expected, rtol=0, atol=tol):
+            raise CnnlensError(f"the model's head and tail give logits {float((got - expected).abs().max()):.3g} off")
+        return view
+
+    def project(self, rows: T) -> tuple[T, State]:
+        """``(activations, state)`` of input-space ``rows`` at this view's layer (the head only, no gradients)."""
+        if self.layer is None:
+            raise CnnlensError("project needs a layer view (ctx.at_layer(layer))")
+        cut = self.shared.cut(self.layer)
+
+        def head(sl: slice) -> tuple[T, State]:
+            with torch.no_grad():
+                out = cut.head(rows[sl])
+            self._count(sl.stop - sl.start, "head")
+            return out
+
+        parts = self.run(head, rows.shape[0], rows_per_item=max(1, rows[0].numel() // max(1, self.inputs[0].numel())))
+        return torch.cat([p[0] for p in parts]), State.cat([p[1] for p in parts])
+
     # ---- batched model calls ------------------------------------------------------------------------------
-    def forward(self, x: T) -> T:
-        """Run the model on one chunk, checking that it returns finite (N, K) logits."""
-        out = self.model(x)
-        self.passes += x.shape[0]
+    def _count(self, rows: int, part: str | None = None) -> None:
+        self.shared.passes += rows
+        if part is not None:
+            self.shared.rows[part] += rows
+
+    def _check_logits(self, out: Any, n: int) -> T:
         if not isinstance(out, torch.Tensor):
             raise CnnlensError(
                 f"the model returned a {type(out).__name__}, not a tensor of logits. Wrap it so that it returns "
                 f"the (batch, classes) logits, e.g. lambda x: model(x)['logits']"
             )
-        if out.dim() != 2 or out.shape[0] != x.shape[0]:
-            raise CnnlensError(
-                f"the model returned shape {tuple(out.shape)} for {x.shape[0]} inputs; expected (batch, classes)"
-            )
+        if out.dim() != 2 or out.shape[0] != n:
+            raise CnnlensError(f"the model returned shape {tuple(out.shape)} for {n} inputs; expected (batch, classes)")
         if not torch.isfinite(out).all():
             raise CnnlensError("the model returned NaN or infinite logits for these inputs; check the inputs")
         return out
+
+    def evaluate(self, rows: T, owner: T, state: State | None = None) -> tuple[T, T]:
+        """``(output, explained scores)`` of one chunk of rows, under the caller's gradient mode: the output is
+        the model's logits (for a neuron: the neuron's layer output). ``state``: a layer view's rows with their own
+        values for what crosses the layer (default: their owners')."""
+        n = rows.shape[0]
+        if self._explained is not None:
+            out = self._explained(rows, owner, state)
+            self._count(n)
+            return out, self.neuron(out)  # type: ignore[misc]
+        out = self._check_logits(self._network(rows, owner, state), n)
+        self._count(n)
+        return out, self.select(out, owner)
 
     def _size(self) -> int:
         if self.batch_size is not None:
@@ -149,7 +338,7 @@ class Context:
             self._auto = auto_batch_size(self.model, self.inputs)
         return self._auto
 
-    def run(self, fn: Callable[[slice], T | tuple], n_rows: int, rows_per_item: int = 1) -> list:
+    def run(self, fn: Callable[[slice], Any], n_rows: int, rows_per_item: int = 1) -> list:
         """Apply ``fn`` chunk by chunk; on out-of-memory with automatic sizing, halve and retry the chunk."""
         results, start = [], 0
         while start < n_rows:
@@ -170,16 +359,19 @@ class Context:
             start = sl.stop
         return results
 
-    def scores(self, x: T | Rows, owner: T, record: bool = False) -> T:
-        """Target scores of every row, without gradients. ``record``: ``x`` are the inputs themselves."""
+    def _recording(self, x: Any) -> bool:
+        """Rows that are the inputs themselves give the logits for free (class scores only)."""
+        return x is self.inputs and self._logits is None and self._explained is None
 
+    def scores(self, x: T | Rows, owner: T, state: State | None = None) -> T:
+        """Explained scores of every row, without gradients."""
+        record = self._recording(x)
         if not record:
-            _ = self.targets
+            _ = self.targets if self.neuron is None else None
 
         def step(sl: slice) -> tuple[T, T]:
             with torch.no_grad():
-                logits = self.forward(x[sl])
-            return logits, self.select(logits, owner[sl])
+                return self.evaluate(x[sl], owner[sl], None if state is None else state[sl])
 
         parts = self.run(step, x.shape[0])
         if record:
@@ -187,21 +379,16 @@ class Context:
         return torch.cat([p[1] for p in parts])
 
     def gradients(
-        self,
-        x: T,
-        owner: T,
-        mode: AbstractContextManager | None = None,
-        reference: T | None = None,
-        record: bool = False,
+        self, x: T, owner: T, mode: AbstractContextManager | None = None, reference: T | None = None
     ) -> tuple[T, T]:
         """(scores, d score / d x) for every row, chunked. ``mode`` is active during forward passes only.
 
         ``reference``: one reference row per row; each chunk is run as ``cat([x, reference])`` (DeepLIFT) and
-        only the first half is scored. ``record``: ``x`` are the inputs, so their logits are kept.
+        only the first half is scored.
         """
-        scores, grads, _, _ = self.backward(x, owner, mode=mode, reference=reference, record=record)
-        assert grads is not None
-        return scores, grads
+        b = self.backward(x, owner, mode=mode, reference=reference)
+        assert b.grad is not None
+        return b.scores, b.grad
 
     def backward(
         self,
@@ -209,15 +396,15 @@ class Context:
         owner: T,
         mode: AbstractContextManager | None = None,
         reference: T | None = None,
-        record: bool = False,
         layers: Sequence[nn.Module] = (),
         input_grad: bool = True,
-    ) -> tuple[T, T | None, list[T], list[T]]:
-        """Like ``gradients``, plus the outputs of ``layers`` and the gradients of the scores w.r.t. them.
-
-        ``input_grad=False`` with one layer: the backward pass stops at that layer (no input gradients).
-        """
-        if not record:
+        state: State | None = None,
+    ) -> Backward:
+        """Scores of every row with their gradients, and the outputs of ``layers`` with the gradients of the
+        scores w.r.t. them. ``input_grad=False`` with one layer: the backward pass stops at that layer (no input
+        gradients). ``state``: see ``evaluate``. Rows that are the inputs themselves also give the logits."""
+        record = self._recording(x)
+        if not record and self.neuron is None:
             _ = self.targets
         if isinstance(mode, RuleMode) and is_scripted(self.model):
             raise UnsupportedOperationError(
@@ -225,40 +412,58 @@ class Context:
                 f"TorchScript code (the result would silently be another method); explain the model as an "
                 f"nn.Module (load its state dict into its class), or use a method without its own rule"
             )
+        if reference is not None and state is not None:
+            raise CnnlensError("backward: give reference rows or a state, not both")
         logits_parts: list[T] = []
         cut = not input_grad and len(layers) == 1
 
         def step(sl: slice) -> tuple:
             xi = x[sl].detach().requires_grad_(not cut)
+            n = xi.shape[0]
             batch = xi if reference is None else torch.cat([xi, reference[sl].detach()])
+            own = owner[sl] if reference is None else torch.cat([owner[sl], owner[sl]])
             with torch.enable_grad():
                 with mode if mode is not None else nullcontext(), capture(layers, detach=cut) as outs:
-                    logits = self.forward(batch)[: xi.shape[0]]
-                s = self.select(logits, owner[sl])
+                    out, s = self.evaluate(batch, own, None if state is None else state[sl])
+                s = s[:n]
                 wrt = outs if cut else [xi, *outs]
                 grads = list(torch.autograd.grad(s.sum(), wrt))
             g = None if cut else grads.pop(0)
             if record:
-                logits_parts.append(logits.detach())
-            n = xi.shape[0]
-            return s.detach(), g, [o[:n].detach() for o in outs], [lg[:n] for lg in grads]
+                logits_parts.append(out[:n].detach())
+            refs = [o[n:].detach() for o in outs] if reference is not None else []
+            return s.detach(), g, [o[:n].detach() for o in outs], [lg[:n] for lg in grads], refs
 
         parts = self.run(step, x.shape[0], rows_per_item=1 if reference is None else 2)
         if record:
             self._logits = torch.cat(logits_parts)
         cat = torch.cat
-        n = len(layers)
-        return (
+        k = len(layers)
+        return Backward(
             cat([p[0] for p in parts]),
             None if cut else cat([p[1] for p in parts]),
-            [cat([p[2][i] for p in parts]) for i in range(n)],
-            [cat([p[3][i] for p in parts]) for i in range(n)],
+            [cat([p[2][i] for p in parts]) for i in range(k)],
+            [cat([p[3][i] for p in parts]) for i in range(k)],
+            [cat([p[4][i] for p in parts]) for i in range(k)] if reference is not None else [],
         )
 
     def input_gradients(self, mode: AbstractContextManager | None = None, reference: T | None = None) -> T:
-        """Gradients of the target scores at the inputs; the same passes give the logits."""
-        record = self._logits is None
-        return self.gradients(self.inputs, self.owners(), mode=mode, reference=reference, record=record)[1]
+        """Gradients of the explained scores at the inputs; the same passes give the logits."""
+        return self.gradients(self.inputs, self.owners(), mode=mode, reference=reference)[1]
+
+    def layer_outputs(self, layers: Sequence[nn.Module], inputs: bool = False) -> list[T]:
+        """Outputs (or inputs) of ``layers`` for the inputs, without gradients; the same passes give the logits."""
+        record = self._recording(self.inputs)
+
+        def step(sl: slice) -> tuple[T, list[T]]:
+            with torch.no_grad(), capture(layers, inputs=inputs) as outs:
+                out, _ = self.evaluate(self.inputs[sl], self.owners()[sl])
+            return out, outs
+
+        parts = self.run(step, self.n)
+        if record:
+            self._logits = torch.cat([p[0] for p in parts])
+        return [torch.cat([p[1][i] for p in parts]) for i in range(len(layers))]
 
     def randn(self, *shape: int) -> T:
         return torch.randn(*shape, generator=self.generator, device="cpu").to(self.inputs)

@@ -28,7 +28,7 @@ def smoothed(
     """Average (or square-average, or variance of) the method over ``smooth_samples`` noisy copies per image.
 
     The noise is Gaussian with standard deviation ``smooth_std`` times each image's value range (max - min),
-    as in the SmoothGrad paper. Targets are those of the clean images. No completeness delta is reported:
+    as in the SmoothGrad paper. Targets are those of the clean images (a neuron stays the same neuron). No completeness delta is reported:
     the noisy copies have their own.
     """
     opts = {**defaults(SMOOTH_OPTIONS), **options}
@@ -38,16 +38,8 @@ def smoothed(
     sigma = std * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
     noise = ctx.randn(b * n, *x.shape[1:]) * sigma.repeat_interleave(n).view(-1, *[1] * (x.dim() - 1))
     noisy = x.repeat_interleave(n, 0) + noise
-    targets = ctx.targets
-    sub = Context(ctx.model, noisy, None, ctx.batch_size, ctx.generator)
-    if targets is None:
-        sub._target_spec = ctx._target_spec
-    else:
-        sub._targets = targets.repeat_interleave(n)
-        sub._target_spec = sub._targets
-    sub._auto = ctx._auto
+    sub = ctx.derive(noisy, n)
     attr, _ = compute(sub, None if baseline is None else baseline.repeat_interleave(n, 0))
-    ctx.passes += sub.passes
     a = attr.view(b, n, *attr.shape[1:])
     if kind == "smoothgrad":
         return a.mean(1), None

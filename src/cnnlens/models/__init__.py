@@ -1,16 +1,20 @@
-"""Loading image classifiers (bundled, TorchScript, state dict) and finding their layers."""
+"""Loading image classifiers (bundled, TorchScript, state dict), finding their layers and cutting them at one."""
 
 from cnnlens.models._bundled import bundled_models
 from cnnlens.models._classifier import Classifier, Preprocessing
+from cnnlens.models._cut import Cut, State, cut_at
 from cnnlens.models._digits import DigitsCNN, digits_cnn
 from cnnlens.models._layers import get_layer, last_conv_layer, layer_names
 from cnnlens.models._loading import load_model
 
 __all__ = [
     "Classifier",
+    "Cut",
     "DigitsCNN",
     "Preprocessing",
+    "State",
     "bundled_models",
+    "cut_at",
     "digits_cnn",
     "get_layer",
     "last_conv_layer",

@@ -225,7 +225,7 @@ class Job:
 
         def step(sl: slice) -> T:
             with torch.no_grad():
-                logits = ctx.forward(rows[sl])
+                logits, _ = ctx.evaluate(rows[sl], owner[sl])
             bar.update(sl.stop - sl.start)
             if output == "probability":
                 logits = torch.softmax(logits, dim=1)

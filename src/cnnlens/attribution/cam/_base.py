@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..._capture import capture
 from ..._errors import CnnlensError
 from ..._options import Option, value
 from ...models import get_layer, last_conv_layer
@@ -35,7 +34,7 @@ LAYER = value(
 def resolve_layers(ctx: Context, spec: Any) -> tuple[list[str], list[nn.Module]]:
     """Names and modules of the requested layers; default: the last convolution with spatial output."""
     if spec is None:
-        ctx.passes += 1  # the probe that finds the last convolution
+        ctx.count(1)  # the probe that finds the last convolution
         spec = [last_conv_layer(ctx.model, input_shape=(1, *ctx.inputs.shape[1:]))]
     elif isinstance(spec, (str, nn.Module)):
         spec = [spec]
@@ -52,23 +51,6 @@ def check_spatial(name: str, acts: T) -> None:
             f"layer {name!r} outputs shape {tuple(acts.shape)}; a CAM needs a (B, C, H, W) feature map with "
             f"H x W > 1 — choose a convolutional layer before global pooling"
         )
-
-
-def activations(ctx: Context, layers: list[nn.Module], inputs: bool = False) -> list[T]:
-    """Outputs (or inputs) of ``layers`` for the model's inputs, no gradients; the same passes give the logits."""
-    record = ctx._logits is None
-    logits_parts = []
-
-    def step(sl: slice) -> list[T]:
-        with torch.no_grad(), capture(layers, inputs=inputs) as outs:
-            logits = ctx.forward(ctx.inputs[sl])
-        logits_parts.append(logits)
-        return outs
-
-    parts = ctx.run(step, ctx.n)
-    if record:
-        ctx._logits = torch.cat(logits_parts)
-    return [torch.cat([p[i] for p in parts]) for i in range(len(layers))]
 
 
 def upsample(maps: T, size: tuple[int, int]) -> T:
@@ -109,10 +91,10 @@ class CamMethod(Method):
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         names, layers, inputs = self.target_layers(ctx)
         if self.uses_gradients:
-            record = ctx._logits is None
-            _, _, acts, grads = ctx.backward(ctx.inputs, ctx.owners(), layers=layers, record=record, input_grad=False)
+            b = ctx.backward(ctx.inputs, ctx.owners(), layers=layers, input_grad=False)
+            acts, grads = b.outputs, b.layer_grads
         else:
-            acts, grads = activations(ctx, layers, inputs), [None] * len(layers)
+            acts, grads = ctx.layer_outputs(layers, inputs), [None] * len(layers)
         maps = []
         for name, layer, a, g in zip(names, layers, acts, grads, strict=True):
             check_spatial(name, a)

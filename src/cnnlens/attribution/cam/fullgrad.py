@@ -51,8 +51,7 @@ class FullGrad(Method):
         if not named:
             raise CnnlensError("fullgrad needs layers with biases (convolutions with bias or BatchNorm); none found")
         layers = [m for _, m, _ in named]
-        record = ctx._logits is None
-        _, gx, acts, grads = ctx.backward(ctx.inputs, ctx.owners(), layers=layers, record=record)
+        _, gx, _, grads, _ = ctx.backward(ctx.inputs, ctx.owners(), layers=layers)
         size = tuple(ctx.inputs.shape[-2:])
         total = torch.zeros(ctx.n, 1, *size, dtype=ctx.inputs.dtype, device=ctx.inputs.device)
         used = []

@@ -1,13 +1,11 @@
 """Gradient-free CAMs that weight channels by forward passes: Score-CAM and Ablation-CAM.
 
-Both need one forward pass per channel and image; channels that are zero everywhere are not evaluated
-(masking with them gives the same all-zero input; ablating them changes nothing).
+Both need one model evaluation per channel and image; channels that are zero everywhere are not evaluated
+(masking with them gives the same all-zero input; ablating them changes nothing). Ablation-CAM cuts the model
+at the layer (``cnnlens.models.cut_at``): the layers before it run once per image, only the rest per channel.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -50,21 +48,11 @@ def _masked(x: T, masks: T, active: T, sl: slice) -> T:
     return x[None] * m[:, None]
 
 
-@contextmanager
-def _ablate(layer: nn.Module, channels: T) -> Iterator[None]:
-    """Zero channel ``channels[r]`` of the layer's output in row ``r`` (a negative index ablates nothing)."""
-
-    def hook(_m: nn.Module, _args: tuple, out: T) -> T:
-        keep = torch.ones(out.shape[:2], dtype=out.dtype, device=out.device)
-        rows = torch.nonzero(channels >= 0)[:, 0]
-        keep[rows, channels[rows]] = 0
-        return out * keep[:, :, None, None]
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+def _zeroed(acts: T, channels: T) -> T:
+    """Rows of one image's layer output ``(K, h, w)``, channel ``channels[r]`` zeroed in row ``r``."""
+    rows = acts.expand(len(channels), *acts.shape).clone()
+    rows[torch.arange(len(channels), device=acts.device), channels] = 0
+    return rows
 
 
 @register
@@ -74,19 +62,15 @@ class AblationCam(CamMethod):
     uses_gradients = False
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
-        base = ctx.target_scores()
+        """One tail pass per active channel and image: the model is cut at the layer, its head ran once."""
+        view = ctx.at_layer(layer)
+        base = view.target_scores()
         maps = []
         for i in range(ctx.n):
-            active = torch.nonzero(acts[i].flatten(1).abs().amax(1) > 0)[:, 0]
-            x = ctx.inputs[i : i + 1]
-
-            def step(sl: slice, x: T = x, active: T = active, i: int = i) -> T:
-                chan = active[sl]
-                with torch.no_grad(), _ablate(layer, chan):
-                    logits = ctx.forward(x.expand(len(chan), *x.shape[1:]))
-                return ctx.select(logits, torch.full((len(chan),), i, device=x.device))
-
-            dropped = torch.cat(ctx.run(step, len(active))) if len(active) else base.new_zeros(0)
+            a = view.inputs[i]
+            active = torch.nonzero(a.flatten(1).abs().amax(1) > 0)[:, 0]
+            rows = Rows(len(active), lambda sl, a=a, active=active: _zeroed(a, active[sl]))
+            dropped = view.scores(rows, torch.full((len(active),), i, device=a.device))
             weights = torch.zeros(acts.shape[1], dtype=acts.dtype, device=acts.device)
             y = base[i]
             weights[active] = (y - dropped) / torch.where(y != 0, y, torch.ones_like(y))

@@ -32,7 +32,7 @@ def scores(
 
     ``classes`` (``(B, k)`` class indices per image): also return the ``(n_rows, k)`` logits of the row's
     owner's classes, from the same passes (then the result is the pair)."""
-    _ = ctx.targets  # resolve the targets (the inputs' own pass) before perturbing
+    _ = ctx.target_scores()  # resolve the targets (the inputs' own pass) before perturbing
     k = 0 if classes is None else classes.shape[1]
     if n_rows == 0:
         empty = ctx.inputs.new_zeros(0)
@@ -41,10 +41,10 @@ def scores(
 
     def step(sl: slice) -> tuple[T, T | None]:
         with torch.no_grad():
-            logits = ctx.forward(build(sl))
+            logits, s = ctx.evaluate(build(sl), owner[sl])
         bar.update(sl.stop - sl.start)
         extra = None if classes is None else logits.gather(1, classes[owner[sl]])
-        return ctx.select(logits, owner[sl]), extra
+        return s, extra
 
     try:
         parts = ctx.run(step, n_rows)

@@ -1,0 +1,440 @@
+"""A model cut at one layer: a head (inputs -> the layer's output) and a tail (that output -> the model's output).
+
+Methods that vary a layer's activation (layer integrated gradients, layer feature ablation, Ablation-CAM, concept
+importance) run the head once per image and then only the tail for every variation; propagation rules use the
+traced graph. Build a cut with :func:`cut_at`; run it inside ``cnnlens._guard.frozen(model)`` (eval mode, as the
+graph was traced).
+
+Two ways to cut, the same numbers:
+
+* **traced** (``torch.fx``): the forward code of the root and of the modules that contain the layer is traced;
+  every other module is called as it is (its own code, hooks and side effects run as usual). The graph is split
+  at the layer's node: the head computes everything that does not depend on the layer's output, once; the tail
+  the rest. Values that jump across the cut (skip connections, the batch size read from the input) are handed to
+  the tail in a :class:`State`: tensors computed from the input travel row by row, sizes are recomputed in the
+  tail, constants are passed as they are. In-place operations keep their order (a mutated value's readers stay
+  on the right side of the mutation), and a tail that mutates the layer's output or a carried value gets a copy.
+* **hooked** (the fallback where the model does not trace, e.g. Python control flow on tensor values): the head is
+  a full forward pass that captures the layer's output; the tail is a full forward pass on the same inputs with
+  the layer's output replaced. Slower (every tail row runs the whole model), never different.
+
+``Cut.path`` says which one runs and ``Cut.reason`` why the traced one was given up.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import operator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from .._capture import capture
+from .._errors import CnnlensError
+from .._guard import frozen
+from ._layers import get_layer
+
+T = torch.Tensor
+
+# Methods that return sizes and flags, not tensors: such values are recomputed in the tail, never carried.
+_SIZE_METHODS = {"size", "dim", "numel", "ndimension", "nelement", "element_size", "stride", "get_device", "item"}
+_SIZE_METHODS |= {"tolist", "is_contiguous", "is_floating_point", "is_complex", "data_ptr", "__len__"}
+_SIZE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda", "requires_grad", "layout", "is_sparse"}
+_PLAIN_MODULES = {"operator", "_operator", "builtins", "math"}
+
+
+@dataclass(frozen=True)
+class State:
+    """What the tail needs besides the layer's output: values computed before the cut, in the tail's order.
+
+    ``kinds[i]`` says how value ``i`` follows the rows: ``"rows"`` (a tensor computed from the input, one row per
+    input row), ``"shape"`` (such a tensor of which the tail reads only the size: every row is the first one, an
+    expanded view without a copy) or ``"const"`` (shared by every row).
+    """
+
+    values: tuple[Any, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+    def _map(self, rows: Callable[[T], T], n: int) -> State:
+        out = []
+        for v, k in zip(self.values, self.kinds, strict=True):
+            out.append(rows(v) if k == "rows" else v[:1].expand(n, *v.shape[1:]) if k == "shape" else v)
+        return State(tuple(out), self.kinds)
+
+    def take(self, index: T) -> State:
+        """The rows ``index`` (rows may repeat)."""
+        return self._map(lambda v: v[index], len(index))
+
+    def __getitem__(self, sl: slice) -> State:
+        n = len(range(*sl.indices(self.rows)))
+        return self._map(lambda v: v[sl], n)
+
+    @property
+    def rows(self) -> int:
+        return next((v.shape[0] for v, k in zip(self.values, self.kinds, strict=True) if k != "const"), 0)
+
+    def lerp(self, end: State, t: T) -> State:
+        """Row by row ``self + t (end - self)`` (``t``: one weight per row)."""
+        out = []
+        for a, b, k in zip(self.values, end.values, self.kinds, strict=True):
+            out.append(a + t.view(-1, *[1] * (a.dim() - 1)).to(a.dtype) * (b - a) if k == "rows" else a)
+        return State(tuple(out), self.kinds)
+
+    @staticmethod
+    def cat(states: list[State]) -> State:
+        """Rows of several states one after the other."""
+        first = states[0]
+        values = [
+            torch.cat([s.values[i] for s in states]) if k != "const" else v
+            for i, (v, k) in enumerate(zip(first.values, first.kinds, strict=True))
+        ]
+        return State(tuple(values), first.kinds)
+
+
+class Cut:
+    """``model`` split at ``layer``: ``tail(*head(x)) == model(x)``; ``inner(x)`` is the layer's output alone.
+
+    Build it with :func:`cut_at`. ``path`` is ``"traced"`` or ``"hooked"``, ``reason`` says why tracing was
+    given up (``None`` when it was not). ``graph`` is the model's traced graph (``None`` on the hooked path).
+    """
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module) -> None:
+        self.model = model
+        self.layer = get_layer(model, layer)
+        names = {id(m): n for n, m in model.named_modules()}
+        self.name = names.get(id(self.layer), str(layer))
+        self.reason: str | None = None
+        self.graph: fx.Graph | None = None
+        self._head: Callable | None = None
+        self._tail: Callable | None = None
+        self._inner: Callable | None = None
+        try:
+            self._trace()
+        except _Untraceable as err:
+            self.fall_back(str(err))
+
+    @property
+    def path(self) -> str:
+        return "hooked" if self.reason is not None else "traced"
+
+    def fall_back(self, reason: str) -> None:
+        """Use full forward passes with the layer's output captured or replaced from now on."""
+        self.reason = reason
+        self._head = self._tail = self._inner = None
+
+    # ---- the three functions --------------------------------------------------------------------------------
+    def head(self, x: T) -> tuple[T, State]:
+        """``(the layer's output, what the tail needs)`` for input rows ``x``."""
+        if self._head is None:
+            with capture([self.layer], names=[self.name]) as outs:
+                self.model(x)
+            return outs[0], State((x,), ("rows",))
+        out = self._head(x)
+        activation, values = out[0], tuple(out[1:])
+        for v, k in zip(values, self._kinds, strict=True):
+            if k != "const" and not (isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == x.shape[0]):
+                raise _Untraceable(
+                    f"a value crossing the cut is not a tensor with one row per input ({type(v).__name__})"
+                )
+        return activation, State(values, self._kinds)
+
+    def tail(self, activation: T, state: State) -> Any:
+        """The model's output when the layer outputs ``activation`` (rows aligned with ``state``)."""
+        if self._tail is None:
+            (x,) = state.values
+            with _replaced(self.layer, self.name, activation):
+                return self.model(x)
+        return self._tail(activation, *state.values)
+
+    def inner(self, x: T) -> T:
+        """The layer's output for input rows ``x`` (only the layers it depends on run on the traced path)."""
+        if self._inner is None:
+            with capture([self.layer], names=[self.name]) as outs:
+                self.model(x)
+            return outs[0]
+        return self._inner(x)
+
+    # ---- tracing and splitting ------------------------------------------------------------------------------
+    def _trace(self) -> None:
+        if isinstance(self.model, torch.jit.ScriptModule) or any(
+            isinstance(m, torch.jit.ScriptModule) for m in self.model.modules()
+        ):
+            raise _Untraceable("TorchScript code cannot be traced by torch.fx")
+        tracer = _Tracer(self.model, self.name)
+        traced = [m for m in self.model.modules() if id(m) in tracer.ancestors]
+        hooked = [m for m in traced if _hooks(m)]
+        if hooked or _hooks(None):
+            where = f"{type(hooked[0]).__name__} has" if hooked else "global module hooks are"
+            raise _Untraceable(f"{where} forward hooks, which a traced graph would not run")
+        before = _attributes(traced)
+        try:
+            with frozen(self.model):
+                graph = tracer.trace(self.model)
+        except Exception as err:  # noqa: BLE001 - any tracing failure means: use the hooked path
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise _Untraceable(f"torch.fx cannot trace the model ({type(err).__name__}: {first[:200]})") from None
+        finally:
+            changed = _restore(traced, before)
+        if changed:
+            raise _Untraceable(
+                f"the model's forward code changes {changed} while it runs (a traced graph would not repeat that)"
+            )
+        nodes = [n for n in graph.nodes if n.op == "call_module" and n.target == self.name]
+        if len(nodes) > 1:
+            raise CnnlensError(
+                f"layer {self.name} runs {len(nodes)} times in one forward pass; choose a layer that runs exactly "
+                f"once (a module reused in several places has no single output)"
+            )
+        if not nodes:
+            raise _Untraceable(f"the traced graph does not call {self.name} as a module")
+        self.graph = graph
+        split = _Split(graph, nodes[0], {n: m for n, m in self.model.named_modules()})
+        self._kinds = split.kinds
+        self._head = fx.GraphModule(self.model, split.head_graph())
+        self._tail = fx.GraphModule(self.model, split.tail_graph())
+        self._inner = fx.GraphModule(self.model, split.inner_graph())
+
+
+def cut_at(model: nn.Module, layer: str | nn.Module) -> Cut:
+    """Cut ``model`` at ``layer`` (a dotted name or one of its modules); see the module docstring.
+
+    Raises ``CnnlensError`` for a layer that is not in the model or that runs more than once per forward pass.
+    """
+    return Cut(model, layer)
+
+
+def _hooks(m: nn.Module | None) -> bool:
+    """Whether module ``m`` (``None``: every module, through the global registries) has forward hooks."""
+    from torch.nn.modules import module as registry
+
+    if m is None:
+        return bool(registry._global_forward_hooks or registry._global_forward_pre_hooks)
+    return bool(m._forward_hooks or m._forward_pre_hooks)
+
+
+def _attributes(modules: list[nn.Module]) -> list[tuple[nn.Module, dict, dict]]:
+    """Each module's attributes, and a shallow copy of those that are lists, dicts or sets."""
+    out = []
+    for m in modules:
+        attrs = dict(vars(m))
+        out.append((m, attrs, {k: copy.copy(v) for k, v in attrs.items() if isinstance(v, (list, dict, set))}))
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _restore(modules: list[nn.Module], before: list[tuple[nn.Module, dict, dict]]) -> str:
+    """Put back every attribute the traced forward code changed; name the first one ("" when none)."""
+    changed = ""
+    for m, attrs, contents in before:
+        now = vars(m)
+        for k in [k for k in now if k not in attrs]:
+            changed = changed or f"{type(m).__name__}.{k}"
+            del now[k]
+        for k, v in attrs.items():
+            if now.get(k) is not v:
+                changed = changed or f"{type(m).__name__}.{k}"
+                now[k] = v
+            if k in contents and not _same(v, contents[k]):
+                changed = changed or f"{type(m).__name__}.{k}"
+                v.clear()
+                (v.update if isinstance(v, (dict, set)) else v.extend)(contents[k])
+    return changed
+
+
+class _Untraceable(Exception):
+    """The traced path is not possible (or not trustworthy) for this model."""
+
+
+class _Tracer(fx.Tracer):
+    """Traces the forward code of the root and of the modules that contain the layer; calls every other module."""
+
+    def __init__(self, root: nn.Module, name: str) -> None:
+        super().__init__()
+        parts = name.split(".")
+        self.layer = root.get_submodule(name)
+        self.ancestors = {id(root.get_submodule(".".join(parts[:i]))) for i in range(len(parts))}
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return m is self.layer or id(m) not in self.ancestors
+
+
+@contextmanager
+def _replaced(layer: nn.Module, name: str, activation: T) -> Iterator[None]:
+    """Inside: ``layer`` outputs ``activation`` (a copy, so that in-place operations after it cannot change it)."""
+    calls = []
+
+    def hook(_m: nn.Module, _args: tuple, out: Any) -> T:
+        calls.append(1)
+        if not isinstance(out, torch.Tensor) or out.shape != activation.shape:
+            shape = getattr(out, "shape", type(out).__name__)
+            raise CnnlensError(
+                f"layer {name} outputs {shape}; the activation given has shape {tuple(activation.shape)}"
+            )
+        return activation.clone()
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+    if len(calls) != 1:
+        raise CnnlensError(
+            f"layer {name} ran {len(calls)} times in one forward pass; choose a layer that runs exactly once"
+        )
+
+
+def _mutated(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
+    """The node whose value ``node`` changes in place, if it does."""
+    first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    out = node.kwargs.get("out")
+    if isinstance(out, fx.Node):
+        return out
+    if node.op == "call_method":
+        name = str(node.target)
+        return first if name.endswith("_") and not name.startswith("_") else None
+    if node.op == "call_module":
+        return first if getattr(modules.get(str(node.target)), "inplace", False) is True else None
+    if node.op != "call_function":
+        return None
+    if node.target is operator.setitem:
+        return first
+    name = getattr(node.target, "__name__", "")
+    if name.endswith("_") and not name.startswith("_"):
+        return first
+    return first if _inplace_flag(node) else None
+
+
+def _inplace_flag(node: fx.Node) -> bool:
+    if node.kwargs.get("inplace") is True:
+        return True
+    try:
+        params = list(inspect.signature(node.target).parameters)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return (
+        "inplace" in params and len(node.args) > params.index("inplace") and node.args[params.index("inplace")] is True
+    )
+
+
+class _Split:
+    """The graph's nodes divided at the layer's node ``cut``: head (all that does not depend on it) and tail."""
+
+    def __init__(self, graph: fx.Graph, cut: fx.Node, modules: dict[str, nn.Module]) -> None:
+        self.graph, self.cut = graph, cut
+        nodes = list(graph.nodes)
+        order = {n: i for i, n in enumerate(nodes)}
+        deps: dict[fx.Node, set[fx.Node]] = {n: set(n.all_input_nodes) for n in nodes}
+        self.mutates: dict[fx.Node, fx.Node] = {}
+        for m in nodes:  # an in-place change orders the mutated value's other readers around it
+            a = _mutated(m, modules)
+            if a is None:
+                continue
+            self.mutates[m] = a
+            for u in a.users:
+                if u is not m:
+                    (deps[u].add(m) if order[u] > order[m] else deps[m].add(u))
+        users: dict[fx.Node, set[fx.Node]] = {n: set() for n in nodes}
+        for n, ds in deps.items():
+            for d in ds:
+                users[d].add(n)
+        tail = _closure([cut], users) - {cut}
+        tail |= {n for n in nodes if n.op == "output"}
+        placeholders = [n for n in nodes if n.op == "placeholder"]
+        if cut in tail or any(p in tail for p in placeholders):
+            raise _Untraceable("the layer's output feeds back into what computes it")
+        self.head = [n for n in nodes if n not in tail and n.op != "output"]
+        # sizes and other non-tensor values crossing the cut are recomputed in the tail (and kept in the head)
+        while True:
+            crossing = self._crossing(nodes, tail)
+            recompute = {n for n in crossing if n.op != "placeholder" and not _is_tensor(n)}
+            if not recompute:
+                break
+            tail |= recompute
+        self.nodes, self.tail, self.crossing = nodes, tail, crossing
+        source = placeholders[0] if placeholders else None
+        from_input = _closure([source], {n: set(n.users) for n in nodes}) if source is not None else set()
+        self.kinds = [
+            "const"
+            if n not in from_input
+            else "shape"
+            if all(not _is_tensor(u) for u in n.users if u in tail)
+            else "rows"
+            for n in crossing
+        ]
+        self.inner = _closure([cut], deps)
+
+    def _crossing(self, nodes: list[fx.Node], tail: set[fx.Node]) -> list[fx.Node]:
+        needed = {d for n in tail for d in n.all_input_nodes if d not in tail and d is not self.cut}
+        return [n for n in nodes if n in needed and n.op != "get_attr"]
+
+    def head_graph(self) -> fx.Graph:
+        g, env = fx.Graph(), {}
+        for n in self.head:
+            env[n] = g.node_copy(n, lambda a: env[a])
+        g.output((env[self.cut], *[env[c] for c in self.crossing]))
+        return g
+
+    def inner_graph(self) -> fx.Graph:
+        g, env = fx.Graph(), {}
+        for n in self.nodes:
+            if n in self.inner:
+                env[n] = g.node_copy(n, lambda a: env[a])
+        g.output(env[self.cut])
+        return g
+
+    def tail_graph(self) -> fx.Graph:
+        g, env = fx.Graph(), {}
+        changed = {a for m, a in self.mutates.items() if m in self.tail}
+        for i, n in enumerate([self.cut, *self.crossing]):
+            p = g.placeholder("activation" if i == 0 else f"carried_{i}")
+            env[n] = g.call_method("clone", (p,)) if n in changed else p
+        for n in self.nodes:
+            if n.op == "get_attr" and any(u in self.tail for u in n.users):
+                env[n] = g.node_copy(n)
+            elif n in self.tail:
+                env[n] = g.node_copy(n, lambda a: env[a])
+        return g
+
+
+def _closure(start: list[fx.Node], edges: dict[fx.Node, set[fx.Node]]) -> set[fx.Node]:
+    seen, todo = set(start), list(start)
+    while todo:
+        for m in edges[todo.pop()]:
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    return seen
+
+
+def _is_tensor(node: fx.Node, seen: dict | None = None) -> bool:
+    """Whether a node's value is a tensor, read from what computes it (sizes, shapes and their arithmetic are not)."""
+    seen = {} if seen is None else seen
+    if node in seen:
+        return seen[node]
+    seen[node] = True
+    result = True
+    if node.op == "call_method":
+        result = str(node.target) not in _SIZE_METHODS
+    elif node.op == "call_function":
+        target = node.target
+        if target is getattr:
+            result = node.args[1] not in _SIZE_ATTRIBUTES
+        elif getattr(target, "__module__", None) in _PLAIN_MODULES or target in (len, int, float, math.prod):
+            args = [a for a in node.all_input_nodes]
+            result = any(_is_tensor(a, seen) for a in args)
+    seen[node] = result
+    return result
