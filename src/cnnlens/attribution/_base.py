@@ -157,7 +157,7 @@ class Method:
             seconds=time.perf_counter() - start,
             info=info,
             layer=layer,
-            neuron=None if neuron is None else neuron.spec,
+            neuron=self.options.get("neuron") if self.category == "neuron" else None,
         )
 
 

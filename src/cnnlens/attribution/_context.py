@@ -29,7 +29,7 @@ from torch import nn
 from .._capture import capture
 from .._errors import CnnlensError, UnsupportedOperationError
 from .._guard import is_scripted
-from ..models import Cut, State, cut_at, get_layer
+from ..models import Cut, State, cut_at, get_layer, last_conv_layer
 from ._memory import auto_batch_size, is_out_of_memory
 from ._neuron import Neuron
 from ._rules import RuleMode
@@ -65,6 +65,8 @@ class Backward(NamedTuple):
     """``d score / d output`` of each requested layer."""
     reference_outputs: list[T]
     """Each requested layer's output for the reference rows (with ``reference=``; else empty)."""
+    state_grads: list[T]
+    """With ``state_grad=True``: ``d score / d value`` of each row-wise value crossing the layer (else empty)."""
 
 
 class _Shared:
@@ -75,6 +77,7 @@ class _Shared:
         self.passes = 0
         self.rows = {"head": 0, "tail": 0}
         self.cuts: dict[int, Cut] = {}
+        self.checked: set[int] = set()  # cuts whose traced layer output was compared with the model's
 
     def cut(self, layer: str | nn.Module) -> Cut:
         module = get_layer(self.model, layer)
@@ -101,9 +104,13 @@ class Context:
         neuron: Neuron | None = None,
     ) -> None:
         shared = _Shared(model, batch_size, generator if generator is not None else torch.Generator().manual_seed(0))
+        if neuron is not None and neuron.layer is None:  # the last convolution, found by one probe pass
+            shared.passes += 1
+            neuron = Neuron(last_conv_layer(model, input_shape=(1, *inputs.shape[1:])), neuron.spec)
         self._setup(shared, inputs, target, neuron)
         if neuron is not None:
             cut = shared.cut(neuron.layer)
+            self._check_inner(cut)
             self._explained = lambda rows, owner, state: cut.inner(rows)
 
     def _setup(self, shared: _Shared, inputs: T, target: Target, neuron: Neuron | None) -> None:
@@ -285,6 +292,38 @@ class Context:
             raise CnnlensError(f"the model's head and tail give logits {float((got - expected).abs().max()):.3g} off")
         return view
 
+    def _check_inner(self, cut: Cut) -> None:
+        """The traced layer output of the first inputs must be the model's own; else the hooked path runs."""
+        if cut.path != "traced" or id(cut) in self.shared.checked:
+            return
+        self.shared.checked.add(id(cut))
+        rows = self.inputs[:2]
+        with torch.no_grad(), capture([cut.layer], names=[cut.name]) as outs:
+            self.model(rows)
+        self._count(rows.shape[0])
+        try:
+            with torch.no_grad():
+                got = cut.inner(rows)
+            self._count(rows.shape[0], "head")
+            tol = max(1e-4, 16 * torch.finfo(got.dtype).eps) * max(1.0, float(outs[0].abs().max()))
+            if not torch.allclose(got, outs[0], rtol=0, atol=tol):
+                raise CnnlensError(f"{float((got - outs[0]).abs().max()):.3g} off")
+        except Exception as err:  # noqa: BLE001 - the traced path failed: the hooked path (the same numbers) runs
+            cut.fall_back(f"the traced layer output differs from the model's ({type(err).__name__}: {err})")
+
+    def layer_activations(self, layer: str | nn.Module, rows: T | Rows) -> T:
+        """The output of ``layer`` for input-space ``rows``, without gradients (only what it depends on runs)."""
+        cut = self.shared.cut(layer)
+        self._check_inner(cut)
+
+        def step(sl: slice) -> T:
+            with torch.no_grad():
+                out = cut.inner(rows[sl])
+            self._count(sl.stop - sl.start, "head")
+            return out
+
+        return torch.cat(self.run(step, rows.shape[0]))
+
     def project(self, rows: T) -> tuple[T, State]:
         """``(activations, state)`` of input-space ``rows`` at this view's layer (the head only, no gradients)."""
         if self.layer is None:
@@ -399,10 +438,12 @@ class Context:
         layers: Sequence[nn.Module] = (),
         input_grad: bool = True,
         state: State | None = None,
+        state_grad: bool = False,
     ) -> Backward:
         """Scores of every row with their gradients, and the outputs of ``layers`` with the gradients of the
         scores w.r.t. them. ``input_grad=False`` with one layer: the backward pass stops at that layer (no input
-        gradients). ``state``: see ``evaluate``. Rows that are the inputs themselves also give the logits."""
+        gradients). ``state``: see ``evaluate``; ``state_grad``: also the gradients w.r.t. its row-wise values
+        (the flow through what skips the layer). Rows that are the inputs themselves also give the logits."""
         record = self._recording(x)
         if not record and self.neuron is None:
             _ = self.targets
@@ -422,17 +463,27 @@ class Context:
             n = xi.shape[0]
             batch = xi if reference is None else torch.cat([xi, reference[sl].detach()])
             own = owner[sl] if reference is None else torch.cat([owner[sl], owner[sl]])
+            st, flows = None if state is None else state[sl], []
+            if st is not None and state_grad:
+                values = [
+                    v.detach().requires_grad_(True) if k == "rows" else v
+                    for v, k in zip(st.values, st.kinds, strict=True)
+                ]
+                st = State(tuple(values), st.kinds)
+                flows = [v for v, k in zip(values, st.kinds, strict=True) if k == "rows"]
             with torch.enable_grad():
                 with mode if mode is not None else nullcontext(), capture(layers, detach=cut) as outs:
-                    out, s = self.evaluate(batch, own, None if state is None else state[sl])
+                    out, s = self.evaluate(batch, own, st)
                 s = s[:n]
-                wrt = outs if cut else [xi, *outs]
-                grads = list(torch.autograd.grad(s.sum(), wrt))
+                wrt = [*outs, *flows] if cut else [xi, *outs, *flows]
+                grads = list(torch.autograd.grad(s.sum(), wrt, allow_unused=True))
             g = None if cut else grads.pop(0)
+            sg = [torch.zeros_like(v) if d is None else d for v, d in zip(flows, grads[len(outs) :], strict=True)]
+            grads = grads[: len(outs)]
             if record:
                 logits_parts.append(out[:n].detach())
             refs = [o[n:].detach() for o in outs] if reference is not None else []
-            return s.detach(), g, [o[:n].detach() for o in outs], [lg[:n] for lg in grads], refs
+            return s.detach(), g, [o[:n].detach() for o in outs], [lg[:n] for lg in grads], refs, sg
 
         parts = self.run(step, x.shape[0], rows_per_item=1 if reference is None else 2)
         if record:
@@ -445,6 +496,7 @@ class Context:
             [cat([p[2][i] for p in parts]) for i in range(k)],
             [cat([p[3][i] for p in parts]) for i in range(k)],
             [cat([p[4][i] for p in parts]) for i in range(k)] if reference is not None else [],
+            [cat([p[5][i] for p in parts]) for i in range(len(parts[0][5]))] if parts else [],
         )
 
     def input_gradients(self, mode: AbstractContextManager | None = None, reference: T | None = None) -> T:

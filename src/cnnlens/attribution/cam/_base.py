@@ -9,40 +9,19 @@ several layers, each upsampled map is rescaled to [0, 1] per image and the maps 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..._errors import CnnlensError
-from ..._options import Option, value
-from ...models import get_layer, last_conv_layer
+from ..._options import Option
 from .._base import Method
 from .._context import Context
+from .._layers import LAYERS, resolve_layers
 
 T = torch.Tensor
-LAYER = value(
-    None,
-    "the layer(s) whose activations are weighted (None: the last convolution with spatial output)",
-    "a dotted layer name, a module, a list of them, or None",
-    lambda v: v is None or isinstance(v, (str, nn.Module)) or (isinstance(v, (list, tuple)) and len(v) > 0),
-)
-
-
-def resolve_layers(ctx: Context, spec: Any) -> tuple[list[str], list[nn.Module]]:
-    """Names and modules of the requested layers; default: the last convolution with spatial output."""
-    if spec is None:
-        ctx.count(1)  # the probe that finds the last convolution
-        spec = [last_conv_layer(ctx.model, input_shape=(1, *ctx.inputs.shape[1:]))]
-    elif isinstance(spec, (str, nn.Module)):
-        spec = [spec]
-    elif not isinstance(spec, Sequence) or not spec:
-        raise CnnlensError(f"layer must be a dotted layer name, a module, or a list of them; got {spec!r}")
-    names = {id(m): n for n, m in ctx.model.named_modules()}
-    modules = [get_layer(ctx.model, s) for s in spec]
-    return [names.get(id(m), str(s)) for m, s in zip(modules, spec, strict=True)], modules
 
 
 def check_spatial(name: str, acts: T) -> None:
@@ -80,7 +59,7 @@ def upsample_rescaled(maps: T, size: tuple[int, int]) -> T:
 class CamMethod(Method):
     category = "cam"
     output = "map"
-    params: ClassVar[dict[str, Option]] = {"layer": LAYER}
+    params: ClassVar[dict[str, Option]] = {"layer": LAYERS}
     uses_gradients: ClassVar[bool] = True
     relu: ClassVar[bool] = True  # the paper's final ReLU
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from .._context import Context
+from .._layers import LAYERS
 from .._registry import register
 from .._rules import GENERALIZE, GuidedMode
-from ._base import LAYER
 from .gradient_weighted import GradCam
 
 T = torch.Tensor
@@ -18,7 +18,7 @@ class GuidedGradCam(GradCam):
     name = "guided_grad_cam"
     summary = "Guided backprop times the upsampled Grad-CAM: fine detail, class-discriminative."
     output = "input"
-    params = {"layer": LAYER, "generalize": GENERALIZE}
+    params = {"layer": LAYERS, "generalize": GENERALIZE}
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         cam, _ = super().compute(ctx, baseline)

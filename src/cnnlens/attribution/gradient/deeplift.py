@@ -15,14 +15,17 @@ from .._rules import RescaleMode
 T = torch.Tensor
 
 
-def _checked(delta: T, gap: T, tolerance: float = 1e-3) -> T:
-    """Warn when attributions do not add up to f(x) - f(baseline): the rescale rule did not cover the model."""
+def checked(delta: T, gap: T, tolerance: float = 1e-3, layer: str | None = None) -> T:
+    """Warn when attributions do not add up to f(x) - f(baseline): the rescale rule did not cover the model
+    (or, for attributions at a ``layer``, some paths bypass the layer)."""
     rel = delta.abs() / gap.abs().clamp(min=1e-12)
     if (rel > tolerance).any():
+        bypass = "" if layer is None else f", or values skip layer {layer} (a residual connection around it)"
         warnings.warn(
             f"DeepLIFT attributions miss f(x) - f(baseline) by up to {float(rel.max()):.1%}: the model uses "
             f"operations the rescale rule does not cover (e.g. products of activations as in squeeze-excitation, "
-            f"softmax or normalization inside the model), so the attributions are approximate there; see .delta",
+            f"softmax or normalization inside the model){bypass}, so the attributions are approximate there; "
+            f"see .delta",
             CnnlensWarning,
             stacklevel=5,
         )
@@ -42,7 +45,7 @@ class DeepLift(Method):
         grads = ctx.input_gradients(RescaleMode(), reference=baseline)
         attr = (ctx.inputs - baseline) * grads
         gap = ctx.target_scores() - ctx.scores(baseline, ctx.owners())
-        return attr, _checked(sum_per_row(attr) - gap, gap)
+        return attr, checked(sum_per_row(attr) - gap, gap)
 
 
 @register
@@ -62,4 +65,4 @@ class DeepLiftShap(Method):
         attr = ((x.repeat_interleave(k, 0) - refs) * grads).view(baseline.shape).mean(1)
         ref_scores = ctx.scores(refs, owners).view(-1, k).mean(1)
         gap = ctx.target_scores() - ref_scores
-        return attr, _checked(sum_per_row(attr) - gap, gap)
+        return attr, checked(sum_per_row(attr) - gap, gap)

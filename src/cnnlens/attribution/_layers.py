@@ -1,0 +1,53 @@
+"""The ``layer=`` option of CAM, layer and neuron methods, and finding the layer(s) it names in the model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from .._errors import CnnlensError
+from .._options import value
+from ..models import get_layer, last_conv_layer
+from ._context import Context
+
+LAYERS = value(
+    None,
+    "the layer(s) whose activations are weighted (None: the last convolution with spatial output)",
+    "a dotted layer name, a module, a list of them, or None",
+    lambda v: v is None or isinstance(v, (str, nn.Module)) or (isinstance(v, (list, tuple)) and len(v) > 0),
+)
+LAYER = value(
+    None,
+    "the layer attributed to (None: the last convolution with spatial output)",
+    "a dotted layer name, a module, or None",
+    lambda v: v is None or isinstance(v, (str, nn.Module)),
+)
+
+
+def default_layer(ctx: Context) -> str:
+    """The last convolution with spatial output, found by one probe pass (counted)."""
+    ctx.count(1)
+    return last_conv_layer(ctx.model, input_shape=(1, *ctx.inputs.shape[1:]))
+
+
+def resolve_layers(ctx: Context, spec: Any) -> tuple[list[str], list[nn.Module]]:
+    """Names and modules of the requested layers; default: the last convolution with spatial output."""
+    if spec is None:
+        spec = [default_layer(ctx)]
+    elif isinstance(spec, (str, nn.Module)):
+        spec = [spec]
+    elif not isinstance(spec, Sequence) or not spec:
+        raise CnnlensError(f"layer must be a dotted layer name, a module, or a list of them; got {spec!r}")
+    names = {id(m): n for n, m in ctx.model.named_modules()}
+    modules = [get_layer(ctx.model, s) for s in spec]
+    return [names.get(id(m), str(s)) for m, s in zip(modules, spec, strict=True)], modules
+
+
+def resolve_layer(ctx: Context, spec: Any) -> tuple[str, nn.Module]:
+    """Name and module of one layer (default: the last convolution with spatial output)."""
+    if isinstance(spec, (list, tuple)):
+        raise CnnlensError(f"give one layer (a dotted name or a module), not a list; got {spec!r}")
+    names, modules = resolve_layers(ctx, spec)
+    return names[0], modules[0]
