@@ -73,9 +73,23 @@ def _options(name: str) -> dict:
         opts["baseline"] = torch.randn(2, C, H, W, generator=torch.Generator().manual_seed(1)) * 0.1
     if name == "gradient_shap":
         opts["stdev"] = 0.05
-    if "mask" in info.params:
+    if "mask" in info.params and info.category != "layer":
         opts["mask"] = "grid:4"  # 9 segments: superpixels of a 12x12 image are single pixels (slow)
+    if info.category in ("layer", "neuron"):
+        opts["layer"] = "conv2"  # a residual connection skips it; the failing module runs after it (in the tail)
+    if info.category == "neuron":
+        opts["neuron"] = 1
     return opts
+
+
+def _shape(info, model: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+    if info.output in ("layer", "layer_map"):
+        with torch.no_grad():
+            model.eval()
+            out = model.conv2(model.act(model.bn1(model.conv1(x))))
+            model.train()
+        return (x.shape[0], out.shape[1] if info.output == "layer" else 1, *out.shape[2:])
+    return (x.shape[0], C if info.output == "input" else 1, H, W)
 
 
 def _snapshot(model: nn.Module) -> dict:
@@ -134,14 +148,16 @@ def test_contract(name: str) -> None:
     e = cnnlens.explain(model, x, name, batch_size=3, seed=7, **_options(name))
 
     _assert_unchanged(model, before)
-    channels = C if info.output == "input" else 1
-    assert e.attributions.shape == (2, channels, H, W)
+    assert e.attributions.shape == _shape(info, model, x)
     assert e.attributions.dtype == x.dtype and e.attributions.device == x.device
     assert torch.isfinite(e.attributions).all()
     assert e.attributions.abs().sum() > 0, "an all-zero explanation"
     # explained as in eval mode: probabilities are the eval-mode ones (dropout off, running statistics)
     torch.testing.assert_close(e.probabilities, expected_probs)
-    assert torch.equal(e.target, expected_probs.argmax(1))
+    if info.category == "neuron" and name != "neuron_conductance":  # a neuron is explained, not a class
+        assert e.target is None and e.neuron == 1 and e.layer == "conv2"
+    else:
+        assert torch.equal(e.target, expected_probs.argmax(1))
     assert e.passes >= 2
     assert (e.delta is not None) == (info.has_delta and name != "gradient_shap")  # noise: no delta
     # deterministic under a seed

@@ -353,15 +353,15 @@ def plain_relu_net() -> nn.Module:
 
 
 def test_layer_conductance_converges_to_the_exact_path_integral(smooth_net, x, x0) -> None:
-    """Per unit, not only in sum: our conductance (the head at ``steps`` points, the tail integrated along the
-    segments between them) against the slow forward-mode reference; the error falls as 1 / steps**2 while the
-    sum is complete to the tolerance whatever ``steps`` is."""
+    """Per unit, not only in sum: our conductance (the head at ``points`` points, the tail integrated along the
+    segments between them) against the slow forward-mode reference; the error falls as 1 / points**2 while the
+    sum is complete to the tolerance whatever ``points`` is."""
     t = torch.tensor([0, 2, 1])
     ref = reference_conductance(smooth_net, "c2", x, x0, t)
     gap = scores(smooth_net, x, t) - scores(smooth_net, x0, t)
     errors = []
-    for steps in (6, 24):
-        ours = cnnlens.explain(smooth_net, x, "layer_conductance", baseline=x0, target=t, layer="c2", steps=steps,
+    for points in (6, 24):
+        ours = cnnlens.explain(smooth_net, x, "layer_conductance", baseline=x0, target=t, layer="c2", points=points,
                                tolerance=1e-4, max_passes=5000)  # fmt: skip
         errors.append(float((ours.attributions - ref).abs().sum() / ref.abs().sum()))
         assert (ours.delta.abs() <= 1e-4 * gap.abs() + 1e-7).all()
@@ -373,7 +373,7 @@ def test_neuron_conductance_sums_to_the_units_layer_conductance(smooth_net, x, x
     exact reference); a channel's neuron conductance is the flow through all its units."""
     t = torch.tensor([0, 2, 1])
     ref = reference_conductance(smooth_net, "c2", x, x0, t)
-    layer_cond = cnnlens.explain(smooth_net, x, "layer_conductance", baseline=x0, target=t, layer="c2", steps=48,
+    layer_cond = cnnlens.explain(smooth_net, x, "layer_conductance", baseline=x0, target=t, layer="c2", points=48,
                                  tolerance=1e-5, max_passes=5000).attributions  # fmt: skip
     scale = ref.abs().max()
     for unit in [(0, 3, 4), (2, 0, 7), (3, 5, 5)]:
@@ -448,7 +448,7 @@ LAYER_CASES = {
     "layer_gradient_x_activation": {},
     "layer_grad_cam": {},
     "layer_integrated_gradients": {"steps": 6},
-    "layer_conductance": {"steps": 5},
+    "layer_conductance": {"points": 5, "steps": 8},
     "internal_influence": {"steps": 6},
     "layer_deeplift": {},
     "layer_deeplift_shap": {"baseline": "dist"},

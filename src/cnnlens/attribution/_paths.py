@@ -8,6 +8,7 @@ the adaptive mode refines the path where ``h`` varies most until that error is s
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -18,11 +19,13 @@ import torch
 
 from .._errors import CnnlensError, CnnlensWarning
 from .._options import choice, integer, number
+from ._context import Rows
 
 T = torch.Tensor
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-Gradients = Callable[[T, T, T], T | tuple[T, T]]
-"""``(points (N, ...), path index (N,), alpha (N,)) -> gradients of f at the points (N, ...)``, or the pair
+Gradients = Callable[[Rows, T, T], T | tuple[T, T]]
+"""``(points (N rows, made on demand), path index (N,), alpha (N,)) -> gradients of f at the points (N, ...)``, or
+the pair
 ``(gradients, extra (N,))`` where ``extra`` is the rest of ``d f / d alpha`` at the points (the flow through
 values that move with the path but are not attributed): the adaptive mode counts it in the completeness error."""
 
@@ -36,6 +39,7 @@ PATH_OPTIONS = {
 }
 
 
+@functools.lru_cache(maxsize=32)
 def quadrature(name: str, steps: int) -> tuple[list[float], list[float]]:
     """Nodes ``alpha`` in [0, 1] and weights (summing to 1) of a rule with ``steps`` nodes."""
     if name == "gausslegendre":
@@ -58,8 +62,13 @@ def quadrature(name: str, steps: int) -> tuple[list[float], list[float]]:
     raise CnnlensError(f"unknown quadrature {name!r}; use one of {', '.join(QUADRATURES)}")
 
 
-def _points(start: T, end: T, path: T, alpha: T) -> T:
-    return start[path] + alpha.view(-1, *[1] * (start.dim() - 1)) * (end - start)[path]
+def _points(start: T, diff: T, path: T, alpha: T) -> Rows:
+    """The path points, made a chunk at a time."""
+
+    def make(sl: slice) -> T:
+        return start[path[sl]] + alpha[sl].view(-1, *[1] * (start.dim() - 1)) * diff[path[sl]]
+
+    return Rows(len(path), make)
 
 
 def integrate(
@@ -85,7 +94,7 @@ def integrate(
         s = len(alphas)
         path = torch.arange(p, device=start.device).repeat_interleave(s)
         alpha = torch.tensor(alphas, dtype=start.dtype, device=start.device).repeat(p)
-        grads = _split(gradients(_points(start, end, path, alpha), path, alpha))[0].view(p, s, *start.shape[1:])
+        grads = _split(gradients(_points(start, diff, path, alpha), path, alpha))[0].view(p, s, *start.shape[1:])
         w = torch.tensor(weights, dtype=start.dtype, device=start.device).view(1, -1, *[1] * (start.dim() - 1))
         return diff * (grads * w).sum(1), {}
     group = torch.arange(p, device=start.device) if group is None else group
@@ -129,7 +138,7 @@ def _adaptive(
                     alphas.append(lo + t * (hi - lo))
         path = torch.tensor(paths, device=start.device)
         alpha = torch.tensor(alphas, dtype=start.dtype, device=start.device)
-        grads, extra = _split(gradients(_points(start, end, path, alpha), path, alpha))
+        grads, extra = _split(gradients(_points(start, diff, path, alpha), path, alpha))
         h = (grads * diff[path]).flatten(1).sum(1) + (0 if extra is None else extra)
         k = 0
         for g, todo in enumerate(pending):

@@ -51,7 +51,8 @@ class FullGrad(Method):
         if not named:
             raise CnnlensError("fullgrad needs layers with biases (convolutions with bias or BatchNorm); none found")
         layers = [m for _, m, _ in named]
-        _, gx, _, grads, _ = ctx.backward(ctx.inputs, ctx.owners(), layers=layers)
+        b = ctx.backward(ctx.inputs, ctx.owners(), layers=layers)
+        gx, grads = b.grad, b.layer_grads
         size = tuple(ctx.inputs.shape[-2:])
         total = torch.zeros(ctx.n, 1, *size, dtype=ctx.inputs.dtype, device=ctx.inputs.device)
         used = []

@@ -67,14 +67,15 @@ class LayerConductance(LayerMethod):
     summary = "Conductance: the score's flow through each unit along the input path (sums to f(x) - f(baseline))."
     params = {
         **LayerMethod.params,
-        "steps": integer(16, "points on the input path where the layer's output is computed (head passes)", minimum=2),
+        "points": integer(16, "points on the input path where the layer's output is computed (head passes)", minimum=2),
+        "steps": integer(64, "tail passes per image, Gauss-Legendre nodes spread over the segments between points"),
         "tolerance": number(
             0.01,
-            "refine the tail's integrals until |delta| <= tolerance x |f(x) - f(baseline)| (None: 2 nodes a segment)",
+            "refine the tail's integrals until |delta| <= tolerance x |f(x) - f(baseline)| (None: fixed steps)",
             open_min=True,
             none=True,
         ),
-        "max_passes": integer(1024, "most tail passes per image when refining", minimum=4),
+        "max_passes": integer(2048, "adaptive mode: most tail passes per image", minimum=4),
     }
     needs_baseline = "single"
     has_delta = True
@@ -82,19 +83,21 @@ class LayerConductance(LayerMethod):
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T]:
         """Dhamdhere et al. 2018: ``cond_j = integral of d f / d y_j  d y_j`` along ``x(alpha) = x0 + alpha (x - x0)``.
 
-        The layer's output ``y(alpha)`` is computed at ``steps`` points of the input path (the head); between two
-        points it is taken as the straight segment, along which the tail's gradient is integrated exactly up to
-        ``tolerance`` (values that skip the layer move along their own segments). The sum over units is then
-        ``f(x) - f(baseline)`` up to ``tolerance`` whatever ``steps`` is; each unit's value converges as
-        ``1 / steps**2`` (exactly right for any ``steps`` when the tail acts on each unit separately, as after
-        the last convolution of most CNNs). ``info["passes_per_image"]``: tail passes per image. Where values skip
+        The layer's output ``y(alpha)`` is computed at ``points`` points of the input path (the head); between two
+        points it is taken as the straight segment, along which the tail's gradient is integrated with ``steps``
+        Gauss-Legendre nodes in all, refined where needed until the sum is within ``tolerance`` (values that skip
+        the layer move along their own segments). The sum over units is ``f(x) - f(baseline)`` up to ``tolerance``
+        whatever ``points`` is. Each unit's value converges as ``1 / points**2`` on smooth models (``1 / points``
+        where ReLUs bend the path; not at all needed when the tail acts on each unit separately, as after the last
+        convolution of most CNNs) and as ``1 / steps`` where a unit crosses a ReLU's kink in the tail.
+        ``info["passes_per_image"]``: tail passes per image (adaptive mode). Where values skip
         the layer (a residual connection around it), their share of the score's change is left out of the
         attributions: ``delta`` is minus that share (``tolerance`` applies to the total).
         """
         assert baseline is not None
         _, layer = self.target_layer(ctx)
         view = ctx.at_layer(layer)
-        n, b, x = self.options["steps"], ctx.n, ctx.inputs
+        n, b, x = self.options["points"], ctx.n, ctx.inputs
         mid = torch.linspace(0, 1, n, dtype=x.dtype, device=x.device)[1:-1]
         rows = baseline.repeat_interleave(n - 2, 0) + mid.repeat(b).view(-1, *[1] * (x.dim() - 1)) * (
             x - baseline
@@ -102,34 +105,35 @@ class LayerConductance(LayerMethod):
         a0, s0 = view.project(baseline)
         am, sm = view.project(rows) if n > 2 else (a0[:0], s0[:0])
         image = torch.arange(b, device=x.device)
-        order = torch.cat([image[:, None], b + image[:, None] * (n - 2) + torch.arange(n - 2)[None], (b * (n - 1) + image)[:, None]], 1).flatten()  # fmt: skip
+        inner = b + image[:, None] * (n - 2) + torch.arange(n - 2, device=x.device)[None]
+        order = torch.cat([image[:, None], inner, (b * (n - 1) + image)[:, None]], 1).flatten()
         acts = torch.cat([a0, am, view.inputs])[order]
         states = State.cat([s0, sm, view.state]).take(order)  # type: ignore[list-item]
         scores = view.scores(acts, image.repeat_interleave(n), state=states).view(b, n)
-        first = (image[:, None] * n + torch.arange(n - 1)[None]).flatten()
+        first = (image[:, None] * n + torch.arange(n - 1, device=x.device)[None]).flatten()
         starts, ends = states.take(first), states.take(first + 1)
 
-        moving = [(a, b) for a, b, k in zip(starts.values, ends.values, starts.kinds, strict=True) if k == "rows"]
+        moving = [(lo, hi) for lo, hi, k in zip(starts.values, ends.values, starts.kinds, strict=True) if k == "rows"]
 
         def gradients(points: T, path: T, alpha: T) -> tuple[T, T]:
             """The tail's gradient at the layer, and the flow through values that skip the layer."""
             state = starts.take(path).lerp(ends.take(path), alpha)
             g = view.backward(points, path // (n - 1), state=state, state_grad=True)
-            extra = sum((d * (b - a)[path]).flatten(1).sum(1) for d, (a, b) in zip(g.state_grads, moving, strict=True))
+            extra = sum(
+                (d * (hi - lo)[path]).flatten(1).sum(1) for d, (lo, hi) in zip(g.state_grads, moving, strict=True)
+            )
             return g.grad, extra + torch.zeros_like(g.scores)  # type: ignore[return-value]
 
-        tol = self.options["tolerance"]
+        tol, steps = self.options["tolerance"], self.options["steps"]
         options = {
-            "steps": 2,
+            "steps": steps if tol is not None else max(1, steps // (n - 1)),  # adaptive: spread over the segments
             "quadrature": "gausslegendre",
             "tolerance": tol,
             "max_passes": self.options["max_passes"],
         }
-        if tol is not None:
-            options["steps"] = 2 * (n - 1)
         gap = scores[:, -1] - scores[:, 0]
         group = image.repeat_interleave(n - 1)
         flows, info = integrate(gradients, acts[first], acts[first + 1], gap, options, group, self.name)
         attr = flows.view(b, n - 1, *flows.shape[1:]).sum(1)
-        ctx.info.update(info, activations=view.inputs, head_points=n)
+        ctx.info.update(info, activations=view.inputs)
         return attr, sum_per_row(attr) - gap
