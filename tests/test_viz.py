@@ -387,3 +387,42 @@ def test_real_explanations_on_the_digits_model() -> None:
     box = viz.bounding_box(maps["grad_cam"][0])
     assert box is not None and 0 <= box[0] < box[2] <= 32 and 0 <= box[1] < box[3] <= 32
     plt.close(fig)
+
+
+def test_ranked_channels_and_spatial_map_equal_hand_computed_values() -> None:
+    a = np.zeros((4, 2, 3))
+    a[0] = 0.5  # total 3
+    a[1, 0, 0] = -7.0  # total -7
+    a[2, 1] = 1.0  # total 3 (ties keep channel order)
+    a[3, 0, 2] = 2.0  # total 2
+    assert viz.ranked_channels(a, top=3) == [(0, 3.0), (2, 3.0), (3, 2.0)]
+    assert viz.ranked_channels(torch.tensor(a)[None], top=1, order="negative") == [(1, -7.0)]
+    assert viz.ranked_channels(a, top=2, order="absolute") == [(1, -7.0), (0, 3.0)]
+    np.testing.assert_allclose(viz.spatial_map(a), a.sum(0))
+    up = viz.spatial_map(a, (4, 6))  # bilinear with half-pixel centres: a 2x3 map doubled
+    np.testing.assert_allclose(up, viz.resize_map(a.sum(0), (4, 6)))
+    assert up.shape == (4, 6) and up[0, 0] == a.sum(0)[0, 0]
+    with pytest.raises(CnnlensError, match="order must be"):
+        viz.ranked_channels(a, order="largest")
+    with pytest.raises(CnnlensError, match="one image's layer output"):
+        viz.ranked_channels(np.zeros((2, 4, 2, 3)))
+
+
+def test_layer_channels_figure_shows_the_top_channels_with_their_feature_maps() -> None:
+    g = np.random.default_rng(0)
+    attr, acts = g.normal(size=(10, 4, 4)), g.random(size=(10, 4, 4))
+    image = g.random(size=(16, 16, 3))
+    fig = viz.layer_channels_figure(attr, acts, image, top=3, title="layer")
+    ranked = viz.ranked_channels(attr, top=3)
+    axes = fig.axes
+    assert len(axes) == 1 + 2 * 3  # the bar chart, then a feature map and an attribution map per channel
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == [f"ch {c}" for c, _ in ranked]
+    np.testing.assert_allclose([p.get_width() for p in axes[0].patches], [v for _, v in ranked])
+    assert [ax.get_title() for ax in axes[1::2]] == [f"ch {c}" for c, _ in ranked]
+    np.testing.assert_allclose(axes[2].images[0].get_array(), attr[ranked[0][0]])
+    plt.close(fig)
+    fig = viz.layer_channels_figure(attr, top=2)  # without feature maps: one row
+    assert len(fig.axes) == 3
+    plt.close(fig)
+    with pytest.raises(CnnlensError, match="same shape"):
+        viz.layer_channels_figure(attr, acts[:5])

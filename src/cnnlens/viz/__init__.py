@@ -4,7 +4,8 @@ Maps: :func:`to_heatmap` (channel reduction, resize, sign mode, outlier-percenti
 map, each an RGB array ``(H, W, 3)`` in [0, 1]: :func:`heat_map`, :func:`blended_heat_map`, :func:`masked_image`,
 :func:`alpha_scaling`, :func:`original_image`; :func:`draw_view` draws any of them on an axes. Masks and boxes:
 :func:`superpixel_boundaries`, :func:`bounding_box`, :func:`draw_bounding_box`. Figures: :func:`compare_panel`,
-:func:`method_grid`, :func:`explanation_panel` and the evaluation / inside figures.
+:func:`method_grid`, :func:`explanation_panel` and the evaluation / inside figures. Layer attributions:
+:func:`layer_channels_figure` (ranked channels with their feature maps), :func:`ranked_channels`, :func:`spatial_map`.
 """
 
 from ._boxes import bounding_box, draw_bounding_box, superpixel_boundaries
@@ -16,6 +17,7 @@ from ._figures import (
     roc_figure,
     samples_figure,
 )
+from ._layers import layer_channels_figure, ranked_channels, spatial_map
 from ._maps import (
     REDUCTIONS,
     SIGNS,
@@ -60,17 +62,20 @@ __all__ = [
     "feature_maps_figure",
     "filters_figure",
     "heat_map",
+    "layer_channels_figure",
     "map_range",
     "masked_image",
     "method_grid",
     "metrics_figure",
     "normalize_map",
+    "ranked_channels",
     "original_image",
     "reduce_channels",
     "render",
     "resize_map",
     "roc_figure",
     "samples_figure",
+    "spatial_map",
     "superpixel_boundaries",
     "to_heatmap",
 ]
