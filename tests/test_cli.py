@@ -80,6 +80,11 @@ def test_methods_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["methods", "--category", "gradient"]) == 0
     out = capsys.readouterr().out
     assert "integrated_gradients" in out and "deeplift_shap" in out and "grad_cam" not in out
+    assert main(["methods", "--category", "layer"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == [m.name for m in cnnlens.methods("layer")] and "layer_conductance" in names
+    assert main(["methods", "--category", "neuron"]) == 0
+    assert "neuron_conductance" in capsys.readouterr().out
     assert main(["methods", "saliency", "grad_cam"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["saliency", "grad_cam"]
@@ -163,6 +168,49 @@ def test_explain_a_user_model_with_its_classes_and_preprocessing(tiny, tmp_path:
     saliency = np.load(out / "photo.npz")["saliency"]
     assert saliency.shape == (3, 12, 20)
     np.testing.assert_allclose(saliency, grad[0].numpy(), rtol=1e-5, atol=1e-7)
+
+
+STATE_TINY = ["--arch", "_tiny_models:TinyCNN", "--input-size", "16", "--classes", "a,b,c", "--no-progress"]
+
+
+def test_explain_at_a_layer_writes_layer_maps_and_ranked_channels(tiny, tmp_path: Path) -> None:
+    from cnnlens.models import Classifier, Preprocessing
+    from cnnlens.viz import ranked_channels
+
+    out = tmp_path / "o"
+    argv = ["explain", str(tiny.img), "--model", str(tiny.state), *STATE_TINY, "--layer", "features.2"]
+    assert main([*argv, "--methods", "layer_gradient_x_activation,grad_cam", "--out", str(out)]) == 0
+    item = json.loads((out / "summary.json").read_text())["images"][0]
+    maps = np.load(out / "photo.npz")
+    classifier = Classifier(tiny.net, Preprocessing((16, 16), None, (0, 0, 0), (1, 1, 1)), ["a", "b", "c"])
+    x = classifier.preprocess([tiny.img])
+    expected = cnnlens.explain(classifier, x, "layer_gradient_x_activation", layer="features.2").attributions[0]
+    np.testing.assert_allclose(maps["layer_gradient_x_activation"], expected.numpy(), rtol=1e-5, atol=1e-7)
+    assert maps["layer_gradient_x_activation"].shape == (8, 8, 8)  # the layer's output: 8 channels at 8x8
+    row = item["methods"]["layer_gradient_x_activation"]
+    assert row["layer"] == "features.2"
+    assert [(c["channel"], c["attribution"]) for c in row["top_channels"]] == [
+        (c, pytest.approx(v, abs=1e-6)) for c, v in ranked_channels(expected, 5)
+    ]
+    assert (out / "photo-layer_gradient_x_activation-channels.png").stat().st_size > 5_000
+    assert not (out / "photo-grad_cam-channels.png").exists()  # a CAM's map is not layer-shaped
+
+
+def test_explain_a_neuron(tiny, tmp_path: Path, capsys) -> None:
+    from cnnlens.models import Classifier, Preprocessing
+
+    out = tmp_path / "o"
+    argv = ["explain", str(tiny.img), "--model", str(tiny.state), *STATE_TINY, "--layer", "features.2"]
+    assert main([*argv, "--neuron", "5,3,4", "--target", "b", "--out", str(out)]) == 0  # --target: not for neurons
+    assert "explained neuron (5, 3, 4)" in capsys.readouterr().out
+    item = json.loads((out / "summary.json").read_text())["images"][0]
+    assert item["explained_class"] is None
+    assert set(item["methods"]) == {"neuron_gradient", "neuron_integrated_gradients"}
+    assert item["methods"]["neuron_gradient"]["neuron"] == [5, 3, 4]
+    classifier = Classifier(tiny.net, Preprocessing((16, 16), None, (0, 0, 0), (1, 1, 1)), ["a", "b", "c"])
+    x = classifier.preprocess([tiny.img]).requires_grad_(True)
+    (grad,) = torch.autograd.grad(tiny.net.features[:3](x)[0, 5, 3, 4], x)  # features.2: the conv, before its ReLU
+    np.testing.assert_allclose(np.load(out / "photo.npz")["neuron_gradient"], grad[0].numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_explain_target_by_name_and_resize_crop(tiny, tmp_path: Path) -> None:
@@ -402,6 +450,10 @@ BAD_INPUT = {
     "report perturbation method": (["report", "--data", "digits:test", "--perturbation-methods", "oclusion"],
                                    "unknown method 'oclusion'. Did you mean occlusion"),
     "dataset name twice": (["report", "--data", "a=digits:test", "--data", "a=digits:field"], "--data name(s) a used twice"),
+    "neuron text": ([*EXPLAIN, *TS, "--neuron", "3,x"], "--neuron expects C or C,Y,X"),
+    "layer without layer methods": ([*EXPLAIN, *TS, "--layer", "features.2"], "--layer: none of the chosen methods (saliency) works at a layer"),
+    "neuron without neuron methods": ([*EXPLAIN, *TS, "--methods", "layer_gradient", "--neuron", "1"], "--neuron: none of the chosen methods"),
+    "neuron method without neuron": ([*EXPLAIN, *TS, "--methods", "neuron_gradient"], "neuron_gradient explain(s) a neuron: give --neuron"),
 }  # fmt: skip
 
 

@@ -71,6 +71,8 @@ class Method:
     """The method's own options, declared once (``cnnlens._options``); ``smooth=`` and friends are shared."""
     needs_baseline: ClassVar[str | None] = None  # None, "single" or "distribution"
     has_delta: ClassVar[bool] = False
+    explains_class: ClassVar[bool] = True
+    """False for methods that explain a neuron's value instead of a class score (they take no target)."""
     output: ClassVar[str] = "input"
     """"input": like the inputs; "map": one channel; "layer": like the layer's output; "layer_map": one channel at
     the layer's resolution."""

@@ -15,15 +15,55 @@ from ..viz import SIGNS, VIEWS
 from ._options import add_model_options, add_run_options, load_classifier, method_names, parse_target
 
 DEFAULT_METHODS = "saliency,integrated_gradients"
+LAYER_METHODS = "layer_gradient_x_activation,layer_integrated_gradients"  # the default with --layer
+NEURON_METHODS = "neuron_gradient,neuron_integrated_gradients"  # the default with --neuron
 
 
-def method_options(methods: list[str], pairs: list[str]) -> dict[str, dict[str, Any]]:
-    """``--set key=value`` goes to every chosen method with that option; ``--set method.key=value`` to one."""
+def parse_neuron(text: str) -> int | tuple[int, ...]:
+    """``--neuron``: ``"3"`` (channel 3) or ``"3,2,1"`` (channel 3 at y=2, x=1)."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise CnnlensError(f"--neuron expects C or C,Y,X (non-negative integers: a channel, or a unit); got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def layer_options(methods: list[str], layer: str | None, neuron: Any) -> dict[str, dict[str, Any]]:
+    """The ``layer`` and ``neuron`` option of every chosen method that takes them, from ``--layer`` / ``--neuron``."""
+    from ..attribution import get_method
+
+    params = {m: get_method(m).params for m in methods}
+    options: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for flag, key, value in (("--layer", "layer", layer), ("--neuron", "neuron", neuron)):
+        if value is None:
+            continue
+        takers = [m for m in methods if key in params[m]]
+        if not takers:
+            kind = "at a layer" if key == "layer" else "on a neuron"
+            raise CnnlensError(
+                f"{flag}: none of the chosen methods ({', '.join(methods)}) works {kind}; choose some with "
+                f"--methods (see `cnnlens methods --category {key}`)"
+            )
+        for m in takers:
+            options[m][key] = value
+    missing = [m for m in methods if "neuron" in params[m] and neuron is None]
+    if missing:
+        raise CnnlensError(f"{', '.join(missing)} explain(s) a neuron: give --neuron C or C,Y,X")
+    return options
+
+
+def method_options(
+    methods: list[str], pairs: list[str], given: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """``--set key=value`` goes to every chosen method with that option; ``--set method.key=value`` to one.
+    ``given``: options already set per method (``--layer``, ``--neuron``), which ``--set`` may override."""
     from ..attribution import get_method
     from ..attribution._smooth import SMOOTH_OPTIONS
 
     params = {m: {**get_method(m).params, **SMOOTH_OPTIONS} for m in methods}
-    options: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    options: dict[str, dict[str, Any]] = {m: dict((given or {}).get(m, {})) for m in methods}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep:
@@ -69,41 +109,81 @@ def explain_images(
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for method, options in progress_bar(methods.items(), desc="methods", unit="method", disable=not progress):
-        results[method] = explain(classifier, x, method, target=target, batch_size=batch_size, seed=seed, **options)
+        t = None if _explains_neuron(method) else target  # a neuron is explained instead of a class
+        results[method] = explain(classifier, x, method, target=t, batch_size=batch_size, seed=seed, **options)
     first = next(iter(results.values()))
+    by_class = next((e for e in results.values() if e.target is not None), None)
     probs = first.probabilities
     pixels = classifier.preprocessing.to_pixels(x)
     summary: dict[str, Any] = {"model": classifier.name, "images": []}
     for i, name in enumerate(names):
         top = probs[i].topk(min(5, probs.shape[1]))
         tops = [(classifier.class_name(int(j)), float(p)) for p, j in zip(top.values, top.indices, strict=True)]
-        explained = classifier.class_name(int(first.target[i]))
+        explained = None if by_class is None else classifier.class_name(int(by_class.target[i]))
+        what = f"evidence for '{explained}'" if explained is not None else f"evidence for neuron {first.neuron}"
         maps = {m: e.attributions[i].detach().cpu() for m, e in results.items()}
-        fig = compare_panel(
-            pixels[i], maps, top_k=tops, sign=sign, view=view, title=f"{name}: evidence for '{explained}'"
-        )
+        fig = compare_panel(pixels[i], maps, top_k=tops, sign=sign, view=view, title=f"{name}: {what}")
         fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         np.savez_compressed(out / f"{name}.npz", **{m: a.numpy() for m, a in maps.items()})
+        for m, e in results.items():
+            if _layer_shaped(m):
+                _channels_figure(e, i, pixels[i], out / f"{name}-{m}-channels.png", f"{name}: {m} at {e.layer}")
         summary["images"].append(
             {
                 "image": name,
                 "explained_class": explained,
-                "explained_index": int(first.target[i]),
+                "explained_index": None if by_class is None else int(by_class.target[i]),
                 "top3": [{"class": c, "probability": round(p, 4)} for c, p in tops[:3]],
-                "methods": {
-                    m: {
-                        "passes_per_batch": e.passes,
-                        "seconds_per_batch": round(e.seconds, 3),
-                        "completeness_delta": None if e.delta is None else float(e.delta[i]),
-                        "relative_delta": None if e.delta is None else _relative(e, i),
-                    }
-                    for m, e in results.items()
-                },
+                "methods": {m: _method_summary(m, e, i) for m, e in results.items()},
             }
         )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _explains_neuron(method: str) -> bool:
+    from ..attribution import get_method
+
+    return not get_method(method).explains_class
+
+
+def _layer_shaped(method: str) -> bool:
+    from ..attribution import get_method
+
+    return get_method(method).output == "layer"
+
+
+def _channels_figure(e: Any, i: int, pixels: Any, path: Path, title: str) -> None:
+    """The layer attribution's top channels with their feature maps (when the method kept them)."""
+    import matplotlib.pyplot as plt
+
+    from ..viz import layer_channels_figure
+
+    acts = e.info.get("activations")
+    fig = layer_channels_figure(e.attributions[i], None if acts is None else acts[i], pixels, top=8, title=title)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _method_summary(m: str, e: Any, i: int) -> dict[str, Any]:
+    from ..viz import ranked_channels
+
+    row: dict[str, Any] = {
+        "passes_per_batch": e.passes,
+        "seconds_per_batch": round(e.seconds, 3),
+        "completeness_delta": None if e.delta is None else float(e.delta[i]),
+        "relative_delta": None if e.delta is None else _relative(e, i),
+    }
+    if e.layer is not None:
+        row["layer"] = e.layer
+    if e.neuron is not None:
+        row["neuron"] = list(e.neuron) if isinstance(e.neuron, tuple) else e.neuron
+    if _layer_shaped(m):
+        row["top_channels"] = [
+            {"channel": c, "attribution": round(v, 6)} for c, v in ranked_channels(e.attributions[i], 5)
+        ]
+    return row
 
 
 def _relative(e: Any, i: int) -> float:
@@ -127,8 +207,11 @@ def _stems(paths: list[str]) -> list[str]:
 def _cmd_explain(args: argparse.Namespace) -> None:
     from ..data import load_image
 
-    methods = method_names(args.methods) or []
-    options = method_options(methods, args.set)  # names and options are checked before the model is loaded
+    neuron = None if args.neuron is None else parse_neuron(args.neuron)
+    default = NEURON_METHODS if neuron is not None else LAYER_METHODS if args.layer is not None else DEFAULT_METHODS
+    methods = method_names(args.methods or default) or []
+    given = layer_options(methods, args.layer, neuron)
+    options = method_options(methods, args.set, given)  # names and options are checked before the model is loaded
     images = [load_image(p) for p in args.images]
     classifier = load_classifier(args)
     target = parse_target(classifier, args.target)
@@ -148,7 +231,8 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     )
     for item in summary["images"]:
         tops = ", ".join(f"{t['class']} {t['probability']:.0%}" for t in item["top3"])
-        print(f"{item['image']}: top-3 {tops}; explained '{item['explained_class']}'")
+        what = f"class '{item['explained_class']}'" if item["explained_class"] is not None else f"neuron {neuron}"
+        print(f"{item['image']}: top-3 {tops}; explained {what}")
     print(f"wrote {len(summary['images'])} panel(s) (PNG), maps (NPZ) and summary.json to {out}")
 
 
@@ -160,9 +244,23 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument(
         "--methods",
-        default=DEFAULT_METHODS,
+        default=None,
         metavar="A,B,...",
-        help=f"comma-separated method names (default {DEFAULT_METHODS}; see `cnnlens methods`)",
+        help=f"comma-separated method names (default {DEFAULT_METHODS}; with --layer {LAYER_METHODS}; with "
+        f"--neuron {NEURON_METHODS}; see `cnnlens methods`)",
+    )
+    p.add_argument(
+        "--layer",
+        default=None,
+        metavar="NAME",
+        help="the layer of layer, neuron and CAM methods (a dotted name, see `cnnlens inside --layers`); layer "
+        "methods also write <image>-<method>-channels.png",
+    )
+    p.add_argument(
+        "--neuron",
+        default=None,
+        metavar="C[,Y,X]",
+        help="the unit neuron methods explain: channel C (its spatial mean) or the unit at (C, Y, X) of --layer",
     )
     p.add_argument("--target", default=None, metavar="CLASS", help="class index or name (default: predicted class)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable")

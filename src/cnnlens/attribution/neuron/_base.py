@@ -25,6 +25,7 @@ class NeuronMethod(Method):
     """
 
     category = "neuron"
+    explains_class = False
     params: ClassVar[dict[str, Option]] = {"layer": LAYER, "neuron": NEURON}
 
     def check_options(self) -> None:
@@ -35,6 +36,8 @@ class NeuronMethod(Method):
             )
 
     def explained(self, target: Target) -> Neuron | None:
+        if self.explains_class:
+            return None
         if target is not None:
             raise CnnlensError(
                 f"{self.name} explains a neuron, not a class: remove target= (neuron_conductance follows a class "

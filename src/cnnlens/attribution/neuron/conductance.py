@@ -6,7 +6,7 @@ import torch
 
 from ..._capture import capture
 from ..._options import choice, integer
-from .._context import Context, Target
+from .._context import Context
 from .._layers import resolve_layer
 from .._neuron import Neuron
 from .._paths import QUADRATURES, quadrature
@@ -26,9 +26,7 @@ class NeuronConductance(NeuronMethod):
         "quadrature": choice("gausslegendre", QUADRATURES, "how the path integral is approximated"),
     }
     needs_baseline = "single"
-
-    def explained(self, target: Target) -> Neuron | None:
-        return None  # the class score, followed through the neuron
+    explains_class = True  # the class score, followed through the neuron
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         """Dhamdhere et al. 2018 (Captum's ``NeuronConductance``): ``(x_i - x0_i) integral of d f / d y_j  d y_j /
