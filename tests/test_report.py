@@ -341,6 +341,25 @@ def test_model_report_tells_the_evaluation(digits_model, tmp_path: Path) -> None
     assert sum(c.endswith("perturbation methods") for c in captions) == 2
     has_tp = len(ev.groups.true_positives[t]) > 0  # a correct image of the true class, when there is one
     assert len([c for c in captions if c.startswith("features.")]) == 3 * (1 + has_tp)  # 3 conv layers
+    # the channels of the last conv that push the most confident error towards p: gradient x activation by hand
+    rows = ev.groups.confused(t, p)
+    worst = int(rows[np.argmax(ev.probabilities[rows, ev.y_pred[rows]])])
+    x = digits_model.preprocess([field[int(ev.positions[worst])][0]])
+    layer = cnnlens.models.last_conv_layer(digits_model)
+    store = {}
+    handle = module.get_submodule(layer).register_forward_hook(
+        lambda _m, _a, out: store.setdefault("a", out.detach().requires_grad_(True))
+    )
+    try:
+        module.eval()
+        (g,) = torch.autograd.grad(module(x)[0, ev.classes.index(p)], store["a"])
+    finally:
+        handle.remove()
+    totals = (store["a"] * g)[0].flatten(1).sum(1).detach()
+    strongest = totals.argsort(descending=True)[:3].tolist()
+    assert any(c.startswith(f"Channels of {layer} that push the misread {t} towards '{p}'") for c in captions)
+    assert f"the channels of {layer} that add most to the score of '{p}' are {strongest[0]} (" in text
+    assert f"), {strongest[1]} (" in text and f"), {strongest[2]} (" in text
     for img in doc.all("img"):
         with Image.open(io.BytesIO(_decoded(img["src"]))) as im:
             assert im.size == (int(img["width"]), int(img["height"]))

@@ -47,9 +47,28 @@ def final_features(classifier: Any, images: list[Any]) -> tuple[str, torch.Tenso
     return name, seen[0].detach().flatten(1).cpu()
 
 
+def driving_channels(s: Any, classifier: Any, image: Any, index: int, true: str, predicted: str) -> str:
+    """The channels of the last convolution that carry the evidence for the wrong class in a misread image
+    (layer gradient x activation for the predicted class), with their feature maps; returns the note."""
+    from ..attribution import explain
+    from ..models import last_conv_layer
+    from ..viz import layer_channels_figure, ranked_channels
+
+    layer = last_conv_layer(classifier)
+    x = classifier.preprocess([image])
+    e = explain(classifier, x, "layer_gradient_x_activation", layer=layer, target=index)
+    pixels = classifier.preprocessing.to_pixels(x)[0]
+    fig = layer_channels_figure(
+        e.attributions[0], e.info["activations"][0], pixels, top=8, title=f"{layer}: evidence for '{predicted}'"
+    )
+    s.figure(fig, f"Channels of {layer} that push the misread {true} towards '{predicted}', with their feature maps")
+    return notes.channels_note(layer, true, predicted, ranked_channels(e.attributions[0], 3))
+
+
 def inside_section(report: Report, classifier: Any, dataset: Any, ev: Any, group: dict) -> list[str]:
-    """Feature maps of the group's most confident error next to a correct image of its true class, the layer
-    table, and a note on which class the error's final features resemble; returns the notes."""
+    """Feature maps of the group's most confident error next to a correct image of its true class, the channels
+    of the last convolution that drive the error, the layer table, and a note on which class the error's final
+    features resemble; returns the notes."""
     from ..inside import feature_maps, layer_summary
     from ..viz import feature_maps_figure
 
@@ -58,7 +77,9 @@ def inside_section(report: Report, classifier: Any, dataset: Any, ev: Any, group
         "Inside the model",
         f"What the convolution layers respond to: the feature maps (one small image per filter, bright = strong "
         f"response) of the most confidently misread {t} (read as {p}) next to a {t} the model gets right. Early "
-        "layers respond to strokes and edges, later layers to larger shapes.",
+        "layers respond to strokes and edges, later layers to larger shapes. Then the channels of the last "
+        f"convolution that carry the evidence for '{p}' (gradient x activation: how much each unit adds to that "
+        "class's score), each with what it responds to.",
     )
     picks = {
         "misread": group["errors"][:1],
@@ -72,7 +93,7 @@ def inside_section(report: Report, classifier: Any, dataset: Any, ev: Any, group
         s.figure(feature_maps_figure(maps["misread"][layer][0], max_maps=16), f"{layer}: the {t} read as {p}")
         if "correct true" in maps:
             s.figure(feature_maps_figure(maps["correct true"][layer][0], max_maps=16), f"{layer}: a correct {t}")
-    said = []
+    said = [driving_channels(s, classifier, images["misread"][0], ev.classes.index(p), t, p)]
     if len(images) == 3:
         final = final_features(classifier, [im for v in images.values() for im in v])
         if final is not None:

@@ -258,6 +258,15 @@ def inside_note(layer: str, true: str, predicted: str, like_true: float, like_pr
     )
 
 
+def channels_note(layer: str, true: str, predicted: str, top: Sequence[tuple[int, float]]) -> str:
+    """Which channels of ``layer`` carry the evidence for ``predicted`` in a misread ``true`` (channel, total)."""
+    listed = ", ".join(f"{c} ({v:+.2g})" for c, v in top)
+    return (
+        f"In the misread {true}, the channels of {layer} that add most to the score of '{predicted}' are {listed} "
+        f"(gradient x activation summed over each channel); their feature maps show what they respond to."
+    )
+
+
 def photo_note(photo: str, top: Sequence[tuple[str, float]]) -> str:
     """The model's answer for one photo, and the runner-up."""
     if not top:
