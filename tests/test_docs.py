@@ -101,7 +101,7 @@ def test_readme_cli_model_options_and_examples_are_real() -> None:
     for command in takers:
         assert set(promised) <= _options(command), command
     examples = re.findall(r"`cnnlens ([^`]+)`", section.split("Example:", 1)[1])
-    assert len(examples) == 3
+    assert len(examples) == 5
     for example in examples:
         args = build_parser().parse_args(example.split())
         assert callable(args.func)
