@@ -30,6 +30,7 @@ from .._capture import capture
 from .._errors import CnnlensError, UnsupportedOperationError
 from .._guard import is_scripted
 from ..models import Cut, State, cut_at, get_layer, last_conv_layer
+from ._layer_axis import LayerAxis
 from ._memory import auto_batch_size, is_out_of_memory
 from ._neuron import Neuron
 from ._rules import RuleMode
@@ -86,7 +87,7 @@ class _Shared:
         return self.cuts[id(module)]
 
 
-class Context:
+class Context(LayerAxis):
     """One explanation run: a frozen model, checked inputs, what is explained, a pass counter and random draws.
 
     Rows: a method evaluates the model on ``rows`` (e.g. IG path points) each owned by one input image
@@ -243,101 +244,6 @@ class Context:
         if self.state is not None:
             child.state = self.state.take(self.owners(repeat))
         return child
-
-    def at_layer(self, layer: str | nn.Module) -> Context:
-        """This run seen from ``layer``: a context whose inputs are the layer's activations for these inputs
-        ``(B, ...)`` (the model's head runs once per image) and whose model is the rest of the network (the tail;
-        values that cross the layer, e.g. skip connections, come from these inputs). ``ctx.at_layer(L).logits``
-        equals ``ctx.logits``; when the traced cut disagrees with the model it is replaced by the hooked one."""
-        if self.neuron is not None or self.layer is not None:
-            raise CnnlensError("at_layer needs a context on the model's inputs that explains class scores")
-        _ = self.targets
-        cut = self.shared.cut(layer)
-        try:
-            view = self._view(cut)
-        except Exception as err:  # noqa: BLE001 - the traced path failed: the hooked path (the same numbers) runs
-            if cut.path == "hooked":
-                raise
-            cut.fall_back(f"the traced cut failed on these inputs ({type(err).__name__}: {err})")
-            view = self._view(cut)
-        self.info["cut"] = {"layer": cut.name, "path": cut.path, "reason": cut.reason}
-        return view
-
-    def _view(self, cut: Cut) -> Context:
-        def head(sl: slice) -> tuple[T, State]:
-            with torch.no_grad():
-                out = cut.head(self.inputs[sl])
-            self.shared.rows["head"] += sl.stop - sl.start
-            self.shared.passes += sl.stop - sl.start
-            return out
-
-        parts = self.run(head, self.n)
-        acts, state = torch.cat([p[0] for p in parts]), State.cat([p[1] for p in parts])
-        view = self._child(acts)
-        view.layer, view.state = cut.name, state
-        view._targets = self._targets
-        view._target_spec = self._target_spec if callable(self._target_spec) else self._targets
-
-        def tail(rows: T, owner: T, given: State | None) -> T:
-            self.shared.rows["tail"] += rows.shape[0]
-            return cut.tail(rows, given if given is not None else view.state.take(owner))  # type: ignore[union-attr]
-
-        view._network = tail
-        if cut.path == "hooked":  # the tail is the model itself
-            view._logits = self.logits
-            return view
-        expected, got = self.logits, view.logits
-        tol = max(1e-4, 16 * torch.finfo(got.dtype).eps) * max(1.0, float(expected.abs().max()))
-        if not torch.allclose(got, expected, rtol=0, atol=tol):
-            raise CnnlensError(f"the model's head and tail give logits {float((got - expected).abs().max()):.3g} off")
-        return view
-
-    def _check_inner(self, cut: Cut) -> None:
-        """The traced layer output of the first inputs must be the model's own; else the hooked path runs."""
-        if cut.path != "traced" or id(cut) in self.shared.checked:
-            return
-        self.shared.checked.add(id(cut))
-        rows = self.inputs[:2]
-        with torch.no_grad(), capture([cut.layer], names=[cut.name]) as outs:
-            self.model(rows)
-        self._count(rows.shape[0])
-        try:
-            with torch.no_grad():
-                got = cut.inner(rows)
-            self._count(rows.shape[0], "head")
-            tol = max(1e-4, 16 * torch.finfo(got.dtype).eps) * max(1.0, float(outs[0].abs().max()))
-            if not torch.allclose(got, outs[0], rtol=0, atol=tol):
-                raise CnnlensError(f"{float((got - outs[0]).abs().max()):.3g} off")
-        except Exception as err:  # noqa: BLE001 - the traced path failed: the hooked path (the same numbers) runs
-            cut.fall_back(f"the traced layer output differs from the model's ({type(err).__name__}: {err})")
-
-    def layer_activations(self, layer: str | nn.Module, rows: T | Rows) -> T:
-        """The output of ``layer`` for input-space ``rows``, without gradients (only what it depends on runs)."""
-        cut = self.shared.cut(layer)
-        self._check_inner(cut)
-
-        def step(sl: slice) -> T:
-            with torch.no_grad():
-                out = cut.inner(rows[sl])
-            self._count(sl.stop - sl.start, "head")
-            return out
-
-        return torch.cat(self.run(step, rows.shape[0]))
-
-    def project(self, rows: T) -> tuple[T, State]:
-        """``(activations, state)`` of input-space ``rows`` at this view's layer (the head only, no gradients)."""
-        if self.layer is None:
-            raise CnnlensError("project needs a layer view (ctx.at_layer(layer))")
-        cut = self.shared.cut(self.layer)
-
-        def head(sl: slice) -> tuple[T, State]:
-            with torch.no_grad():
-                out = cut.head(rows[sl])
-            self._count(sl.stop - sl.start, "head")
-            return out
-
-        parts = self.run(head, rows.shape[0], rows_per_item=max(1, rows[0].numel() // max(1, self.inputs[0].numel())))
-        return torch.cat([p[0] for p in parts]), State.cat([p[1] for p in parts])
 
     # ---- batched model calls ------------------------------------------------------------------------------
     def _count(self, rows: int, part: str | None = None) -> None:
