@@ -4,7 +4,7 @@
   layer that a residual connection skips (``b2c1``) and at one that every path goes through (``head``).
 * Axioms: completeness of layer IG, layer conductance and layer DeepLIFT; the sum over pixels of neuron conductance
   is the unit's layer conductance; neuron IG at the logits is IG; a slow, obviously-right conductance (the exact
-  derivative of the layer's output along the path by forward-mode autodiff, at many points) as reference.
+  derivative of the layer's output along the path by a Jacobian-vector product, at many points) as reference.
 * Batched equals per-image; neuron specs (channel, unit, callable) and their errors.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.autograd.forward_ad as fwAD
 from torch import nn
 
 import _nets
@@ -293,29 +292,34 @@ def test_neuron_feature_ablation_and_conductance_equal_captum(net, x, x0) -> Non
 
 def reference_conductance(model: nn.Module, name: str, x: T, x0: T, target: T, nodes: int = 64) -> T:
     """sum_k w_k  d f / d y (x(a_k)) * d y / d a (x(a_k)): Gauss-Legendre on [0, 1] with the exact derivative of
-    the layer's output along the path (forward-mode autodiff); one image at a time, its nodes in one batch."""
+    the layer's output ``y`` along the path (a Jacobian-vector product, ``torch.func.jvp``); one image at a time,
+    its nodes in one batch; ``d f / d y`` with the layer's output replaced by a leaf (a plain forward hook)."""
     alphas, weights = np.polynomial.legendre.leggauss(nodes)
     a = torch.tensor(0.5 * (alphas + 1), dtype=x.dtype).view(-1, 1, 1, 1)
     w = torch.tensor(0.5 * weights, dtype=x.dtype).view(-1, *[1] * (x.dim() - 1))
     lay = model.get_submodule(name)
-    out = []
-    for i in range(x.shape[0]):
-        store = {}
 
-        def hook(_m, _args, o, store=store):
-            store["tangent"] = fwAD.unpack_dual(o).tangent.detach()
-            store["y"] = fwAD.unpack_dual(o).primal.detach().requires_grad_(True)
-            return store["y"]
-
-        h = lay.register_forward_hook(hook)
+    def layer_output(inputs: T) -> T:
+        seen = []
+        h = lay.register_forward_hook(lambda _m, _a, o: seen.append(o))
         try:
-            d = (x[i] - x0[i]).expand(nodes, *x.shape[1:])
-            with fwAD.dual_level():
-                logits = model(fwAD.make_dual(x0[i] + a * d, d))
-                (g,) = torch.autograd.grad(fwAD.unpack_dual(logits).primal[:, target[i]].sum(), store["y"])
+            model(inputs)
         finally:
             h.remove()
-        out.append((w * g * store["tangent"]).sum(0))
+        return seen[0]
+
+    out = []
+    for i in range(x.shape[0]):
+        d = (x[i] - x0[i]).expand(nodes, *x.shape[1:])
+        points = x0[i] + a * d
+        y, tangent = torch.func.jvp(layer_output, (points,), (d,))
+        leaf = y.detach().requires_grad_(True)
+        h = lay.register_forward_hook(lambda _m, _a, _o, leaf=leaf: leaf)
+        try:
+            (g,) = torch.autograd.grad(model(points)[:, target[i]].sum(), leaf)
+        finally:
+            h.remove()
+        out.append((w * g * tangent.detach()).sum(0))
     return torch.stack(out)
 
 
@@ -352,12 +356,20 @@ def plain_relu_net() -> nn.Module:
     return _nets.init_(net, seed=5)
 
 
-def test_layer_conductance_converges_to_the_exact_path_integral(smooth_net, x, x0) -> None:
+SMOOTH_TARGETS = torch.tensor([0, 2, 1])
+
+
+@pytest.fixture(scope="module")
+def smooth_reference(smooth_net, x, x0) -> T:
+    """The exact conductance of the smooth net's ``c2`` (64 Gauss-Legendre nodes per image)."""
+    return reference_conductance(smooth_net, "c2", x, x0, SMOOTH_TARGETS)
+
+
+def test_layer_conductance_converges_to_the_exact_path_integral(smooth_net, smooth_reference, x, x0) -> None:
     """Per unit, not only in sum: our conductance (the head at ``points`` points, the tail integrated along the
     segments between them) against the slow forward-mode reference; the error falls as 1 / points**2 while the
     sum is complete to the tolerance whatever ``points`` is."""
-    t = torch.tensor([0, 2, 1])
-    ref = reference_conductance(smooth_net, "c2", x, x0, t)
+    t, ref = SMOOTH_TARGETS, smooth_reference
     gap = scores(smooth_net, x, t) - scores(smooth_net, x0, t)
     errors = []
     for points in (6, 24):
@@ -368,11 +380,10 @@ def test_layer_conductance_converges_to_the_exact_path_integral(smooth_net, x, x
     assert errors[1] < 5e-4 and errors[1] < errors[0] / 8
 
 
-def test_neuron_conductance_sums_to_the_units_layer_conductance(smooth_net, x, x0) -> None:
+def test_neuron_conductance_sums_to_the_units_layer_conductance(smooth_net, smooth_reference, x, x0) -> None:
     """For every unit j: sum over pixels of neuron conductance(j) = layer conductance(j) (both against the same
     exact reference); a channel's neuron conductance is the flow through all its units."""
-    t = torch.tensor([0, 2, 1])
-    ref = reference_conductance(smooth_net, "c2", x, x0, t)
+    t, ref = SMOOTH_TARGETS, smooth_reference
     layer_cond = cnnlens.explain(smooth_net, x, "layer_conductance", baseline=x0, target=t, layer="c2", points=48,
                                  tolerance=1e-5, max_passes=5000).attributions  # fmt: skip
     scale = ref.abs().max()
@@ -381,9 +392,11 @@ def test_neuron_conductance_sums_to_the_units_layer_conductance(smooth_net, x, x
                              steps=32).attributions.flatten(1).sum(1)  # fmt: skip
         torch.testing.assert_close(nc, ref[(slice(None), *unit)], rtol=0, atol=1e-5 * scale)
         torch.testing.assert_close(nc, layer_cond[(slice(None), *unit)], rtol=0, atol=1e-3 * scale)
-    channel = cnnlens.explain(smooth_net, x, "neuron_conductance", baseline=x0, target=t, layer="c2", neuron=1,
-                              steps=32).attributions.flatten(1).sum(1)  # fmt: skip
-    torch.testing.assert_close(channel, ref[:, 1].flatten(1).sum(1), rtol=0, atol=1e-5 * ref.abs().sum(1).max())
+    for c in range(4):  # every unit, channel by channel: the flow through all of a channel's units
+        channel = cnnlens.explain(smooth_net, x, "neuron_conductance", baseline=x0, target=t, layer="c2", neuron=c,
+                                  steps=32).attributions.flatten(1).sum(1)  # fmt: skip
+        torch.testing.assert_close(channel, ref[:, c].flatten(1).sum(1), rtol=0, atol=1e-5 * ref.abs().sum(1).max())
+        torch.testing.assert_close(channel, layer_cond[:, c].flatten(1).sum(1), rtol=0, atol=1e-3 * scale)
 
 
 def test_layer_conductance_with_a_skip_leaves_out_the_skipped_flow(net, x, x0) -> None:
@@ -394,7 +407,7 @@ def test_layer_conductance_with_a_skip_leaves_out_the_skipped_flow(net, x, x0) -
     with warnings.catch_warnings():
         warnings.simplefilter("error", cnnlens.CnnlensWarning)
         e = cnnlens.explain(net, x, "layer_conductance", baseline=x0, target=TARGETS, layer=SKIPPED, tolerance=1e-3)
-    ref = reference_conductance(net, SKIPPED, x, x0, TARGETS, nodes=512)  # ReLUs: slower convergence
+    ref = reference_conductance(net, SKIPPED, x, x0, TARGETS, nodes=512)  # ReLUs: converges slowly
     gap = scores(net, x, TARGETS) - scores(net, x0, TARGETS)
     torch.testing.assert_close(e.delta, ref.flatten(1).sum(1) - gap, rtol=0, atol=0.02 * gap.abs().max())
     assert float((e.attributions - ref).abs().sum() / ref.abs().sum()) < 0.05
