@@ -121,6 +121,7 @@ class Context(LayerAxis):
         self.layer: str | None = None
         """Where these inputs are: ``None`` for the model's inputs, else the layer whose activations they are."""
         self.state: State | None = None
+        self._parent: Context | None = None  # the context on the model's inputs a layer view was made from
         self._target_spec = target
         self._targets: T | None = None  # (B,) long, or None with a callable target
         self._logits: T | None = None

@@ -56,7 +56,7 @@ class LayerAxis:
         parts = self.run(head, self.n)
         acts, state = torch.cat([p[0] for p in parts]), State.cat([p[1] for p in parts])
         view = self._child(acts)
-        view.layer, view.state = cut.name, state
+        view.layer, view.state, view._parent = cut.name, state, self
         view._targets = self._targets
         view._target_spec = self._target_spec if callable(self._target_spec) else self._targets
 
@@ -118,5 +118,5 @@ class LayerAxis:
             self._count(sl.stop - sl.start, "head")
             return out
 
-        parts = self.run(head, rows.shape[0], rows_per_item=max(1, rows[0].numel() // max(1, self.inputs[0].numel())))
+        parts = self._parent.run(head, rows.shape[0])  # input rows: the batching of the model's inputs
         return torch.cat([p[0] for p in parts]), State.cat([p[1] for p in parts])
