@@ -363,7 +363,8 @@ def test_method_grid_content() -> None:
 def test_explanation_panel_keeps_its_signature() -> None:
     image = np.full((16, 16, 3), 0.5)
     fig = viz.explanation_panel(image, {"a": np.ones((3, 16, 16)), "b": np.ones((16, 16))}, [("cat", 0.9)], "t")
-    assert len(image_axes(fig)) == 3 and [a.get_title() for a in fig.axes] == ["t", "a", "b"]
+    assert len(image_axes(fig)) == 3 and [a.get_title() for a in image_axes(fig)] == ["t", "a", "b"]
+    assert [a.get_label() for a in fig.axes].count("<colorbar>") == 1  # one scale for both maps
     assert [t.get_text().strip() for t in fig.axes[0].texts] == ["90.0%  cat"]
     expect = 0.45 * 0.5 + 0.55 * cmap_rgb("inferno", 1.0)  # its defaults: inferno, alpha 0.55, gray underneath
     np.testing.assert_allclose(fig.axes[2].images[0].get_array()[3, 3], expect, atol=1e-6)

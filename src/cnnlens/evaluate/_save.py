@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from cnnlens._progress import progress_bar
 from cnnlens.evaluate._evaluation import Evaluation
 
 
@@ -16,9 +16,9 @@ def save_evaluation(
     """Write ``confusion_matrix.png``, ``roc.png``, ``metrics.png``, ``probabilities.csv`` (every sample),
     ``errors.csv`` (misclassified, most confident first) and ``metrics.json`` to ``out``; with the evaluated
     ``dataset`` also ``samples.png`` (samples per class) and ``errors.png`` (the most confident errors).
-    Returns ``{name: path}``."""
-    import matplotlib.pyplot as plt
-
+    Figures with many classes show those in the data and the most confused (see `Evaluation.classes_to_show`).
+    Every file is written whole or not at all (`cnnlens._files`). Returns ``{name: path}``."""
+    from cnnlens._files import save_figure, write_json
     from cnnlens.viz import confusion_matrix_figure, metrics_figure, roc_figure, samples_figure
 
     out = Path(out)
@@ -34,13 +34,9 @@ def save_evaluation(
         if len(errors):
             figures["errors"] = lambda: samples_figure(dataset, errors, per_class=per_class, evaluation=evaluation)
     written: dict[str, Path] = {}
-    for name, make in figures.items():
-        fig = make()
-        written[name] = out / f"{name}.png"
-        fig.savefig(written[name], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+    for name, make in progress_bar(figures.items(), desc="figures", unit="fig", delay=2.0, leave=False):
+        written[name] = save_figure(make(), out / f"{name}.png")
     written["probabilities"] = evaluation.to_csv(out / "probabilities.csv")
     written["errors_table"] = evaluation.to_csv(out / "errors.csv", rows=evaluation.groups.most_confident_errors)
-    written["metrics_json"] = out / "metrics.json"
-    written["metrics_json"].write_text(json.dumps(evaluation.to_dict(), indent=2))
+    written["metrics_json"] = write_json(out / "metrics.json", evaluation.to_dict())
     return written

@@ -77,8 +77,10 @@ def most_confused(confusion: np.ndarray, classes: Sequence[str], n: int = 3) -> 
     cm = np.asarray(confusion)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
         raise CnnlensError(f"Need a square confusion matrix with one row per class; got shape {cm.shape}.")
-    cells = [(int(cm[i, j]), i, j) for i in range(len(classes)) for j in range(len(classes)) if i != j and cm[i, j]]
-    cells.sort(key=lambda c: -c[0])  # stable: equal counts stay in row-major order
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    rows, cols = np.nonzero(off)  # row-major order
+    cells = sorted(((int(off[i, j]), int(i), int(j)) for i, j in zip(rows, cols, strict=True)), key=lambda c: -c[0])
     return [(str(classes[i]), str(classes[j]), c) for c, i, j in cells[: int(n)]]
 
 

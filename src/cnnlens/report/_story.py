@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 import os
 from collections.abc import Mapping
@@ -70,12 +69,7 @@ def _by_confidence(ev: Any, rows: np.ndarray) -> list[int]:
 def error_groups(ev: Any, max_groups: int) -> list[dict[str, Any]]:
     """The most confused (true, predicted) pairs of an Evaluation, each with its errors and the true positives
     of both classes, most confident first."""
-    pairs = []
-    for t, p in itertools.permutations(ev.classes, 2):
-        rows = ev.groups.confused(t, p)
-        if len(rows):
-            pairs.append((len(rows), ev.classes.index(t), ev.classes.index(p), t, p, rows))
-    pairs.sort(key=lambda g: (-g[0], g[1], g[2]))
+    pairs = [(n, t, p, ev.groups.confused(t, p)) for t, p, n in ev.confused_pairs(int(max_groups))]
     return [
         {
             "true": t,
@@ -86,7 +80,7 @@ def error_groups(ev: Any, max_groups: int) -> list[dict[str, Any]]:
             "tp_predicted": _by_confidence(ev, ev.groups.true_positives[p]),
             "confidence": float(ev.probabilities[rows, ev.y_pred[rows]].mean()),
         }
-        for n, _, _, t, p, rows in pairs[: int(max_groups)]
+        for n, t, p, rows in pairs
     ]
 
 
@@ -94,6 +88,20 @@ def _mean_confidence(ev: Any, wrong: bool) -> float:
     mask = (ev.y_true != ev.y_pred) if wrong else (ev.y_true == ev.y_pred)
     rows = np.flatnonzero(mask)
     return float(ev.probabilities[rows, ev.y_pred[rows]].mean()) if len(rows) else float("nan")
+
+
+TABLE_CLASSES = 20
+"""Most classes a per-class table lists (the others: see metrics.json)."""
+
+
+def _class_list(ev: Any, limit: int = TABLE_CLASSES) -> str:
+    """``10: 0, 1, ..., 9``; with more than ``limit`` classes, the count and those in the data."""
+    k = len(ev.classes)
+    if k <= limit:
+        return f"{k}: {', '.join(ev.classes)}"
+    present = [ev.classes[c] for c in np.unique(ev.y_true)]
+    shown = ", ".join(present[:limit]) + (f" and {len(present) - limit} more" if len(present) > limit else "")
+    return f"{k:,d}; {len(present)} of them in the data: {shown}"
 
 
 def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[str]:
@@ -109,7 +117,7 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
             ["model", classifier.name],
             ["parameters", f"{params:,d}"],
             ["input size", f"{size[0]} × {size[1]} pixels"],
-            ["classes", f"{len(evals[focus].classes)}: {', '.join(evals[focus].classes)}"],
+            ["classes", _class_list(evals[focus])],
         ],
         columns=["", ""],
     )
@@ -133,7 +141,7 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
         ev = evals[focus]
         said.append(
             notes.shift_note(
-                {n: e.accuracy for n, e in evals.items()}, notes.most_confused(ev.confusion_matrix, ev.classes, 1)
+                {n: e.accuracy for n, e in evals.items()}, ev.confused_pairs(1)
             )
         )
     said.append(notes.confidence_note(_mean_confidence(evals[focus], True), _mean_confidence(evals[focus], False)))
@@ -154,7 +162,8 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
         s.figure(confusion_matrix_figure(ev), f"Confusion matrix on the {name}")
     ev = evals[focus]
     rows = []
-    for c in ev.classes:
+    shown = [ev.classes[c] for c in ev.classes_to_show(TABLE_CLASSES)]
+    for c in shown:
         row: dict[str, Any] = {"class": c}
         for name, other in evals.items():
             row[f"recall ({name})"] = notes.pct(other.report[c]["recall"])
@@ -163,7 +172,14 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
         row[f"AUC ({focus})"] = round(ev.roc_auc[c], 3)
         row[f"images ({focus})"] = ev.report[c]["support"]
         rows.append(row)
-    s.table(rows, caption="Per-class metrics")
+    left_out = len(ev.classes) - len(shown)
+    more = (
+        f" ({len(shown)} of {len(ev.classes):,d} classes: those in the data with the most mistakes; every class is "
+        "in metrics.json)"
+        if left_out
+        else ""
+    )
+    s.table(rows, caption=f"Per-class metrics{more}")
     s.figure(metrics_figure(ev), f"Precision, recall and F1 per class on the {focus}")
     s.figure(roc_figure(ev), f"ROC curves on the {focus}")
     said = notes.class_notes(ev.report)
