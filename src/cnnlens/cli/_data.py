@@ -75,7 +75,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
             raise
         raise CnnlensError(f"{e} (or pass --on-error report to skip unreadable files)") from e
     out = Path(args.out)
-    save_evaluation(result, out, dataset=dataset)
+    save_evaluation(result, out, dataset=dataset, progress=not args.no_progress)
     write_metrics_csv(result, out / "metrics.csv")
     print(result.summary())
     for sample, reason in result.skipped[:10]:

@@ -6,18 +6,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnlens._progress import progress_bar
+from cnnlens._progress import honours_progress, progress_bar
 from cnnlens.evaluate._evaluation import Evaluation
 
 
+@honours_progress
 def save_evaluation(
-    evaluation: Evaluation, out: str | os.PathLike[str], dataset: Any = None, per_class: int = 6
+    evaluation: Evaluation, out: str | os.PathLike[str], dataset: Any = None, per_class: int = 6, progress: bool = True
 ) -> dict[str, Path]:
     """Write ``confusion_matrix.png``, ``roc.png``, ``metrics.png``, ``probabilities.csv`` (every sample),
     ``errors.csv`` (misclassified, most confident first) and ``metrics.json`` to ``out``; with the evaluated
     ``dataset`` also ``samples.png`` (samples per class) and ``errors.png`` (the most confident errors).
     Figures with many classes show those in the data and the most confused (see `Evaluation.classes_to_show`).
-    Every file is written whole or not at all (`cnnlens._files`). Returns ``{name: path}``."""
+    Every file is written whole or not at all (`cnnlens._files`); ``progress=False`` hides the figures' progress
+    bar. Returns ``{name: path}``."""
     from cnnlens._files import save_figure, write_json
     from cnnlens.viz import confusion_matrix_figure, metrics_figure, roc_figure, samples_figure
 
