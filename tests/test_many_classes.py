@@ -98,12 +98,16 @@ def _run(script: str, cwd: Path, timeout: float = 600) -> dict:
     process's memory map (``ru_maxrss`` is not used: across the vfork + exec that starts a subprocess, Linux
     carries the parent's peak over to it)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(cwd)]), "OMP_NUM_THREADS": "1"}
-    code = "import json, sys\n" + textwrap.dedent(script) + textwrap.dedent(
-        """
+    code = (
+        "import json, sys\n"
+        + textwrap.dedent(script)
+        + textwrap.dedent(
+            """
         status = open("/proc/self/status").read()
         peak = int(status.split("VmHWM:")[1].split()[0]) * 1024
         print(json.dumps({"peak": peak, "code": code}))
         """
+        )
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False

@@ -139,11 +139,7 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
     said = [notes.accuracy_note(n, ev.accuracy, ev.no_information_rate, len(ev.y_true)) for n, ev in evals.items()]
     if len(evals) > 1:
         ev = evals[focus]
-        said.append(
-            notes.shift_note(
-                {n: e.accuracy for n, e in evals.items()}, ev.confused_pairs(1)
-            )
-        )
+        said.append(notes.shift_note({n: e.accuracy for n, e in evals.items()}, ev.confused_pairs(1)))
     said.append(notes.confidence_note(_mean_confidence(evals[focus], True), _mean_confidence(evals[focus], False)))
     s.notes(said)
     return [n for n in said if n]

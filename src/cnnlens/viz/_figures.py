@@ -19,7 +19,6 @@ from .._errors import CnnlensError  # noqa: E402
 from ..data import load_image  # noqa: E402
 from ._legend import LABEL_PT, TITLE_PT  # noqa: E402
 
-
 MAX_CLASSES = 20
 """Most classes an evaluation figure draws one by one; the others are summarised (see
 `Evaluation.classes_to_show`)."""

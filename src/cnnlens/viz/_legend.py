@@ -38,7 +38,11 @@ def scale_words(sign: str, percentile: float | None = 99.0, view: str = "heat") 
         return f"pixel kept in proportion to |evidence| (share {unit})", {0.0: "hidden", 1.0: "kept"}
     if sign == "all":
         return f"evidence: red for the class, blue against (share {unit})", {-1.0: "against", 0.0: "0", 1.0: "for"}
-    what = {"absolute": "|evidence| (either sign)", "positive": "evidence for the class", "negative": "evidence against"}
+    what = {
+        "absolute": "|evidence| (either sign)",
+        "positive": "evidence for the class",
+        "negative": "evidence against",
+    }
     if sign not in what:
         raise CnnlensError(f"sign must be one of {', '.join(what)} or 'all'; got {sign!r}")
     return f"{what[sign]}, share {unit}", {0.0: "0", 0.5: "0.5", 1.0: "1"}
