@@ -234,25 +234,37 @@ def test_topk_overlap_counts_shared_top_pixels() -> None:
     assert agreement(maps, 0.25) == {("m1", "m2"): 0.25, ("m1", "m3"): 1.0, ("m2", "m3"): 0.25}
 
 
-def test_report_grids_draw_each_map_over_the_gray_image() -> None:
-    from cnnlens.report._figures import maps_grid, photo_grid
-    from cnnlens.viz import to_heatmap
+def test_report_grids_draw_each_signed_map_over_the_gray_image_with_one_colour_bar() -> None:
+    from cnnlens.report._figures import agreement_figure, cluster_order, maps_grid, photo_grid
+    from cnnlens.viz import blended_heat_map, figure_layout
 
     rgb = np.linspace(0, 1, 8 * 8 * 3).reshape(8, 8, 3)
     small = np.arange(16.0).reshape(4, 4)  # a map at a quarter of the image's resolution
     full = -np.arange(64.0).reshape(1, 8, 8)
     fig = maps_grid([rgb, rgb[..., 0]], ["a", "b"], {"saliency": [full, full], "grad_cam": [small, small]})
-    layers = [[np.asarray(im.get_array()) for im in ax.get_images()] for ax in fig.axes]
-    assert [len(x) for x in layers] == [1, 2, 2] * 2 and np.array_equal(layers[0][0], rgb)
-    np.testing.assert_allclose(layers[1][0], rgb.mean(axis=2))  # the image in gray under the map
-    np.testing.assert_allclose(layers[1][1], to_heatmap(full))  # absolute evidence: |-x| normalised
-    np.testing.assert_allclose(layers[2][1], to_heatmap(small, size=(8, 8)))  # resized to the image
-    np.testing.assert_allclose(layers[4][0], rgb[..., 0])  # a gray image stays as it is
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "saliency", "Grad-CAM"]
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert np.array_equal(shown[0].get_images()[0].get_array(), rgb)
+    signed = {"sign": "all", "cmap": "RdBu_r", "alpha": 0.6}
+    np.testing.assert_allclose(shown[1].get_images()[0].get_array(), blended_heat_map(rgb, full, **signed))
+    np.testing.assert_allclose(shown[2].get_images()[0].get_array(), blended_heat_map(rgb, small, **signed))
+    gray = np.repeat(rgb[..., 0][..., None], 3, axis=2)  # a gray image is drawn under its map too
+    np.testing.assert_allclose(shown[4].get_images()[0].get_array(), blended_heat_map(gray, full, **signed))
+    assert [ax.get_title() for ax in shown[:3]] == ["a", "saliency", "Grad-CAM"]
+    layout = figure_layout(fig, 96)
+    assert len(layout["maps"]) == 4 and len(layout["colorbars"]) == 1  # one shared scale, to the right
+    assert all(bar[0] >= m[2] for bar in layout["colorbars"] for m in layout["maps"])
     fig = photo_grid(rgb, {"saliency": full[0], "grad_cam": small}, [("tabby", 0.5)], title="cat", columns=2)
-    assert [ax.get_title() for ax in fig.axes] == ["cat: tabby 50%", "saliency", "Grad-CAM", ""]
-    np.testing.assert_allclose(fig.axes[2].get_images()[1].get_array(), to_heatmap(small, size=(8, 8)))
-    assert not fig.axes[3].axison and not fig.axes[3].get_images()  # the spare cell is blank
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in shown] == ["cat: tabby 50%", "saliency", "Grad-CAM"]
+    spare = [ax for ax in fig.axes if not ax.get_images() and ax.get_label() != "<colorbar>"]
+    assert len(spare) == 1 and not spare[0].axison  # the spare cell is blank
+    similarity = np.array([[1, 0.1, 0.9, 0.2], [0.1, 1, 0.15, 0.8], [0.9, 0.15, 1, 0.1], [0.2, 0.8, 0.1, 1]])
+    order = cluster_order(similarity)
+    assert {frozenset(order[:2]), frozenset(order[2:])} == {frozenset({0, 2}), frozenset({1, 3})}
+    pairs = {(a, b): similarity[i, j] for i, a in enumerate("abcd") for j, b in enumerate("abcd") if i < j}
+    fig = agreement_figure(list("abcd"), pairs, 0.1)
+    matrix = fig.axes[0].get_images()[0].get_array()
+    assert np.allclose(matrix, similarity[np.ix_(order, order)])
     plt.close("all")
 
 

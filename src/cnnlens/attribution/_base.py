@@ -13,6 +13,8 @@ from torch import nn
 
 from .._errors import CnnlensError
 from .._guard import frozen, model_device
+from .._progress import progress as progress_switch
+from .._progress import progress_bar
 from ._baselines import baseline_distribution, single_baseline
 from ._context import Context, Target
 from ._smooth import SMOOTH_PARAMS, smoothed
@@ -104,14 +106,18 @@ class Method:
         baseline: Any = None,
         batch_size: int | None = None,
         seed: int = 0,
+        progress: bool = True,
     ) -> Explanation:
         start = time.perf_counter()
         module, preprocessing = _unwrap(model)
         x = _check_inputs(module, inputs, preprocessing)
         check_run_options(batch_size, seed)
         generator = torch.Generator().manual_seed(int(seed))
-        with frozen(module):
+        # a bar of model passes, shown when the run takes over 2 s; progress=False silences every bar inside
+        bar = progress_bar(desc=self.name, unit="pass", delay=2.0, leave=False, disable=not progress)
+        with progress_switch(progress), bar, frozen(module):
             ctx = Context(module, x, target, batch_size, generator)
+            ctx.bar = bar
             base = self.resolve_baseline(baseline, x, preprocessing)
             if self.options.get("smooth"):
                 attr, delta = smoothed(self, ctx, base)
