@@ -22,7 +22,6 @@ from cnnlens.report import (
     Report,
     accuracy_note,
     agreement_note,
-    agreement_notes,
     class_notes,
     confidence_note,
     confusion_note,
@@ -34,7 +33,7 @@ from cnnlens.report import (
     sized_options,
     topk_overlap,
 )
-from cnnlens.report._notes import advice_notes, completeness_note, group_note, inside_note, photo_note, scorecard_notes
+from cnnlens.report._notes import advice_notes, completeness_note, group_note, inside_note, photo_note
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -179,19 +178,6 @@ def test_notes_are_exact_sentences() -> None:
     assert agreement_note("grad_cam", "integrated_gradients", 0.63) == (
         "Grad-CAM and integrated gradients agree on 63% of the 10% most important pixels."
     )
-    assert agreement_notes({("saliency", "occlusion"): 0.2, ("grad_cam", "rise"): 0.5}) == [
-        "Grad-CAM and RISE agree on 50% of the 10% most important pixels.",
-        "The least agreement is between saliency and occlusion (20%); two unrelated maps would share about 10%.",
-    ]
-    overlaps = {
-        ("deeplift", "deeplift_shap"): 1.0, ("guided_grad_cam", "grad_cam"): 0.9, ("deeplift", "occlusion"): 0.3,
-        ("grad_cam", "occlusion"): 0.45,
-    }  # fmt: skip
-    families = {"deeplift": "gradient", "deeplift_shap": "gradient", "grad_cam": "cam", "occlusion": "perturbation"}
-    assert agreement_notes(overlaps, 0.2, families)[0] == (
-        "Of methods from different families, Grad-CAM and occlusion agree most: on 45% of the 20% most important "
-        "pixels."
-    )
     assert inside_note("classifier", "3", "8", 0.25, 0.75) == (
         "In the features the final layer (classifier) decides from, the misread 3 looks more like a correct 8: "
         "correlation 0.25 with a correct 3, 0.75 with a correct 8."
@@ -212,9 +198,6 @@ def test_notes_are_exact_sentences() -> None:
     assert photo_note("chelsea", [("tabby", 0.62), ("tiger cat", 0.2)]) == (
         "chelsea: the model answers 'tabby' (62%), then 'tiger cat' (20%)."
     )
-    assert scorecard_notes({"deletion": ("saliency", False), "seconds_per_image": ("cam", False)}) == [
-        "On deletion (lower is better) saliency does best."
-    ]
 
 
 def test_topk_overlap_counts_shared_top_pixels() -> None:
@@ -227,7 +210,7 @@ def test_topk_overlap_counts_shared_top_pixels() -> None:
     assert topk_overlap(a, a[::-1], 0.25) == 0.0
     with pytest.raises(CnnlensError, match="same size"):
         topk_overlap(a, a[:2])
-    from cnnlens.report._explain import agreement, agreement_per_image
+    from cnnlens.report._methods import agreement, agreement_per_image
 
     maps = {"m1": np.stack([a, a]), "m2": np.stack([b, a[::-1]]), "m3": np.stack([-a, a])}
     assert agreement_per_image(maps, 0.25)[("m1", "m2")].tolist() == [0.5, 0.0]
@@ -351,8 +334,11 @@ def test_model_report_tells_the_evaluation(digits_model, tmp_path: Path) -> None
     assert captions[4].startswith(f"{t} read as {p} ({top}): errors")
     assert sum(c.endswith("gradient and CAM methods") for c in captions) == 2
     assert sum(c.endswith("perturbation methods") for c in captions) == 2
-    has_tp = len(ev.groups.true_positives[t]) > 0  # a correct image of the true class, when there is one
-    assert len([c for c in captions if c.startswith("features.")]) == 3 * (1 + has_tp)  # 3 conv layers
+    inside = [c for c in captions if c.startswith("features.")]
+    shown = [f"{t} read as {p}"] + [f"correct {c}" for c in (t, p) if len(ev.groups.true_positives[c])]
+    assert inside == ["features.0.0: what the first layer looks for"] + [
+        f"features.{k}.0: {', '.join(shown)}" for k in range(3)
+    ]  # the first layer's filters, then each conv layer's top channels for the error and correct images
     for img in doc.all("img"):
         with Image.open(io.BytesIO(_decoded(img["src"]))) as im:
             assert im.size == (int(img["width"]), int(img["height"]))
@@ -369,11 +355,22 @@ def test_model_report_scorecard_section_shows_the_scorecard(digits_model, tmp_pa
         digits_model, _subset(digits("field"), 40), tmp_path, methods=["saliency"], perturbation_methods=["occlusion"],
         max_groups=1, per_group=1, progress=False,
     )  # fmt: skip
-    card = json.loads((tmp_path / "metrics.json").read_text())["scorecard"]
+    from cnnlens.report._claims import best_note
+    from cnnlens.report._words import column_title, column_words
+
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    card = saved["scorecard"]
     cells = _Parsed(path.read_text(encoding="utf-8")).sections["how-much-to-trust-the-explanations"]
+    for title, meaning in column_words(card["columns"]).items():  # every column explained in words, in place
+        assert cells[cells.index(title) + 1] == meaning
     start = cells.index("method")
     header = cells[start : start + 1 + len(card["columns"])]
-    assert [h.rstrip(" ↑↓") for h in header[1:]] == card["columns"]
+    assert [h.rstrip(" ↑↓") for h in header[1:]] == [column_title(c) for c in card["columns"]]
+    for column, higher in card["higher_is_better"].items():  # "best" only as the per-image values allow
+        if higher is not None and "seconds" not in column and "passes" not in column:
+            values = {m: card["per_image"][m][column] for m in card["methods"]}
+            values = {m: [np.nan if v is None else v for v in vs] for m, vs in values.items()}
+            assert best_note(column_title(column), values, higher) in saved["notes"]
     body = cells[start + len(header) : start + len(header) * 3]
     assert body[0] == "saliency" and body[len(header)] == "occlusion"
     for r, row in enumerate(card["rows"]):

@@ -107,10 +107,14 @@ def _cmd_inside(args: argparse.Namespace) -> None:
     needs_hooks(classifier, "inside")
     layers = names_list(args.layers)
     if layers is not None and not layers:
-        raise CnnlensError("--layers is empty; name one or more layers, or leave it out for every Conv2d")
+        raise CnnlensError("--layers is empty; name one or more layers, or leave it out for a spread of convolutions")
+    if args.max_layers < 1:
+        raise CnnlensError(f"--max-layers must be at least 1; got {args.max_layers}")
     for name in layers or []:
         get_layer(classifier, name)  # unknown names fail before any work, with close matches
-    written = save_inside(classifier, image, args.out, layers)
+    written = save_inside(
+        classifier, image, args.out, layers, max_layers=args.max_layers, progress=not args.no_progress
+    )
     print((Path(args.out) / "layers.txt").read_text(), end="")
     print(f"wrote {len(written) - 1} figure(s) and layers.txt to {args.out}")
 
@@ -132,8 +136,19 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("inside", parents=[common], help="layer summary, conv filters and feature maps for one image")
     p.add_argument("image", metavar="IMAGE", help="image file, or digits:SPLIT:INDEX (e.g. digits:field:7)")
     p.add_argument(
-        "--layers", default=None, metavar="A,B,...", help="comma-separated layer names (default: every Conv2d)"
+        "--layers",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated layer names (default: --max-layers convolutions spread over the depth)",
     )
+    p.add_argument(
+        "--max-layers",
+        type=int,
+        default=6,
+        metavar="N",
+        help="without --layers: how many convolutions to show, first and last included (default 6)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--out", metavar="DIR", default="out/inside", help="output folder (default out/inside)")
     add_model_options(p, "digits_cnn")
     p.set_defaults(func=_cmd_inside)

@@ -14,6 +14,7 @@ import numpy as np
 from .._errors import CnnlensError, unknown_name
 from .._progress import honours_progress, progress_bar
 from . import _notes as notes
+from ._conclusions import conclusions
 from ._explain import explain_rows, scorecard_section
 from ._figures import rows_figure
 from ._html import Report
@@ -191,14 +192,17 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
 def _failures(
     report: Report, classifier: Any, dataset: Any, ev: Any, groups: list, per_group: int, focus: str
 ) -> list[str]:
+    if not groups:
+        report.section(
+            "Where it fails", f"The model makes no mistakes on the {len(ev.y_true)} images of the {focus}."
+        ).text("There is no mistake to show; the explanations below show what its right answers rest on.")
+        return []
     s = report.section(
         "Where it fails",
         f"The most frequent mistakes on the {focus}. Each group shows the misread images next to images of the "
-        "true class and of the predicted class that the model gets right, to compare what it sees.",
+        "true class and of the predicted class that the model gets right, to compare what it sees. Above each "
+        "image: the model's answer and how sure it was.",
     )
-    if not groups:
-        s.text("The model makes no mistakes on this data.")
-        return []
     errors = len(ev.groups.most_confident_errors)
     pairs = [(g["true"], g["predicted"], g["count"]) for g in groups]
     said = [notes.confusion_note(pairs, errors)]
@@ -216,16 +220,30 @@ def _failures(
             titles = [f"{ev.classes[ev.y_pred[r]]} {ev.probabilities[r, ev.y_pred[r]]:.0%}" for r in chosen]
             rows.append((label, pixels, titles))
         s.figure(rows_figure(rows), f"{t} read as {p} ({g['count']}): errors, then correct {t} and correct {p}")
-        table = [r for r in ev.probability_table(3) if r["index"] in set(g["errors"][:per_group])]
-        table.sort(key=lambda r: -r["p_predicted"])
-        s.table(
-            table,
-            columns=["id", "true", "predicted", "p_predicted", "p_true", "top2", "p_top2"],
-            caption=f"The {t} read as {p} shown above",
-        )
+        s.table(_error_rows(ev, g["errors"][:per_group]), caption=f"The {t} read as {p} shown above")
         said.append(notes.group_note(t, p, g["count"], g["confidence"]))
     s.notes(said)
     return [n for n in said if n]
+
+
+def _error_rows(ev: Any, rows: list[int]) -> list[dict[str, Any]]:
+    """One row per misread image, in plain words: its answer, how sure, the true class's probability, the
+    second choice."""
+    table = []
+    for r in rows:
+        t, p = int(ev.y_true[r]), int(ev.y_pred[r])
+        second = int(np.argsort(-ev.probabilities[r], kind="stable")[1]) if len(ev.classes) > 1 else p
+        table.append(
+            {
+                "image": ev.ids[r],
+                "true class": ev.classes[t],
+                "read as": ev.classes[p],
+                "how sure": notes.pct(ev.probabilities[r, p]),
+                "probability of the true class": notes.pct(ev.probabilities[r, t]),
+                "second choice": f"{ev.classes[second]} ({notes.pct(ev.probabilities[r, second])})",
+            }
+        )
+    return table
 
 
 @honours_progress
@@ -267,11 +285,11 @@ def add_model_story(
         said += _per_class(report, evals, focus)
         stages.update()
         groups = error_groups(ev, max_groups)
-        said += _failures(report, classifier, dataset, ev, groups, int(per_group), focus)[:1]
+        said += _failures(report, classifier, dataset, ev, groups, int(per_group), focus)
         stages.update()
         stages.set_postfix_str("inside")
-        if groups:
-            said += inside_section(report, classifier, dataset, ev, groups[0])[-1:]
+        inside = inside_section(report, classifier, dataset, ev, groups[0] if groups else None)
+        said += inside
         stages.update()
         stages.set_postfix_str("explaining")
         explained = explain_rows(
@@ -280,23 +298,26 @@ def add_model_story(
         said += explained["notes"]
         stages.update()
         stages.set_postfix_str("scorecard")
-        card = None
+        card, leads = None, {}
         if scorecard:
-            card_notes, card = scorecard_section(
+            card_notes, card, leads = scorecard_section(
                 report, classifier, explained, gradient, perturbation, batch_size, seed, progress
             )
-            said += card_notes[:3]
+            said += card_notes
         stages.update()
     finally:
         stages.close()
-    advice = notes.advice_notes({n: e.accuracy for n, e in evals.items()}, _mean_confidence(ev, True))
-    conclusions = report.section(
-        "What this means", "The main findings in plain words, computed from the numbers above."
+    accuracies = {n: e.accuracy for n, e in evals.items()}
+    explained_images = 0 if explained.get("x") is None else int(explained["x"].shape[0])
+    summary = conclusions(
+        accuracies, focus, ev, explained.get("where"), inside[-1] if inside else None, leads, explained_images
     )
-    conclusions.notes(said)
+    advice = notes.advice_notes(accuracies, _mean_confidence(ev, True))
+    section = report.section("What this means", "The main findings in plain words, computed from the numbers above.")
+    section.notes(summary)
     if advice:
-        conclusions.text("What to do:").notes(advice)
-    said += advice
+        section.text("What to do:").notes(advice)
+    said += summary + advice
     return {
         "model": classifier.name,
         "focus": focus,

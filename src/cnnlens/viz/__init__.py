@@ -12,12 +12,11 @@ carries a colour bar saying what the colours mean (:func:`map_colorbar`, :func:`
 from ._boxes import bounding_box, draw_bounding_box, superpixel_boundaries
 from ._figures import (
     confusion_matrix_figure,
-    feature_maps_figure,
-    filters_figure,
     metrics_figure,
     roc_figure,
     samples_figure,
 )
+from ._layers import channel_order, channels_figure, feature_maps_figure, filters_figure
 from ._legend import LABEL_PT, TITLE_PT, add_colorbar, figure_layout, scale_words, tag_map
 from ._maps import (
     REDUCTIONS,
@@ -57,6 +56,8 @@ __all__ = [
     "as_image",
     "blended_heat_map",
     "bounding_box",
+    "channel_order",
+    "channels_figure",
     "colormap",
     "compare_panel",
     "confusion_matrix_figure",

@@ -1,9 +1,8 @@
-"""Figures for evaluation and for looking inside: confusion matrix, ROC curves, per-class metrics, sample grids,
-filter grids and feature-map grids. Each function returns a matplotlib Figure (``fig.savefig("x.png")``)."""
+"""Figures for evaluation: confusion matrix, ROC curves, per-class metrics and sample grids, readable and bounded
+for any number of classes. Each function returns a matplotlib Figure (``fig.savefig("x.png")``)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +11,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .._errors import CnnlensError  # noqa: E402
@@ -191,57 +189,3 @@ def samples_figure(
                      fontsize=TITLE_PT)  # fmt: skip
     fig.tight_layout()
     return fig
-
-
-def _tiles(tiles: np.ndarray, draw: Any, cell: float, title: str) -> Figure:
-    """A near-square grid with one numbered axes per tile, drawn by ``draw(ax, tile)``; spare axes left blank."""
-    if not len(tiles):
-        raise CnnlensError(f"Nothing to draw for {title!r}: no filters or channels (or a limit below 1).")
-    cols = math.ceil(math.sqrt(len(tiles)))
-    rows = math.ceil(len(tiles) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, cell * rows + 0.4), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if k < len(tiles):
-            draw(ax, tiles[k])
-            ax.set_title(str(k), fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def _as_array(value: torch.Tensor | np.ndarray) -> np.ndarray:
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-
-
-def _draw_filter(ax: Any, f: np.ndarray) -> None:
-    if f.shape[0] == 3:
-        lo, hi = f.min(), f.max()
-        ax.imshow(((f - lo) / (hi - lo + 1e-12)).transpose(1, 2, 0))
-    else:
-        m = f.mean(0)
-        lim = np.abs(m).max() + 1e-12
-        ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
-
-
-def filters_figure(weights: torch.Tensor | np.ndarray, max_filters: int = 64, title: str = "") -> Figure:
-    """Conv weights ``(out, in, kh, kw)`` as a grid: RGB when ``in == 3``, else the mean over input channels;
-    each filter scaled to its own range (blue = negative, red = positive for one channel)."""
-    w = _as_array(weights)
-    if w.ndim != 4:
-        raise CnnlensError(f"Expected conv weights of shape (out, in, kh, kw); got {w.shape}.")
-    w = w[:max_filters]
-    return _tiles(w, _draw_filter, 1.1, title or f"{len(w)} filters")
-
-
-def feature_maps_figure(
-    maps: torch.Tensor | np.ndarray, max_maps: int = 32, title: str = "", cmap: str = "viridis"
-) -> Figure:
-    """One image's feature maps ``(C, H, W)`` (or ``(1, C, H, W)``) as a grid, each channel on its own scale."""
-    m = _as_array(maps)
-    if m.ndim == 4 and m.shape[0] == 1:
-        m = m[0]
-    if m.ndim != 3:
-        raise CnnlensError(f"Expected one image's feature maps (C, H, W); got shape {m.shape}.")
-    m = m[:max_maps]
-    return _tiles(m, lambda ax, channel: ax.imshow(channel, cmap=cmap), 1.2, title or f"{len(m)} feature maps")
