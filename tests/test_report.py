@@ -431,3 +431,26 @@ def test_demo_scaled_down_tells_both_stories(digits_model, lite0, tmp_path: Path
     assert f"Accuracy falls from {100 * test.accuracy:.1f}% on the test digits to {100 * field.accuracy:.1f}%" in text
     top = lite0.predict([sample_image("chelsea")], top_k=1)[0][0]
     assert f"chelsea: the model answers '{top[1]}' ({100 * top[2]:.0f}%)" in text
+
+
+def test_texts_match_data_without_mistakes_and_unlabelled_photos(digits_model, tmp_path: Path) -> None:
+    from cnnlens.data import ArrayImages, digits
+
+    test = digits("test")
+    ev = cnnlens.evaluate(digits_model, test, progress=False)
+    right = [i for i in range(len(test)) if ev.y_pred[i] == ev.y_true[i]][:30]
+    clean = ArrayImages(test.images[right], test.labels[right], test.classes, name="clean digits")
+    path = model_report(digits_model, clean, tmp_path / "clean", methods=["saliency"],
+                        perturbation_methods=["occlusion"], scorecard=False, progress=False)  # fmt: skip
+    doc = _Parsed(path.read_text(encoding="utf-8"))
+    text = " ".join(doc.text)
+    assert "The model makes no mistakes on the 30 images of the clean digits." in text
+    assert "It makes no mistakes on these 30 images, so the maps above show what its right answers rest on" in text
+    assert "misread" not in text and "read as" not in text  # nothing speaks of errors that are not there
+    captions = [a["alt"] for a in doc.all("img")]
+    assert "Correct images, one per class: gradient and CAM methods" in captions
+    assert not [c for c in captions if c.startswith("correct ")]  # no grid titled by one class it does not show
+    photos = {"first": test[0][0], "second": test[5][0]}
+    r = photo_report(digits_model, photos, methods=["saliency", "grad_cam"], progress=False)
+    words = " ".join(_Parsed(r.to_html()).text)
+    assert "no true label" in words and not re.search(r"misread|mistake|errors|wrong", words)

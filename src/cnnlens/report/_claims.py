@@ -164,7 +164,7 @@ def agreement_claims(
     said = []
     agree, error = above_chance(top)
     chance = f"chance: {fraction:.0%}"
-    spread = "" if math.isinf(error) else f" ± {100 * error:.0f}"
+    spread = "" if math.isinf(error) else f" (± {100 * error:.0f} points)"
     kind = "Of methods from different families, " if families is not None and apart(*top) else ""
     if agree:
         others = f" (as much as {_join([names(p) for p in ties])}, within the uncertainty)" if ties else ""
@@ -180,7 +180,7 @@ def agreement_claims(
     low = ranked[-1]
     if len(ranked) > 1 and low != top:
         low_agree, low_error = above_chance(low)
-        spread = "" if math.isinf(low_error) else f" ± {100 * low_error:.0f}"
+        spread = "" if math.isinf(low_error) else f" (± {100 * low_error:.0f} points)"
         if low_agree:
             said.append(
                 f"Even the least agreeing pair, {names(low)}, shares {100 * means[low]:.0f}%{spread} of its top "

@@ -107,7 +107,7 @@ def explain_rows(
     images = [dataset[int(ev.positions[r])][0] for r, _, _, _ in rows]
     extra_images = [dataset[int(ev.positions[r])][0] for r in extra]
     x = classifier.preprocess(images + extra_images)
-    targets = [t for _, t, _, _ in rows] + [ev.classes.index(groups[0]["predicted"])] * len(extra)
+    targets = [t for _, t, _, _ in rows] + ([ev.classes.index(groups[0]["predicted"])] * len(extra) if extra else [])
     pixels_all = classifier.preprocessing.to_pixels(x)
     setup = warm_up(classifier, x)
     grad_all, grad_info = run_methods(classifier, x, targets, gradient, batch_size, seed, progress, "gradient/CAM")
