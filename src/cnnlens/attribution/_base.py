@@ -11,6 +11,7 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
+from .._display import Displayable
 from .._errors import CnnlensError
 from .._guard import frozen, model_device
 from .._progress import progress as progress_switch
@@ -23,8 +24,8 @@ T = torch.Tensor
 
 
 @dataclass
-class Explanation:
-    """What one method says about a batch of inputs."""
+class Explanation(Displayable):
+    """What one method says about a batch of inputs (in a notebook: its maps over its images; ``.plot()``)."""
 
     attributions: T
     """``(B, C, H, W)`` like the inputs (``(B, 1, H, W)`` for map-like methods), on the inputs' device."""
@@ -41,10 +42,28 @@ class Explanation:
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     """Method-specific diagnostics (e.g. passes per image of adaptive integrated gradients)."""
+    inputs: T | None = field(default=None, repr=False)
+    """The explained inputs ``(B, C, H, W)``, kept for pictures (``plot``, the notebook display)."""
+    preprocessing: Any = field(default=None, repr=False)
+    """The classifier's preprocessing when the model was a Classifier (to show the inputs as images)."""
 
     @property
     def predictions(self) -> T:
         return self.probabilities.argmax(1)
+
+    def plot(self, max_images: int = 6, view: str = "blended", sign: str | None = None) -> Any:
+        """A Figure: the first ``max_images`` inputs with this method's map over each and one colour bar
+        (``sign``: default ``all`` when the maps have negative values, else ``positive``)."""
+        from ..viz._notebook import explanation_figure
+
+        return explanation_figure(self, max_images, view, sign)
+
+    def _summary(self) -> list[tuple[str, str]]:
+        rows = [("method", self.method), ("attributions", str(tuple(self.attributions.shape))),
+                ("passes", str(self.passes)), ("seconds", f"{self.seconds:.2f}")]  # fmt: skip
+        if self.delta is not None:
+            rows.append(("max |completeness delta|", f"{self.delta.abs().max().item():.3g}"))
+        return rows
 
     def __repr__(self) -> str:
         d = "" if self.delta is None else f", max |delta|={self.delta.abs().max().item():.3g}"
@@ -135,6 +154,8 @@ class Method:
             delta=None if delta is None else delta.detach(),
             seconds=time.perf_counter() - start,
             info=ctx.info,
+            inputs=x,
+            preprocessing=preprocessing,
         )
 
 

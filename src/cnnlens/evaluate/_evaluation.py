@@ -8,10 +8,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn import metrics
 
+from cnnlens._display import Displayable
 from cnnlens._errors import CnnlensError
 from cnnlens.evaluate._groups import Groups, make_groups
 
@@ -21,8 +23,9 @@ DENSE_JSON_CLASSES = 100
 
 
 @dataclass(repr=False)
-class Evaluation:
-    """Predictions of a classifier on a dataset and the metrics computed from them.
+class Evaluation(Displayable):
+    """Predictions of a classifier on a dataset and the metrics computed from them (in a notebook: the summary
+    and the confusion matrix; ``.plot(kind)``).
 
     ``report[c]`` = ``{"precision", "recall", "f1", "support"}`` per class name; ``averages`` the same for
     ``"micro"``, ``"macro"`` and ``"weighted"``. ``roc[c]`` = ``(fpr, tpr, thresholds)`` one-vs-rest per class,
@@ -109,6 +112,30 @@ class Evaluation:
         present = np.flatnonzero((support > 0) | (np.bincount(self.y_pred, minlength=k) > 0))
         ranked = sorted(present, key=lambda c: (-errors[c], -support[c], c))
         return sorted(int(c) for c in ranked[: int(limit)])
+
+    def plot(self, kind: str = "confusion_matrix") -> Any:
+        """A Figure: ``confusion_matrix`` (default), ``metrics`` (per-class precision, recall, F1) or ``roc``;
+        with many classes those in the data and the most confused (`classes_to_show`)."""
+        from cnnlens import viz
+
+        figures = {
+            "confusion_matrix": viz.confusion_matrix_figure,
+            "metrics": viz.metrics_figure,
+            "roc": viz.roc_figure,
+        }
+        if kind not in figures:
+            raise CnnlensError(f"kind must be one of {', '.join(figures)}; got {kind!r}.")
+        return figures[kind](self)
+
+    def _summary(self) -> list[tuple[str, str]]:
+        return [
+            ("samples", f"{len(self.y_true)}" + (f" ({len(self.skipped)} skipped)" if self.skipped else "")),
+            ("classes", f"{len(self.classes)}"),
+            ("accuracy", f"{self.accuracy:.1%}"),
+            ("no-information rate", f"{self.no_information_rate:.1%}"),
+            ("macro F1", f"{self.averages['macro']['f1']:.3f}"),
+            ("macro AUC", f"{self.roc_auc['macro']:.3f}"),
+        ]
 
     def __repr__(self) -> str:
         return (

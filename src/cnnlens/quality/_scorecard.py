@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._display import Displayable
 from .._errors import CnnlensError
 from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, explain, get_method
@@ -41,8 +42,9 @@ Time spent outside the model (e.g. FullGrad upsampling every layer's map) is in 
 
 
 @dataclass
-class Scorecard:
-    """Mean value of every metric (columns) for every method (rows), with the per-image values behind them."""
+class Scorecard(Displayable):
+    """Mean value of every metric (columns) for every method (rows), with the per-image values behind them (in a
+    notebook: the table, best of each column in bold, and the columns as bars; ``.plot()``)."""
 
     methods: list[str]
     columns: list[str]
@@ -118,6 +120,26 @@ class Scorecard:
                 cells.append(f"**{text}**" if bold and best[c] == r["method"] and not math.isnan(v) else text)
             body.append(cells)
         return header, body
+
+    def plot(self) -> Any:
+        """A Figure: one panel per column, each method's mean as a bar, the best one dark."""
+        from ..viz._notebook import scorecard_figure
+
+        return scorecard_figure(self)
+
+    def _summary_html(self) -> str:
+        import html
+
+        header, body = self._cells(".4g", bold=True)
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+
+        def cell(text: str) -> str:
+            bold = text.startswith("**")
+            text = html.escape(text.strip("*"))
+            return f"<td><b>{text}</b></td>" if bold else f"<td>{text}</td>"
+
+        rows = "".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in body)
+        return f'<table class="cnnlens"><tr>{head}</tr>{rows}</table>'
 
     def to_markdown(self) -> str:
         """A Markdown table; ↑ / ↓ mark the better direction, the best method of each column is bold."""
