@@ -167,7 +167,7 @@ def agreement_claims(
     spread = "" if math.isinf(error) else f" (± {100 * error:.0f} points)"
     kind = "Of methods from different families, " if families is not None and apart(*top) else ""
     if agree:
-        others = f" (as much as {_join([names(p) for p in ties])}, within the uncertainty)" if ties else ""
+        others = f" (within the uncertainty, so do {'; '.join(names(p) for p in ties)})" if ties else ""
         said.append(
             f"{kind}{names(top)} agree most{others}: {100 * means[top]:.0f}%{spread} of their top {fraction:.0%} "
             f"pixels are the same ({chance})."

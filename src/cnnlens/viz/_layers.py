@@ -73,7 +73,8 @@ def filters_figure(weights: torch.Tensor | np.ndarray, max_filters: int = 64, ti
     if w.shape[2:] == (1, 1) and w.size:
         return _mixing_figure(w[:, :, 0, 0], title)
     w = w[:max_filters]
-    fig, used = _tiles(w, _draw_filter, 1.1, title or f"{len(w)} filters", [str(k) for k in range(len(w))])
+    cell = 0.8 if w.shape[2] * w.shape[3] <= 9 else 1.1  # a 3 x 3 filter has nothing to show at a larger size
+    fig, used = _tiles(w, _draw_filter, cell, title or f"{len(w)} filters", [str(k) for k in range(len(w))])
     if w.shape[1] != 3:
         add_colorbar(fig, used, "RdBu_r", -1.0, 1.0, "weight (each filter scaled to its own range)",
                      {-1.0: "negative", 0.0: "0", 1.0: "positive"})  # fmt: skip

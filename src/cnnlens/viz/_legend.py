@@ -35,17 +35,13 @@ def scale_words(sign: str, percentile: float | None = 99.0, view: str = "heat") 
     mean in words, with the sign and the unit (relative to the map's ``percentile`` of magnitudes)."""
     unit = "of its maximum" if percentile is None or float(percentile) >= 100 else f"of its top {100 - percentile:g}%"
     if view in ("masked_image", "alpha_scaling"):
-        return f"pixel kept in proportion to |evidence| (share {unit})", {0.0: "hidden", 1.0: "kept"}
+        return f"pixel kept in proportion to |evidence|\n(share {unit})", {0.0: "hidden", 1.0: "kept"}
     if sign == "all":
-        return f"evidence: red for the class, blue against (share {unit})", {-1.0: "against", 0.0: "0", 1.0: "for"}
-    what = {
-        "absolute": "|evidence| (either sign)",
-        "positive": "evidence for the class",
-        "negative": "evidence against",
-    }
+        return f"red: for the class, blue: against\n(share {unit})", {-1.0: "against", 0.0: "0", 1.0: "for"}
+    what = {"absolute": "|evidence| (either sign)", "positive": "evidence for the class", "negative": "evidence against"}
     if sign not in what:
         raise CnnlensError(f"sign must be one of {', '.join(what)} or 'all'; got {sign!r}")
-    return f"{what[sign]}, share {unit}", {0.0: "0", 0.5: "0.5", 1.0: "1"}
+    return f"{what[sign]}\n(share {unit})", {0.0: "0", 0.5: "0.5", 1.0: "1"}
 
 
 def add_colorbar(
@@ -63,7 +59,7 @@ def add_colorbar(
     mappable = ScalarMappable(Normalize(vmin, vmax), cmap)
     bar = fig.colorbar(mappable, ax=axes, fraction=fraction, pad=0.02, aspect=25)
     bar.ax.set_gid(COLORBAR_GID)
-    bar.set_label(label, fontsize=LABEL_PT, wrap=True)
+    bar.set_label(label, fontsize=LABEL_PT)
     if ticks:
         bar.set_ticks(list(ticks), labels=list(ticks.values()))
     bar.ax.tick_params(labelsize=LABEL_PT)
@@ -81,13 +77,13 @@ def _texts(fig: Figure) -> list[Text]:
 
 
 def figure_layout(fig: Figure, dpi: float, pad_inches: float = 0.1) -> dict[str, Any]:
-    """Where things are in ``fig`` saved at ``dpi`` with ``bbox_inches="tight"``: ``size`` (width, height) of the
-    PNG and, in its pixels (origin top left), boxes ``[x0, y0, x1, y1]`` of ``maps`` (axes showing a map),
+    """Where things are in ``fig`` saved at ``dpi`` with ``bbox_inches="tight"``: ``dpi``, ``size`` (width,
+    height) of the PNG and, in its pixels (origin top left), boxes ``[x0, y0, x1, y1]`` of ``maps`` (axes showing a map),
     ``colorbars`` and ``texts`` (each box followed by its type size in points)."""
     fig.set_dpi(dpi)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    tight = fig.get_tightbbox(renderer).padded(pad_inches)
+    tight = fig.get_tightbbox(renderer, bbox_extra_artists=fig.get_default_bbox_extra_artists()).padded(pad_inches)
     x0, y1 = tight.x0 * dpi, tight.y1 * dpi
     size = [round(tight.width * dpi), round(tight.height * dpi)]
 
@@ -98,6 +94,7 @@ def figure_layout(fig: Figure, dpi: float, pad_inches: float = 0.1) -> dict[str,
     bars = [ax for ax in fig.axes if ax.get_gid() == COLORBAR_GID]
     texts = [(t, t.get_window_extent(renderer)) for t in _texts(fig)]
     return {
+        "dpi": dpi,
         "size": size,
         "maps": [box(ax.get_window_extent(renderer)) for ax in maps],
         "colorbars": [box(ax.get_window_extent(renderer)) for ax in bars],

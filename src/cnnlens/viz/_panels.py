@@ -54,7 +54,7 @@ def explanation_panel(
 
 
 MAX_WIDTH = 11.5
-"""Widest figure (inches) the panels make: at the report's 96 dpi it fits a 1,200 px page at full size, so its
+"""Widest figure (inches) the panels make: at the report's 96 dpi it fits the report's column at full size, so its
 type stays at the size it was set in."""
 
 
@@ -133,8 +133,8 @@ def compare_panel(
     n = len(maps)
     cols = min(n, int(columns))
     rows = math.ceil(n / cols)
-    cell = min(2.2, (MAX_WIDTH - 3.6 - 1.0) / cols)
-    side = max(3.2, min(4.2, rows * cell))
+    side = 3.4
+    cell = min(2.2, (MAX_WIDTH - side - 1.6) / cols)
     bars_height = 0.32 * len(bars) + 0.7 if bars else 0.0
     height = max(rows * (cell + 0.3), side + bars_height) + 0.5
     fig = plt.figure(figsize=(side + 0.4 + cols * cell + 1.0, height), layout="constrained")
