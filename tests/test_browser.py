@@ -194,3 +194,15 @@ def test_the_colour_bar_is_drawn_where_the_layout_says(page, tmp_path: Path) -> 
     top, bottom = column[: len(column) // 8].mean(0), column[-len(column) // 8 :].mean(0)
     assert top[0] > top[2] + 60 and bottom[2] > bottom[0] + 60  # red (for) at the top, blue (against) below
     assert json.dumps(f["layout"])  # (the layout is plain JSON)
+
+
+def test_without_a_browser_the_checks_skip_with_the_reason_or_fail_where_required(monkeypatch) -> None:
+    import test_browser
+
+    monkeypatch.setattr(test_browser, "_chromium", lambda: None)
+    monkeypatch.delenv("CNNLENS_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium found"):
+        _browser_or_skip()
+    monkeypatch.setenv("CNNLENS_REQUIRE_BROWSER", "1")  # as CI sets it
+    with pytest.raises(pytest.fail.Exception, match="required here"):
+        _browser_or_skip()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._errors import CnnlensError
-from ._notes import _join, method_name
+from ._notes import method_name
 
 Z = 2.0
 """A difference is claimed when it exceeds ``Z`` standard errors (about 95% confidence for a normal mean)."""

@@ -41,15 +41,18 @@ def _figure_png(fig: Figure | str | os.PathLike[str], dpi: int, palette: bool) -
 
         buffer = io.BytesIO()
         try:
-            layout = figure_layout(fig, dpi)
-            fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            if fig.get_layout_engine() is None:  # cnnlens figures lay themselves out; others are tightened here
+                fig.tight_layout()
+            fig.set_dpi(dpi)
+            fig.savefig(buffer, format="png", dpi=dpi)
+            layout = figure_layout(fig, dpi, tight=False, drawn=True)
         finally:
             plt.close(fig)
         data = buffer.getvalue()
         if palette:
             with Image.open(io.BytesIO(data)) as im:
                 small = io.BytesIO()
-                im.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(small, format="PNG")
+                im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, kmeans=1).save(small, format="PNG")
             if small.tell() < len(data):
                 data = small.getvalue()
         return data, layout

@@ -51,7 +51,7 @@ def confusion_matrix_figure(
         names.append(f"other {hidden} classes")
     rows = cm.sum(axis=1, keepdims=True)
     shown_values = np.divide(cm, np.maximum(rows, 1)) if normalize else cm
-    size = min(11.0, max(4.5, 0.55 * m + 2.5))
+    size = min(11.0, max(4.5, 0.36 * m + 1.9))
     fig, ax = plt.subplots(figsize=(size, size), layout="constrained")
     im = ax.imshow(shown_values, cmap=cmap, vmin=0)
     bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)

@@ -38,7 +38,11 @@ def scale_words(sign: str, percentile: float | None = 99.0, view: str = "heat") 
         return f"pixel kept in proportion to |evidence|\n(share {unit})", {0.0: "hidden", 1.0: "kept"}
     if sign == "all":
         return f"red: for the class, blue: against\n(share {unit})", {-1.0: "against", 0.0: "0", 1.0: "for"}
-    what = {"absolute": "|evidence| (either sign)", "positive": "evidence for the class", "negative": "evidence against"}
+    what = {
+        "absolute": "|evidence| (either sign)",
+        "positive": "evidence for the class",
+        "negative": "evidence against",
+    }
     if sign not in what:
         raise CnnlensError(f"sign must be one of {', '.join(what)} or 'all'; got {sign!r}")
     return f"{what[sign]}\n(share {unit})", {0.0: "0", 0.5: "0.5", 1.0: "1"}
@@ -76,16 +80,28 @@ def _texts(fig: Figure) -> list[Text]:
     return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
 
 
-def figure_layout(fig: Figure, dpi: float, pad_inches: float = 0.1) -> dict[str, Any]:
-    """Where things are in ``fig`` saved at ``dpi`` with ``bbox_inches="tight"``: ``dpi``, ``size`` (width,
-    height) of the PNG and, in its pixels (origin top left), boxes ``[x0, y0, x1, y1]`` of ``maps`` (axes showing a map),
-    ``colorbars`` and ``texts`` (each box followed by its type size in points)."""
-    fig.set_dpi(dpi)
-    fig.canvas.draw()
+def figure_layout(fig: Figure, dpi: float, tight: bool = True, drawn: bool = False, pad_inches: float = 0.1) -> dict:
+    """Where things are in ``fig`` saved at ``dpi``: ``dpi``, ``size`` (width, height) of the PNG and, in its
+    pixels (origin top left), boxes ``[x0, y0, x1, y1]`` of ``maps`` (axes showing a map), ``colorbars`` and
+    ``texts`` (each box followed by its type size in points).
+
+    ``tight``: as saved with ``bbox_inches="tight"`` (the figure is drawn to find the crop); ``False``: as saved
+    without cropping. ``drawn=True`` (with ``tight=False``): the figure was just saved at ``dpi``, so the positions
+    of that draw are read as they are (no second draw)."""
+    if fig.dpi != dpi:
+        fig.set_dpi(dpi)
+        drawn = False
+    if tight:
+        fig.canvas.draw()
+    elif not drawn:
+        fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
-    tight = fig.get_tightbbox(renderer, bbox_extra_artists=fig.get_default_bbox_extra_artists()).padded(pad_inches)
-    x0, y1 = tight.x0 * dpi, tight.y1 * dpi
-    size = [round(tight.width * dpi), round(tight.height * dpi)]
+    if tight:
+        crop = fig.get_tightbbox(renderer, bbox_extra_artists=fig.get_default_bbox_extra_artists()).padded(pad_inches)
+        x0, y1, width, height = crop.x0 * dpi, crop.y1 * dpi, crop.width * dpi, crop.height * dpi
+    else:
+        width, height = fig.bbox.width, fig.bbox.height
+        x0, y1 = 0.0, height
 
     def box(extent: Any) -> list[float]:
         return [round(extent.x0 - x0, 1), round(y1 - extent.y1, 1), round(extent.x1 - x0, 1), round(y1 - extent.y0, 1)]
@@ -95,7 +111,7 @@ def figure_layout(fig: Figure, dpi: float, pad_inches: float = 0.1) -> dict[str,
     texts = [(t, t.get_window_extent(renderer)) for t in _texts(fig)]
     return {
         "dpi": dpi,
-        "size": size,
+        "size": [round(width), round(height)],
         "maps": [box(ax.get_window_extent(renderer)) for ax in maps],
         "colorbars": [box(ax.get_window_extent(renderer)) for ax in bars],
         "texts": [[*box(e), round(float(t.get_fontsize()), 2)] for t, e in texts if e.width > 0 and e.height > 0],
