@@ -355,7 +355,6 @@ def test_model_report_scorecard_section_shows_the_scorecard(digits_model, tmp_pa
         digits_model, _subset(digits("field"), 40), tmp_path, methods=["saliency"], perturbation_methods=["occlusion"],
         max_groups=1, per_group=1, progress=False,
     )  # fmt: skip
-    from cnnlens.report._claims import best_note
     from cnnlens.report._words import column_title, column_words
 
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -366,17 +365,19 @@ def test_model_report_scorecard_section_shows_the_scorecard(digits_model, tmp_pa
     start = cells.index("method")
     header = cells[start : start + 1 + len(card["columns"])]
     assert [h.rstrip(" ↑↓") for h in header[1:]] == [column_title(c) for c in card["columns"]]
-    for column, higher in card["higher_is_better"].items():  # "best" only as the per-image values allow
+    for column, higher in card["higher_is_better"].items():  # "best" only as the images and seeds allow
         if higher is not None and "seconds" not in column and "passes" not in column:
-            values = {m: card["per_image"][m][column] for m in card["methods"]}
-            values = {m: [np.nan if v is None else v for v in vs] for m, vs in values.items()}
-            assert best_note(column_title(column), values, higher) in saved["notes"]
+            notes = [n for n in saved["notes"] if n.startswith(f"On {column_title(column)} ")]
+            assert len(notes) == 1 and ("does best" in notes[0] or "no method is clearly best" in notes[0])
     body = cells[start + len(header) : start + len(header) * 3]
     assert body[0] == "saliency" and body[len(header)] == "occlusion"
-    for r, row in enumerate(card["rows"]):
+    assert card["seeds"] == [0, 1]
+    for r, method in enumerate(card["methods"]):
         for c, column in enumerate(card["columns"], start=1):
-            shown, value = body[r * len(header) + c], row[column]
+            shown, value = body[r * len(header) + c], card["means"][column][method]
             assert (shown == "–") if value is None else float(shown) == pytest.approx(value, rel=1e-3, abs=1e-12)
+            seeded = np.array(card["per_seed"][method][column], dtype=float)  # (seeds, images), None -> nan
+            assert seeded.shape[0] == 2 and (value is None or value == pytest.approx(np.nanmean(seeded)))
 
 
 def test_model_report_rejects_bad_input(digits_model, tmp_path: Path) -> None:

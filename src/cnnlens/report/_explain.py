@@ -26,7 +26,7 @@ from ._methods import (
     run_methods,
     warm_up,
 )
-from ._words import column_title, column_words
+from ._words import column_title, column_words, table_words
 
 MORE_ERRORS = 8  # misread images of the first group whose maps (gradient and CAM methods) say where evidence lies
 
@@ -153,6 +153,7 @@ def explain_rows(
             overlaps = {pair: float(v.mean()) for pair, v in per_image.items()}
             s.figure(agreement_figure(list(all_maps), overlaps, AGREEMENT_FRACTION), "Agreement of every two methods")
     s.table(cost_table(info, n), caption=cost_caption(n, setup))
+    s.words({**column_words(["seconds_per_image", "passes_per_image"]), **table_words("completeness error")})
     said.append(duplicates_note(info))
     said.append(notes.completeness_note({m: i.get("relative_delta") for m, i in info.items()}))
     said = [t for t in said if t]
@@ -173,11 +174,13 @@ def explain_rows(
 
 def scorecard_section(
     report: Report, classifier: Any, explained: dict[str, Any], gradient: dict[str, dict[str, Any]],
-    perturbation: dict[str, dict[str, Any]], batch_size: int | None, seed: int, progress: bool,
+    perturbation: dict[str, dict[str, Any]], batch_size: int | None, seed: int, progress: bool, seeds: int = 2,
 ) -> tuple[list[str], dict[str, Any] | None, dict[str, Lead | None]]:  # fmt: skip
-    """The quality scorecard of the methods on the explained images (notes, ``Scorecard.to_dict()``, the leader
-    of each quality column); nothing when no image was explained. A method is called best on a column only when
-    it leads beyond the uncertainty over the images (`best_note`)."""
+    """The quality scorecard of the methods on the explained images, run with ``seeds`` seeds (``seed``,
+    ``seed + 1``, ...: random methods and metrics draw anew); returns the notes, the first seed's
+    ``Scorecard.to_dict()`` with the means over every seed and image, and the leader of each quality column.
+    Nothing when no image was explained. A method is called best on a column only when it leads beyond the
+    uncertainty over the images and seeds (`best_note`)."""
     if explained.get("x") is None:
         return [], None, {}
     from .. import quality
@@ -191,26 +194,43 @@ def scorecard_section(
         "whether it differs between classes, and what it costs. What each column means:",
     )
     try:
-        sc = quality.scorecard(
-            classifier, explained["x"], methods, target=explained["targets"], batch_size=batch_size, seed=seed,
-            progress=progress,
-        )  # fmt: skip
+        cards = [
+            quality.scorecard(
+                classifier, explained["x"], methods, target=explained["targets"], batch_size=batch_size,
+                seed=seed + k, progress=progress,
+            )
+            for k in range(max(1, int(seeds)))
+        ]  # fmt: skip
     except CnnlensError as err:
         s.text(f"The scorecard could not be computed: {err}")
         return [], None, {}
+    sc = cards[0]
     higher = sc.higher_is_better
+    grid = {c: {m: np.array([card.per_image[(m, c)] for card in cards]) for m in sc.methods} for c in sc.columns}
+    means = {c: {m: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for m, v in grid[c].items()}
+             for c in sc.columns}  # fmt: skip
     arrow = {True: " ↑", False: " ↓", None: ""}
     s.words(column_words(sc.columns))
+    n = int(explained["x"].shape[0])
     s.table(
-        [[notes.method_name(r["method"]), *(r[c] for c in sc.columns)] for r in sc.rows],
+        [[notes.method_name(m), *(means[c][m] for c in sc.columns)] for m in sc.methods],
         columns=["method", *(column_title(c) + arrow[higher.get(c)] for c in sc.columns)],
-        caption="Scorecard: means over the images above (↑ higher is better, ↓ lower is better)",
+        caption=f"Scorecard: means over the {n} images above and {len(cards)} seed(s) (↑ higher is better, ↓ lower "
+        "is better)",
     )
     quality_columns = [c for c in sc.columns if higher.get(c) is not None and c not in COST]
-    values = {c: {m: sc.per_image[(m, c)] for m in sc.methods} for c in quality_columns}
-    said = [best_note(column_title(c), values[c], bool(higher[c])) for c in quality_columns]
+    said = [best_note(column_title(c), grid[c], bool(higher[c])) for c in quality_columns]
     said = [t for t in said if t]
     s.notes(said)
     if said:
-        s.text(how_measured(int(explained["x"].shape[0])))
-    return said, sc.to_dict(), {column_title(c): lead(values[c], bool(higher[c])) for c in quality_columns}
+        s.text(how_measured(n, len(cards)))
+
+    def clean(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    seeded = {m: {c: [[clean(v) for v in row] for row in grid[c][m]] for c in sc.columns} for m in sc.methods}
+    summary = {
+        **sc.to_dict(), "seeds": [seed + k for k in range(len(cards))], "per_seed": seeded,
+        "means": {c: {m: clean(v) for m, v in means[c].items()} for c in sc.columns},
+    }  # fmt: skip
+    return said, summary, {column_title(c): lead(grid[c], bool(higher[c])) for c in quality_columns}

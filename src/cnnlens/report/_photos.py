@@ -28,6 +28,7 @@ from ._methods import (
 )
 from ._options import Methods, resolve_methods
 from ._story import as_classifier
+from ._words import column_words, table_words
 
 COMPARE_METHODS = ("saliency", "integrated_gradients", "grad_cam", "occlusion")  # the compare panel's subset
 
@@ -112,6 +113,7 @@ def photo_report(
         overlaps = {k: float(v.mean()) for k, v in per_image.items()}
         s.figure(agreement_figure(list(maps), overlaps, AGREEMENT_FRACTION), "Agreement of every two methods")
     s.table(cost_table(info, len(names)), caption=cost_caption(len(names), setup))
+    s.words({**column_words(["seconds_per_image", "passes_per_image"]), **table_words("completeness error")})
     said = agreement_claims(per_image, AGREEMENT_FRACTION, families(list(maps)))
     said.append(duplicates_note(info))
     said.append(notes.completeness_note({m: i.get("relative_delta") for m, i in info.items()}))

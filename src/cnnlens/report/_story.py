@@ -20,6 +20,7 @@ from ._figures import rows_figure
 from ._html import Report
 from ._inside import inside_section
 from ._options import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
+from ._words import table_words
 
 
 def as_classifier(model: Any) -> Any:
@@ -137,6 +138,7 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
             }
         )
     s.table(rows, caption="Accuracy per data set")
+    s.words(table_words("accuracy", "no-information rate", "top-3 accuracy", "F1", "AUC"))
     said = [notes.accuracy_note(n, ev.accuracy, ev.no_information_rate, len(ev.y_true)) for n, ev in evals.items()]
     if len(evals) > 1:
         ev = evals[focus]
@@ -177,6 +179,7 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
         else ""
     )
     s.table(rows, caption=f"Per-class metrics{more}")
+    s.words(table_words("recall", "precision", "F1", "AUC"))
     s.figure(metrics_figure(ev), f"Precision, recall and F1 per class on the {focus}")
     s.figure(roc_figure(ev), f"ROC curves on the {focus}")
     said = notes.class_notes(ev.report)
@@ -259,9 +262,11 @@ def add_model_story(
     per_group: int = 4,
     batch_size: int | None = None,
     seed: int = 0,
+    seeds: int = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Append the evaluation-to-explanation sections to ``report``; returns the numbers as a JSON-able dict."""
+    """Append the evaluation-to-explanation sections to ``report``; returns the numbers as a JSON-able dict.
+    ``seeds``: how many seeds the scorecard runs with (its claims hold over the images and these seeds)."""
     from ..evaluate import evaluate
 
     if int(max_groups) < 1 or int(per_group) < 1:
@@ -301,7 +306,7 @@ def add_model_story(
         card, leads = None, {}
         if scorecard:
             card_notes, card, leads = scorecard_section(
-                report, classifier, explained, gradient, perturbation, batch_size, seed, progress
+                report, classifier, explained, gradient, perturbation, batch_size, seed, progress, seeds
             )
             said += card_notes
         stages.update()
@@ -345,7 +350,7 @@ def model_report(
     with the lowest accuracy is examined). ``options`` (those of `add_model_story`): ``methods`` /
     ``perturbation_methods``: names or name -> options (default: the seed's saliency, integrated gradients,
     DeepLIFT, Grad-CAM, guided Grad-CAM / occlusion, feature ablation, Shapley sampling, KernelSHAP, sized by
-    `sized_options`); ``scorecard=True``; ``max_groups=3`` error groups of ``per_group=4`` images;
+    `sized_options`); ``scorecard=True`` (run with ``seeds=2`` seeds); ``max_groups=3`` error groups of ``per_group=4`` images;
     ``batch_size=None``; ``seed=0``; ``progress=True``. Returns the HTML file's path.
     """
     for name in options:

@@ -84,3 +84,23 @@ def column_words(columns: list[str]) -> dict[str, str]:
     """Title -> meaning for each of ``columns`` that has words (in their order)."""
     found = {c: METRIC_WORDS.get(c) or COST_WORDS.get(c) for c in columns}
     return {w[0]: w[1] for w in found.values() if w}
+
+
+TABLE_WORDS: dict[str, str] = {
+    "accuracy": "Share of the images the model answers right.",
+    "no-information rate": "What always answering the most common class would score; a useful model beats it clearly.",
+    "top-3 accuracy": "Share of the images whose true class is among the model's three most likely answers.",
+    "precision": "Of the model's answers for a class, the share that are right.",
+    "recall": "Of the images of a class, the share the model finds.",
+    "F1": "One number for precision and recall together (their harmonic mean): 1 is perfect, 0 is useless.",
+    "AUC": "How well the model's scores separate a class from the others, whatever threshold is used: 1 is "
+    "perfect, 0.5 is guessing. Macro = the mean over the classes.",
+    "completeness error": "For methods whose attributions should add up to the score difference they explain: "
+    "how far they miss it, as a share of it.",
+    "options": "The settings the method ran with (slow methods run with smaller settings in a report).",
+}
+
+
+def table_words(*terms: str) -> dict[str, str]:
+    """Term -> meaning for the given table columns (in their order)."""
+    return {t: TABLE_WORDS[t] for t in terms}
