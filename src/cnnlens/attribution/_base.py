@@ -13,6 +13,7 @@ from torch import nn
 
 from .._errors import CnnlensError
 from .._guard import frozen, model_device
+from .._model_checks import explaining, original_module
 from .._options import Option, defaults, describe, validate
 from ._baselines import baseline_distribution, single_baseline
 from ._context import Context, Target
@@ -114,7 +115,7 @@ class Method:
         x = _check_inputs(module, inputs, preprocessing)
         check_run_options(batch_size, seed)
         generator = torch.Generator().manual_seed(int(seed))
-        with frozen(module):
+        with frozen(module), explaining(module):
             ctx = Context(module, x, target, batch_size, generator)
             base = self.resolve_baseline(baseline, x, preprocessing)
             if self.options.get("smooth"):
@@ -148,9 +149,9 @@ def _unwrap(model: Any) -> tuple[nn.Module, Any]:
     """(nn.Module, preprocessing or None) from a Classifier or a module."""
     module = getattr(model, "module", None)
     if isinstance(module, nn.Module) and not isinstance(model, nn.Module):
-        return module, getattr(model, "preprocessing", None)
+        return original_module(module), getattr(model, "preprocessing", None)
     if isinstance(model, nn.Module):
-        return model, None
+        return original_module(model), None
     raise CnnlensError(
         f"model must be a torch.nn.Module returning logits or a cnnlens Classifier; got {type(model).__name__}"
     )

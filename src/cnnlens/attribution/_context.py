@@ -16,6 +16,7 @@ from torch import nn
 from .._capture import capture
 from .._errors import CnnlensError, UnsupportedOperationError
 from .._guard import is_scripted
+from .._model_checks import differentiate, gradient_forward
 from ._memory import auto_batch_size, is_out_of_memory
 from ._rules import RuleMode
 
@@ -232,11 +233,12 @@ class Context:
             xi = x[sl].detach().requires_grad_(not cut)
             batch = xi if reference is None else torch.cat([xi, reference[sl].detach()])
             with torch.enable_grad():
-                with mode if mode is not None else nullcontext(), capture(layers, detach=cut) as outs:
+                rule = mode if mode is not None else nullcontext()
+                with rule, capture(layers, detach=cut) as outs, gradient_forward(self.model, batch):
                     logits = self.forward(batch)[: xi.shape[0]]
                 s = self.select(logits, owner[sl])
                 wrt = outs if cut else [xi, *outs]
-                grads = list(torch.autograd.grad(s.sum(), wrt))
+                grads = differentiate(s, wrt, self.model, batch, layers)
             g = None if cut else grads.pop(0)
             if record:
                 logits_parts.append(logits.detach())

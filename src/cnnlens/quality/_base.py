@@ -16,6 +16,7 @@ from torch import nn
 
 from .._errors import CnnlensError
 from .._guard import frozen
+from .._model_checks import explaining
 from .._options import Option, defaults, describe, validate
 from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, Method, explain
@@ -311,7 +312,7 @@ class Metric:
                 f"callable), not a finished Explanation"
             )
         generator = torch.Generator().manual_seed(int(seed))
-        with frozen(module):
+        with frozen(module), explaining(module):
             ctx = Context(module, x, target, batch_size, torch.Generator().manual_seed(int(seed)))
             job = Job(model, module, preprocessing, x, ctx, explainer, generator)
             values, curve, curve_x, info = self.compute(job)
