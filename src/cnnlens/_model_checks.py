@@ -114,7 +114,7 @@ class _CutWatch(TorchFunctionMode):
         on_path = any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
         if not torch.is_grad_enabled():
             self._add("runs (partly) under torch.no_grad() or torch.inference_mode()")
-        elif on_path and (name in self._DETACH or func is torch.Tensor.data.__get__):
+        elif on_path and (name in self._DETACH or func == torch.Tensor.data.__get__):
             self._add("detaches a tensor on the way to the output (.detach() or .data)")
         elif on_path and name in self._LEAVE:
             self._add(f"leaves torch with .{name}() on the way to the output")
