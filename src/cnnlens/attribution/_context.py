@@ -17,6 +17,7 @@ from .._capture import capture
 from .._errors import CnnlensError, UnsupportedOperationError
 from .._guard import is_scripted
 from .._model_checks import differentiate, gradient_forward
+from ..models._outputs import describe as describe_output
 from ._memory import auto_batch_size, is_out_of_memory
 from ._rules import RuleMode
 
@@ -133,7 +134,7 @@ class Context:
         if not isinstance(out, torch.Tensor):
             raise CnnlensError(
                 f"the model returned a {type(out).__name__}, not a tensor of logits. Wrap it so that it returns "
-                f"the (batch, classes) logits, e.g. lambda x: model(x)['logits']"
+                f"the (batch, classes) logits with cnnlens.models.SelectOutput: {describe_output(out)}"
             )
         if out.dim() != 2 or out.shape[0] != x.shape[0]:
             raise CnnlensError(
