@@ -149,7 +149,8 @@ def gradient_cut(model: nn.Module, x: torch.Tensor, what: str = "the inputs") ->
 @contextmanager
 def gradient_forward(model: nn.Module, x: torch.Tensor) -> Iterator[None]:
     """Around a forward pass whose gradient is needed: a model that refuses to run with gradients (e.g. it calls
-    ``.numpy()`` on a tensor that requires grad) gets the ``gradient_cut`` error."""
+    ``.numpy()`` on a tensor that requires grad) gets the ``gradient_cut`` error. Enter it before any rule mode or
+    hook, so that the diagnosis runs the model as it is."""
     try:
         yield
     except RuntimeError as err:

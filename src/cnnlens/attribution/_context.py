@@ -235,7 +235,7 @@ class Context:
             batch = xi if reference is None else torch.cat([xi, reference[sl].detach()])
             with torch.enable_grad():
                 rule = mode if mode is not None else nullcontext()
-                with rule, capture(layers, detach=cut) as outs, gradient_forward(self.model, batch):
+                with gradient_forward(self.model, batch), rule, capture(layers, detach=cut) as outs:
                     logits = self.forward(batch)[: xi.shape[0]]
                 s = self.select(logits, owner[sl])
                 wrt = outs if cut else [xi, *outs]
