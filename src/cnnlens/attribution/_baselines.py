@@ -90,8 +90,9 @@ def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Any = None) ->
             return _noise(inputs, preprocessing)
         if spec == "inpaint":
             raise CnnlensError(
-                "baseline='inpaint' depends on the feature mask: pass "
-                "cnnlens.attribution.perturbation.inpaint_baseline(inputs, mask)[:, None] as the baseline"
+                "baseline='inpaint' depends on the feature mask: pass baseline=inpaint_baseline(inputs, mask), "
+                "one inpainted image per input (from cnnlens.attribution.perturbation; methods that take a "
+                "baseline distribution: inpaint_baseline(inputs, mask)[:, None])"
             )
         raise CnnlensError(f"unknown baseline {spec!r}; use one of {', '.join(NAMES)}, a number or a tensor")
     if isinstance(spec, torch.Tensor):
