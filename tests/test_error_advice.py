@@ -299,7 +299,11 @@ def test_the_fix_an_error_suggests_works(bad: Callable, phrase: str, fixed: Call
             assert torch.isfinite(values).all()
 
 
-def test_a_registered_name_is_taken_and_another_works() -> None:
+def test_a_registered_name_is_taken_and_another_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlens.attribution import _registry
+
+    monkeypatch.setattr(_registry, "_METHODS", dict(_registry._METHODS))  # the registry is as before afterwards
+
     class Again(Method):
         name = "saliency"
         category = "gradient"
@@ -308,6 +312,7 @@ def test_a_registered_name_is_taken_and_another_works() -> None:
         register(Again)
     Again.name = "saliency_again_for_this_test"
     register(Again)
+    assert cnnlens.get_method("saliency_again_for_this_test") is Again
 
 
 def test_a_scorecard_names_its_methods_and_columns() -> None:

@@ -35,6 +35,7 @@ def rel_err(a: T, b: T) -> float:
 # ---- torch.compile ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # dynamo's import
 def test_a_compiled_model_is_explained_through_its_original_module() -> None:
     """Rule methods in a row, then a plain one, on ``torch.compile(model)`` and on ``model.compile()``: every map
     equals the eager model's to the last bit, and nothing is compiled (a compiled graph would keep the first rule:
