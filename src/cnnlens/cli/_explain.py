@@ -8,11 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._errors import CnnlensError
 from .._progress import honours_progress
-from ..viz import SIGNS, VIEWS
+from ._catalog import load
 from ._options import add_model_options, add_run_options, load_classifier, method_names, parse_target
 
 DEFAULT_METHODS = "saliency,integrated_gradients"
@@ -59,6 +57,7 @@ def explain_images(
     """Explain ``images`` with each method; write ``<name>.png`` panels (`cnnlens.viz.compare_panel`: the image,
     each method's ``view`` of the map with ``sign``, the top-5 classes), ``<name>.npz`` maps and ``summary.json``."""
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from .. import explain
     from .._progress import progress_bar
@@ -166,9 +165,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=None, metavar="CLASS", help="class index or name (default: predicted class)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable")
     p.add_argument(
-        "--sign", default="absolute", choices=SIGNS, help="which evidence the panels show (default absolute)"
+        "--sign", default="absolute", choices=load()["signs"], help="which evidence the panels show (default absolute)"
     )
-    p.add_argument("--view", default="blended_heat_map", choices=VIEWS, help="how maps are drawn (default blended)")
+    p.add_argument("--view", default="blended_heat_map", choices=load()["views"], help="how maps are drawn (default blended)")
     p.add_argument("--out", metavar="DIR", default="out/explain", help="output folder (default out/explain)")
     add_model_options(p, "efficientnet_lite0")
     add_run_options(p)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
-from .._guard import frozen
 
 
 def positive_int(text: str) -> int:
@@ -220,6 +219,8 @@ def _preprocessing(args: argparse.Namespace, current: Any, name: str) -> Any:
 def _check_outputs(classifier: Any, name: str) -> None:
     """One forward pass on a blank input: the model must return (1, K) logits, K matching the class names."""
     import torch
+
+    from .._guard import frozen
 
     size = classifier.preprocessing.input_size
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
+from ._catalog import load
 from ._data import read_image
 from ._explain import method_options
 from ._options import (
@@ -105,10 +106,8 @@ def _cmd_scorecard(args: argparse.Namespace) -> None:
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``scorecard``."""
-    from ..quality import metrics
-
-    defaults = ", ".join(_default_metrics())
-    known = ", ".join(m.name for m in metrics())
+    defaults = ", ".join(load()["scorecard_metrics"])
+    known = ", ".join(m["name"] for m in load()["metrics"])
     p = sub.add_parser(
         "scorecard",
         parents=[common],
