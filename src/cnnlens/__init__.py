@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from ._errors import CnnlensError, CnnlensWarning, UnsupportedOperationError
 
 if TYPE_CHECKING:
-    from . import attribution, cli, data, inside, models, quality, report, viz
+    from . import attribution as attribution
+    from . import cli as cli
+    from . import data as data
+    from . import inside as inside
+    from . import models as models
+    from . import quality as quality
+    from . import report as report
+    from . import viz as viz
     from .attribution import Explanation, Method, explain, get_method, methods, register
     from .evaluate import Evaluation, evaluate
     from .models import Classifier, load_model

@@ -16,9 +16,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
@@ -97,6 +99,19 @@ def save_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> Path:
     finally:
         plt.close(fig)
     return Path(path)
+
+
+_COMMAND_LINE: ContextVar[str | None] = ContextVar("cnnlens_command_line", default=None)
+
+
+@contextmanager
+def command_line(argv: Sequence[str]) -> Iterator[None]:
+    """Runs started inside the block record ``cnnlens ARGV...`` in their manifests (the command line uses it)."""
+    token = _COMMAND_LINE.set(shlex.join(["cnnlens", *argv]))
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
 
 
 def _now() -> str:
@@ -256,6 +271,8 @@ def output_folder(out: str | os.PathLike[str] | OutputFolder, command: str, **in
     from . import __version__
 
     record = {"cnnlens": __version__, "command": command, **info, "pid": os.getpid(), "started": _now()}
+    if _COMMAND_LINE.get() is not None:
+        record["command_line"] = _COMMAND_LINE.get()
     fd = _lock(path, record)
     try:
         folder = OutputFolder(path, record, _previous_files(path))

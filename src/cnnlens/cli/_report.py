@@ -8,8 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
-from ._data import DATA_HELP, add_on_error, open_data
-from ._options import add_model_options, add_run_options, load_classifier, method_names, needs_hooks, repeated
+from ._data import DATA_HELP, add_class_map, add_on_error, open_data
+from ._options import (
+    add_model_options,
+    add_run_options,
+    check_digits_input,
+    load_classifier,
+    method_names,
+    needs_hooks,
+    repeated,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -38,9 +46,10 @@ def _cmd_report(args: argparse.Namespace) -> None:
     parsed = split_data(args.data)
     methods = method_names(args.methods)
     perturbation = method_names(args.perturbation_methods, "--perturbation-methods")
+    check_digits_input(args, [spec for _, spec in parsed], "--data")
     classifier = load_classifier(args)
     needs_hooks(classifier, "report")
-    opened = {name: open_data(spec, classifier, args.on_error) for name, spec in parsed}
+    opened = {name: open_data(spec, classifier, args) for name, spec in parsed}
     data: Any = opened.get(None, opened)
     from ..report import model_report  # imported here: only this command needs the report machinery
 
@@ -92,7 +101,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-scorecard", action="store_true", help="leave out the explanation-quality scorecard")
     p.add_argument("--title", default=None, help="report title")
     add_on_error(p)
-    add_model_options(p, "digits_cnn")
+    add_class_map(p)
+    add_model_options(p)
     add_run_options(p)
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser("demo", parents=[common], help="the report on the bundled models and data (offline)")

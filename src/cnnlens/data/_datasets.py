@@ -221,6 +221,38 @@ class ImageFolder(ImageFiles):
         warnings.warn(f"{message}; they are left out (listed in .ignored)", CnnlensWarning, stacklevel=3)
 
 
+class UnlabelledImages(ImageFiles):
+    """Every image under ``root`` (sub-folders included, symlinks followed once), without labels: for photos
+    whose folder names are not classes (``model.predict(images, top_k=5)`` gives their top classes).
+
+    ``classes`` are the first-level folder names (``"."`` for images directly in ``root``), so that
+    ``dataset[i]`` is ``(image, index of its folder)``. Broken or looping symlinks and files reached twice are
+    listed in ``skipped`` (``on_error="report"``) or raise; files that are not images are listed in ``ignored``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], on_error: str = "report") -> None:
+        root = Path(root)
+        _check_on_error(on_error)
+        if not root.is_dir():
+            raise CnnlensError(f"Image folder not found: {str(root)!r}.")
+        walk = _Walk()
+        files = walk(root)
+        suffixes = _image_suffixes()
+        images = [p for p in files if p.suffix.lower() in suffixes]
+
+        def group(p: Path) -> str:
+            parts = p.relative_to(root).parts
+            return parts[0] if len(parts) > 1 else "."
+
+        names = sorted({group(p) for p in images})
+        super().__init__([(p, names.index(group(p))) for p in images], names, on_error)
+        self.root = root
+        self.ignored = [str(p) for p in files if p not in images]
+        self._problems(walk.problems, f"unusable entr(ies) under {str(root)!r}")
+        if not self.items:
+            raise CnnlensError(f"No image files found under {str(root)!r}.")
+
+
 class CsvImages(ImageFiles):
     """Images listed in a CSV file of ``path,label`` rows (an optional ``path,label`` header is skipped).
 
