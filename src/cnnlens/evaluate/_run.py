@@ -115,8 +115,12 @@ def _class_names(model: Any, dataset: Any, classes: Sequence[str] | None) -> lis
     if data_names is not None and model_names is not None and list(data_names) != list(model_names):
         raise CnnlensError(
             f"The dataset's classes {list(data_names)[:10]} differ from the model's {list(model_names)[:10]}; "
-            "label index i must mean the model's output i. Build the dataset with classes=model.class_names "
-            "(ImageFolder/CsvImages take classes=), or pass classes= to evaluate."
+            "label index i must mean the model's output i. "
+            + say(
+                "Build the dataset with classes=model.class_names (ImageFolder/CsvImages take classes=), or pass "
+                "classes= to evaluate.",
+                "Name the class folders (or CSV labels) after the model's classes, or map them with --class-map.",
+            )
         )
     names = data_names if data_names is not None else model_names
     if names is None:
