@@ -157,7 +157,6 @@ def test_a_killed_runs_files_and_temporary_files_are_removed(tmp_path: Path) -> 
 def test_library_functions_replace_their_earlier_outputs(tmp_path: Path) -> None:
     """save_inside of other layers: the next call must not leave the first call's figures."""
     from _tiny_models import TinyCNN
-
     from cnnlens.inside import save_inside
 
     net, x = TinyCNN().eval(), torch.rand(1, 3, 8, 8)
