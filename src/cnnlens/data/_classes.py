@@ -7,6 +7,7 @@ import difflib
 import functools
 import json
 import re
+import shlex
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,24 +37,48 @@ def imagenet_names() -> tuple[str, ...]:
     return tuple(n if counts[n] == 1 else f"{n} ({i})" for i, n in enumerate(names))
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
 
 
-def close_classes(folder: str, classes: Sequence[str], n: int = 5) -> list[str]:
+def _rank(wanted: list[set[str]], phrases: list[str]) -> int | None:
+    """How well one of ``phrases`` holds a variant of the folder's words: 0 as its last word (``tabby cat`` for
+    ``cat``), 1 elsewhere (``cat bear``); None when none does."""
+    best = None
+    for phrase in phrases:
+        words = _words(phrase)
+        for variant in wanted:
+            if variant <= set(words):
+                best = 0 if words[-1] in variant else min(best if best is not None else 1, 1)
+    return best
+
+
+def close_classes(folder: str, classes: Sequence[str], n: int = 6) -> list[str]:
     """Up to ``n`` class names a folder called ``folder`` may mean, best first: the same name up to case and
-    ``_``/``-``; classes whose name or (for ImageNet classes) a synonym holds the folder's word, singular or plural
-    (``cat`` -> ``tabby``, whose synonyms are "tabby, tabby cat"); then names spelled alike. Suggestions only:
-    nothing is mapped without the caller saying so."""
+    ``_``/``-``; then classes whose name holds the folder's words (singular or plural), then those whose ImageNet
+    synonyms do (``cat`` -> ``tiger cat``, ..., ``tabby`` (synonyms "tabby, tabby cat")), the folder's word last in
+    the phrase first; then names spelled alike. Suggestions only: nothing is mapped without the caller saying so."""
     classes = [str(c) for c in classes]
-    key = re.sub(r"[\s_-]+", " ", folder.strip().lower())
+
+    def norm(text: str) -> str:
+        return " ".join(_words(text))
+
+    key = norm(folder)
     synonyms = imagenet_synonyms() if tuple(classes) == imagenet_names() else tuple(classes)
-    exact = [c for c in classes if re.sub(r"[\s_-]+", " ", c.lower()) == key]
-    wanted = _words(key) | {w[:-1] for w in _words(key) if w.endswith("s") and len(w) > 3}
-    by_word = [c for c, s in zip(classes, synonyms, strict=True) if wanted and wanted <= _words(s)]
-    by_word.sort(key=lambda c: (not wanted <= _words(c), len(c)))  # the word in the name itself first
+    words = set(_words(key))
+    wanted = [words, {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words}] if words else []
+    ranked = []
+    for i, (name, more) in enumerate(zip(classes, synonyms, strict=True)):
+        phrases = [p for p in more.split(",") if p.strip()]
+        if norm(name) == key or any(norm(p) == key for p in phrases):
+            ranked.append((0, i))
+        elif (r := _rank(wanted, [name])) is not None:
+            ranked.append((1 + r, i))
+        elif (r := _rank(wanted, phrases)) is not None:
+            ranked.append((3 + r, i))
+    found = [classes[i] for _, i in sorted(ranked)]
     alike = difflib.get_close_matches(folder, classes, n=n, cutoff=0.75)
-    return list(dict.fromkeys(exact + by_word + alike))[:n]
+    return list(dict.fromkeys(found + alike))[:n]
 
 
 def class_index(value: str | int, classes: Sequence[str], what: str) -> int:
@@ -115,7 +140,7 @@ def mismatch_message(where: str, found: Mapping[str, int], classes: Sequence[str
     preview = ", ".join(list(classes)[:5]) + (" ..." if len(classes) > 5 else "")
     close = {f: close_classes(f, classes) for f in list(found)[:10]}
     hints = "; ".join(f"{f}: {', '.join(c) if c else 'none'}" for f, c in close.items())
-    example = ",".join(f"{f}={c[0] if c else 'CLASS'}" for f, c in close.items())
+    example = shlex.quote(",".join(f"{f}={c[0] if c else 'CLASS'}" for f, c in close.items()))
     api = (
         f"class_map={{{', '.join(f'{f!r}: {(c[0] if c else 0)!r}' for f, c in close.items())}}} (each {kind} to a "
         "class name or index), or for photos without labels take each image's top classes with "

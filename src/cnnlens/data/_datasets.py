@@ -76,7 +76,7 @@ class ImageFiles:
             fix = say("on_error='report'", "--on-error report")
             raise CnnlensError(f"{len(problems)} {what}: {listing}. Fix them, or pass {fix} to skip them.")
         self.skipped.extend(problems)
-        where = say("listed in .skipped", "listed in the output")
+        where = say("listed in .skipped", "listed in the outputs")
         warnings.warn(f"Skipped {len(problems)} {what} ({where}): {listing}", CnnlensWarning, stacklevel=3)
 
     def __repr__(self) -> str:
@@ -218,7 +218,8 @@ class ImageFolder(ImageFiles):
         if self.on_error == "raise":
             skip = say("on_error='report'", "--on-error report")
             raise CnnlensError(f"{message}; {skip} leaves them out")
-        warnings.warn(f"{message}; they are left out (listed in .ignored)", CnnlensWarning, stacklevel=3)
+        where = say(" (listed in .ignored)", "")
+        warnings.warn(f"{message}; they are left out{where}", CnnlensWarning, stacklevel=3)
 
 
 class UnlabelledImages(ImageFiles):
