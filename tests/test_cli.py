@@ -434,6 +434,11 @@ def test_bad_input_fails_with_one_clear_line(case: str, tiny, tmp_path: Path, ca
         err.count("cnnlens: error:") == 1 and err.endswith("\n") and err.splitlines()[-1].startswith("cnnlens: error:")
     )
     assert phrase.format(**fill) in err.splitlines()[-1]
+    assert not API_WORDS.search(err), f"the command line speaks API: {err}"
+
+
+API_WORDS = re.compile(r"\b(on_error|spec|class_names|num_classes|batch_size|classes|class_map|preprocessing|"
+                       r"input_shape|layer|target|retrain|cache_dir)=|Evaluation\.|\.skipped|\.ignored")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ decoded (and skipped under report mode), multi-frame files say which frame is us
 
 from __future__ import annotations
 
+import json
 import resource
 import struct
 import zlib
@@ -183,3 +184,39 @@ def test_unlabelled_images_take_every_image_below_a_folder(linked: Path) -> None
         data = UnlabelledImages(linked)
     assert data.classes == [".", "a", "b"] and len(data) == 5
     assert dict(zip((Path(p).name for p in data.ids), data.labels, strict=True))["loose.png"] == 0
+
+
+# -- the command line --------------------------------------------------------------------------------------
+
+
+def test_the_cli_stops_at_unusable_files_and_report_mode_skips_them(linked: Path, tmp_path: Path, capsys) -> None:
+    from _tiny_models import TinyCNN
+    from cnnlens.cli import main
+
+    torch.save(TinyCNN(num_classes=2).state_dict(), tmp_path / "net.pt")
+    model = ["--model", str(tmp_path / "net.pt"), "--arch", "_tiny_models:TinyCNN", "--num-classes", "2"]
+    model += ["--classes", "a,b", "--input-size", "16", "--no-progress"]
+    bombed = tmp_path / "bombed"
+    _png(bombed / "a" / "1.png", 10)
+    _png(bombed / "b" / "1.png", 200)
+    png_header_only(bombed / "b" / "bomb.png", 30000, 30000)
+    assert main(["evaluate", str(bombed), *model, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "decompression bomb and was not decoded. If it is a genuine image, downscale it first (e.g. to 4096" in err
+    assert err.rstrip().endswith("(or pass --on-error report to skip unreadable files)")
+    assert "raise PIL.Image.MAX_IMAGE_PIXELS" not in err  # an API fix, not a command-line one
+    assert main(["evaluate", str(bombed), *model, "--out", str(tmp_path / "y"), "--on-error", "report"]) == 0
+    assert f"skipped {bombed / 'b' / 'bomb.png'}: Image file" in capsys.readouterr().out
+    Image.fromarray(np.zeros((1, 100000, 3), np.uint8)).save(linked / "b" / "strip.png")
+    assert main(["evaluate", str(linked), *model, "--out", str(tmp_path / "z")]) == 2
+    err = capsys.readouterr().err
+    assert "6 unusable entr(ies) under" in err and "a broken symlink" in err and "a symlink loop" in err
+    assert "Fix them, or pass --on-error report to skip them." in err and "on_error=" not in err
+    assert main(["evaluate", str(linked), *model, "--out", str(tmp_path / "r"), "--on-error", "report"]) == 0
+    captured = capsys.readouterr()
+    assert "Skipped 6 unusable entr(ies)" in captured.err and "listed in the outputs" in captured.err
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    reasons = {Path(s["id"]).name: s["reason"] for s in saved["skipped"]}
+    assert saved["samples"] == 4 and len(reasons) == 7
+    assert reasons["strip.png"].startswith("Image ") and "aspect ratio of 100000:1" in reasons["strip.png"]
+    assert reasons["gone.png"].startswith("a broken symlink") and reasons["up"].startswith("a link to the folder")
