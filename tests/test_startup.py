@@ -38,6 +38,7 @@ def _run(code: str) -> dict:
         "from cnnlens.cli import main; main(['methods', '--category', 'cam'])",
         "from cnnlens.cli import main; main(['metrics', '--markdown'])",
         "from cnnlens.cli import main; main(['methods', 'saliency', 'grad_cam'])",
+        "from cnnlens.cli import main; main(['methods', 'occlusion', '--options'])",
     ],
 )
 def test_starting_loads_nothing_heavy(code: str) -> None:

@@ -17,17 +17,22 @@ CATALOG = Path(__file__).with_name("_catalog.json")
 
 def build() -> dict[str, Any]:
     """The catalog from the live registries (imports torch, matplotlib and every method)."""
+    from .._options import describe
     from ..attribution import method_table, methods
     from ..attribution._registry import CATEGORIES
     from ..quality import metric_table, metrics
     from ..quality._scorecard import _metric_specs
     from ..viz import SIGNS, VIEWS
 
+    def options(info: Any) -> str:  # what `--options` adds below an entry: each option's default, rule, meaning
+        lines = describe(info.options).splitlines()[1:] if info.options else []
+        return "\n".join("  " + line for line in lines)
+
     return {
         "categories": list(CATEGORIES),
-        "methods": [{"name": m.name, "category": m.category, "line": str(m)} for m in methods()],
+        "methods": [{"name": m.name, "category": m.category, "line": str(m), "options": options(m)} for m in methods()],
         "method_table": method_table(),
-        "metrics": [{"name": m.name, "line": str(m)} for m in metrics()],
+        "metrics": [{"name": m.name, "line": str(m), "options": options(m)} for m in metrics()],
         "metric_table": metric_table(),
         "scorecard_metrics": list(_metric_specs(None)),
         "signs": list(SIGNS),

@@ -13,7 +13,7 @@ from .._errors import unknown_name
 from ._catalog import load
 
 
-def _listing(kind: str, names: list[str], category: str | None = None) -> None:
+def _listing(kind: str, names: list[str], options: bool, category: str | None = None) -> None:
     entries = load()[f"{kind}s"]
     known = [e["name"] for e in entries]
     for name in names:
@@ -22,20 +22,22 @@ def _listing(kind: str, names: list[str], category: str | None = None) -> None:
     for entry in entries:
         if (not names or entry["name"] in names) and category in (None, entry.get("category")):
             print(entry["line"])
+            if options and entry["options"]:
+                print(entry["options"])
 
 
 def _cmd_methods(args: argparse.Namespace) -> None:
     if args.markdown:
         print(load()["method_table"])
         return
-    _listing("method", args.names, args.category)
+    _listing("method", args.names, args.options, args.category)
 
 
 def _cmd_metrics(args: argparse.Namespace) -> None:
     if args.markdown:
         print(load()["metric_table"])
         return
-    _listing("metric", args.names)
+    _listing("metric", args.names, args.options)
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -51,10 +53,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="only these methods")
     p.add_argument("--category", default=None, choices=load()["categories"], help="only this category")
     p.add_argument("--markdown", action="store_true", help="print the README's method table")
+    p.add_argument("--options", action="store_true", help="also list each option: default, accepted values, meaning")
     p.set_defaults(func=_cmd_methods)
     p = sub.add_parser("metrics", parents=[common], help="list the explanation-quality metrics (from the registry)")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these metrics")
     p.add_argument("--markdown", action="store_true", help="print the metrics as a Markdown table")
+    p.add_argument("--options", action="store_true", help="also list each option: default, accepted values, meaning")
     p.set_defaults(func=_cmd_metrics)
     p = sub.add_parser("models", parents=[common], help="list the bundled models")
     p.set_defaults(func=_cmd_models)
