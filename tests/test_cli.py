@@ -291,13 +291,13 @@ def test_inside_a_user_model(tiny, tmp_path: Path, capsys) -> None:
 def fake_report(monkeypatch, tmp_path: Path) -> list[tuple[str, tuple, dict]]:
     calls: list[tuple[str, tuple, dict]] = []
 
-    def model_report(*args, **kwargs):
+    def model_report(*args, **kwargs):  # the command line holds the output folder and passes it on
         calls.append(("model_report", args, kwargs))
-        return Path(args[2]) / "report.html"
+        return args[2].path / "report.html"
 
     def demo(*args, **kwargs):
         calls.append(("demo", args, kwargs))
-        return Path(kwargs["out"]) / "report.html"
+        return kwargs["out"].path / "report.html"
 
     fake = ModuleType("cnnlens.report")
     fake.model_report, fake.demo = model_report, demo  # type: ignore[attr-defined]
@@ -313,7 +313,7 @@ def test_report_passes_the_model_data_and_options(tiny, fake_report, tmp_path: P
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == f"report: {out / 'report.html'}"
     (name, (model, data, where), kwargs) = fake_report[0]
-    assert name == "model_report" and where == out
+    assert name == "model_report" and where.path == out and where.info["command"] == "report"
     assert isinstance(model, cnnlens.Classifier) and model.preprocessing.input_size == (16, 16)
     assert isinstance(data, ImageFolder) and data.classes == ["a", "b", "c"] and len(data) == 9
     assert kwargs == {
@@ -347,7 +347,8 @@ def test_report_compares_named_datasets(fake_report, monkeypatch, tmp_path: Path
 
 def test_demo_calls_the_report_demo(fake_report, tmp_path: Path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path / "d")]) == 0
-    assert fake_report == [("demo", (), {"out": str(tmp_path / "d"), "progress": True})]
+    [(name, args, kwargs)] = fake_report
+    assert name == "demo" and args == () and kwargs["progress"] is True and kwargs["out"].path == tmp_path / "d"
     assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'd' / 'report.html'}"
 
 

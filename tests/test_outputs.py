@@ -196,7 +196,7 @@ def test_explain_writes_one_panel_per_image_with_one_stem(tiny, tmp_path: Path) 
     assert sorted(manifest["files"]) == ["a-jpg.npz", "a-jpg.png", "a-png.npz", "a-png.png", "summary.json"]
     maps = [np.load(out / f"a-{s}.npz")["saliency"] for s in ("png", "jpg")]
     assert not np.array_equal(maps[0], maps[1]), "two images, one map"
-    assert manifest["command_line"].startswith("cnnlens explain ") and manifest["model"] == "tiny"
+    assert manifest["command_line"].startswith("cnnlens explain ") and manifest["model"] == str(tiny.root / "tiny.pt")
 
 
 # -- the command line: kill -9 and concurrent runs ---------------------------------------------------------

@@ -13,6 +13,7 @@ earlier (or killed) run are removed before the new run writes its first file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -230,7 +231,11 @@ def _lock(path: Path, info: dict[str, Any]) -> int:
     """Lock ``path/.cnnlens.lock`` for this process (its pid, command and start are written into it)."""
     lock = path / LOCK
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except FileNotFoundError:  # a run that created the folder and wrote nothing has just removed it
+            path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as e:
         raise CnnlensError(f"cannot open the lock file {lock} ({e.strerror}); remove it or choose another "
                            f"output folder{say(' (out=)', ' (--out)')}") from e  # fmt: skip
@@ -250,23 +255,32 @@ def _lock(path: Path, info: dict[str, Any]) -> int:
     return fd
 
 
-def _unlock(fd: int) -> None:
-    os.close(fd)  # closing the only descriptor releases the lock
+def _unlock(fd: int, path: Path, created: bool) -> None:
+    """Release the lock (closing the only descriptor releases it); a folder this run created and wrote nothing to
+    is removed again (its lock file first, while the lock is held)."""
+    if created:
+        (path / LOCK).unlink(missing_ok=True)
+    os.close(fd)
+    if created:
+        with contextlib.suppress(OSError):  # unless another run has begun to use it
+            path.rmdir()
 
 
 @contextmanager
 def output_folder(out: str | os.PathLike[str] | OutputFolder, command: str, **info: Any) -> Iterator[OutputFolder]:
     """Hold ``out`` for one run: create it, lock it (a second run on it fails with a clear error until this one
     ends), check that it is new, empty or an earlier cnnlens run's folder without symlinks, and record the run in
-    its manifest. ``info``: what the manifest records beside ``command`` (model, data, options...). An
-    `OutputFolder` given as ``out`` is used as it is (its run goes on; a library function called by the command
-    line writes into the command's folder)."""
+    its manifest. ``info``: what the manifest records beside ``command`` (model, data, options...). A folder the
+    run creates and writes nothing to (it failed first) is removed again. An `OutputFolder` given as ``out`` is
+    used as it is (its run goes on; a library function called by the command line writes into the command's
+    folder)."""
     if isinstance(out, OutputFolder):
         yield out
         return
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise CnnlensError(f"{path} is a file, not a folder; choose another output folder{say(' (out=)', ' (--out)')}")
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     from . import __version__
 
@@ -274,6 +288,7 @@ def output_folder(out: str | os.PathLike[str] | OutputFolder, command: str, **in
     if _COMMAND_LINE.get() is not None:
         record["command_line"] = _COMMAND_LINE.get()
     fd = _lock(path, record)
+    folder = None
     try:
         folder = OutputFolder(path, record, _previous_files(path))
         try:
@@ -283,4 +298,4 @@ def output_folder(out: str | os.PathLike[str] | OutputFolder, command: str, **in
             raise
         folder.close(None)
     finally:
-        _unlock(fd)
+        _unlock(fd, path, created and (folder is None or not folder.files))

@@ -17,6 +17,7 @@ from ._options import (
     check_digits_input,
     check_sizes,
     load_classifier,
+    model_name,
     names_list,
     needs_hooks,
 )
@@ -122,8 +123,6 @@ def _data_spec(args: argparse.Namespace) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from ..evaluate import evaluate, save_evaluation
-
     spec = _data_spec(args)
     check_digits_input(args, [spec], "--data")
     if args.unlabelled:
@@ -131,10 +130,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
         predict_unlabelled(args, spec)
         return
-    classifier = load_classifier(args)
-    dataset = open_data(spec, classifier, args)
     out = Path(args.out)
-    with output_folder(out, "evaluate", model=classifier.name, data=spec) as folder:
+    with output_folder(out, "evaluate", model=model_name(args), data=spec) as folder:  # held before any work
+        from ..evaluate import evaluate, save_evaluation
+
+        classifier = load_classifier(args)
+        dataset = open_data(spec, classifier, args)
         result = evaluate(classifier, dataset, batch_size=args.batch_size, progress=not args.no_progress)
         save_evaluation(result, folder, dataset=dataset)
         write_metrics_csv(result, folder.file("metrics.csv"))
@@ -160,21 +161,21 @@ def read_image(text: str) -> Any:
 
 
 def _cmd_inside(args: argparse.Namespace) -> None:
-    from ..inside import save_inside
-    from ..models import get_layer
-
     check_digits_input(args, [args.image], "IMAGE")
-    image = read_image(args.image)
-    classifier = load_classifier(args)
-    needs_hooks(classifier, "inside")
     layers = names_list(args.layers)
     if layers is not None and not layers:
         raise CnnlensError("--layers is empty; name one or more layers, or leave it out for every Conv2d")
-    for name in layers or []:
-        get_layer(classifier, name)  # unknown names fail before any work, with close matches
-    check_sizes(classifier, {args.image: image.size})
+    image = read_image(args.image)
     out = Path(args.out)
-    with output_folder(out, "inside", model=classifier.name, image=args.image) as folder:
+    with output_folder(out, "inside", model=model_name(args), image=args.image) as folder:
+        from ..inside import save_inside
+        from ..models import get_layer
+
+        classifier = load_classifier(args)
+        needs_hooks(classifier, "inside")
+        for name in layers or []:
+            get_layer(classifier, name)  # unknown names fail before any work, with close matches
+        check_sizes(classifier, {args.image: image.size})
         written = save_inside(classifier, image, folder, layers)
     print((out / "layers.txt").read_text(), end="")
     print(f"wrote {len(written) - 1} figure(s) and layers.txt to {out}")

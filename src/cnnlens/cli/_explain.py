@@ -11,7 +11,15 @@ from .._errors import CnnlensError
 from .._files import OutputFolder, atomic_open, output_folder, save_figure, write_json
 from .._progress import honours_progress
 from ._catalog import load
-from ._options import add_model_options, add_run_options, check_sizes, load_classifier, method_names, parse_target
+from ._options import (
+    add_model_options,
+    add_run_options,
+    check_sizes,
+    load_classifier,
+    method_names,
+    model_name,
+    parse_target,
+)
 
 DEFAULT_METHODS = "saliency,integrated_gradients"
 
@@ -143,23 +151,14 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     methods = method_names(args.methods) or []
     options = method_options(methods, args.set)  # names and options are checked before the model is loaded
     images = [load_image(p) for p in args.images]
-    classifier = load_classifier(args)
-    check_sizes(classifier, {p: im.size for p, im in zip(args.images, images, strict=True)})
-    target = parse_target(classifier, args.target)
     out = Path(args.out)
-    summary = explain_images(
-        classifier,
-        images,
-        output_names(args.images),
-        options,
-        out,
-        target=target,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.no_progress,
-        sign=args.sign,
-        view=args.view,
-    )
+    names = output_names(args.images)
+    with output_folder(out, "explain", model=model_name(args), images=names, methods=methods) as folder:
+        classifier = load_classifier(args)
+        check_sizes(classifier, {p: im.size for p, im in zip(args.images, images, strict=True)})
+        target = parse_target(classifier, args.target)
+        run = {"target": target, "batch_size": args.batch_size, "seed": args.seed, "progress": not args.no_progress}
+        summary = explain_images(classifier, images, names, options, folder, sign=args.sign, view=args.view, **run)
     for item in summary["images"]:
         tops = ", ".join(f"{t['class']} {t['probability']:.0%}" for t in item["top3"])
         print(f"{item['image']}: top-3 {tops}; explained '{item['explained_class']}'")

@@ -12,7 +12,7 @@ from typing import Any
 from .._errors import CnnlensError, CnnlensWarning
 from .._files import atomic_open, output_folder, write_json
 from ._data import image_sizes
-from ._options import check_sizes, load_classifier
+from ._options import check_sizes, load_classifier, model_name
 
 TOP_K = 5
 
@@ -65,12 +65,12 @@ def predict_unlabelled(args: argparse.Namespace, spec: str) -> None:
     how often each class comes first), and print the per-folder summary."""
     if args.class_map is not None:
         raise CnnlensError("--class-map and --unlabelled exclude each other: a class map labels the folders")
-    classifier = load_classifier(args)
-    dataset = _dataset(spec, args.on_error)
-    check_sizes(classifier, image_sizes(dataset))
     out = Path(args.out)
-    k = min(TOP_K, classifier.num_classes)
-    with output_folder(out, "evaluate --unlabelled", model=classifier.name, data=spec) as folder:
+    with output_folder(out, "evaluate --unlabelled", model=model_name(args), data=spec) as folder:
+        classifier = load_classifier(args)
+        dataset = _dataset(spec, args.on_error)
+        check_sizes(classifier, image_sizes(dataset))
+        k = min(TOP_K, classifier.num_classes)
         rows, skipped = predictions(
             classifier, dataset, k, args.batch_size, args.on_error, progress=not args.no_progress
         )

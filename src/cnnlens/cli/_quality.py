@@ -18,6 +18,7 @@ from ._options import (
     check_sizes,
     load_classifier,
     method_names,
+    model_name,
     names_list,
     parse_target,
     repeated,
@@ -78,11 +79,11 @@ def _cmd_scorecard(args: argparse.Namespace) -> None:
     metrics = metric_options(names_list(args.metrics), args.metric_set)
     check_digits_input(args, args.images, "IMAGE")
     images = [read_image(text) for text in args.images]
-    classifier = load_classifier(args)
-    check_sizes(classifier, {text: im.size for text, im in zip(args.images, images, strict=True)})
-    target = parse_target(classifier, args.target)
     out = Path(args.out)
-    with output_folder(out, "scorecard", model=classifier.name, images=list(args.images)) as folder:
+    with output_folder(out, "scorecard", model=model_name(args), images=list(args.images)) as folder:
+        classifier = load_classifier(args)
+        check_sizes(classifier, {text: im.size for text, im in zip(args.images, images, strict=True)})
+        target = parse_target(classifier, args.target)
         card = scorecard(
             classifier,
             classifier.preprocess(images),

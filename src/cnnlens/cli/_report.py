@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
+from .._files import output_folder
 from ._data import DATA_HELP, add_class_map, add_on_error, open_data
 from ._options import (
     add_model_options,
@@ -15,6 +16,7 @@ from ._options import (
     check_digits_input,
     load_classifier,
     method_names,
+    model_name,
     needs_hooks,
     repeated,
 )
@@ -47,31 +49,33 @@ def _cmd_report(args: argparse.Namespace) -> None:
     methods = method_names(args.methods)
     perturbation = method_names(args.perturbation_methods, "--perturbation-methods")
     check_digits_input(args, [spec for _, spec in parsed], "--data")
-    classifier = load_classifier(args)
-    needs_hooks(classifier, "report")
-    opened = {name: open_data(spec, classifier, args) for name, spec in parsed}
-    data: Any = opened.get(None, opened)
-    from ..report import model_report  # imported here: only this command needs the report machinery
+    specs = {name or "data": spec for name, spec in parsed}
+    with output_folder(args.out, "report", model=model_name(args), data=specs) as folder:  # held before any work
+        classifier = load_classifier(args)
+        needs_hooks(classifier, "report")
+        opened = {name: open_data(spec, classifier, args) for name, spec in parsed}
+        from ..report import model_report  # imported here: only this command needs the report machinery
 
-    path = model_report(
-        classifier,
-        data,
-        Path(args.out),
-        methods=methods,
-        perturbation_methods=perturbation,
-        scorecard=not args.no_scorecard,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.no_progress,
-        title=args.title,
-    )
+        path = model_report(
+            classifier,
+            opened.get(None, opened),
+            folder,
+            methods=methods,
+            perturbation_methods=perturbation,
+            scorecard=not args.no_scorecard,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=not args.no_progress,
+            title=args.title,
+        )
     print(f"report: {path}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from ..report import demo
 
-    path = demo(out=args.out, progress=not args.no_progress)
+    with output_folder(args.out, "demo") as folder:  # held before any work
+        path = demo(out=folder, progress=not args.no_progress)
     print(f"report: {path}")
 
 

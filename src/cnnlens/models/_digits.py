@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cnnlens._errors import CnnlensError, say
+from cnnlens._files import write_json
 from cnnlens.data._digits import DIGITS_SIZE, digits
 from cnnlens.models._classifier import Classifier, Preprocessing
 
@@ -127,7 +128,7 @@ def _save(model: nn.Module, info: dict[str, float], path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
             torch.save(model.state_dict(), f)
         os.replace(f.name, path)
-        path.with_suffix(".json").write_text(json.dumps(info))
+        write_json(path.with_suffix(".json"), info)
     except OSError as e:
         raise CnnlensError(
             f"Cannot write the digits model cache to {str(path.parent)!r} ({e}); "
