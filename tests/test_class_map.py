@@ -264,3 +264,18 @@ def test_a_bundled_name_wins_over_a_file_and_dot_slash_loads_the_file(tmp_path: 
     top3 = json.loads(Path("o/summary.json").read_text())["images"][0]["top3"]
     assert {t["class"] for t in top3} <= {"0", "1", "2"}  # the file's 3 classes, not ImageNet's
     assert np.load("o/x.npz")["saliency"].shape == (3, 16, 16)
+
+
+def test_unlabelled_mode_reports_what_it_does_not_use(photos, tmp_path: Path, capsys) -> None:
+    data = tmp_path / "photos"
+    shutil.copytree(photos.data / "cat", data)
+    (data / "notes.txt").write_text("shot on a sunny day")
+    argv = ["evaluate", str(data), *photos.model, "--unlabelled", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "x")]) == 2
+    assert f"not an image file: {data / 'notes.txt'}; remove it, or pass --on-error report" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "u"), "--on-error", "report"]) == 0
+    assert "skipped 1 file(s) that are not used" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "u" / "predictions.json").read_text())
+    assert summary["images"] == 3 and list(summary["folders"]) == ["."]
+    assert main([*argv, "--out", str(tmp_path / "m"), "--class-map", "cat=0"]) == 2
+    assert "--class-map and --unlabelled exclude each other" in capsys.readouterr().err

@@ -259,10 +259,7 @@ def test_evaluate_a_user_model_on_a_folder(tiny, tmp_path: Path, capsys) -> None
     argv = ["evaluate", str(tiny.messy), "--out", str(tmp_path / "b"), "--batch-size", "2", "--on-error", "report"]
     assert main([*argv, *model]) == 0
     captured = capsys.readouterr()
-    assert (
-        f"cnnlens: warning: skipped 1 file(s) that are no class's images: {tiny.messy / 'a' / 'notes.txt'}"
-        in captured.err
-    )
+    assert f"cnnlens: warning: skipped 1 file(s) that are not used: {tiny.messy / 'a' / 'notes.txt'}" in captured.err
     assert f"skipped {tiny.messy / 'c' / 'broken.png'}: Could not decode" in captured.out
     messy = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert messy["samples"] == 9 and messy["skipped"][0]["id"] == str(tiny.messy / "c" / "broken.png")

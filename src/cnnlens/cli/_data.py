@@ -65,21 +65,22 @@ def open_data(spec: str, classifier: Any, args: argparse.Namespace) -> Any:
             f"{spec} holds the handwritten digits 0-9, but {classifier.name} has other classes ({shown}); pass "
             "--model digits_cnn, or a model whose classes are the digits 0..9"
         )
-    _stray_files(dataset, args.on_error)
+    stray_files(dataset, args.on_error)
     check_sizes(classifier, image_sizes(dataset))
     return dataset
 
 
-def _stray_files(dataset: Any, on_error: str) -> None:
+def stray_files(
+    dataset: Any, on_error: str, what: str = "not an image file in a class folder, or a file beside the class folders"
+) -> None:
+    """Files of the data that are not used (``dataset.ignored``): an error, or with ``--on-error report`` a
+    warning naming them."""
     stray = [str(p) for p in map(Path, getattr(dataset, "ignored", [])) if p.is_file() and not p.name.startswith(".")]
     if stray:
         shown = ", ".join(stray[:5]) + (f" (+{len(stray) - 5} more)" if len(stray) > 5 else "")
         if on_error == "raise":
-            raise CnnlensError(
-                f"not an image file in a class folder, or a file beside the class folders: {shown}; remove it, or "
-                "pass --on-error report to skip it"
-            )
-        warnings.warn(f"skipped {len(stray)} file(s) that are no class's images: {shown}", CnnlensWarning, stacklevel=3)
+            raise CnnlensError(f"{what}: {shown}; remove it, or pass --on-error report to skip it")
+        warnings.warn(f"skipped {len(stray)} file(s) that are not used: {shown}", CnnlensWarning, stacklevel=3)
 
 
 def image_sizes(dataset: Any) -> dict[str, tuple[int, int]]:

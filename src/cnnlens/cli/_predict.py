@@ -11,7 +11,7 @@ from typing import Any
 
 from .._errors import CnnlensError, CnnlensWarning
 from .._files import atomic_open, output_folder, write_json
-from ._data import image_sizes
+from ._data import image_sizes, stray_files
 from ._options import check_sizes, load_classifier, model_name
 
 TOP_K = 5
@@ -69,6 +69,7 @@ def predict_unlabelled(args: argparse.Namespace, spec: str) -> None:
     with output_folder(out, "evaluate --unlabelled", model=model_name(args), data=spec) as folder:
         classifier = load_classifier(args)
         dataset = _dataset(spec, args.on_error)
+        stray_files(dataset, args.on_error, "not an image file")
         check_sizes(classifier, image_sizes(dataset))
         k = min(TOP_K, classifier.num_classes)
         rows, skipped = predictions(
