@@ -65,7 +65,8 @@ def test_folders_that_are_no_class_are_listed_with_close_names_and_the_fix_works
     assert "none of the folders in" in text and "is one of the 1000 class names (tench, goldfish" in text
     assert "Found (images): cat (2), coffee (2), rocket (1)" in text
     assert "cat: tiger cat, Persian cat, Siamese cat, Egyptian cat, Madagascar cat, tabby;" in text
-    assert "class_map={'cat': 'tiger cat', 'coffee': 'coffee mug', 'rocket': 'racket'}" in text
+    assert "rocket: racket, cricket." in text  # spelled alike: listed, but not put in the example
+    assert "class_map={'cat': 'tiger cat', 'coffee': 'coffee mug', 'rocket': 'CLASS'}" in text
     assert "model.predict(images, top_k=5)" in text and "--" not in text  # API words for API callers
     data = ImageFolder(root, classes=names, class_map={"cat": "tabby", "coffee": "espresso", "rocket": 744})
     by_folder = {Path(p).parent.name: label for p, label in zip(data.ids, data.labels, strict=True)}

@@ -53,11 +53,12 @@ def _rank(wanted: list[set[str]], phrases: list[str]) -> int | None:
     return best
 
 
-def close_classes(folder: str, classes: Sequence[str], n: int = 6) -> list[str]:
+def close_classes(folder: str, classes: Sequence[str], n: int = 6, alike: bool = True) -> list[str]:
     """Up to ``n`` class names a folder called ``folder`` may mean, best first: the same name up to case and
     ``_``/``-``; then classes whose name holds the folder's words (singular or plural), then those whose ImageNet
     synonyms do (``cat`` -> ``tiger cat``, ..., ``tabby`` (synonyms "tabby, tabby cat")), the folder's word last in
-    the phrase first; then names spelled alike. Suggestions only: nothing is mapped without the caller saying so."""
+    the phrase first; then (with ``alike``) names spelled alike. Suggestions only: nothing is mapped without the
+    caller saying so."""
     classes = [str(c) for c in classes]
 
     def norm(text: str) -> str:
@@ -77,8 +78,8 @@ def close_classes(folder: str, classes: Sequence[str], n: int = 6) -> list[str]:
         elif (r := _rank(wanted, phrases)) is not None:
             ranked.append((3 + r, i))
     found = [classes[i] for _, i in sorted(ranked)]
-    alike = difflib.get_close_matches(folder, classes, n=n, cutoff=0.75)
-    return list(dict.fromkeys(found + alike))[:n]
+    spelled = difflib.get_close_matches(folder, classes, n=n, cutoff=0.75) if alike else []
+    return list(dict.fromkeys(found + spelled))[:n]
 
 
 def class_index(value: str | int, classes: Sequence[str], what: str) -> int:
@@ -140,9 +141,10 @@ def mismatch_message(where: str, found: Mapping[str, int], classes: Sequence[str
     preview = ", ".join(list(classes)[:5]) + (" ..." if len(classes) > 5 else "")
     close = {f: close_classes(f, classes) for f in list(found)[:10]}
     hints = "; ".join(f"{f}: {', '.join(c) if c else 'none'}" for f, c in close.items())
-    example = shlex.quote(",".join(f"{f}={c[0] if c else 'CLASS'}" for f, c in close.items()))
+    pick = {f: (close_classes(f, classes, 1, alike=False) or ["CLASS"])[0] for f in close}  # spelled-alike: no pick
+    example = shlex.quote(",".join(f"{f}={c}" for f, c in pick.items()))
     api = (
-        f"class_map={{{', '.join(f'{f!r}: {(c[0] if c else 0)!r}' for f, c in close.items())}}} (each {kind} to a "
+        f"class_map={{{', '.join(f'{f!r}: {c!r}' for f, c in pick.items())}}} (each {kind} to a "
         "class name or index), or for photos without labels take each image's top classes with "
         "model.predict(images, top_k=5)"
     )
