@@ -280,3 +280,30 @@ def test_unlabelled_mode_reports_what_it_does_not_use(photos, tmp_path: Path, ca
     assert summary["images"] == 3 and list(summary["folders"]) == ["."]
     assert main([*argv, "--out", str(tmp_path / "m"), "--class-map", "cat=0"]) == 2
     assert "--class-map and --unlabelled exclude each other" in capsys.readouterr().err
+
+
+def test_a_model_without_class_names_on_fewer_folders(photos, tmp_path: Path, capsys) -> None:
+    """3 outputs, 2 class folders and no --classes: the error says to give --classes; with them it works."""
+    data = tmp_path / "two"
+    for name in ("tabby cat", "coffee mug"):
+        shutil.copytree(photos.renamed / name, data / name)
+    model = [a for a in photos.model if a != "--classes" and a != "tabby cat,coffee mug,space shuttle"]
+    argv = ["evaluate", str(data), *model, "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "The model returns 3 scores per image but there are 2 classes; give --classes with the model's" in err
+    assert not API_WORDS.search(err)
+    assert main([*argv, "--out", str(tmp_path / "a"), "--classes", "tabby cat,coffee mug,space shuttle"]) == 0
+    saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert saved["samples"] == 6 and saved["report"]["space shuttle"]["support"] == 0
+
+
+def test_resize_smaller_than_the_input_and_its_fix(photos, tmp_path: Path, capsys) -> None:
+    argv = ["inside", str(photos.data / "cat" / "0.png"), *photos.model, "--out", str(tmp_path / "o")]
+    assert main([*argv, "--resize", "8"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--resize (8) must be >= the largest side of --input-size (16, 16) so that the center crop fits; or leave "
+        "out --resize." in err
+    )
+    assert main(argv) == 0

@@ -307,3 +307,5 @@ def test_the_cli_refuses_a_symlink_or_foreign_files_in_out(tiny, tmp_path: Path,
     assert main([*argv[:-3], "--out", str(tmp_path / "mine"), "--no-progress"]) == 2
     assert "holds files that no cnnlens run wrote there (notes.txt)" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    assert main([*argv[:-3], "--out", str(tmp_path / "mine" / "run"), "--no-progress"]) == 0  # another folder
+    assert_one_complete_run(tmp_path / "mine" / "run")
