@@ -215,6 +215,7 @@ def test_the_cli_stops_at_unusable_files_and_report_mode_skips_them(linked: Path
     assert main(["evaluate", str(linked), *model, "--out", str(tmp_path / "r"), "--on-error", "report"]) == 0
     captured = capsys.readouterr()
     assert "Skipped 6 unusable entr(ies)" in captured.err and "listed in the outputs" in captured.err
+    assert ".skipped" not in captured.err and "on_error=" not in captured.err
     saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
     reasons = {Path(s["id"]).name: s["reason"] for s in saved["skipped"]}
     assert saved["samples"] == 4 and len(reasons) == 7

@@ -195,9 +195,8 @@ class ImageFolder(ImageFiles):
         if empty_folders:
             shown = ", ".join(empty_folders[:10]) + (" ..." if len(empty_folders) > 10 else "")
             warnings.warn(
-                f"No images for {len(empty_folders)} class(es) ({shown}) in {str(root)!r} "
-                "(listed in .empty_classes); "
-                "their recall and AUC cannot be measured.",
+                f"No images for {len(empty_folders)} class(es) ({shown}) in {str(root)!r}"
+                f"{say(' (listed in .empty_classes)', '')}; their recall and AUC cannot be measured.",
                 CnnlensWarning,
                 stacklevel=2,
             )
