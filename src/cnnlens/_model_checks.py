@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.overrides import TorchFunctionMode
 
-from ._errors import CnnlensError, CnnlensWarning
+from ._errors import CnnlensError, CnnlensWarning, say
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _ACTIVE: ContextVar[bool] = ContextVar("cnnlens_explaining", default=False)
@@ -78,7 +78,7 @@ def warn_batch_dependent(module: nn.Module) -> None:
         warnings.warn(
             f"the model normalises with the statistics of each batch even in eval mode ({listed}: BatchNorm with "
             f"track_running_stats=False), so every output, and every map, depends on which inputs share a forward "
-            f"pass: results change with batch_size. Give these layers running statistics (track_running_stats=True, "
+            f"pass: results change with {say('batch_size', '--batch-size')}. Give these layers running statistics (track_running_stats=True, "
             f"estimated on training data) for explanations of single images",
             CnnlensWarning,
             stacklevel=_caller_level(),

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .._errors import UnsupportedOperationError
+from .._errors import UnsupportedOperationError, say
 from .._options import flag
 from . import _ops, _precision
 
@@ -141,8 +141,9 @@ class _GatedMode(RuleMode):
         if name not in _ops.GATES and not self.generalize:
             raise UnsupportedOperationError(
                 f"{self.method} is defined for ReLU-like activations (ReLU, ReLU6, hardtanh, clamp), but this "
-                f"model uses {name}. {_AVOID}, or pass generalize=True to apply the rule to {name} anyway "
-                f"(positive gradients only), knowing that this is an extension of the published method."
+                f"model uses {name}. {_AVOID}, or pass {say('generalize=True', '--set generalize=True')} to apply the "
+                f"rule to {name} anyway (positive gradients only), knowing that this is an extension of the published "
+                f"method."
             )
 
     def other(self, func: Callable, args: tuple, kwargs: dict) -> Any:
@@ -204,7 +205,7 @@ class _GatedMode(RuleMode):
         return self.rule(func, args, kwargs, pos, name)
 
     def _uncovered(self, what: str, generalize: bool) -> UnsupportedOperationError:
-        extra = ", or pass generalize=True to apply the rule to it anyway (an extension of the method)"
+        extra = f", or pass {say('generalize=True', '--set generalize=True')} to apply the rule to it anyway (an extension of the method)"
         return UnsupportedOperationError(
             f"{self.method} applies its rule to ReLU-like activations and passes the gradient of linear operations "
             f"unchanged, but this model applies {what} to its activations, which is neither: the map would "

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._capture import capture
-from ..._errors import CnnlensError
+from ..._errors import CnnlensError, say
 from ..._guard import is_scripted
 from ..._options import Option, value
 from ...models import get_layer, last_conv_layer
@@ -60,10 +60,12 @@ def _default_layer(ctx: Context) -> str:
     except CnnlensError as err:
         cause = err.__cause__
         why = f"the model failed ({type(cause).__name__}: {cause})" if cause is not None else "found no nn.Conv2d"
+        give = say(
+            "layer='name' (see cnnlens.models.layer_names(model))", "--set layer=NAME (cnnlens inside lists them)"
+        )
         raise CnnlensError(
-            f"without layer=, a CAM looks for the last convolution with a spatial output by running the model once "
-            f"on zeros shaped like one input, and {why}. Give the layer: layer='name' (see "
-            f"cnnlens.models.layer_names(model))"
+            f"without a layer, a CAM looks for the last convolution with a spatial output by running the model once "
+            f"on zeros shaped like one input, and {why}. Give the layer: {give}"
         ) from err
 
 
