@@ -80,6 +80,14 @@ def out_of_place(func: Callable) -> Callable | None:
 
 def activation_name(func: Callable) -> str | None:
     """The name of an activation function (``GATES`` or ``ACTIVATIONS``), wherever torch defines it."""
+    try:
+        return _activation_name(func)
+    except TypeError:  # an unhashable callable
+        return _activation_name.__wrapped__(func)
+
+
+@functools.lru_cache(maxsize=4096)
+def _activation_name(func: Callable) -> str | None:
     base = out_of_place(func) or func
     name = op_name(base)
     owners = (F, torch, torch.Tensor, torch._C._nn)
