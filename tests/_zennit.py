@@ -38,3 +38,18 @@ def zennit() -> Any:
     import zennit.rules
 
     return z
+
+
+def merge_batch_norms(model: nn.Module) -> Any:
+    """Zennit's canonizer that merges each BatchNorm into the convolution or linear layer registered right before it
+    (by name: its sequential canonizer only pairs leaf modules, which misses convolutions with submodules)."""
+    from zennit.canonizers import NamedMergeBatchNorm
+
+    pairs, last = [], None
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            last = name
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and last is not None:
+            pairs.append(((last,), name))
+            last = None
+    return NamedMergeBatchNorm(pairs)
