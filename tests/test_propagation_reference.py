@@ -129,3 +129,10 @@ def test_lite0_with_its_biases_keeps_the_model_and_lists_its_rules(one_thread, l
     assert all(torch.equal(v, before[k]) for k, v in lite0.module.state_dict().items())
     first = e.info["rules"][0]
     assert first == {"layer": "_conv_stem", "operation": "torch.conv2d + _bn0 (folded)", "rule": "flat"}
+
+
+def test_an_overflowing_relevance_is_refused_with_what_to_do(one_thread, lite0: cnnlens.Classifier, x: T) -> None:
+    with pytest.raises(cnnlens.CnnlensError, match=r"overflowed.*keep the biases \(zero_bias=False\)"):
+        cnnlens.explain(lite0, x, "lrp", composite="epsilon", zero_bias=True)
+    e = cnnlens.explain(lite0, x, "lrp", composite="epsilon", zero_bias=False)
+    assert torch.isfinite(e.attributions).all()

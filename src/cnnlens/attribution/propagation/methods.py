@@ -25,7 +25,7 @@ import torch
 from ..._errors import CnnlensError
 from ..._options import flag, number, value
 from .._base import Method
-from .._context import Context, sum_per_row
+from .._context import Context
 from .._registry import register
 from ..cam._base import resolve_layers
 from ._mode import RelevanceMode
@@ -69,7 +69,6 @@ class _Relevance(Method):
 
     category = "propagation"
     params = PARAMS
-    has_delta = True
 
     def check_options(self) -> None:
         Composite.of(self.options["composite"])
@@ -91,8 +90,10 @@ class _Relevance(Method):
         """The initial relevance ``(N, K)`` from the logits and the gradient of the explained score."""
         raise NotImplementedError
 
-    def relevance(self, ctx: Context, box: T | None, layers: Sequence[Any] = ()) -> tuple[T, T]:
-        """(relevance of the inputs, or of the one layer's output; initial relevance ``(B, K)``)."""
+    def relevance(self, ctx: Context, box: T | None, layers: Sequence[Any] = ()) -> T:
+        """The relevance of the inputs, or of the one layer's output. ``info``: ``"rules"`` (the rule of every
+        operation, in the order they ran) and ``"initial_relevance"`` ``(B, K)``, what the inputs' relevance sums
+        to where it is conserved (no biases, or ``zero_bias=True`` on a model without them)."""
         opts = {**self.options, "box": None if box is None else box[0]}
         mode = RelevanceMode(self.name, ctx.model, Composite.of(self.options["composite"]), opts)
         starts: list[T] = []
@@ -107,13 +108,20 @@ class _Relevance(Method):
             ctx.inputs, ctx.owners(), mode=mode, record=record, layers=layers, input_grad=not layers, start=start
         )
         ctx.info["rules"] = mode.records
-        initial = torch.cat(starts)
-        ctx.info["initial_relevance"] = initial
-        return (at_layers[0] if layers else rel), initial  # type: ignore[return-value]
+        ctx.info["initial_relevance"] = torch.cat(starts)
+        r = at_layers[0] if layers else rel
+        assert r is not None
+        if not torch.isfinite(r).all():
+            raise CnnlensError(
+                f"{self.name}: the relevance overflowed (inf or NaN): rules divided by outputs close to 0 layer after "
+                f"layer. With zero_bias=True on a model that has biases, the epsilon-rule divides by outputs without "
+                f"their bias, which vanish where the bias made the activation; keep the biases (zero_bias=False), "
+                f"raise epsilon (e.g. 0.25), or use a composite with z+ or gamma rules"
+            )
+        return r
 
-    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
-        r, initial = self.relevance(ctx, baseline)
-        return r, sum_per_row(r) - initial.sum(1)
+    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
+        return self.relevance(ctx, baseline), None
 
 
 @register
@@ -121,8 +129,9 @@ class Lrp(_Relevance):
     """Layer-wise relevance propagation (Bach et al. 2015) with the rules of a composite (Montavon et al. 2019;
     Kohlbrenner et al. 2020), on any CNN: rules apply wherever an operation runs (functional residual adds,
     reused and in-place modules), BatchNorm is folded into its convolution for the call. Attributions
-    ``(B, C, H, W)``; ``delta`` is ``sum(R) - f(x)`` (0 up to the stabilizers with ``zero_bias=True``);
-    ``info["rules"]`` lists the rule of every layer."""
+    ``(B, C, H, W)``; they sum to the explained score where relevance is conserved (no biases, or biases left out
+    by ``zero_bias=True`` on a model without them); otherwise biases keep their share. ``info["rules"]`` lists the
+    rule of every layer."""
 
     name = "lrp"
     summary = "Layer-wise relevance propagation: the score redistributed layer by layer by a composite's rules."
@@ -135,7 +144,7 @@ class Lrp(_Relevance):
 class Sglrp(_Relevance):
     """Softmax-gradient LRP (Iwana, Kuroki and Uchida 2019): LRP started from the gradient of the target's
     softmax probability w.r.t. the logits, so the relevance sums to 0 and separates the target from the
-    classes competing with it. ``delta`` is ``sum(R)`` (0 up to the stabilizers with ``zero_bias=True``)."""
+    classes competing with it (the map sums to 0 where relevance is conserved)."""
 
     name = "sglrp"
     summary = "Softmax-gradient LRP: LRP started from d softmax_t / d logits, contrasting the target with the rest."
@@ -153,7 +162,6 @@ class Clrp(_Relevance):
 
     name = "clrp"
     summary = "Contrastive LRP (CLRP1): target relevance minus that of all other classes, positive part."
-    has_delta = False
 
     def start(self, logits: T, g0: T) -> T:
         target = logits * g0
@@ -163,8 +171,7 @@ class Clrp(_Relevance):
         return target - dual * scale
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
-        r, _ = self.relevance(ctx, baseline)
-        return r.clamp(min=0), None
+        return self.relevance(ctx, baseline).clamp(min=0), None
 
 
 LAYER = value(
@@ -178,7 +185,7 @@ LAYER = value(
 @register
 class LayerLrp(Lrp):
     """LRP stopped at one layer: the relevance of every unit of its output, ``(B, C, h, w)`` like that output
-    (the input of concept relevance). ``delta`` is ``sum(R) - f(x)``. A BatchNorm right after the layer is not
+    (the input of concept relevance). A BatchNorm right after the layer is not
     folded into it (it passes relevance), so the layer's output is where the relevance is read."""
 
     name = "layer_lrp"
@@ -187,8 +194,7 @@ class LayerLrp(Lrp):
     params: ClassVar = {"layer": LAYER, **PARAMS}
     output = "layer"
 
-    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T]:
+    def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         names, layers = resolve_layers(ctx, self.options["layer"])
-        r, initial = self.relevance(ctx, baseline, layers)
         ctx.info["layer"] = names[0]
-        return r, sum_per_row(r) - initial.sum(1)
+        return self.relevance(ctx, baseline, layers), None
