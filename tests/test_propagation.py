@@ -33,7 +33,8 @@ def lrp(net: nn.Module, x: T, **options) -> cnnlens.Explanation:
 
 
 class PadGroupNet(nn.Module):
-    """Asymmetric F.pad before a strided conv (TF "same"), a depthwise conv, padding="same", a 1x1 grouped conv."""
+    """Asymmetric F.pad before a strided conv (TF "same"), a depthwise conv run twice, padding="same", a 1x1
+    grouped conv."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,7 +46,7 @@ class PadGroupNet(nn.Module):
 
     def forward(self, x: T) -> T:
         x = F.relu(self.c1(F.pad(x, (0, 1, 0, 1))))
-        x = F.relu(self.same(F.relu(self.dw(x))))
+        x = F.relu(self.same(F.relu(self.dw(F.relu(self.dw(x))))))
         return self.fc(F.relu(self.group(x)).mean((2, 3)))
 
 
