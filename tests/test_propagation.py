@@ -15,6 +15,7 @@ from cnnlens.attribution.propagation import AlphaBeta, Gamma, ZBox, register_com
 from cnnlens.attribution.propagation._layer import conv_layer
 
 T = torch.Tensor
+pytestmark = pytest.mark.usefixtures("one_thread")  # small nets: one thread is faster on a busy machine
 TINY = {"epsilon": 1e-9, "stabilizer": 1e-9}  # LRP-0 as epsilon -> 0
 ALL = {"conv": "epsilon", "linear": "epsilon"}
 

@@ -14,6 +14,7 @@ from _nets import init_, inputs, residual_cnn, vgg_cnn, without_biases
 from _zennit import merge_batch_norms, zennit
 
 T = torch.Tensor
+pytestmark = pytest.mark.usefixtures("one_thread")  # small nets: one thread is faster on a busy machine
 BOUNDS = (-3.0, 3.0)
 
 
@@ -110,9 +111,7 @@ def bias_free_lite0(lite0: cnnlens.Classifier) -> nn.Module:
 
 
 @pytest.mark.parametrize("composite", ["epsilon", "epsilon_gamma_box"])
-def test_relevance_is_conserved_on_efficientnet_lite0(
-    one_thread, bias_free_lite0: nn.Module, x: T, composite: str
-) -> None:
+def test_relevance_is_conserved_on_efficientnet_lite0(bias_free_lite0: nn.Module, x: T, composite: str) -> None:
     with torch.no_grad():
         logits = bias_free_lite0(x)
     e = cnnlens.explain(bias_free_lite0, x, "lrp", composite=composite, zero_bias=True, bounds=(-1.0, 1.0))
@@ -122,7 +121,7 @@ def test_relevance_is_conserved_on_efficientnet_lite0(
     assert sum(r["operation"] == "Tensor.add" for r in rules) == 9  # the functional residual adds
 
 
-def test_lite0_with_its_biases_keeps_the_model_and_lists_its_rules(one_thread, lite0: cnnlens.Classifier, x: T) -> None:
+def test_lite0_with_its_biases_keeps_the_model_and_lists_its_rules(lite0: cnnlens.Classifier, x: T) -> None:
     before = {k: v.clone() for k, v in lite0.module.state_dict().items()}
     e = cnnlens.explain(lite0, x, "lrp")  # epsilon_plus_flat; the first convolution's box from the normalization
     assert torch.isfinite(e.attributions).all() and e.attributions.shape == x.shape
@@ -131,7 +130,7 @@ def test_lite0_with_its_biases_keeps_the_model_and_lists_its_rules(one_thread, l
     assert first == {"layer": "_conv_stem", "operation": "torch.conv2d + _bn0 (folded)", "rule": "flat"}
 
 
-def test_an_overflowing_relevance_is_refused_with_what_to_do(one_thread, lite0: cnnlens.Classifier, x: T) -> None:
+def test_an_overflowing_relevance_is_refused_with_what_to_do(lite0: cnnlens.Classifier, x: T) -> None:
     with pytest.raises(cnnlens.CnnlensError, match=r"overflowed.*keep the biases \(zero_bias=False\)"):
         cnnlens.explain(lite0, x, "lrp", composite="epsilon", zero_bias=True)
     e = cnnlens.explain(lite0, x, "lrp", composite="epsilon", zero_bias=False)
