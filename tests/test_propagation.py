@@ -70,6 +70,33 @@ def test_lrp0_is_input_times_gradient_with_max_pooling_padding_and_groups(make) 
     torch.testing.assert_close(e.attributions, ixg, rtol=1e-5, atol=1e-5 * ixg.abs().max().item())
 
 
+class AddBeforeNorm(nn.Module):
+    """conv, a shift of its output (in place or not), BatchNorm: the BatchNorm is not folded across the shift."""
+
+    def __init__(self, in_place: bool) -> None:
+        super().__init__()
+        self.in_place = in_place
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Linear(4, 3)
+
+    def forward(self, x: T) -> T:
+        h = self.conv(x)
+        if self.in_place:
+            h += 0.5
+        else:
+            h = h + 0.5
+        return self.fc(F.relu(self.bn(h)).mean((2, 3)))
+
+
+def test_an_in_place_change_between_a_layer_and_its_batchnorm_stops_the_folding() -> None:
+    x = inputs()
+    maps = []
+    for in_place in (True, False):
+        e = lrp(init_(AddBeforeNorm(in_place), seed=7), x)
+        assert [r["rule"] for r in e.info["rules"] if r["layer"] == "bn"] == ["pass"]
+        maps.append(e.attributions)
+    torch.testing.assert_close(maps[0], maps[1], rtol=0, atol=0)
+
+
 def test_every_way_of_writing_the_relus_gives_the_same_map() -> None:
     maps = [lrp(residual_cnn(kind), inputs()).attributions for kind in RELU_KINDS]
     for m in maps[1:]:

@@ -272,7 +272,7 @@ class RelevanceMode(TorchFunctionMode):
 
         self._record(self._where(), _op_name(func), rule)
         out = _ShareFn.apply(at(full), at(f_eff or full), self.options["stabilizer"], *xs)
-        return args[0].copy_(out) if in_place else out
+        return self._overwrite(args[0], out) if in_place else out
 
     def _activation(self, func: Callable, args: tuple, kwargs: dict, name: str) -> T:
         x, f, in_place = _split(func, args, kwargs)
@@ -281,7 +281,16 @@ class RelevanceMode(TorchFunctionMode):
         self._record(self._where(), name, "pass")
         if not in_place:
             return _PassFn.apply(x, f)
-        return x.copy_(_PassFn.apply(x.clone(), f))
+        return self._overwrite(x, _PassFn.apply(x.clone(), f))
+
+    def _overwrite(self, t: T, value: T) -> T:
+        """An in-place operation's result: ``t`` now holds ``value``, so it is no longer a layer's raw output (no
+        BatchNorm is folded through it) nor a zero-padded input."""
+        if self._last is not None and self._last.out is t:
+            self._last = None
+        if self._pad is not None and self._pad[0] is t:
+            self._pad = None
+        return t.copy_(value)
 
     # ---- where things ran ---------------------------------------------------------------------------------
     def _record(self, where: str, operation: str, rule: str) -> dict | None:

@@ -57,7 +57,7 @@ PARAMS = {
     "zero_bias": flag(False, "leave biases (and folded BatchNorm shifts) out of the rules: relevance is conserved"),
     "bounds": value(
         None,
-        "the z^B box of the input values (None: [0, 1] pixels through a Classifier's normalization)",
+        "the z^B box of the values entering the first layer (None: [0, 1] pixels through a Classifier's normalization)",
         "None or (low, high), each a number or one per channel, low < high",
         _is_bounds,
     ),
