@@ -244,7 +244,8 @@ class Context:
                     grads = list(torch.autograd.grad(s.sum(), wrt))
                 else:
                     (g0,) = torch.autograd.grad(s.sum(), logits, retain_graph=True)
-                    grads = list(torch.autograd.grad(logits, wrt, start(logits.detach(), g0)))
+                    r0 = start(logits.detach(), g0).detach()  # a scalar objective: d(sum(logits * r0)) = r0
+                    grads = list(torch.autograd.grad((logits * r0).sum(), wrt))
             g = None if cut else grads.pop(0)
             if record:
                 logits_parts.append(logits.detach())

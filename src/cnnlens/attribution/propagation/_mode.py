@@ -83,7 +83,8 @@ class _ShareFn(torch.autograd.Function):
         with torch.enable_grad():
             leaves = [x.detach().requires_grad_(True) for x in xs]
             y = ctx.f_eff(*leaves)
-            grads = torch.autograd.grad(y, leaves, r / stabilize(y.detach(), ctx.eps))
+            s = (r / stabilize(y.detach(), ctx.eps)).detach()
+            grads = torch.autograd.grad((y * s).sum(), leaves)  # J^T s
         return (None, None, None, *(x * g for x, g in zip(xs, grads, strict=True)))
 
 
