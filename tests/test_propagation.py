@@ -312,6 +312,19 @@ def test_an_operation_without_a_rule_raises_naming_it_and_where_it_ran(kind: str
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
 
 
+def test_an_operation_out_of_sight_raises_instead_of_passing_its_gradient() -> None:
+    """EfficientNet-B0's memory-efficient swish is a custom autograd Function: no torch function call is seen for it,
+    and its own gradient would silently scale the relevance."""
+    from efficientnet_lite_pytorch.utils import MemoryEfficientSwish
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), MemoryEfficientSwish(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    with pytest.raises(
+        cnnlens.UnsupportedOperationError,
+        match=r"reach Tensor.flatten \(run in 2\) from SwishImplementation, an operation it cannot see",
+    ):
+        lrp(net, inputs())
+
+
 def test_sglrp_starts_from_the_softmax_jacobian_row_and_sums_to_zero() -> None:
     net = without_biases(vgg_cnn())
     x = inputs()

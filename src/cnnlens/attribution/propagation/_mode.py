@@ -15,7 +15,8 @@ from the initial relevance at the logits and arrives at the inputs with their re
   routes relevance to where the values came from.
 
 Anything else that carries relevance raises ``UnsupportedOperationError`` naming the operation and the module it
-ran in: a silent gradient there would be a wrong explanation.
+ran in: a silent gradient there would be a wrong explanation. So does relevance that comes out of an operation the
+mode never saw (a custom autograd Function, compiled code): every autograd node it reaches must be one it made.
 """
 
 from __future__ import annotations
@@ -138,31 +139,51 @@ class RelevanceMode(TorchFunctionMode):
         self._recording = True
         self._bound: dict[tuple, Rule] = {}
         self._count, self._last, self._pad = 0, None, None
+        self._seen: set = set()  # autograd nodes of the operations this mode saw in the current forward pass
 
     def __enter__(self) -> RelevanceMode:
-        self._count, self._last, self._pad = 0, None, None
+        self._count, self._last, self._pad, self._seen = 0, None, None, set()
         return super().__enter__()
 
     def __exit__(self, *exc: Any) -> None:
-        self._recording, self._last, self._pad = False, None, None
+        self._recording, self._last, self._pad, self._seen = False, None, None, set()
         super().__exit__(*exc)
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None):
         kwargs = kwargs or {}
         if not torch.is_grad_enabled() or not _carries(args, kwargs):
             return func(*args, **kwargs)
+        self._check_sources(func, args, kwargs)
         handler = _HANDLERS.get(func)
+        activation = _elementwise_name(func) if handler is None else None
         if handler is not None:
-            return handler(self, func, args, kwargs)
-        activation = _elementwise_name(func)
-        if activation is not None:
-            return self._activation(func, args, kwargs, activation)
-        out = func(*args, **kwargs)
-        if func in _MAX_POOLS:
-            self._record(self._where(), _op_name(func), "winner takes all")
-        if func in _ROUTES or not _carries((out,), {}):
-            return out
-        raise self._unsupported(_op_name(func))
+            out = handler(self, func, args, kwargs)
+        elif activation is not None:
+            out = self._activation(func, args, kwargs, activation)
+        else:
+            out = func(*args, **kwargs)
+            if func in _MAX_POOLS:
+                self._record(self._where(), _op_name(func), "winner takes all")
+            if func not in _ROUTES and _carries((out,), {}):
+                raise self._unsupported(_op_name(func))
+        for t in _tensors((out,)):
+            if t.grad_fn is not None:
+                self._seen.add(t.grad_fn)
+        return out
+
+    def _check_sources(self, func: Callable, args: tuple, kwargs: dict) -> None:
+        """Every relevance-carrying argument must come from the inputs or from an operation this mode saw: one that
+        ran out of its sight (a custom autograd Function, compiled code) would pass relevance by its own gradient."""
+        for t in _tensors(args, kwargs):
+            if t.grad_fn is not None and t.grad_fn not in self._seen:
+                self._recording = True  # to name the module
+                source = type(t.grad_fn).__name__.removesuffix("Backward")
+                raise UnsupportedOperationError(
+                    f"{self.method}: relevance would reach {_op_name(func)} (run in {self._where()}) from {source}, "
+                    f"an operation it cannot see (a custom autograd Function or compiled code), whose own gradient "
+                    f"would pass the relevance, silently wrong. Write that operation with torch operations, or use a "
+                    f"gradient method (input_x_gradient, integrated_gradients) for this model"
+                )
 
     # ---- convolutions, fully connected layers, BatchNorm, padding ------------------------------------------
     def _linear(self, func: Callable, args: tuple, kwargs: dict) -> T:
@@ -327,6 +348,16 @@ class RelevanceMode(TorchFunctionMode):
             f"and fully connected layers (by the composite's rules), BatchNorm, sums and means, average and max "
             f"pooling, element-wise activations, scaling by constants, concatenation and reshaping; {hint}"
         )
+
+
+def _tensors(args: tuple, kwargs: dict | None = None) -> list[T]:
+    """The relevance-carrying tensors among the arguments (also inside lists and tuples)."""
+    out = []
+    for a in itertools.chain(args, (kwargs or {}).values()):
+        for t in a if isinstance(a, (list, tuple)) else (a,):
+            if isinstance(t, T) and t.requires_grad:
+                out.append(t)
+    return out
 
 
 def _carries(args: tuple, kwargs: dict) -> bool:
