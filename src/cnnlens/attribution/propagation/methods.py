@@ -54,7 +54,7 @@ PARAMS = {
     "epsilon": number(1e-6, "ε of the ε-rule (LRP-0 as ε -> 0)", open_min=True),
     "gamma": number(0.25, "γ of the γ-rule (0: LRP-0; large: z+)"),
     "stabilizer": number(1e-6, "added with its sign to the denominators of the other rules and of sums", open_min=True),
-    "zero_bias": flag(False, "leave biases (and folded BatchNorm shifts) out of the rules: relevance is conserved"),
+    "zero_bias": flag(False, "leave biases and folded BatchNorm shifts out of the rules (they then take no relevance)"),
     "bounds": value(
         None,
         "the z^B box of the values entering the first layer (None: [0, 1] pixels through a Classifier's normalization)",
