@@ -377,6 +377,7 @@ def test_layer_lrp_is_activation_times_gradient_under_lrp0_and_sums_to_the_score
     assert e.attributions.shape == expected.shape == (3, 8, 4, 4)
     torch.testing.assert_close(e.attributions, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
     assert e.info["layer"] == "head"
+    torch.testing.assert_close(e.info["activations"], store[0].detach())
     bias_free = without_biases(residual_cnn("module"))
     e = cnnlens.explain(bias_free, x, "layer_lrp", layer=bias_free.b2c2, composite="epsilon", zero_bias=True, **TINY)
     torch.testing.assert_close(e.attributions.flatten(1).sum(1), input_x_gradient(bias_free, x)[1], rtol=1e-4, atol=0)

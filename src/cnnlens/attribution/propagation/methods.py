@@ -104,9 +104,11 @@ class _Relevance(Method):
             return r
 
         record = ctx._logits is None
-        _, rel, _, at_layers = ctx.backward(
+        _, rel, outputs, at_layers = ctx.backward(
             ctx.inputs, ctx.owners(), mode=mode, record=record, layers=layers, input_grad=not layers, start=start
         )
+        if layers:
+            ctx.info["activations"] = outputs[0]  # the layer's output, whose units the relevance belongs to
         ctx.info["rules"] = mode.records
         ctx.info["initial_relevance"] = torch.cat(starts)
         r = at_layers[0] if layers else rel
@@ -185,7 +187,8 @@ LAYER = value(
 @register
 class LayerLrp(Lrp):
     """LRP stopped at one layer: the relevance of every unit of its output, ``(B, C, h, w)`` like that output
-    (the input of concept relevance). A BatchNorm right after the layer is not
+    (the input of concept relevance); ``info["layer"]`` names the layer, ``info["activations"]`` holds its output.
+    A BatchNorm right after the layer is not
     folded into it (it passes relevance), so the layer's output is where the relevance is read."""
 
     name = "layer_lrp"
