@@ -62,7 +62,7 @@ def batch_statistics_layers(module: nn.Module) -> list[str]:
 
 def _caller_level() -> int:
     """``stacklevel`` for a warning raised by the caller of this function: the first frame outside cnnlens."""
-    frame, level = sys._getframe(2), 1
+    frame, level = sys._getframe(1), 1  # the function that warns is level 1
     while frame is not None and (
         frame.f_code.co_filename.startswith(_PACKAGE) or "contextlib" in frame.f_code.co_filename
     ):
