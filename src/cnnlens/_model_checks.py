@@ -51,10 +51,10 @@ def eager() -> Iterator[None]:
         yield
 
 
-def batch_statistics_layers(module: nn.Module) -> list[str]:
-    """Names of the BatchNorm layers that normalise with the statistics of the batch even in eval mode."""
+def batch_statistics_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The BatchNorm layers that normalise with the statistics of the batch even in eval mode."""
     return [
-        name or type(m).__name__
+        (name or type(m).__name__, m)
         for name, m in module.named_modules()
         if isinstance(m, _BatchNorm) and (not m.track_running_stats or m.running_mean is None)
     ]
@@ -70,33 +70,42 @@ def _caller_level() -> int:
     return level
 
 
-def warn_batch_dependent(module: nn.Module) -> None:
-    """Warn when the model's outputs depend on which inputs share a forward pass (``batch_statistics_layers``)."""
-    names = batch_statistics_layers(module)
-    if names:
-        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        warnings.warn(
-            f"the model normalises with the statistics of each batch even in eval mode ({listed}: BatchNorm with "
-            f"track_running_stats=False), so every output, and every map, depends on which inputs share a forward "
-            f"pass: results change with {say('batch_size', '--batch-size')}. Give these layers running statistics (track_running_stats=True, "
-            f"estimated on training data) for explanations of single images",
-            CnnlensWarning,
-            stacklevel=_caller_level(),
-        )
+def warn_batch_dependent(names: list[str]) -> None:
+    """Warn that the model's outputs depend on which inputs share a forward pass (``names``: the layers)."""
+    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    warnings.warn(
+        f"the model normalises with the statistics of each batch even in eval mode ({listed}: BatchNorm with "
+        f"track_running_stats=False), so every output, and every map, depends on which inputs share a forward "
+        f"pass: results change with {say('batch_size', '--batch-size')}. Give these layers running statistics "
+        f"(track_running_stats=True, estimated on training data) for explanations of single images",
+        CnnlensWarning,
+        stacklevel=_caller_level(),
+    )
 
 
 @contextmanager
 def explaining(module: nn.Module) -> Iterator[None]:
-    """The checks every explanation and metric runs under: compiled code runs eagerly; batch statistics warn
-    (once per outermost call: a metric that re-explains does not warn again)."""
-    if not _ACTIVE.get():
-        warn_batch_dependent(module)
+    """The checks every explanation and metric runs under: compiled code runs eagerly; a BatchNorm layer that used
+    batch statistics in the run gets a warning when it ends well (once per outermost call: a metric that
+    re-explains does not warn again). The layers are watched by forward pre-hooks that live inside the block."""
+    outer = not _ACTIVE.get()
     token = _ACTIVE.set(True)
+    ran: list[str] = []
+    handles = []
+    for name, layer in batch_statistics_layers(module) if outer else []:
+        if isinstance(layer, torch.jit.ScriptModule):  # takes no hooks: whether it runs cannot be seen
+            ran.append(name)
+        else:
+            handles.append(layer.register_forward_pre_hook(lambda *_, n=name: None if n in ran else ran.append(n)))
     try:
         with eager():
             yield
     finally:
+        for h in handles:
+            h.remove()
         _ACTIVE.reset(token)
+    if ran:
+        warn_batch_dependent(ran)
 
 
 class _CutWatch(TorchFunctionMode):
