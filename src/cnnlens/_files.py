@@ -52,6 +52,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def remove_temporary(folder: str | os.PathLike[str]) -> int:
+    """Remove the temporary files ``atomic_path`` left in ``folder`` when its process was killed (call only while
+    no other process writes there, e.g. holding a lock); returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.iterdir() if p.name.startswith(TMP_PREFIX) and (p.is_file() or p.is_symlink())]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (flushed to disk before the rename); returns ``path``."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
