@@ -169,7 +169,7 @@ class _Shard:
         return e, failed, said
 
     def score(self, label: str, e: Any, x: T, targets: T) -> tuple[dict[str, np.ndarray], list[str]]:
-        """Every metric's value per row (NaN with a note where a metric does not apply to the method)."""
+        """Every metric's value per row (NaN with a note ``"metric: reason"`` where it does not apply)."""
         from ..quality import get_metric, score
 
         name, opts = self.job.methods[label]
@@ -212,7 +212,7 @@ def _compute(work: _Shard) -> ShardResult:
     if x is not None:
         positions, x = _predictions(work, positions, x)
     failed: dict[int, str] = {}
-    explained: list[tuple[str, str, list[int], Any, dict, dict[str, np.ndarray], list[str]]] = []
+    explained: list[tuple[str, str, list[int], Any, dict[str, np.ndarray], list[str], list[str]]] = []
     if x is not None and positions:
         kinds = _targets(job, rows, positions)
         for label in job.methods:
@@ -227,7 +227,7 @@ def _compute(work: _Shard) -> ShardResult:
                 keep = [idx[i] for i in range(len(idx)) if i not in bad]
                 values, notes = work.score(label, e, x[keep], targets[[i for i in range(len(idx)) if i not in bad]])
                 work.passes += e.passes
-                explained.append((label, kind, keep, e, values, {}, said + notes))
+                explained.append((label, kind, keep, e, values, said, notes))
     for pos, reason in failed.items():
         _fail(rows[pos], reason)
     _collect(work, result, positions, explained)
@@ -282,11 +282,11 @@ def _targets(job: Job, rows: dict[int, dict[str, Any]], positions: list[int]) ->
 def _collect(work: _Shard, result: ShardResult, positions: list[int], explained: list) -> None:
     """Explanation rows and float16 maps of the images that did not fail."""
     rows, n = work.rows, work.stop - work.start
-    for label, kind, keep, e, values, _, notes in explained:
+    for label, kind, keep, e, values, said, notes in explained:
         stored, meta = _stored(e, work.job.downsample)
         compact, scales, clipped = _compact(stored)
         if clipped:
-            notes = [*notes, "some map values were not finite; they are stored as NaN"]
+            said = [*said, "some map values were not finite; they are stored as NaN"]
         block = result.maps.get((label, kind))
         if block is None:
             block = np.full((n, *compact.shape[1:]), np.nan, dtype=np.float16)
@@ -306,7 +306,7 @@ def _collect(work: _Shard, result: ShardResult, positions: list[int], explained:
                     "position": pos, "id": rows[pos]["id"], "method": label, "explains": kind,
                     "target": int(target), "seconds": e.seconds / count, "passes": e.passes / count,
                     "delta": None if delta is None else float(delta[j]), "attribution_sum": float(sums[j]),
-                    "map_scale": float(scales[j]), "notes": list(notes),
+                    "map_scale": float(scales[j]), "warnings": list(said), "notes": list(notes),
                     **{m: _number(v[j]) for m, v in values.items()},
                 }
             )  # fmt: skip

@@ -75,6 +75,7 @@ def explanations_schema(metrics: list[str]) -> Any:
         ("delta", pa.float64()),
         ("attribution_sum", pa.float64()),
         ("map_scale", pa.float64()),
+        ("warnings", pa.list_(pa.string())),
         ("notes", pa.list_(pa.string())),
     ]
     return pa.schema(fields + [(m, pa.float64()) for m in metrics])

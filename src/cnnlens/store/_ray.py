@@ -64,7 +64,7 @@ def ray_results(job: Job, pending: list[int], address: str | None, workers: int 
         return
     started = _start(address)
     try:
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # e.g. "progress bars disabled": ours are on
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         cpus = int(ray.cluster_resources().get("CPU", 1))

@@ -183,12 +183,13 @@ class Store:
     ) -> np.ndarray:
         """``map`` of several images (default: every image the method explained), stacked ``(n, C, h, w)``."""
         if ids is None:
-            ids = [i for i in self.ids if self._has(i, method, explains)]
+            ids = [i for i in self.ids if self.has(i, method, explains)]
         if not ids:
             raise CnnlensError(f"no stored {method} maps to read")
         return np.stack([self.map(i, method, explains, size) for i in ids])
 
-    def _has(self, image_id: str, method: str, explains: str) -> bool:
+    def has(self, image_id: str, method: str, explains: str = "predicted") -> bool:
+        """Whether the store holds ``method``'s explanation of ``image_id`` for that class."""
         try:
             self.explanation(image_id, method, explains)
         except CnnlensError:
@@ -239,6 +240,19 @@ class Store:
         rows = t.filter(pc.and_(pc.equal(t["method"], method), pc.equal(t["explains"], explains)))
         values = np.array([np.nan if v is None else v for v in rows.column(metric).to_pylist()], dtype=float)
         return rows.column("id").to_pylist(), values
+
+    # ---- the report ---------------------------------------------------------------------------------------
+    def report(self, out: str | os.PathLike[str], *, model: Any = None, data: Any = None, **options: Any) -> Path:
+        """The HTML report (`cnnlens.report.model_report`) of the store's model and data set, built from the stored
+        predictions, maps and quality scores without recomputing them; writes ``out/report.html`` and
+        ``out/metrics.json``, returns the HTML file's path. ``model`` / ``data``: needed when the run was given
+        Python objects (the manifest then cannot reopen them); they must be the store's (weights and ids are
+        checked). ``options``: the report's own (``title``, ``max_groups``, ``per_group``, ``scorecard``,
+        ``progress``); methods and metrics are the store's. Needs a finished store that keeps every class
+        probability."""
+        from ._report import store_report
+
+        return store_report(self, out, model=model, data=data, **options)
 
 
 def _not(column: Any) -> Any:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
-from .._progress import honours_progress, progress_bar
+from .._progress import progress as progress_switch
+from .._progress import progress_bar
 from ._compute import ShardResult, compute_shard
 from ._layout import StoreWriter
 from ._settings import (
@@ -111,7 +112,6 @@ def _top_k(top_k: Any, classes: int) -> int:
     return min(k, classes)
 
 
-@honours_progress
 def run(
     model: Any,
     dataset: Any,
@@ -141,12 +141,50 @@ def run(
     explained, ``"predicted"``, ``"label"`` or ``"both"`` (the label's explanation added where it differs from the
     prediction). Images go in fixed shards of ``shard_size``, each explained and scored with its own seed derived
     from ``seed``, so the store does not depend on the order, process or machine that computes the shards.
+    ``batch_size``: most model inputs per forward pass (``None``: automatic).
 
     Running again with the same settings resumes: finished shards are kept, the others computed, each image ends
     up exactly once; other settings on a store with results are refused (``CnnlensError``). ``backend="ray"`` runs
     the shards on Ray (`ray.data` actors holding the model; ``address``: an existing cluster, default a local
     instance; ``workers``: actors, default one per CPU). Returns a `RunSummary`; `open_store(out)` reads the store.
     """
+    classifier, source = _classifier(model)
+    return run_loaded(
+        classifier, _dataset(dataset, classifier), methods, sources=Sources(source, describe_source(dataset)),
+        out=out, metrics=metrics, explain=explain, top_k=top_k, downsample=downsample, shard_size=shard_size,
+        batch_size=batch_size, seed=seed, backend=backend, address=address, workers=workers, progress=progress,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sources:
+    """How the model and the data were given (bundled name or file, data spec), recorded to reopen them later."""
+
+    model: str | None = None
+    data: str | None = None
+    arch: str | None = None
+
+
+def run_loaded(
+    classifier: Any,
+    data: Any,
+    methods: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    *,
+    sources: Sources,
+    out: str | os.PathLike[str],
+    metrics: Sequence[str] | Mapping[str, Mapping[str, Any]] | None,
+    explain: str,
+    top_k: int | None,
+    downsample: int | None,
+    shard_size: int,
+    batch_size: int | None,
+    seed: int,
+    backend: str,
+    address: str | None,
+    workers: int | None,
+    progress: bool,
+) -> RunSummary:
+    """`run` on a loaded Classifier and an opened data set (``sources`` says where they came from)."""
     from .. import __version__
     from ..attribution._base import check_run_options
 
@@ -157,22 +195,20 @@ def run(
         raise CnnlensError(f"backend must be 'local' or 'ray'; got {backend!r}")
     if address is not None and backend != "ray":
         raise CnnlensError("address is the Ray cluster to use; give it with backend='ray'")
-    shard_size = _positive("shard_size", shard_size, allow_none=False)
-    downsample = _positive("downsample", downsample, allow_none=True)
-    workers = _positive("workers", workers, allow_none=True)
-    resolved_methods, resolved_metrics = resolve_methods(methods), resolve_metrics(metrics)
-    classifier, model_source = _classifier(model)
-    data = _dataset(dataset, classifier)
     job = Job(
-        classifier=classifier, dataset=data, methods=resolved_methods, metrics=resolved_metrics, explain=explain,
-        top_k=_top_k(top_k, classifier.num_classes), downsample=downsample, shard_size=shard_size, seed=int(seed),
-        batch_size=batch_size, ids=dataset_ids(data),
+        classifier=classifier, dataset=data, methods=resolve_methods(methods), metrics=resolve_metrics(metrics),
+        explain=explain, top_k=_top_k(top_k, classifier.num_classes),
+        downsample=_positive("downsample", downsample, allow_none=True),
+        shard_size=_positive("shard_size", shard_size, allow_none=False), seed=int(seed), batch_size=batch_size,
+        ids=dataset_ids(data),
     )  # fmt: skip
-    manifest = build_manifest(job, model_source, describe_source(dataset), __version__)
+    workers = _positive("workers", workers, allow_none=True)
+    manifest = build_manifest(job, sources.model, sources.data, __version__)
+    manifest["model"]["arch"] = sources.arch
     manifest["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest["run"] = {"backend": backend, "batch_size": batch_size}
     start = time.perf_counter()
-    with StoreWriter(out, manifest) as writer:
+    with progress_switch(progress), StoreWriter(out, manifest) as writer:
         done = writer.done()
         pending = [k for k in range(job.shards) if k not in done]
         already = sum(b - a for a, b in map(job.bounds, done))

@@ -29,7 +29,7 @@ MAX_ALL_CLASSES = 100
 """With ``top_k=None`` every class probability is kept up to this many classes, else the top 10."""
 EXPLANATION_COLUMNS = (
     "position", "id", "method", "explains", "target", "seconds", "passes", "delta", "attribution_sum",
-    "map_scale", "notes",
+    "map_scale", "warnings", "notes",
 )  # fmt: skip
 RUN_ONLY = ("created", "run")
 """Manifest entries that describe one run, not what is computed: they may differ when a run is resumed."""
@@ -185,7 +185,7 @@ def build_manifest(job: Job, model_source: str | None, data_spec: str | None, ve
 
 def _compared(manifest: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in manifest.items() if k not in RUN_ONLY}
-    out["model"] = {k: v for k, v in manifest.get("model", {}).items() if k not in ("name", "source")}
+    out["model"] = {k: v for k, v in manifest.get("model", {}).items() if k not in ("name", "source", "arch")}
     out["dataset"] = {k: v for k, v in manifest.get("dataset", {}).items() if k not in ("spec", "name", "skipped")}
     return out
 
