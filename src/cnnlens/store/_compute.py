@@ -60,7 +60,7 @@ def _read(job: Job, start: int, stop: int, rows: dict[int, dict[str, Any]]) -> t
             rows[pos]["label"] = int(label)
             inputs.append(_input(job.classifier, item))
         except Exception as e:  # noqa: BLE001 - any reason a sample cannot be used is recorded, and the run goes on
-            _fail(rows[pos], f"cannot be read: {_reason(e)}")
+            _fail(rows[pos], str(e) if isinstance(e, CnnlensError) else f"cannot be read: {_reason(e)}")
             continue
         positions.append(pos)
     if inputs and len({tuple(x.shape) for x in inputs}) > 1:
