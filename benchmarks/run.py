@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ("gradient", "cam", "perturbation", "quality")
+SUITES = ("gradient", "cam", "perturbation", "quality", "store")
 
 
 def main(argv: list[str]) -> int:

@@ -42,30 +42,45 @@ class ShardResult:
     seconds: float = 0.0
 
 
-def _input(classifier: Any, item: Any) -> T:
-    """One image (or a preprocessed ``(C, H, W)`` tensor) as a ``(1, C, H, W)`` model input."""
-    if isinstance(item, torch.Tensor):
-        if item.dim() != 3 or not item.is_floating_point():
-            raise CnnlensError(f"a tensor sample must be a (C, H, W) float tensor; got {tuple(item.shape)}")
-        return item.unsqueeze(0).to(classifier.device)
-    return classifier.preprocess([item])
+def _inputs(classifier: Any, items: list[Any]) -> T:
+    """Images (or preprocessed ``(C, H, W)`` tensors) as one ``(n, C, H, W)`` model input."""
+    if all(isinstance(item, torch.Tensor) for item in items):
+        if any(item.dim() != 3 or not item.is_floating_point() for item in items):
+            raise CnnlensError("a tensor sample must be a (C, H, W) float tensor (preprocessed as the model expects)")
+        return torch.stack(items).to(classifier.device)
+    return classifier.preprocess(items)
 
 
 def _read(job: Job, start: int, stop: int, rows: dict[int, dict[str, Any]]) -> tuple[list[int], T | None]:
-    """Decode and preprocess the shard's images; failures become failed rows."""
-    positions, inputs = [], []
+    """Decode and preprocess the shard's images (all at once; one by one only to find the ones that fail);
+    failures become failed rows."""
+    positions, items = [], []
     for pos in range(start, stop):
         try:
             item, label = job.dataset[pos]
             rows[pos]["label"] = int(label)
-            inputs.append(_input(job.classifier, item))
         except Exception as e:  # noqa: BLE001 - any reason a sample cannot be used is recorded, and the run goes on
             _fail(rows[pos], str(e) if isinstance(e, CnnlensError) else f"cannot be read: {_reason(e)}")
             continue
         positions.append(pos)
-    if inputs and len({tuple(x.shape) for x in inputs}) > 1:
+        items.append(item)
+    if not items:
+        return [], None
+    try:
+        return positions, _inputs(job.classifier, items)
+    except Exception:  # noqa: BLE001 - some image cannot be preprocessed: find which, below
+        pass
+    kept, inputs = [], []
+    for pos, item in zip(positions, items, strict=True):
+        try:
+            inputs.append(_inputs(job.classifier, [item]))
+        except Exception as e:  # noqa: BLE001 - as above
+            _fail(rows[pos], f"cannot be preprocessed: {_reason(e)}")
+            continue
+        kept.append(pos)
+    if len({tuple(x.shape) for x in inputs}) > 1:
         raise CnnlensError("the data set's samples have different shapes after preprocessing; give the model a size")
-    return positions, torch.cat(inputs) if inputs else None
+    return kept, torch.cat(inputs) if inputs else None
 
 
 def _reason(err: BaseException) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -65,7 +66,9 @@ def ray_results(job: Job, pending: list[int], address: str | None, workers: int 
     started = _start(address)
     try:
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # e.g. "progress bars disabled": ours are on
-        context = ray.data.DataContext.get_current()
+        with warnings.catch_warnings():  # Ray's own deprecation notices about its settings, nothing of ours
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         cpus = int(ray.cluster_resources().get("CPU", 1))
         size = min(workers or max(1, cpus), len(pending))

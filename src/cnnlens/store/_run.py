@@ -235,7 +235,7 @@ def _execute(
     bar = progress_bar(total=job.size, initial=already, desc="run", unit="img", smoothing=0.1)
     try:
         for result in results:
-            writer.write(result)
+            writer.submit(result)
             computed += len(result.images)
             passes += result.passes
             failed += sum(not r["ok"] for r in result.images)

@@ -1,0 +1,118 @@
+"""Dataset runs: images per second of ``cnnlens run`` beside a plain loop of ``explain`` calls, and Ray's overhead.
+
+The digits field split (360 images) with three methods (saliency, Grad-CAM, integrated gradients with 16 steps).
+The plain loop reads and preprocesses the same images in batches of the shard size and calls ``explain`` for each
+method with the same ``batch_size``; the run does that and also predicts each batch, keeps the maps as float16 and
+writes every shard to a fresh store (Parquet tables, Zarr maps). Best of ``--repeats`` after a warm-up, the two
+interleaved; the headline is the storing overhead, run time / loop time - 1 (goal: at most 10%).
+
+The Ray backend on this machine (a local instance, one actor per CPU): its time with the instance already running
+(actor start-up, scheduling and sending results back) and with starting the instance, each over the local run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import cnnlens
+from _common import best_of, log
+from cnnlens.data import digits
+
+METHODS = {"saliency": {}, "grad_cam": {}, "integrated_gradients": {"steps": 16}}
+SHARD = 32
+
+
+def plain_loop(model: cnnlens.Classifier, data, batch_size: int) -> None:
+    for start in range(0, len(data), SHARD):
+        x = model.preprocess([data[i][0] for i in range(start, min(len(data), start + SHARD))])
+        for name, options in METHODS.items():
+            cnnlens.explain(model, x, name, batch_size=batch_size, **options)
+
+
+def store_run(model: cnnlens.Classifier, data, batch_size: int, folder: Path, **backend) -> cnnlens.store.RunSummary:
+    out = Path(tempfile.mkdtemp(dir=folder))
+    try:
+        return cnnlens.run(
+            model, data, METHODS, out=out / "store", shard_size=SHARD, batch_size=batch_size, progress=False, **backend
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole process, all threads) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="1 timed repeat, no Ray")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, --quick 1)")
+    p.add_argument("--batch-size", type=int, default=64, help="model inputs per forward pass, both")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steady on a shared machine)")
+    args = p.parse_args(argv)
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    torch.set_num_threads(args.threads)
+    model = cnnlens.load_model("digits_cnn")
+    data = digits("field")
+    folder = Path(tempfile.mkdtemp(prefix="cnnlens-bench-store-"))
+    try:
+        log(f"plain explain loop vs cnnlens run on {len(data)} images, {', '.join(METHODS)} ...")
+        plain_loop(model, data, args.batch_size)  # warm-up (imports, first calls)
+        store_run(model, data, args.batch_size, folder)
+        loop_t, run_t = [], []
+        for _ in range(repeats):  # interleaved, so that a busy moment of the machine hits both
+            loop_t.append(_timed(lambda: plain_loop(model, data, args.batch_size)))
+            run_t.append(_timed(lambda: store_run(model, data, args.batch_size, folder)))
+        (loop, loop_cpu), (local, local_cpu) = min(loop_t), min(run_t)
+        print(f"{'':34s}{'images/s':>10s}{'seconds':>10s}{'CPU s':>10s}")
+        print(f"{'plain loop of explain calls':34s}{len(data) / loop:10.1f}{loop:10.2f}{loop_cpu:10.2f}")
+        print(f"{'cnnlens run (local, store)':34s}{len(data) / local:10.1f}{local:10.2f}{local_cpu:10.2f}")
+        print(
+            f"storing overhead: {local / loop - 1:+.1%} in time (goal <= +10%), {local_cpu / loop_cpu - 1:+.1%} in CPU "
+            f"time (predictions, float16 maps, Parquet and Zarr writes; the writes run in a thread beside the next "
+            f"shard's explanations)"
+        )
+        if not args.quick:
+            _ray(model, data, args.batch_size, folder, local)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def _ray(model: cnnlens.Classifier, data, batch_size: int, folder: Path, local: float) -> None:
+    try:
+        import ray
+    except ImportError:
+        print("Ray is not installed (pip install 'cnnlens[ray]'): no Ray figures")
+        return
+    log("Ray backend, starting a local instance inside the run ...")
+    start = time.perf_counter()
+    store_run(model, data, batch_size, folder, backend="ray")
+    cold = time.perf_counter() - start
+    ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        log("Ray backend, instance already running ...")
+        warm = best_of(lambda: store_run(model, data, batch_size, folder, backend="ray"), 1)[0]
+    finally:
+        ray.shutdown()
+    cpus = int(__import__("os").cpu_count() or 1)
+    print(f"{'cnnlens run (Ray, running)':34s}{len(data) / warm:10.1f}{warm:10.2f}")
+    print(f"{'cnnlens run (Ray, with start-up)':34s}{len(data) / cold:10.1f}{cold:10.2f}")
+    print(
+        f"Ray on one machine ({cpus} CPUs, {cpus} actors): {warm / local:.2f}x the local run's time with the instance"
+    )
+    print(f"running, {cold / local:.2f}x with its start-up")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
