@@ -102,7 +102,7 @@ def test_metrics_lists_the_quality_registry(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.split()[0] == names[-1]
 
 
-COMMANDS = ["methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo"]
+COMMANDS = ["methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo", "run"]
 
 
 def test_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -423,7 +423,7 @@ def test_bad_input_fails_with_one_clear_line(case: str, tiny, tmp_path: Path, ca
     [
         (["explain"], "the following arguments are required: IMAGE"),
         (["evaluate", "--batch-size", "0"], "expected a number >= 1, got 0"),
-        (["report"], "the following arguments are required: --data"),
+        (["report"], "give --data DATA (or --store STORE"),
         (["methods", "--category", "magic"], "invalid choice: 'magic'"),
         (["explian", "x.png"], "invalid choice: 'explian'"),
     ],

@@ -112,6 +112,8 @@ def test_killed_at_three_moments_then_resumed_equals_an_uninterrupted_run(model,
     table = open_store(tmp_path / "table")
     assert table.done == 24 and (tmp_path / "table" / "explanations" / "part-000003.parquet").exists()
     assert set(table.explanations.column("position").to_pylist()) == set(range(24))  # shard 3's rows not read
+    with pytest.raises(cnnlens.CnnlensError, match="holds 24 of 40 images; finish the run first"):
+        table.report(tmp_path / "report", model=model, data=subset())
     for moment in MOMENTS:
         summary = cnnlens.run(model, subset(), out=tmp_path / moment, progress=False, **SETTINGS)
         assert summary.already + summary.computed == IMAGES and summary.failed == 0
@@ -201,3 +203,39 @@ def test_cli_run_records_a_broken_image_as_a_failed_row_and_report_store_equals_
             assert rows[r["method"]][column] == pytest.approx(r[column], rel=1e-6)
     assert main(["report", "--store", str(store), "--methods", "saliency"]) == 2
     assert "leave out --methods" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "phrase"),
+    [
+        ({"explain": "target"}, "explain must be one of predicted, label, both"),
+        ({"backend": "spark"}, "backend must be 'local' or 'ray'"),
+        ({"address": "auto"}, "give it with backend='ray'"),
+        ({"top_k": 0}, "top_k must be a positive int or None"),
+        ({"shard_size": 2.5}, "shard_size must be a positive int"),
+        ({"methods": {"deeplift": {"baseline": torch.zeros(1, 3, 32, 32)}}}, "must be plain values"),
+        ({"metrics": ["deletion", "deletion"]}, "listed twice|more than once"),
+    ],
+)
+def test_run_refuses_bad_options_before_any_work(model, tmp_path, options: dict, phrase: str) -> None:
+    settings = {"methods": ["saliency"], **options}
+    with pytest.raises(cnnlens.CnnlensError, match=phrase):
+        cnnlens.run(model, subset(), out=tmp_path / "s", progress=False, **settings)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        (["--metric-set", "deletion.steps=3"], "--metric-set sets options of the --metrics chosen; give --metrics too"),
+        (["--address", "auto"], "--address names a Ray cluster; give it with --backend ray"),
+        (["--workers", "2"], "--workers sizes the Ray actor pool; give it with --backend ray"),
+        (["--set", "stepz=3"], "no chosen method has an option 'stepz'"),
+    ],
+)
+def test_cli_run_usage_errors_name_the_flag(argv: list[str], phrase: str, tmp_path, capsys) -> None:
+    from cnnlens.cli import main
+
+    base = ["run", "--data", "digits:field", "--methods", "saliency", "--out", str(tmp_path / "s")]
+    assert main(base + argv) == 2
+    assert phrase in capsys.readouterr().err and not (tmp_path / "s").exists()

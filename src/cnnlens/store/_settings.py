@@ -107,6 +107,10 @@ def resolve_metrics(metrics: Any) -> dict[str, dict[str, Any]]:
 
     if metrics is None:
         return {}
+    if isinstance(metrics, Sequence) and not isinstance(metrics, str):
+        twice = sorted({str(m) for m in metrics if list(metrics).count(m) > 1})
+        if twice:
+            raise CnnlensError(f"metric {twice[0]!r} is listed twice")
     resolved = {}
     for name, opts in _metric_specs(metrics).items():
         if name in EXPLANATION_COLUMNS:
