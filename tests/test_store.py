@@ -182,6 +182,11 @@ def test_cli_run_records_a_broken_image_as_a_failed_row_and_report_store_equals_
     assert broken not in s.explanations.column("id").to_pylist()
     with pytest.raises(cnnlens.CnnlensError, match="failed"):
         s.map(broken, "saliency")
+    assert s.model().name == "digits_cnn" and s.dataset().ids == [i for i in s.ids]  # reopened from the manifest
+    from cnnlens.models import Classifier, DigitsCNN
+
+    with pytest.raises(cnnlens.CnnlensError, match="weights differ"):
+        s.model(Classifier(DigitsCNN(), model.preprocessing, model.class_names))
     options = {"max_groups": 1, "per_group": 2, "progress": False}
     s.report(tmp_path / "from_store", **options)  # model and data reopened from the manifest
     methods = {"saliency": {}, "integrated_gradients": {"steps": 8}}

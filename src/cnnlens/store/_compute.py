@@ -58,7 +58,7 @@ def _read(job: Job, start: int, stop: int, rows: dict[int, dict[str, Any]]) -> t
     for pos in range(start, stop):
         try:
             item, label = job.dataset[pos]
-            rows[pos]["label"] = int(label)
+            rows[pos]["label"] = None if label is None else int(label)  # None: an unlabelled image
         except Exception as e:  # noqa: BLE001 - any reason a sample cannot be used is recorded, and the run goes on
             _fail(rows[pos], str(e) if isinstance(e, CnnlensError) else f"cannot be read: {_reason(e)}")
             continue
@@ -280,16 +280,16 @@ def _predictions(work: _Shard, positions: list[int], x: T) -> tuple[list[int], T
 
 
 def _targets(job: Job, rows: dict[int, dict[str, Any]], positions: list[int]) -> dict[str, tuple[list[int], T]]:
-    """kind -> (rows of ``x``, the class each is explained for)."""
+    """kind -> (rows of ``x``, the class each is explained for); unlabelled images have no label explanation."""
     predicted = [rows[p]["predicted"] for p in positions]
     labels = [rows[p]["label"] for p in positions]
     out: dict[str, tuple[list[int], T]] = {}
     if job.explain in ("predicted", "both"):
         out["predicted"] = (list(range(len(positions))), torch.tensor(predicted))
-    if job.explain == "label":
-        out["label"] = (list(range(len(positions))), torch.tensor(labels))
-    elif job.explain == "both":
-        idx = [i for i in range(len(positions)) if labels[i] != predicted[i]]
+    if job.explain in ("label", "both"):
+        idx = [i for i, label in enumerate(labels) if label is not None]
+        if job.explain == "both":
+            idx = [i for i in idx if labels[i] != predicted[i]]
         out["label"] = (idx, torch.tensor([labels[i] for i in idx], dtype=torch.long))
     return out
 

@@ -241,6 +241,21 @@ class Store:
         values = np.array([np.nan if v is None else v for v in rows.column(metric).to_pylist()], dtype=float)
         return rows.column("id").to_pylist(), values
 
+    # ---- the model and the images ----------------------------------------------------------------------------
+    def model(self, model: Any = None) -> Any:
+        """The store's model as a `Classifier`: reopened from the manifest (a bundled name or a model file, with
+        the stored classes and preprocessing), or ``model`` checked; its weights must hash to the stored SHA-256."""
+        from ._report import open_model
+
+        return open_model(self, model)
+
+    def dataset(self, data: Any = None) -> Any:
+        """The store's data set (``dataset[position] -> (image, label)``): reopened from the manifest's spec, or
+        ``data`` (e.g. after the images moved) checked to list the same ids, labels and classes in order."""
+        from ._report import open_data
+
+        return open_data(self, data)[1]
+
     # ---- the report ---------------------------------------------------------------------------------------
     def report(self, out: str | os.PathLike[str], *, model: Any = None, data: Any = None, **options: Any) -> Path:
         """The HTML report (`cnnlens.report.model_report`) of the store's model and data set, built from the stored

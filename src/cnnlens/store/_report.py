@@ -92,7 +92,7 @@ class Stored(Computed):
         )
 
 
-def _classifier(store: Store, model: Any) -> Any:
+def open_model(store: Store, model: Any) -> Any:
     """The store's model: ``model`` if given, else reloaded from the manifest; its weights must be the store's."""
     from ..models import Preprocessing, load_model
 
@@ -116,7 +116,7 @@ def _classifier(store: Store, model: Any) -> Any:
     return classifier
 
 
-def _dataset(store: Store, data: Any, classifier: Any) -> tuple[str, Any]:
+def open_data(store: Store, data: Any) -> tuple[str, Any]:
     """(name, data set) of the store; the data set must list the same images, labels and classes in order."""
     from ..data import open_dataset
 
@@ -129,7 +129,8 @@ def _dataset(store: Store, data: Any, classifier: Any) -> tuple[str, Any]:
         data = spec["spec"]
     name = os.fspath(data) if isinstance(data, (str, os.PathLike)) else str(getattr(data, "name", spec["name"]))
     if isinstance(data, (str, os.PathLike)):
-        data = open_dataset(os.fspath(data), classes=classifier.class_names, on_error="report")
+        classes = store.manifest["model"].get("classes") or spec.get("classes")
+        data = open_dataset(os.fspath(data), classes=classes, on_error="report")
     labels = getattr(data, "labels", None)
     found = data_fingerprint(
         dataset_ids(data), None if labels is None else list(labels), getattr(data, "classes", None)
@@ -166,8 +167,8 @@ def store_report(
             f"a report of a store shows the store's methods, metrics and seeds; {', '.join(fixed)} cannot be chosen "
             f"(make another store with cnnlens run to change them)"
         )
-    classifier = _classifier(store, model)
-    name, dataset = _dataset(store, data, classifier)
+    classifier = open_model(store, model)
+    name, dataset = open_data(store, data)
     gradient, perturbation, left_out = {}, {}, []
     for label, spec in store.manifest["methods"].items():
         if label != spec["method"]:
