@@ -13,9 +13,10 @@ from torch import nn
 
 from .._errors import CnnlensError
 from .._guard import frozen, model_device
+from .._options import Option, defaults, describe, validate
 from ._baselines import baseline_distribution, single_baseline
 from ._context import Context, Target
-from ._smooth import SMOOTH_PARAMS, smoothed
+from ._smooth import SMOOTH_OPTIONS, smoothed
 
 T = torch.Tensor
 
@@ -58,24 +59,27 @@ class Method:
     name: ClassVar[str] = ""
     category: ClassVar[str] = ""
     summary: ClassVar[str] = ""
-    params: ClassVar[dict[str, Any]] = {}
+    params: ClassVar[dict[str, Option]] = {}
+    """The method's own options, declared once (``cnnlens._options``); ``smooth=`` and friends are shared."""
     needs_baseline: ClassVar[str | None] = None  # None, "single" or "distribution"
     has_delta: ClassVar[bool] = False
     output: ClassVar[str] = "input"  # "input": like the inputs; "map": one channel
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:  # help(method) lists the options with their defaults, rules and meaning
+            doc = cls.__dict__.get("__doc__") or cls.summary
+            cls.__doc__ = f"{doc}\n\n{describe({**cls.params, **SMOOTH_OPTIONS})}"
+
     def __init__(self, **options: Any) -> None:
-        allowed = set(self.params) | set(SMOOTH_PARAMS)
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            raise CnnlensError(
-                f"{self.name} has no option {', '.join(map(repr, unknown))}; its options are "
-                f"{', '.join(sorted(allowed))}"
-            )
-        self.options = {**self.params, **options}
-        for key, default in self.params.items():
-            if isinstance(default, bool) and not isinstance(self.options[key], bool):
-                raise CnnlensError(f"{self.name}: option {key} must be True or False; got {self.options[key]!r}")
+        values = validate(self.name, {**self.params, **SMOOTH_OPTIONS}, options)
+        self.options = {k: v for k, v in values.items() if k in self.params or k in options}
         self.check_options()
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """``{option: default}`` of the method's own options."""
+        return defaults(cls.params)
 
     def check_options(self) -> None:
         """Validate ``self.options`` (override to add checks)."""
@@ -114,7 +118,7 @@ class Method:
             ctx = Context(module, x, target, batch_size, generator)
             base = self.resolve_baseline(baseline, x, preprocessing)
             if self.options.get("smooth"):
-                attr, delta = smoothed(self, ctx, base)
+                attr, delta = smoothed(self.compute, self.options, ctx, base)
             else:
                 attr, delta = self.compute(ctx, base)
             probabilities = torch.softmax(ctx.logits, dim=1)

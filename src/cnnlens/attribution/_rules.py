@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from .._errors import UnsupportedOperationError
+from .._options import flag
 
 T = torch.Tensor
+GENERALIZE = flag(False, "apply the rule to activations that are not ReLU-like too (an extension of the method)")
 
 # Activations whose derivative is a 0/1 gate: guided backprop and deconvnet are defined for them.
 _GATES = {"relu", "relu6", "hardtanh", "clamp", "clamp_min", "clip"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,25 @@ DEFAULT_METHODS = "saliency,integrated_gradients"
 def method_options(methods: list[str], pairs: list[str]) -> dict[str, dict[str, Any]]:
     """``--set key=value`` goes to every chosen method with that option; ``--set method.key=value`` to one."""
     from ..attribution import get_method
+    from ..attribution._smooth import SMOOTH_OPTIONS
 
-    params = {m: set(get_method(m).params) | {"smooth", "smooth_samples", "smooth_std"} for m in methods}
+    params = {m: {**get_method(m).params, **SMOOTH_OPTIONS} for m in methods}
     options: dict[str, dict[str, Any]] = {m: {} for m in methods}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep:
             raise CnnlensError(f"--set expects key=value or method.key=value, got {pair!r}")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
         method, _, key = key.rpartition(".")
         chosen = [method] if method else [m for m in methods if key in params[m]]
         if not chosen or any(m not in options or key not in params[m] for m in chosen):
             raise CnnlensError(f"--set {pair}: no chosen method has an option {key!r} (see `cnnlens methods`)")
         for m in chosen:
-            options[m][key] = value
+            options[m][key] = params[m][key].parse(text)
+    for m, opts in options.items():
+        try:
+            get_method(m)(**opts)  # bad values fail here, before the model is loaded
+        except CnnlensError as e:
+            raise CnnlensError(f"--set: {e}") from e
     return options
 
 

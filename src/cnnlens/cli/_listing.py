@@ -6,6 +6,14 @@ import argparse
 from typing import Any
 
 
+def _print(info: Any, options: bool) -> None:
+    from .._options import describe
+
+    print(info)
+    if options and info.options:
+        print("\n".join("  " + line for line in describe(info.options).splitlines()[1:]))
+
+
 def _cmd_methods(args: argparse.Namespace) -> None:
     from ..attribution import get_method, method_table, methods
 
@@ -16,7 +24,7 @@ def _cmd_methods(args: argparse.Namespace) -> None:
         get_method(name)  # a clear error, with close matches, for an unknown name
     for info in methods(args.category):
         if not args.names or info.name in args.names:
-            print(info)
+            _print(info, args.options)
 
 
 def _cmd_metrics(args: argparse.Namespace) -> None:
@@ -29,7 +37,7 @@ def _cmd_metrics(args: argparse.Namespace) -> None:
         get_metric(name)
     for info in metrics():
         if not args.names or info.name in args.names:
-            print(info)
+            _print(info, args.options)
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -47,10 +55,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="only these methods")
     p.add_argument("--category", default=None, choices=CATEGORIES, help="only this category")
     p.add_argument("--markdown", action="store_true", help="print the README's method table")
+    p.add_argument("--options", action="store_true", help="also list each option: default, accepted values, meaning")
     p.set_defaults(func=_cmd_methods)
     p = sub.add_parser("metrics", parents=[common], help="list the explanation-quality metrics (from the registry)")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these metrics")
     p.add_argument("--markdown", action="store_true", help="print the metrics as a Markdown table")
+    p.add_argument("--options", action="store_true", help="also list each option: default, accepted values, meaning")
     p.set_defaults(func=_cmd_metrics)
     p = sub.add_parser("models", parents=[common], help="list the bundled models")
     p.set_defaults(func=_cmd_models)

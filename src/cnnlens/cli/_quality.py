@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -59,10 +58,7 @@ def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[
                 f"--metric-set {pair}: metric {metric} has no option {key!r}; its options are "
                 f"{', '.join(params) or 'none'} (see `cnnlens metrics {metric}`)"
             )
-        try:
-            options[metric][key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            options[metric][key] = text
+        options[metric][key] = params[key].parse(text)
     for name, opts in options.items():
         try:
             get_metric(name)(**opts)  # bad values fail here, before the model is loaded

@@ -18,11 +18,18 @@ from torch import nn
 
 from ..._capture import capture
 from ..._errors import CnnlensError
+from ..._options import Option, value
 from ...models import get_layer, last_conv_layer
 from .._base import Method
 from .._context import Context
 
 T = torch.Tensor
+LAYER = value(
+    None,
+    "the layer(s) whose activations are weighted (None: the last convolution with spatial output)",
+    "a dotted layer name, a module, a list of them, or None",
+    lambda v: v is None or isinstance(v, (str, nn.Module)) or (isinstance(v, (list, tuple)) and len(v) > 0),
+)
 
 
 def resolve_layers(ctx: Context, spec: Any) -> tuple[list[str], list[nn.Module]]:
@@ -91,7 +98,7 @@ def upsample_rescaled(maps: T, size: tuple[int, int]) -> T:
 class CamMethod(Method):
     category = "cam"
     output = "map"
-    params: ClassVar[dict[str, Any]] = {"layer": None}
+    params: ClassVar[dict[str, Option]] = {"layer": LAYER}
     uses_gradients: ClassVar[bool] = True
     relu: ClassVar[bool] = True  # the paper's final ReLU
 

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import torch
 
+from ..._options import integer
 from .._context import Context
 from .._registry import register
-from ._common import SegmentMethod, coalition_scores
+from ._common import SegmentMethod, coalition_scores, mask_option
 
 T = torch.Tensor
 
@@ -41,7 +42,7 @@ def _store(v: T, i: int, phi: T) -> None:
 class ShapleySampling(SegmentMethod):
     name = "shapley_sampling"
     summary = "Shapley values by permutation sampling: paired (reversed) permutations, each coalition scored once."
-    params = {"mask": "grid:32", "samples": 25}
+    params = {"mask": mask_option("grid:32"), "samples": integer(25, "random permutations of the segments per image")}
     has_delta = True
     spread = True
 
@@ -145,7 +146,7 @@ def solve(z: T, w: np.ndarray, y: np.ndarray, total: float) -> np.ndarray:
 class KernelShap(SegmentMethod):
     name = "kernel_shap"
     summary = "KernelSHAP: Shapley-kernel weighted regression on coalitions; exact once samples cover them all."
-    params = {"mask": "slic:50", "samples": 300}
+    params = {"mask": mask_option("slic:50"), "samples": integer(300, "coalitions scored per image")}
     has_delta = True
     spread = True
 
