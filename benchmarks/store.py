@@ -95,23 +95,32 @@ def _ray(model: cnnlens.Classifier, data, batch_size: int, folder: Path, local: 
     except ImportError:
         print("Ray is not installed (pip install 'cnnlens[ray]'): no Ray figures")
         return
+    from cnnlens.data import ArrayImages
+
+    one = ArrayImages(data.images[:SHARD], data.labels[:SHARD], data.classes, ids=data.ids[:SHARD])
     log("Ray backend, starting a local instance inside the run ...")
-    start = time.perf_counter()
-    store_run(model, data, batch_size, folder, backend="ray")
-    cold = time.perf_counter() - start
+    cold = _timed(lambda: store_run(model, data, batch_size, folder, backend="ray"))[0]
     ray.init(include_dashboard=False, log_to_driver=False)
     try:
-        log("Ray backend, instance already running ...")
-        warm = best_of(lambda: store_run(model, data, batch_size, folder, backend="ray"), 1)[0]
+        log("Ray backend, instance already running: one shard, then all ...")
+        small = _timed(lambda: store_run(model, one, batch_size, folder, backend="ray"))[0]
+        warm = _timed(lambda: store_run(model, data, batch_size, folder, backend="ray"))[0]
     finally:
         ray.shutdown()
-    cpus = int(__import__("os").cpu_count() or 1)
+    rate = (len(data) - len(one)) / max(warm - small, 1e-9)
     print(f"{'cnnlens run (Ray, running)':34s}{len(data) / warm:10.1f}{warm:10.2f}")
     print(f"{'cnnlens run (Ray, with start-up)':34s}{len(data) / cold:10.1f}{cold:10.2f}")
     print(
-        f"Ray on one machine ({cpus} CPUs, {cpus} actors): {warm / local:.2f}x the local run's time with the instance"
+        f"Ray on one machine ({ray_cpus()} actors): {warm / local:.2f}x the local run's time with the instance running, "
+        f"{cold / local:.2f}x with its start-up; a fixed cost of about {small:.1f} s (the actors start and load torch, "
+        f"cnnlens and the model; one shard), then {rate:.1f} images/s (local: {len(data) / local:.1f})"
     )
-    print(f"running, {cold / local:.2f}x with its start-up")
+
+
+def ray_cpus() -> int:
+    import os
+
+    return int(os.cpu_count() or 1)
 
 
 if __name__ == "__main__":
