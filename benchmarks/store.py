@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import cnnlens
-from _common import best_of, log
+from _common import log
 from cnnlens.data import digits
 
 METHODS = {"saliency": {}, "grad_cam": {}, "integrated_gradients": {"steps": 16}}
