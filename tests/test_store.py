@@ -244,3 +244,22 @@ def test_cli_run_usage_errors_name_the_flag(argv: list[str], phrase: str, tmp_pa
     base = ["run", "--data", "digits:field", "--methods", "saliency", "--out", str(tmp_path / "s")]
     assert main(base + argv) == 2
     assert phrase in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_downsample_and_top_k_keep_less(model, tmp_path) -> None:
+    data = subset()
+    cnnlens.run(model, data, ["saliency"], out=tmp_path / "s", downsample=4, top_k=3, shard_size=8, progress=False)
+    store = open_store(tmp_path / "s")
+    x = model.preprocess(list(data.images[:8]))
+    truth = torch.nn.functional.avg_pool2d(cnnlens.explain(model, x, "saliency").attributions, 4)
+    got = store.maps("saliency", store.ids[:8])
+    assert got.shape == (8, 3, 8, 8) and store.resolution("saliency")["resolution"] == "downsampled"
+    np.testing.assert_allclose(got, truth.numpy(), atol=1e-3 * float(truth.abs().max()))
+    with torch.no_grad():
+        probs = torch.softmax(model.module(x).double(), 1)
+    top = probs.topk(3)
+    row = store.images.to_pylist()[:8]
+    assert [r["top_classes"] for r in row] == top.indices.tolist()
+    np.testing.assert_allclose([r["top_probabilities"] for r in row], top.values.numpy(), rtol=1e-6)
+    with pytest.raises(cnnlens.CnnlensError, match="keeps the top 3 of 10 class probabilities.*top_k=10"):
+        store.evaluation()
