@@ -11,6 +11,7 @@ import numpy as np
 
 from .._errors import CnnlensError, unknown_name
 from ._layout import EXPLANATIONS, IMAGES, MAPS, PART, explanations_schema, images_schema, read_manifest
+from ._settings import FORMAT
 
 KINDS = ("predicted", "label")
 
@@ -35,8 +36,10 @@ class Store:
     ``images``: one row per image of the finished shards (pyarrow Table sorted by dataset ``position``; columns
     ``position, id, shard, label, ok, error, predicted, top_classes, top_probabilities, p_label``).
     ``explanations``: one row per (image, method, class explained) (``position, id, method, explains, target,
-    seconds, passes, delta, attribution_sum, map_scale, notes`` and one column per quality metric).
-    ``map(id, method)``: the stored map of one image as float32 NumPy ``(C, h, w)``.
+    seconds, passes, delta, attribution_sum, map_scale, warnings, notes`` and one column per quality metric;
+    ``seconds`` and ``passes`` are the method's per image, ``warnings`` the method's, ``notes`` the metrics' on why
+    a score is missing). ``map(id, method)``: the stored map of one image as float32 NumPy ``(C, h, w)``.
+    Raises ``CnnlensError`` when ``path`` holds no store, or one of another format.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -44,6 +47,11 @@ class Store:
         manifest = read_manifest(self.root) if self.root.is_dir() else None
         if manifest is None:
             raise CnnlensError(f"{self.root} is not a cnnlens store (no manifest.json); make one with cnnlens run")
+        if manifest.get("format") != FORMAT:
+            raise CnnlensError(
+                f"{self.root} is a store of format {manifest.get('format')!r}; this cnnlens reads {FORMAT!r}: open it "
+                f"with the cnnlens version that wrote it ({manifest.get('cnnlens')}), or run again into a new store"
+            )
         self.manifest: dict[str, Any] = manifest
         """What the run computes: model, data set, methods and metrics with their options, seeds, version."""
         self.images = _table(self.root / IMAGES, images_schema()).sort_by("position")
