@@ -153,19 +153,21 @@ class _Shard:
         }
         self.passes = 0
 
-    def explain(self, label: str, x: T, targets: T) -> tuple[Any, dict[int, str], list[str]]:
-        """(Explanation of the rows that can be explained, {row: reason} for those that cannot, warnings)."""
+    def explain(self, label: str, x: T, targets: T | None) -> tuple[Any, dict[int, str], list[str]]:
+        """(Explanation of the rows that can be explained, {row: reason} for those that cannot, warnings);
+        ``targets`` ``None``: the predicted classes."""
         from ..attribution import explain
 
         name, opts = self.job.methods[label]
 
-        def run(rows: T, tgt: T) -> Any:
+        def run(rows: list[int] | slice) -> Any:
+            tgt = None if targets is None else targets[rows]
             return explain(
-                self.job.classifier, rows, name, target=tgt, batch_size=self.job.batch_size, seed=self.seed, **opts
+                self.job.classifier, x[rows], name, target=tgt, batch_size=self.job.batch_size, seed=self.seed, **opts
             )
 
         try:
-            e, said = _caught(lambda: run(x, targets))
+            e, said = _caught(lambda: run(slice(None)))
             return e, {}, said
         except CnnlensError as err:
             if x.shape[0] == 1:
@@ -174,13 +176,13 @@ class _Shard:
         failed = {}
         for i in range(x.shape[0]):  # which images fail, one by one; then the rest together, as usual
             try:
-                run(x[i : i + 1], targets[i : i + 1])
+                run(slice(i, i + 1))
             except CnnlensError as err:
                 failed[i] = _reason(err)
         if len(failed) == x.shape[0]:
             raise CnnlensError(f"method {label} fails on every image of shard {self.shard}: {_reason(first)}")
         keep = [i for i in range(x.shape[0]) if i not in failed]
-        e, said = _caught(lambda: run(x[keep], targets[keep]))
+        e, said = _caught(lambda: run(keep))
         return e, failed, said
 
     def score(self, label: str, e: Any, x: T, targets: T) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -224,17 +226,20 @@ def _compute(work: _Shard) -> ShardResult:
     job, rows = work.job, work.rows
     positions, x = _read(job, work.start, work.stop, rows)
     result = ShardResult(work.shard, work.start, [], [])
-    if x is not None:
-        positions, x = _predictions(work, positions, x)
     failed: dict[int, str] = {}
     explained: list[tuple[str, str, list[int], Any, dict[str, np.ndarray], list[str], list[str]]] = []
-    if x is not None and positions:
-        kinds = _targets(job, rows, positions)
+    first = None
+    if x is not None:
+        positions, x, first = _predictions(work, positions, x, failed)
+    if x is not None:
         for label in job.methods:
-            for kind, (idx, targets) in kinds.items():
+            for kind, (idx, targets) in _targets(job, rows, positions).items():
                 if not idx:
                     continue
-                e, bad, said = work.explain(label, x[idx], targets)
+                if first is not None and first[0] == (label, kind):
+                    e, bad, said = first[1], {}, first[2]  # explained already, with the predicted class
+                else:
+                    e, bad, said = work.explain(label, x[idx], targets)
                 for i, reason in bad.items():
                     failed.setdefault(positions[idx[i]], f"{label}: {reason}")
                 if e is None:
@@ -251,11 +256,27 @@ def _compute(work: _Shard) -> ShardResult:
     return result
 
 
-def _predictions(work: _Shard, positions: list[int], x: T) -> tuple[list[int], T | None]:
-    """Fill the prediction columns; images with non-finite logits fail."""
+def _predictions(
+    work: _Shard, positions: list[int], x: T, failed: dict[int, str]
+) -> tuple[list[int], T | None, tuple | None]:
+    """Fill the prediction columns from the model's logits: those of the first method's explanation of the predicted
+    class (no extra pass; returned as ``((label, "predicted"), explanation, warnings)`` to be kept), or of a
+    forward pass when only the labels are explained. Images that cannot be explained or predicted fail."""
     job, rows = work.job, work.rows
-    logits = _predict(job, x)
-    work.passes += x.shape[0]
+    first = None
+    if job.explain == "label":
+        logits = _predict(job, x)
+        work.passes += x.shape[0]
+    else:
+        label = next(iter(job.methods))
+        e, bad, said = work.explain(label, x, None)
+        for i, reason in bad.items():
+            failed[positions[i]] = f"{label}: {reason}"
+        if e is None:
+            return [], None, None
+        keep = [i for i in range(len(positions)) if i not in bad]
+        positions, x, logits = [positions[i] for i in keep], x[keep], e.logits
+        first = ((label, "predicted"), e, said)
     finite = torch.isfinite(logits).all(1)
     probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
     k = min(job.top_k, probs.shape[1])
@@ -264,7 +285,7 @@ def _predictions(work: _Shard, positions: list[int], x: T) -> tuple[list[int], T
     for i, pos in enumerate(positions):
         row = rows[pos]
         if not bool(finite[i]):
-            _fail(row, "the model returned NaN or infinite logits for this image")
+            failed[pos] = "the model returned NaN or infinite logits for this image"
             continue
         label = row["label"]
         row.update(
@@ -274,9 +295,9 @@ def _predictions(work: _Shard, positions: list[int], x: T) -> tuple[list[int], T
             p_label=float(probs[i, label]) if label is not None and 0 <= label < probs.shape[1] else None,
         )
         kept.append(i)
-    if not kept:
-        return [], None
-    return [positions[i] for i in kept], x[kept]
+    if len(kept) < len(positions):  # only after a forward pass: an explanation has finite logits or fails
+        positions, x = [positions[i] for i in kept], x[kept]
+    return positions, (x if positions else None), first
 
 
 def _targets(job: Job, rows: dict[int, dict[str, Any]], positions: list[int]) -> dict[str, tuple[list[int], T]]:

@@ -288,5 +288,6 @@ class StoreWriter:
                 fill_value=np.nan,
                 attributes={"method": key[0], "explains": key[1], "images_per_chunk": per, **meta},
             )
-        self._arrays[key] = array
-        return array
+        # every chunk is written (NaN rows are ours to write): no comparison of each chunk with the fill value
+        self._arrays[key] = array.with_config({"write_empty_chunks": True})
+        return self._arrays[key]
