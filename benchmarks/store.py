@@ -2,8 +2,9 @@
 
 The digits field split (360 images) with three methods (saliency, Grad-CAM, integrated gradients with 16 steps).
 The plain loop reads and preprocesses the same images in batches of the shard size and calls ``explain`` for each
-method with the same ``batch_size``; the run does that and also predicts each batch, keeps the maps as float16 and
-writes every shard to a fresh store (Parquet tables, Zarr maps). ``--repeats`` interleaved pairs after a warm-up; the
+method with the same ``batch_size``; the run does that and also keeps each image's prediction and probabilities
+(from the logits of the first method's passes), the maps as float16, and writes every shard to a fresh store
+(Parquet tables, Zarr maps). ``--repeats`` interleaved pairs after a warm-up; the
 headline is the storing overhead, run time / loop time - 1 (goal: at most 10%), best against best and the median
 of the pairs, and in CPU time (all threads: the run writes in a thread of its own).
 
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"storing overhead: {local / loop - 1:+.1%} in time, best against best (goal <= +10%); median of the "
             f"{repeats} interleaved pairs {pairs[len(pairs) // 2] - 1:+.1%}; {local_cpu / loop_cpu - 1:+.1%} in CPU "
-            f"time (predictions, float16 maps, Parquet and Zarr writes; the writes run in a thread beside the next "
-            f"shard's explanations)"
+            f"time (float16 maps, Parquet and Zarr writes; the writes run in a thread beside the next shard's "
+            f"explanations)"
         )
         if not args.quick:
             _ray(model, data, args.batch_size, folder, local)
