@@ -171,7 +171,7 @@ def test_cli_run_records_a_broken_image_as_a_failed_row_and_report_store_equals_
 
     monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())  # --model digits_cnn: this session's
     store = tmp_path / "store"
-    args = ["run", "--data", str(folder), "--methods", "saliency,integrated_gradients", "--set", "steps=8",
+    args = ["run", "--model", "digits_cnn", "--data", str(folder), "--methods", "saliency,integrated_gradients", "--set", "steps=8",
             "--metrics", "deletion", "--metric-set", "deletion.steps=4", "--explain", "both", "--shard-size", "4",
             "--out", str(store), "--no-progress"]  # fmt: skip
     assert main(args) == 0

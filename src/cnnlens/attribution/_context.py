@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .._capture import capture
-from .._errors import CnnlensError, UnsupportedOperationError
+from .._errors import CnnlensError, UnsupportedOperationError, say
 from .._guard import is_scripted
 from ._memory import auto_batch_size, is_out_of_memory
 from ._rules import RuleMode
@@ -163,7 +163,10 @@ class Context:
                 if self.batch_size is not None or self._size() <= 1:
                     raise CnnlensError(
                         f"out of memory with {self._size()} model inputs per forward pass; pass a smaller "
-                        f"batch_size (or batch_size=None to find one automatically)"
+                        + say(
+                            "batch_size (or batch_size=None to find one automatically)",
+                            "--batch-size (or leave it out to find one automatically)",
+                        )
                     ) from err
                 self._auto = max(1, self._size() // 2)
                 continue

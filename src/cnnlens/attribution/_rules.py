@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .._errors import UnsupportedOperationError
+from .._errors import UnsupportedOperationError, say
 from .._options import flag
 
 T = torch.Tensor
@@ -162,7 +162,7 @@ class _GatedMode(RuleMode):
             raise UnsupportedOperationError(
                 f"{self.method} is defined for ReLU-like activations (ReLU, ReLU6, hardtanh, clamp), but this "
                 f"model uses {name}. Use a method without this assumption (saliency, integrated_gradients, "
-                f"deeplift), or pass generalize=True to apply the rule to {name} anyway (positive gradients "
+                f"deeplift), or pass {say('generalize=True', '--set generalize=True')} to apply the rule to {name} anyway (positive gradients "
                 f"only), knowing that this is an extension of the published method."
             )
 

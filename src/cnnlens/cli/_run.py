@@ -6,9 +6,18 @@ import argparse
 from typing import Any
 
 from .._errors import CnnlensError
-from ._data import DATA_HELP, open_data
+from ._data import DATA_HELP, add_class_map, open_data
 from ._explain import method_options
-from ._options import add_model_options, add_run_options, load_classifier, method_names, names_list, positive_int
+from ._options import (
+    add_model_options,
+    add_run_options,
+    check_digits_input,
+    load_classifier,
+    method_names,
+    model_name,
+    names_list,
+    positive_int,
+)
 from ._quality import metric_options
 
 
@@ -24,13 +33,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise CnnlensError("--address names a Ray cluster; give it with --backend ray")
     if args.workers is not None and args.backend != "ray":
         raise CnnlensError("--workers sizes the Ray actor pool; give it with --backend ray")
+    check_digits_input(args, [args.data], "--data")
     classifier = load_classifier(args)
-    dataset = open_data(args.data, classifier, "report")  # unreadable images become failed rows of the store
+    dataset = open_data(args.data, classifier, args)  # images that cannot be decoded become failed rows
     summary = run_loaded(
         classifier,
         dataset,
         options,
-        sources=Sources(args.model, args.data, args.arch),
+        sources=Sources(model_name(args), args.data, args.arch),
         out=args.out,
         metrics=metrics,
         explain=args.explain,
@@ -88,6 +98,15 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="where shards are computed")
     p.add_argument("--address", default=None, metavar="ADDRESS", help="Ray cluster address (default: a local instance)")
     p.add_argument("--workers", type=positive_int, default=None, metavar="N", help="Ray actors (default one per CPU)")
-    add_model_options(p, "digits_cnn")
+    p.add_argument(
+        "--on-error",
+        choices=["raise", "report"],
+        default="raise",
+        help="a file found unusable while the data are listed (not an image, a broken symlink, a folder that is no "
+        "class): stop with its name (default), or skip it and list it in the store's manifest; an image that cannot "
+        "be decoded during the run is a failed row either way",
+    )
+    add_class_map(p)
+    add_model_options(p)
     add_run_options(p)
     p.set_defaults(func=_cmd_run)

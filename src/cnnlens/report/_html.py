@@ -16,6 +16,7 @@ import jinja2
 from matplotlib.figure import Figure
 
 from .._errors import CnnlensError
+from .._files import write_text
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -181,10 +182,9 @@ class Report:
         return template.render(title=self.title, subtitle=self.subtitle, sections=self.sections, version=__version__)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the HTML file (a folder path gets ``report.html`` inside it); returns the file's path."""
+        """Write the HTML file (a folder path gets ``report.html`` inside it) atomically: readers see the old file
+        or the new one, never half of one; a symlink at ``path`` is refused. Returns the file's path."""
         path = Path(path)
         if path.is_dir() or path.suffix.lower() not in (".html", ".htm"):
             path = path / "report.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_html(), encoding="utf-8")
-        return path
+        return write_text(path, self.to_html())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import CnnlensError, unknown_name
+from .._files import OutputFolder, output_folder, write_json
 from .._progress import honours_progress, progress_bar
 from . import _notes as notes
 from ._explain import explain_rows, scorecard_section
@@ -305,7 +305,7 @@ def _story_options() -> tuple[str, ...]:
 
 
 def model_report(
-    model: Any, data: Any, out: str | os.PathLike[str], *, title: str | None = None, **options: Any
+    model: Any, data: Any, out: str | os.PathLike[str] | OutputFolder, *, title: str | None = None, **options: Any
 ) -> Path:
     """Evaluate ``model`` on ``data`` and explain its mistakes; writes ``out/report.html`` and ``out/metrics.json``.
 
@@ -315,18 +315,28 @@ def model_report(
     ``perturbation_methods``: names or name -> options (default: the seed's saliency, integrated gradients,
     DeepLIFT, Grad-CAM, guided Grad-CAM / occlusion, feature ablation, Shapley sampling, KernelSHAP, sized by
     `sized_options`); ``scorecard=True``; ``max_groups=3`` error groups of ``per_group=4`` images;
-    ``batch_size=None``; ``seed=0``; ``progress=True``. Returns the HTML file's path.
+    ``batch_size=None``; ``seed=0``; ``progress=True``. ``out`` is held as one run (atomic files, a manifest
+    ``cnnlens-run.json``, an earlier run's files replaced; other files, symlinks and concurrent runs refused, see
+    `cnnlens.evaluate.save_evaluation`). Returns the HTML file's path.
     """
     for name in options:
         if name not in _story_options():
             raise unknown_name("model_report option", name, ("title", *_story_options()))
     classifier = as_classifier(model)
     report = Report(title or f"{classifier.name}: how well it works, where it fails, and why")
-    summary = add_model_story(report, classifier, data, **options)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")
-    return report.write(out / "report.html")
+    with output_folder(out, "model_report", model=classifier.name, data=_data_names(data)) as folder:
+        summary = add_model_story(report, classifier, data, **options)
+        write_json(folder.file("metrics.json"), summary, default=_json_default)
+        return report.write(folder.file("report.html"))
+
+
+def _data_names(data: Any) -> Any:
+    """What the run manifest records about ``data``: specs as given, names of datasets."""
+    if isinstance(data, Mapping):
+        return {str(k): _data_names(v) for k, v in data.items()}
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    return str(getattr(data, "name", type(data).__name__))
 
 
 def _json_default(value: Any) -> Any:

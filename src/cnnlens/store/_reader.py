@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError, unknown_name
+from .._errors import CnnlensError, say, unknown_name
 from ._layout import EXPLANATIONS, IMAGES, MAPS, PART, explanations_schema, images_schema, read_manifest
 from ._settings import FORMAT
 
@@ -216,7 +216,7 @@ class Store:
         if self.manifest["top_k"] < k:
             raise CnnlensError(
                 f"the store keeps the top {self.manifest['top_k']} of {k} class probabilities; this needs them all: "
-                f"run again into a new store with top_k={k} (--top-k {k})"
+                f"run again into a new store with {say(f'top_k={k}', f'--top-k {k}')}"
             )
         probs = np.zeros((ok.num_rows, k))
         classes = ok.column("top_classes").to_pylist()

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError, CnnlensWarning
+from .._errors import CnnlensError, CnnlensWarning, say
 from ..report._source import Computed
 from ._reader import Store
 from ._settings import data_fingerprint, dataset_ids, model_fingerprint
@@ -100,7 +100,8 @@ def open_model(store: Store, model: Any) -> Any:
     if model is None:
         if not spec.get("source"):
             raise CnnlensError(
-                f"the store's model {spec['name']!r} was given as a Python object; pass it: report(out, model=...)"
+                f"the store's model {spec['name']!r} was given as a Python object; pass it"
+                f"{say(': report(out, model=...)', ' with --model')}"
             )
         model = load_model(spec["source"], spec=spec.get("arch"), class_names=spec.get("classes"))
         if spec.get("preprocessing") is not None:
@@ -124,7 +125,8 @@ def open_data(store: Store, data: Any) -> tuple[str, Any]:
     if data is None:
         if not spec.get("spec"):
             raise CnnlensError(
-                f"the store's data set {spec['name']!r} was given as a Python object; pass it: report(out, data=...)"
+                f"the store's data set {spec['name']!r} was given as a Python object; pass it"
+                f"{say(': report(out, data=...)', ' with --data')}"
             )
         data = spec["spec"]
     name = os.fspath(data) if isinstance(data, (str, os.PathLike)) else str(getattr(data, "name", spec["name"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..._errors import CnnlensError
+from ..._errors import CnnlensError, say
 from .._context import Context
 from .._registry import register
 from ._base import CamMethod
@@ -32,8 +32,10 @@ class Cam(CamMethod):
         if pool is None or pool.output_size not in (1, (1, 1)):
             raise CnnlensError(
                 "cam needs a network that ends in global average pooling (nn.AdaptiveAvgPool2d(1)) and one "
-                "nn.Linear; this model has no such pooling module. Pass layer= (the feature map that is pooled) "
-                "or use grad_cam, which equals CAM on such networks and works on any"
+                "nn.Linear; this model has no such pooling module. Pass "
+                + say("layer=", "--set layer=NAME")
+                + " (the feature map that is pooled) or use grad_cam, which equals CAM on such networks and works "
+                "on any"
             )
         return ["input of the global average pooling"], [pool], True
 
