@@ -263,3 +263,16 @@ def test_downsample_and_top_k_keep_less(model, tmp_path) -> None:
     np.testing.assert_allclose([r["top_probabilities"] for r in row], top.values.numpy(), rtol=1e-6)
     with pytest.raises(cnnlens.CnnlensError, match="keeps the top 3 of 10 class probabilities.*top_k=10"):
         store.evaluation()
+
+
+def test_attributions_to_a_layer_are_kept_as_the_method_gives_them(model, tmp_path) -> None:
+    data = subset()
+    methods = {"layer_lrp": {"layer": "features.1"}}
+    cnnlens.run(model, data, methods, out=tmp_path / "s", shard_size=8, progress=False)
+    store = open_store(tmp_path / "s")
+    truth = cnnlens.explain(model, model.preprocess(list(data.images[:8])), "layer_lrp", layer="features.1")
+    got = store.maps("layer_lrp", store.ids[:8])
+    assert got.shape == tuple(truth.attributions.shape) == (8, 16, 8, 8)
+    assert store.resolution("layer_lrp")["resolution"] == "layer_attribution"
+    scale = truth.attributions.flatten(1).abs().amax(1)[:, None, None, None]
+    assert float(((torch.from_numpy(got) - truth.attributions).abs() / scale).max()) <= 1e-3  # float16 of map/max

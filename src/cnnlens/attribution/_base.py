@@ -66,7 +66,7 @@ class Method:
     """The method's own options, declared once (``cnnlens._options``); ``smooth=`` and friends are shared."""
     needs_baseline: ClassVar[str | None] = None  # None, "single" or "distribution"
     has_delta: ClassVar[bool] = False
-    output: ClassVar[str] = "input"  # "input": like the inputs; "map": one channel
+    output: ClassVar[str] = "input"  # "input": like the inputs; "map": one channel; "layer": like a layer output
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

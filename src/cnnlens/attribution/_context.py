@@ -12,15 +12,16 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .._capture import capture
 from .._errors import CnnlensError, UnsupportedOperationError, say
 from .._guard import is_scripted
 from ._memory import auto_batch_size, is_out_of_memory
-from ._rules import RuleMode
 
 T = torch.Tensor
 Target = None | int | list | tuple | T | Callable[[T], T]
+Start = Callable[[T, T], T]
 
 
 class Rows:
@@ -215,16 +216,19 @@ class Context:
         record: bool = False,
         layers: Sequence[nn.Module] = (),
         input_grad: bool = True,
+        start: Start | None = None,
     ) -> tuple[T, T | None, list[T], list[T]]:
         """Like ``gradients``, plus the outputs of ``layers`` and the gradients of the scores w.r.t. them.
 
         ``input_grad=False`` with one layer: the backward pass stops at that layer (no input gradients).
+        ``start``: ``(logits, d score / d logits) -> (N, K)``, what the backward pass starts from at the logits
+        in place of ``d score / d logits`` (relevance propagation's initial relevance).
         """
         if not record:
             _ = self.targets
-        if isinstance(mode, RuleMode) and is_scripted(self.model):
+        if isinstance(mode, TorchFunctionMode) and is_scripted(self.model):
             raise UnsupportedOperationError(
-                f"{mode.method} changes the backward pass of the model's activations, which it cannot reach inside "
+                f"{getattr(mode, 'method', 'this method')} changes the backward pass of the model's activations, which it cannot reach inside "
                 f"TorchScript code (the result would silently be another method); explain the model as an "
                 f"nn.Module (load its state dict into its class), or use a method without its own rule"
             )
@@ -239,7 +243,12 @@ class Context:
                     logits = self.forward(batch)[: xi.shape[0]]
                 s = self.select(logits, owner[sl])
                 wrt = outs if cut else [xi, *outs]
-                grads = list(torch.autograd.grad(s.sum(), wrt))
+                if start is None:
+                    grads = list(torch.autograd.grad(s.sum(), wrt))
+                else:
+                    (g0,) = torch.autograd.grad(s.sum(), logits, retain_graph=True)
+                    r0 = start(logits.detach(), g0).detach()  # a scalar objective: d(sum(logits * r0)) = r0
+                    grads = list(torch.autograd.grad((logits * r0).sum(), wrt))
             g = None if cut else grads.pop(0)
             if record:
                 logits_parts.append(logits.detach())

@@ -42,8 +42,8 @@ def demo(
 ) -> Path:
     """Write ``out/report.html``: the digits model on clean and field digits, then EfficientNet-Lite0 on the
     scikit-image photos (``photos``: names, default all four) with ``methods`` (default: every registered
-    method, expensive ones with demo-sized options). ``out`` is held as one run (see `model_report`). Returns the
-    report's path and prints it."""
+    method with input-sized maps, expensive ones with demo-sized options). ``out`` is held as one run (see
+    `model_report`). Returns the report's path and prints it."""
     with output_folder(out, "demo") as folder:
         path = _demo(folder, progress, photos, methods, digits_methods, digits_perturbation_methods, max_groups,
                      per_group, scorecard, seed)  # fmt: skip
@@ -84,7 +84,7 @@ def _demo(
     t = time.perf_counter()
     names = list(photos) if photos is not None else ["chelsea", "coffee", "astronaut", "rocket"]
     if methods is None:
-        methods = {m.name: PHOTO_OPTIONS.get(m.name, {}) for m in registry()}
+        methods = {m.name: PHOTO_OPTIONS.get(m.name, {}) for m in registry() if m.output != "layer"}
     elif not isinstance(methods, Mapping):
         methods = {m: PHOTO_OPTIONS.get(m, {}) for m in ([methods] if isinstance(methods, str) else methods)}
     photo_report(

@@ -101,21 +101,24 @@ def _predict(job: Job, x: T) -> T:
     return torch.cat(parts)
 
 
-def _stored(e: Any, downsample: int | None) -> tuple[T, dict[str, Any]]:
+def _stored(e: Any, downsample: int | None, size: tuple[int, int]) -> tuple[T, dict[str, Any]]:
     """The map as kept: a single-layer CAM at its layer's resolution (the returned map is exactly its bilinear
-    upsampling), others at input resolution, averaged over ``downsample`` x ``downsample`` blocks if asked."""
+    upsampling), a layer attribution as it is, others at the input's ``size``, averaged over ``downsample`` x
+    ``downsample`` blocks if asked."""
     a = e.attributions.detach().float()
     layer_maps = e.info.get("layer_maps")
     if layer_maps is not None and len(layer_maps) == 1 and layer_maps[0].shape[-2:] != a.shape[-2:]:
         small = layer_maps[0].detach().float()
         up = F.interpolate(small, size=tuple(a.shape[-2:]), mode="bilinear", align_corners=False)
         if up.shape == a.shape and torch.equal(up, a):
-            return small, {"resolution": "layer", "layer": e.info["layers"][0], "input_size": list(a.shape[-2:])}
+            return small, {"resolution": "layer", "layer": e.info["layers"][0], "input_size": list(size)}
+    if tuple(a.shape[-2:]) != tuple(size):  # attributions to a layer's units (methods whose output is "layer")
+        return a, {"resolution": "layer_attribution", "layer": e.options.get("layer"), "input_size": list(size)}
     if downsample is not None and downsample > 1:
-        h, w = a.shape[-2:]
+        h, w = size
         a = F.adaptive_avg_pool2d(a, (max(1, h // downsample), max(1, w // downsample)))
-        return a, {"resolution": "downsampled", "factor": downsample, "input_size": [h, w]}
-    return a, {"resolution": "input", "input_size": list(a.shape[-2:])}
+        return a, {"resolution": "downsampled", "factor": downsample, "input_size": list(size)}
+    return a, {"resolution": "input", "input_size": list(size)}
 
 
 def _compact(maps: T) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -152,6 +155,7 @@ class _Shard:
             for p in range(self.start, self.stop)
         }
         self.passes = 0
+        self.size: tuple[int, int] = (0, 0)  # the model input's (H, W), once the images are read
 
     def explain(self, label: str, x: T, targets: T | None) -> tuple[Any, dict[int, str], list[str]]:
         """(Explanation of the rows that can be explained, {row: reason} for those that cannot, warnings);
@@ -230,6 +234,7 @@ def _compute(work: _Shard) -> ShardResult:
     explained: list[tuple[str, str, list[int], Any, dict[str, np.ndarray], list[str], list[str]]] = []
     first = None
     if x is not None:
+        work.size = (int(x.shape[-2]), int(x.shape[-1]))
         positions, x, first = _predictions(work, positions, x, failed)
     if x is not None:
         for label in job.methods:
@@ -319,7 +324,7 @@ def _collect(work: _Shard, result: ShardResult, positions: list[int], explained:
     """Explanation rows and float16 maps of the images that did not fail."""
     rows, n = work.rows, work.stop - work.start
     for label, kind, keep, e, values, said, notes in explained:
-        stored, meta = _stored(e, work.job.downsample)
+        stored, meta = _stored(e, work.job.downsample, work.size)
         compact, scales, clipped = _compact(stored)
         if clipped:
             said = [*said, "some map values were not finite; they are stored as NaN"]

@@ -166,9 +166,10 @@ class Store:
         return zarr.open_group(self.root / MAPS, mode="r")[f"{method}/{explains}"]
 
     def map(self, image_id: str, method: str, explains: str = "predicted", size: str | None = None) -> np.ndarray:
-        """The map of one image as float32 ``(C, h, w)``: ``C`` is 1 for map methods, the input's channels
-        otherwise; ``h, w`` the input size, or the layer's for single-layer CAMs (``size="input"``: upsampled
-        bilinearly to the input size, as the method does), or the input size divided by ``downsample``.
+        """The map of one image as float32 ``(C, h, w)``: ``C`` is 1 for map methods, the input's channels (or a
+        layer's units, for attributions to a layer) otherwise; ``h, w`` the input size, or the layer's for
+        single-layer CAMs and layer attributions, or the input size divided by ``downsample`` (see `resolution`).
+        ``size="input"``: upsampled bilinearly to the input size (for a CAM exactly what the method returns).
         Values are the method's, to float16 precision (three significant digits of the map's largest value)."""
         row = self.explanation(image_id, method, explains)
         array = self._array(method, row["explains"])
@@ -205,7 +206,9 @@ class Store:
         return True
 
     def resolution(self, method: str, explains: str = "predicted") -> dict[str, Any]:
-        """How ``method``'s maps are kept: ``{"resolution": "input" | "layer" | "downsampled", ...}``."""
+        """How ``method``'s maps are kept: ``{"resolution": ..., "input_size": [H, W], ...}`` with resolution
+        ``"input"``, ``"downsampled"`` (``"factor"``), ``"layer"`` (a single-layer CAM at its ``"layer"``'s
+        resolution, which the method upsamples) or ``"layer_attribution"`` (attributions to a layer's units)."""
         return dict(self._array(method, explains).attrs)
 
     # ---- numbers --------------------------------------------------------------------------------------------

@@ -51,9 +51,9 @@ class Stored(Computed):
         maps, info = {}, {}
         for method in methods:
             stored = self._rows(ev, rows, targets, method)
-            maps[method] = np.stack(
-                [self.store.map(r["id"], method, r["explains"], size="input") for r in stored]
-            ).astype(np.float32)
+            # as the method returns them: CAMs (and downsampled maps) at the input size, layer attributions as they are
+            size = None if self.store.resolution(method)["resolution"] == "layer_attribution" else "input"
+            maps[method] = np.stack([self.store.map(r["id"], method, r["explains"], size) for r in stored])
             deltas = [r["delta"] for r in stored]
             relative = None
             if all(d is not None for d in deltas):
