@@ -28,6 +28,15 @@ from typing import IO, Any
 from ._errors import CnnlensError, say
 
 TMP_PREFIX = ".cnnlens-tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
 MANIFEST = "cnnlens-run.json"
 LOCK = ".cnnlens.lock"
 
@@ -57,6 +66,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes it owner-only; the file gets the mode open() would give it
         os.replace(tmp, target)
     finally:
         if os.path.lexists(tmp):
