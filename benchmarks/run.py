@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ("startup", "gradient", "cam", "perturbation", "propagation", "quality")
+SUITES = ("startup", "gradient", "cam", "perturbation", "propagation", "quality", "store")
 
 
 def main(argv: list[str]) -> int:

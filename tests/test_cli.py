@@ -102,7 +102,7 @@ def test_metrics_lists_the_quality_registry(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.split()[0] == names[-1]
 
 
-COMMANDS = ["methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo"]
+COMMANDS = ["methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo", "run"]
 
 
 def test_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -444,7 +444,7 @@ API_WORDS = re.compile(r"\b(on_error|spec|class_names|num_classes|batch_size|cla
     [
         (["explain"], "the following arguments are required: IMAGE"),
         (["evaluate", "--batch-size", "0"], "expected a number >= 1, got 0"),
-        (["report"], "the following arguments are required: --data"),
+        (["report"], "give --data DATA (or --store STORE"),
         (["methods", "--category", "magic"], "invalid choice: 'magic'"),
         (["explian", "x.png"], "invalid choice: 'explian'"),
     ],

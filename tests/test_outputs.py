@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -55,6 +56,13 @@ def test_atomic_path_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> N
         tmp.write_text("half of the new")
         raise RuntimeError("killed half-way")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_written_files_get_the_mode_open_would_give_them(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic = write_text(tmp_path / "atomic.txt", "x")  # through a temporary file that starts owner-only
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
 def test_no_write_goes_through_a_symlink(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """cnnlens: see inside CNN image classifiers.
 
 ``import cnnlens`` is light: the subpackages (``cnnlens.models``, ``cnnlens.data``, ``cnnlens.attribution``,
-``cnnlens.evaluate``, ``cnnlens.inside``, ``cnnlens.quality``, ``cnnlens.viz``, ``cnnlens.report``, ``cnnlens.cli``)
+``cnnlens.evaluate``, ``cnnlens.inside``, ``cnnlens.quality``, ``cnnlens.viz``, ``cnnlens.report``, ``cnnlens.store``,
+``cnnlens.cli``)
 and the names below are imported on first use (PEP 562), so that torch, scikit-learn and matplotlib load only when
 something needs them. ``cnnlens.evaluate`` is the function `evaluate`; its package is ``cnnlens.evaluate`` in
 ``from cnnlens.evaluate import save_evaluation``.
@@ -24,10 +25,12 @@ if TYPE_CHECKING:
     from . import models as models
     from . import quality as quality
     from . import report as report
+    from . import store as store
     from . import viz as viz
     from .attribution import Explanation, Method, explain, get_method, methods, register
     from .evaluate import Evaluation, evaluate
     from .models import Classifier, load_model
+    from .store import open_store, run
 
 __all__ = [
     "Classifier",
@@ -42,7 +45,9 @@ __all__ = [
     "get_method",
     "load_model",
     "methods",
+    "open_store",
     "register",
+    "run",
 ]
 __version__ = "0.1.0"
 
@@ -58,8 +63,10 @@ _NAMES = {
     "evaluate": "evaluate",
     "Classifier": "models",
     "load_model": "models",
+    "run": "store",
+    "open_store": "store",
 }
-_SUBPACKAGES = ("attribution", "cli", "data", "evaluate", "inside", "models", "quality", "report", "viz")
+_SUBPACKAGES = ("attribution", "cli", "data", "evaluate", "inside", "models", "quality", "report", "store", "viz")
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,15 @@ from typing import IO, Any
 from ._errors import CnnlensError, say
 
 TMP_PREFIX = ".cnnlens-tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
 MANIFEST = "cnnlens-run.json"
 LOCK = ".cnnlens.lock"
 
@@ -57,10 +66,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes it owner-only; the file gets the mode open() would give it
         os.replace(tmp, target)
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def remove_temporary(folder: str | os.PathLike[str]) -> int:
+    """Remove the temporary files ``atomic_path`` left in ``folder`` when its process was killed (call only while
+    no other process writes there, e.g. holding a lock); returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.iterdir() if p.name.startswith(TMP_PREFIX) and (p.is_file() or p.is_symlink())]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
 
 
 @contextmanager

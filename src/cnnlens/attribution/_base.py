@@ -41,6 +41,9 @@ class Explanation:
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     """Method-specific diagnostics (e.g. passes per image of adaptive integrated gradients)."""
+    logits: T | None = None
+    """The model's logits for the inputs, ``(B, K)`` (``probabilities`` is their softmax), from the passes the
+    method made anyway."""
 
     @property
     def predictions(self) -> T:
@@ -134,6 +137,7 @@ class Method:
             delta=None if delta is None else delta.detach(),
             seconds=time.perf_counter() - start,
             info=ctx.info,
+            logits=ctx.logits.detach(),
         )
 
 

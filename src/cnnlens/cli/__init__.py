@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from .._errors import CnnlensError, CnnlensWarning, cli_words
 from .._files import command_line
-from . import _data, _explain, _listing, _quality, _report
+from . import _data, _explain, _listing, _quality, _report, _run
 from ._explain import explain_images
 
 __all__ = ["build_parser", "explain_images", "main"]
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _quality.add_parsers(sub, common)
     _data.add_parsers(sub, common)
     _report.add_parsers(sub, common)
+    _run.add_parsers(sub, common)
     return parser
 
 

@@ -44,7 +44,34 @@ def split_data(items: list[str]) -> list[tuple[str | None, str]]:
     return parsed
 
 
+def _report_store(args: argparse.Namespace) -> None:
+    """``report --store``: the report of a finished ``cnnlens run`` store, nothing recomputed."""
+    from ..store import open_store
+
+    if args.methods is not None or args.perturbation_methods is not None:
+        raise CnnlensError("--store reports the store's own methods; leave out --methods and --perturbation-methods")
+    if args.data is not None and len(args.data) > 1:
+        raise CnnlensError("with --store give at most one --data (where the store's images are, if they moved)")
+    store = open_store(args.store)
+    with output_folder(args.out, "report", store=str(args.store)) as folder:  # held before any work
+        classifier = load_classifier(args) if args.model is not None else None  # None: the store's own model
+        path = store.report(
+            folder,
+            model=classifier,
+            data=args.data[0] if args.data else None,
+            scorecard=not args.no_scorecard,
+            progress=not args.no_progress,
+            title=args.title,
+        )
+    print(f"report: {path}")
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
+    if args.store is not None:
+        _report_store(args)
+        return
+    if not args.data:
+        raise CnnlensError("give --data DATA (or --store STORE to report a cnnlens run store)")
     parsed = split_data(args.data)
     methods = method_names(args.methods)
     perturbation = method_names(args.perturbation_methods, "--perturbation-methods")
@@ -85,9 +112,15 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         action="append",
-        required=True,
+        default=None,
         metavar="[NAME=]DATA",
         help=f"{DATA_HELP}; repeat as NAME=DATA to compare datasets (e.g. clean=digits:test field=digits:field)",
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        metavar="STORE",
+        help="report a finished `cnnlens run` store (its model, data, maps and scores; nothing recomputed)",
     )
     p.add_argument("--out", metavar="DIR", default="out/report", help="output folder (default out/report)")
     p.add_argument(

@@ -16,6 +16,7 @@ from .._progress import progress_bar
 from . import _notes as notes
 from ._figures import maps_grid
 from ._html import Report
+from ._source import Computed
 
 AGREEMENT_FRACTION = 0.1  # share of the most important pixels compared between two maps
 
@@ -136,10 +137,12 @@ def cost_table(info: dict[str, dict[str, Any]], images: int) -> list[dict[str, A
 def explain_rows(
     report: Report, classifier: Any, dataset: Any, ev: Any, groups: list[dict[str, Any]],
     gradient: dict[str, dict[str, Any]], perturbation: dict[str, dict[str, Any]],
-    batch_size: int | None, seed: int, progress: bool,
+    batch_size: int | None, seed: int, progress: bool, source: Computed | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The "Explanations" section; returns its notes, a JSON-able summary, the inputs and the targets."""
-    rows = _rows(ev, groups)
+    """The "Explanations" section; returns its notes, a JSON-able summary, the inputs, targets, evaluation rows.
+    ``source``: where the maps come from (default: computed now)."""
+    source = source or Computed()
+    rows = [r for r in _rows(ev, groups) if source.has(ev, r[0], r[1])]
     s = report.section(
         "Explanations",
         "Which pixels drive each answer. For every misread image we ask two questions: what made the model say "
@@ -149,13 +152,15 @@ def explain_rows(
     )
     if not rows:
         s.text("No images to explain.")
-        return {"notes": [], "summary": {}, "x": None, "targets": None}
+        return {"notes": [], "summary": {}, "x": None, "targets": None, "rows": None}
     images = [dataset[int(ev.positions[r])][0] for r, _, _, _ in rows]
     x = classifier.preprocess(images)
     targets = [t for _, t, _, _ in rows]
+    explained = [r for r, _, _, _ in rows]
     pixels = classifier.preprocessing.to_pixels(x)
-    grad_maps, grad_info = run_methods(classifier, x, targets, gradient, batch_size, seed, progress, "gradient/CAM")
-    pert_maps, pert_info = run_methods(classifier, x, targets, perturbation, batch_size, seed, progress, "perturbation")
+    run = (classifier, x, ev, explained, targets)
+    grad_maps, grad_info = source.explain(*run, gradient, batch_size, seed, progress, "gradient/CAM")
+    pert_maps, pert_info = source.explain(*run, perturbation, batch_size, seed, progress, "perturbation")
     all_maps = {**grad_maps, **pert_maps}
     for k in sorted({g for _, _, _, g in rows}):
         idx = [i for i, r in enumerate(rows) if r[3] == k]
@@ -196,19 +201,19 @@ def explain_rows(
         "methods": info,
         "agreement": {f"{a}|{b}": v for (a, b), v in overlaps.items()},
     }
-    return {"notes": said, "summary": summary, "x": x, "targets": targets}
+    return {"notes": said, "summary": summary, "x": x, "targets": targets, "rows": explained, "ev": ev}
 
 
 def scorecard_section(
     report: Report, classifier: Any, explained: dict[str, Any], gradient: dict[str, dict[str, Any]],
     perturbation: dict[str, dict[str, Any]], batch_size: int | None, seed: int, progress: bool,
+    metrics: Any = None, source: Computed | None = None,
 ) -> tuple[list[str], dict[str, Any] | None]:  # fmt: skip
     """The quality scorecard of the methods on the explained images (notes, ``Scorecard.to_dict()``); nothing
-    when no image was explained."""
+    when no image was explained. ``metrics``: as `cnnlens.quality.scorecard` takes them (``None``: its default)."""
     if explained.get("x") is None:
         return [], None
-    from .. import quality
-
+    source = source or Computed()
     methods = {**gradient, **perturbation}
     s = report.section(
         "How much to trust the explanations",
@@ -217,9 +222,9 @@ def scorecard_section(
         "whether it differs between classes, and what it costs.",
     )
     try:
-        sc = quality.scorecard(
-            classifier, explained["x"], methods, target=explained["targets"], batch_size=batch_size, seed=seed,
-            progress=progress,
+        sc = source.scorecard(
+            classifier, explained["x"], explained.get("ev"), explained["rows"], explained["targets"], methods,
+            metrics, batch_size, seed, progress,
         )  # fmt: skip
     except CnnlensError as err:
         s.text(f"The scorecard could not be computed: {err}")

@@ -20,6 +20,7 @@ from ._figures import rows_figure
 from ._html import Report
 from ._inside import inside_section
 from ._options import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
+from ._source import Computed
 
 
 def as_classifier(model: Any) -> Any:
@@ -225,15 +226,18 @@ def add_model_story(
     methods: Methods = None,
     perturbation_methods: Methods = None,
     scorecard: bool = True,
+    metrics: Any = None,
     max_groups: int = 3,
     per_group: int = 4,
     batch_size: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    source: Computed | None = None,
 ) -> dict[str, Any]:
-    """Append the evaluation-to-explanation sections to ``report``; returns the numbers as a JSON-able dict."""
-    from ..evaluate import evaluate
-
+    """Append the evaluation-to-explanation sections to ``report``; returns the numbers as a JSON-able dict.
+    ``metrics``: the scorecard's (``None``: its defaults); ``source``: where the evaluation, maps and scores come
+    from (default: computed now; `cnnlens.open_store(...).report` reads them from a store)."""
+    source = source or Computed()
     if int(max_groups) < 1 or int(per_group) < 1:
         raise CnnlensError(f"max_groups and per_group must be at least 1; got {max_groups} and {per_group}.")
     classifier = as_classifier(model)
@@ -244,9 +248,7 @@ def add_model_story(
     stages = progress_bar(total=6, desc="report", unit="part")
     try:
         stages.set_postfix_str("evaluating")
-        evals = {
-            n: evaluate(classifier, d, batch_size=batch_size or 64, progress=progress) for n, d in datasets.items()
-        }
+        evals = {n: source.evaluate(classifier, n, d, batch_size or 64, progress) for n, d in datasets.items()}
         focus = min(evals, key=lambda n: evals[n].accuracy)
         ev, dataset = evals[focus], datasets[focus]
         stages.update()
@@ -263,7 +265,7 @@ def add_model_story(
         stages.update()
         stages.set_postfix_str("explaining")
         explained = explain_rows(
-            report, classifier, dataset, ev, groups, gradient, perturbation, batch_size, seed, progress
+            report, classifier, dataset, ev, groups, gradient, perturbation, batch_size, seed, progress, source
         )
         said += explained["notes"]
         stages.update()
@@ -271,7 +273,7 @@ def add_model_story(
         card = None
         if scorecard:
             card_notes, card = scorecard_section(
-                report, classifier, explained, gradient, perturbation, batch_size, seed, progress
+                report, classifier, explained, gradient, perturbation, batch_size, seed, progress, metrics, source
             )
             said += card_notes[:3]
         stages.update()
