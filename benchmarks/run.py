@@ -1,4 +1,4 @@
-"""``make bench``: every benchmark suite in turn (gradient methods, CAMs, perturbation methods if present).
+"""``make bench``: every benchmark suite in turn (start-up, gradient methods, CAMs, perturbation, LRP, quality).
 
 ``--quick`` is passed on to each suite; ``--suites`` picks some. A suite's own options: run it alone,
 ``.venv/bin/python benchmarks/X.py --help``.
@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ("gradient", "cam", "perturbation", "quality")
+SUITES = ("startup", "gradient", "cam", "perturbation", "propagation", "quality", "store")
 
 
 def main(argv: list[str]) -> int:

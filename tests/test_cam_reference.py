@@ -656,5 +656,5 @@ def test_cam_refuses_a_callable_target(net, x) -> None:
 
 
 def test_bad_layer_spec(net, x) -> None:
-    with pytest.raises(cnnlens.CnnlensError, match="layer must be a dotted layer name, a module, or a list"):
+    with pytest.raises(cnnlens.CnnlensError, match="layer must be a dotted layer name, a module, a list of them"):
         cnnlens.explain(net, x, "grad_cam", layer=[])

@@ -134,8 +134,10 @@ def test_contract(name: str) -> None:
     e = cnnlens.explain(model, x, name, batch_size=3, seed=7, **_options(name))
 
     _assert_unchanged(model, before)
-    channels = C if info.output == "input" else 1
-    assert e.attributions.shape == (2, channels, H, W)
+    if info.output == "layer":  # shaped like the layer's output: by default the last convolution, 6 x 12 x 12
+        assert e.attributions.shape == (2, 6, H, W)
+    else:
+        assert e.attributions.shape == (2, C if info.output == "input" else 1, H, W)
     assert e.attributions.dtype == x.dtype and e.attributions.device == x.device
     assert torch.isfinite(e.attributions).all()
     assert e.attributions.abs().sum() > 0, "an all-zero explanation"

@@ -89,5 +89,5 @@ def test_registry_describes_each_method() -> None:
     with pytest.raises(CnnlensError, match="unknown category 'cams'. Did you mean cam"):
         methods("cams")
     for info in methods():
-        assert info.category and info.summary and info.output in ("input", "map")
+        assert info.category and info.summary and info.output in ("input", "map", "layer")
         assert info.needs_baseline in (None, "single", "distribution")

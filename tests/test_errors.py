@@ -94,8 +94,8 @@ def test_unknown_option_lists_the_options() -> None:
 @pytest.mark.parametrize(
     ("options", "phrase"),
     [
-        ({"quadrature": "simpson"}, "unknown quadrature"),
-        ({"steps": 0}, "positive int"),
+        ({"quadrature": "simpson"}, "quadrature must be one of gausslegendre"),
+        ({"steps": 0}, "steps must be an int >= 1"),
         ({"tolerance": -1}, "tolerance"),
         ({"baseline": torch.zeros(5, 3, 7, 7)}, "does not fit"),
         ({"baseline": "purple"}, "unknown baseline"),
@@ -116,7 +116,7 @@ def test_switch_options_must_be_bools(method: str, option: str) -> None:
 
 @pytest.mark.parametrize("window", [3.0, None, "4", (2, 0), (2, 2, 2)])
 def test_occlusion_window_must_be_positive_ints(window) -> None:
-    with pytest.raises(CnnlensError, match=re.escape("window must be a positive int or (height, width) of positive")):
+    with pytest.raises(CnnlensError, match=re.escape("window must be a positive int or (height, width); got")):
         cnnlens.explain(_net(), X, "occlusion", window=window)
 
 
@@ -193,6 +193,9 @@ def test_on_torchscript_every_method_refuses_or_equals_the_eager_model() -> None
     for info in cnnlens.methods("cam"):
         with pytest.raises(CnnlensError, match="TorchScript"):
             cnnlens.explain(scripted, x, info.name, **({"layer": "features.0"} if "layer" in info.params else {}))
+    for name in [m.name for m in cnnlens.methods("propagation")] + ["layer_lrp"]:  # relevance rules: a mode too
+        with pytest.raises(cnnlens.UnsupportedOperationError, match="cannot reach inside TorchScript"):
+            cnnlens.explain(scripted, x, name, **({"layer": "features.0"} if name == "layer_lrp" else {}))
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,7 @@ def test_bad_baselines_and_options_raise_clear_errors() -> None:
         cnnlens.explain(Recorder(), X, "kernel_shap", baseline=torch.zeros(3, 2, 3, 8, 7))
     with pytest.raises(CnnlensError, match="window must be"):
         cnnlens.explain(Recorder(), X, "occlusion", window=(2, 0))
-    with pytest.raises(CnnlensError, match="samples must be a positive int"):
+    with pytest.raises(CnnlensError, match="samples must be an int >= 1"):
         cnnlens.explain(Recorder(), X, "lime", samples=0)
     with pytest.raises(CnnlensError, match="at least 2 images"):
         cnnlens.explain(Recorder(), X[:1], "feature_permutation")

@@ -98,24 +98,24 @@ def test_errors() -> None:
 
 BAD_OPTIONS = [
     ("infidelity", "samples", 2.0, "int >= 1"),
-    ("infidelity", "std", "0.1", "finite number >= 0"),
-    ("infidelity", "std", float("inf"), "finite number >= 0"),
+    ("infidelity", "std", "0.1", r"number in \[0, inf\)"),
+    ("infidelity", "std", float("inf"), r"number in \[0, inf\)"),
     ("infidelity", "normalize", 1, "True or False"),
     ("infidelity", "perturbation", "gauss", "callable"),
     ("sensitivity_max", "samples", True, "int >= 1"),
-    ("sensitivity_max", "radius", None, "finite number >= 0"),
-    ("sensitivity_max", "radius", -0.1, "finite number >= 0"),
+    ("sensitivity_max", "radius", None, r"number in \[0, inf\)"),
+    ("sensitivity_max", "radius", -0.1, r"number in \[0, inf\)"),
     ("deletion", "steps", 3.0, "int >= 1"),
     ("deletion", "sign", None, "one of positive, absolute"),
     ("insertion", "output", ["logit"], "one of probability, logit"),
     ("road", "steps", 1, "int >= 2"),
-    ("road", "noise", float("nan"), "finite number >= 0"),
-    ("pointing_game", "tolerance", "15", "finite number >= 0"),
+    ("road", "noise", float("nan"), r"number in \[0, inf\)"),
+    ("pointing_game", "tolerance", "15", r"number in \[0, inf\)"),
     ("randomization_check", "steps", 2.5, "int >= 1"),
     ("randomization_check", "absolute", "no", "True or False"),
     ("class_discrimination", "absolute", "yes", "True or False"),
     ("detail", "absolute", None, "True or False"),
-    ("detail", "fraction", "0.5", "between 0 and 1"),
+    ("detail", "fraction", "0.5", r"number in \(0, 1\)"),
 ]
 
 

@@ -162,4 +162,4 @@ def test_default_metrics_are_the_registered_ones(net: torch.nn.Module, xs: torch
     assert card.columns == [*(m for m in DEFAULT_METRICS if m in registered), *COST]
     assert set(MINE) <= set(card.columns) and not card.notes
     for metric, opts in card.options.items():
-        assert card.scores[("saliency", metric)].options == {**q.get_metric(metric).params, **opts}
+        assert card.scores[("saliency", metric)].options == {**q.get_metric(metric).defaults(), **opts}

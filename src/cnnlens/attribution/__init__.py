@@ -9,6 +9,9 @@ from ._base import Explanation, Method
 from ._context import Target
 from ._registry import MethodInfo, get_method, method_table, methods, register
 
+# The families register their methods on import; the registry itself imports none of them.
+from . import cam, gradient, perturbation, propagation  # noqa: E402, F401  isort: skip
+
 __all__ = ["Explanation", "Method", "MethodInfo", "explain", "get_method", "method_table", "methods", "register"]
 
 

@@ -14,11 +14,13 @@ from torch import nn
 from .._display import Displayable
 from .._errors import CnnlensError
 from .._guard import frozen, model_device
+from .._model_checks import explaining, original_module
+from .._options import Option, defaults, describe, validate
 from .._progress import progress as progress_switch
 from .._progress import progress_bar
 from ._baselines import baseline_distribution, single_baseline
 from ._context import Context, Target
-from ._smooth import SMOOTH_PARAMS, smoothed
+from ._smooth import SMOOTH_OPTIONS, smoothed
 
 T = torch.Tensor
 
@@ -42,6 +44,9 @@ class Explanation(Displayable):
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     """Method-specific diagnostics (e.g. passes per image of adaptive integrated gradients)."""
+    logits: T | None = None
+    """The model's logits for the inputs, ``(B, K)`` (``probabilities`` is their softmax), from the passes the
+    method made anyway."""
     inputs: T | None = field(default=None, repr=False)
     """The explained inputs ``(B, C, H, W)``, kept for pictures (``plot``, the notebook display)."""
     preprocessing: Any = field(default=None, repr=False)
@@ -79,24 +84,27 @@ class Method:
     name: ClassVar[str] = ""
     category: ClassVar[str] = ""
     summary: ClassVar[str] = ""
-    params: ClassVar[dict[str, Any]] = {}
+    params: ClassVar[dict[str, Option]] = {}
+    """The method's own options, declared once (``cnnlens._options``); ``smooth=`` and friends are shared."""
     needs_baseline: ClassVar[str | None] = None  # None, "single" or "distribution"
     has_delta: ClassVar[bool] = False
-    output: ClassVar[str] = "input"  # "input": like the inputs; "map": one channel
+    output: ClassVar[str] = "input"  # "input": like the inputs; "map": one channel; "layer": like a layer output
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:  # help(method) lists the options with their defaults, rules and meaning
+            doc = cls.__dict__.get("__doc__") or cls.summary
+            cls.__doc__ = f"{doc}\n\n{describe({**cls.params, **SMOOTH_OPTIONS})}"
 
     def __init__(self, **options: Any) -> None:
-        allowed = set(self.params) | set(SMOOTH_PARAMS)
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            raise CnnlensError(
-                f"{self.name} has no option {', '.join(map(repr, unknown))}; its options are "
-                f"{', '.join(sorted(allowed))}"
-            )
-        self.options = {**self.params, **options}
-        for key, default in self.params.items():
-            if isinstance(default, bool) and not isinstance(self.options[key], bool):
-                raise CnnlensError(f"{self.name}: option {key} must be True or False; got {self.options[key]!r}")
+        values = validate(self.name, {**self.params, **SMOOTH_OPTIONS}, options)
+        self.options = {k: v for k, v in values.items() if k in self.params or k in options}
         self.check_options()
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """``{option: default}`` of the method's own options."""
+        return defaults(cls.params)
 
     def check_options(self) -> None:
         """Validate ``self.options`` (override to add checks)."""
@@ -134,12 +142,12 @@ class Method:
         generator = torch.Generator().manual_seed(int(seed))
         # a bar of model passes, shown when the run takes over 2 s; progress=False silences every bar inside
         bar = progress_bar(desc=self.name, unit="pass", delay=2.0, leave=False, disable=not progress)
-        with progress_switch(progress), bar, frozen(module):
+        with progress_switch(progress), bar, frozen(module), explaining(module):
             ctx = Context(module, x, target, batch_size, generator)
             ctx.bar = bar
             base = self.resolve_baseline(baseline, x, preprocessing)
             if self.options.get("smooth"):
-                attr, delta = smoothed(self, ctx, base)
+                attr, delta = smoothed(self.compute, self.options, ctx, base)
             else:
                 attr, delta = self.compute(ctx, base)
             probabilities = torch.softmax(ctx.logits, dim=1)
@@ -154,6 +162,7 @@ class Method:
             delta=None if delta is None else delta.detach(),
             seconds=time.perf_counter() - start,
             info=ctx.info,
+            logits=ctx.logits.detach(),
             inputs=x,
             preprocessing=preprocessing,
         )
@@ -171,9 +180,9 @@ def _unwrap(model: Any) -> tuple[nn.Module, Any]:
     """(nn.Module, preprocessing or None) from a Classifier or a module."""
     module = getattr(model, "module", None)
     if isinstance(module, nn.Module) and not isinstance(model, nn.Module):
-        return module, getattr(model, "preprocessing", None)
+        return original_module(module), getattr(model, "preprocessing", None)
     if isinstance(model, nn.Module):
-        return model, None
+        return original_module(model), None
     raise CnnlensError(
         f"model must be a torch.nn.Module returning logits or a cnnlens Classifier; got {type(model).__name__}"
     )

@@ -13,15 +13,18 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .._capture import capture
-from .._errors import CnnlensError, UnsupportedOperationError
+from .._errors import CnnlensError, UnsupportedOperationError, say
 from .._guard import is_scripted
+from .._model_checks import differentiate, gradient_forward
+from ..models._outputs import describe as describe_output
 from ._memory import auto_batch_size, is_out_of_memory
-from ._rules import RuleMode
 
 T = torch.Tensor
 Target = None | int | list | tuple | T | Callable[[T], T]
+Start = Callable[[T, T], T]
 
 
 class Rows:
@@ -136,7 +139,7 @@ class Context:
         if not isinstance(out, torch.Tensor):
             raise CnnlensError(
                 f"the model returned a {type(out).__name__}, not a tensor of logits. Wrap it so that it returns "
-                f"the (batch, classes) logits, e.g. lambda x: model(x)['logits']"
+                f"the (batch, classes) logits with cnnlens.models.SelectOutput: {describe_output(out)}"
             )
         if out.dim() != 2 or out.shape[0] != x.shape[0]:
             raise CnnlensError(
@@ -167,7 +170,10 @@ class Context:
                 if self.batch_size is not None or self._size() <= 1:
                     raise CnnlensError(
                         f"out of memory with {self._size()} model inputs per forward pass; pass a smaller "
-                        f"batch_size (or batch_size=None to find one automatically)"
+                        + say(
+                            "batch_size (or batch_size=None to find one automatically)",
+                            "--batch-size (or leave it out to find one automatically)",
+                        )
                     ) from err
                 self._auto = max(1, self._size() // 2)
                 continue
@@ -216,16 +222,19 @@ class Context:
         record: bool = False,
         layers: Sequence[nn.Module] = (),
         input_grad: bool = True,
+        start: Start | None = None,
     ) -> tuple[T, T | None, list[T], list[T]]:
         """Like ``gradients``, plus the outputs of ``layers`` and the gradients of the scores w.r.t. them.
 
         ``input_grad=False`` with one layer: the backward pass stops at that layer (no input gradients).
+        ``start``: ``(logits, d score / d logits) -> (N, K)``, what the backward pass starts from at the logits
+        in place of ``d score / d logits`` (relevance propagation's initial relevance).
         """
         if not record:
             _ = self.targets
-        if isinstance(mode, RuleMode) and is_scripted(self.model):
+        if isinstance(mode, TorchFunctionMode) and is_scripted(self.model):
             raise UnsupportedOperationError(
-                f"{mode.method} changes the backward pass of the model's activations, which it cannot reach inside "
+                f"{getattr(mode, 'method', 'this method')} changes the backward pass of the model's activations, which it cannot reach inside "
                 f"TorchScript code (the result would silently be another method); explain the model as an "
                 f"nn.Module (load its state dict into its class), or use a method without its own rule"
             )
@@ -236,11 +245,17 @@ class Context:
             xi = x[sl].detach().requires_grad_(not cut)
             batch = xi if reference is None else torch.cat([xi, reference[sl].detach()])
             with torch.enable_grad():
-                with mode if mode is not None else nullcontext(), capture(layers, detach=cut) as outs:
+                rule = mode if mode is not None else nullcontext()
+                with gradient_forward(self.model, batch), rule, capture(layers, detach=cut) as outs:
                     logits = self.forward(batch)[: xi.shape[0]]
                 s = self.select(logits, owner[sl])
                 wrt = outs if cut else [xi, *outs]
-                grads = list(torch.autograd.grad(s.sum(), wrt))
+                objective = s
+                if start is not None and s.requires_grad:
+                    (g0,) = torch.autograd.grad(s.sum(), logits, retain_graph=True)
+                    r0 = start(logits.detach(), g0).detach()  # a scalar objective: d(sum(logits * r0)) = r0
+                    objective = (logits * r0).sum(1)
+                grads = differentiate(objective, wrt, self.model, batch, layers)
             g = None if cut else grads.pop(0)
             if record:
                 logits_parts.append(logits.detach())

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CnnlensError, unknown_name
+from .._options import Option, defaults
 
 if TYPE_CHECKING:
     from ._base import Method
@@ -35,10 +36,16 @@ class MethodInfo:
     name: str
     category: str
     summary: str
-    params: dict[str, Any]
+    options: dict[str, Option]
+    """The method's own options, declared with their defaults, rules and meaning."""
     needs_baseline: str | None
     has_delta: bool
     output: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """``{option: default}``."""
+        return defaults(self.options)
 
     def __str__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -47,7 +54,6 @@ class MethodInfo:
 
 def get_method(name: str) -> type[Method]:
     """The method class registered under ``name``; a clear error lists the known names otherwise."""
-    _load_all()
     if isinstance(name, str) and name in _METHODS:
         return _METHODS[name]
     raise unknown_name("method", name, _METHODS)
@@ -57,7 +63,6 @@ def methods(category: str | None = None) -> list[MethodInfo]:
     """Every registered method (optionally one category) with its category, summary and parameters."""
     if category is not None and category not in CATEGORIES:
         raise unknown_name("category", category, CATEGORIES)
-    _load_all()
     out = []
     rank = {c: i for i, c in enumerate(CATEGORIES)}
     for cls in sorted(_METHODS.values(), key=lambda c: rank.get(c.category, len(rank))):
@@ -67,7 +72,7 @@ def methods(category: str | None = None) -> list[MethodInfo]:
                     name=cls.name,
                     category=cls.category,
                     summary=cls.summary,
-                    params=dict(cls.params),
+                    options=dict(cls.params),
                     needs_baseline=cls.needs_baseline,
                     has_delta=cls.has_delta,
                     output=cls.output,
@@ -85,8 +90,3 @@ def method_table() -> str:
         base = m.needs_baseline or "-"
         rows.append(f"| `{m.name}` | {m.category} | {summary} | {opts} | {base} | {'yes' if m.has_delta else '-'} |")
     return "\n".join(rows)
-
-
-def _load_all() -> None:
-    # Importing the method packages runs their @register decorators.
-    from . import cam, gradient, perturbation  # noqa: F401

@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from .._errors import CnnlensError
+from .._options import choice, defaults, integer, number
 from ._context import Context
 
-if TYPE_CHECKING:
-    from ._base import Method
-
 T = torch.Tensor
-SMOOTH_PARAMS: dict[str, Any] = {"smooth": None, "smooth_samples": 16, "smooth_std": 0.15}
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
+SMOOTH_OPTIONS = {
+    "smooth": choice(None, KINDS, "average the method over noisy copies (SmoothGrad, its square, VarGrad)", none=True),
+    "smooth_samples": integer(16, "noisy copies per image"),
+    "smooth_std": number(0.15, "noise standard deviation as a fraction of each image's value range"),
+}
 
 
-def smoothed(method: Method, ctx: Context, baseline: T | None) -> tuple[T, None]:
+def smoothed(
+    compute: Callable[[Context, T | None], tuple[T, T | None]],
+    options: dict[str, Any],
+    ctx: Context,
+    baseline: T | None,
+) -> tuple[T, None]:
     """Average (or square-average, or variance of) the method over ``smooth_samples`` noisy copies per image.
 
     The noise is Gaussian with standard deviation ``smooth_std`` times each image's value range (max - min),
     as in the SmoothGrad paper. Targets are those of the clean images. No completeness delta is reported:
     the noisy copies have their own.
     """
-    opts = {**SMOOTH_PARAMS, **method.options}
+    opts = {**defaults(SMOOTH_OPTIONS), **options}
     kind, n, std = opts["smooth"], opts["smooth_samples"], opts["smooth_std"]
-    if kind not in KINDS:
-        raise CnnlensError(f"smooth must be one of {', '.join(KINDS)} (or None); got {kind!r}")
-    if not isinstance(n, int) or n < 1:
-        raise CnnlensError(f"smooth_samples must be a positive int; got {n!r}")
-    if not isinstance(std, (int, float)) or std < 0:
-        raise CnnlensError(f"smooth_std must be a non-negative number (fraction of the value range); got {std!r}")
     x = ctx.inputs
     b = x.shape[0]
     sigma = std * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
@@ -46,7 +47,7 @@ def smoothed(method: Method, ctx: Context, baseline: T | None) -> tuple[T, None]
         sub._target_spec = sub._targets
     sub._auto = ctx._auto
     sub.bar = ctx.bar
-    attr, _ = method.compute(sub, None if baseline is None else baseline.repeat_interleave(n, 0))
+    attr, _ = compute(sub, None if baseline is None else baseline.repeat_interleave(n, 0))
     ctx.passes += sub.passes
     a = attr.view(b, n, *attr.shape[1:])
     if kind == "smoothgrad":

@@ -15,6 +15,7 @@ from sklearn import metrics
 
 from cnnlens._display import Displayable
 from cnnlens._errors import CnnlensError
+from cnnlens._files import atomic_open
 from cnnlens.evaluate._groups import Groups, make_groups
 
 DENSE_JSON_CLASSES = 100
@@ -177,13 +178,13 @@ class Evaluation(Displayable):
         return rows
 
     def to_csv(self, path: str | os.PathLike[str], top: int = 3, rows: Sequence[int] | None = None) -> Path:
-        """Write the probability table (optionally only ``rows``, e.g. a group) as CSV; returns the path."""
+        """Write the probability table (optionally only ``rows``, e.g. a group) as CSV (atomically; a symlink at
+        ``path`` is refused); returns the path."""
         full = self.probability_table(top)
         table = full if rows is None else [full[int(i)] for i in rows]
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         fields = list(full[0])
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(path, "w", newline="", encoding="utf-8") as f:  # whole or not at all
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(table)

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from cnnlens._errors import CnnlensError
+from cnnlens._files import OutputFolder, output_folder, save_figure, write_text
 from cnnlens._progress import honours_progress, progress_bar
 from cnnlens.inside._capture import as_input, as_module
 from cnnlens.inside._inspect import conv_filters, feature_maps, layer_summary
@@ -41,7 +42,7 @@ def _has_picture(conv: nn.Module, first: bool) -> bool:
 def save_inside(
     model: Classifier | nn.Module,
     image: Any,
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | OutputFolder,
     layers: str | Sequence[str] | None = None,
     *,
     max_layers: int = 6,
@@ -53,12 +54,11 @@ def save_inside(
     with a spatial kernel and the first one, ``filters_<layer>.png`` (the first layer's in colour).
 
     ``layers``: names; default ``max_layers`` convolutions spread over the depth (the first and the last
-    included). A bar (stderr) follows the layers; ``progress=False`` hides it. Files are written whole or not
-    at all (`cnnlens._files`)."""
-    from cnnlens._files import save_figure, write_text
+    included). A bar (stderr) follows the layers; ``progress=False`` hides it. ``out`` is held as one run, as
+    in `cnnlens.evaluate.save_evaluation` (atomic files, a manifest, an earlier run's files replaced, other
+    files, symlinks and concurrent runs refused). Returns ``{name: path}``."""
     from cnnlens.viz import feature_maps_figure, filters_figure
 
-    out = Path(out)
     x = as_input(model, image)[:1]
     module = as_module(model)
     convs = [name for name, m in module.named_modules() if isinstance(m, nn.Conv2d)]
@@ -66,21 +66,20 @@ def save_inside(
         layers = spread_layers(convs, max_layers)
     elif isinstance(layers, str):
         layers = [layers]
-    summary = layer_summary(model, x)
     skipped = [n for n in layers if n in convs and not _has_picture(module.get_submodule(n), n == convs[0])]
     note = ""
     if skipped:
         note = f"\n1 x 1 convolutions without a filter picture (one weight per input channel): {', '.join(skipped)}\n"
-    written = {"summary": write_text(out / "layers.txt", str(summary) + "\n" + note)}
-    maps = feature_maps(model, x, list(layers))
-    for name in progress_bar(layers, desc="inside", unit="layer", delay=2.0, leave=False):
-        title = f"{name}: the {max_maps} most active feature maps"
-        figures = {
-            f"maps_{name}": lambda n=name, t=title: feature_maps_figure(maps[n][0], max_maps, t, order="activation")
-        }
-        sub = module.get_submodule(name)
-        if isinstance(sub, nn.Conv2d) and name not in skipped:
-            figures[f"filters_{name}"] = lambda n=name: filters_figure(conv_filters(model, n), title=f"{n}: filters")
-        for key, make in figures.items():
-            written[key] = save_figure(make(), out / f"{key}.png")
+    name = model.name if isinstance(model, Classifier) else type(model).__name__
+    with output_folder(out, "save_inside", model=name, layers=list(layers)) as folder:
+        summary = str(layer_summary(model, x)) + "\n" + note
+        written = {"summary": write_text(folder.file("layers.txt"), summary)}
+        maps = feature_maps(model, x, list(layers))
+        for layer in progress_bar(layers, desc="inside", unit="layer", delay=2.0, leave=False):
+            title = f"{layer}: the {max_maps} most active feature maps"
+            fig = feature_maps_figure(maps[layer][0], max_maps, title, order="activation")
+            written[f"maps_{layer}"] = save_figure(fig, folder.file(f"maps_{layer}.png"))
+            if isinstance(module.get_submodule(layer), nn.Conv2d) and layer not in skipped:
+                fig = filters_figure(conv_filters(model, layer), title=f"{layer}: filters")
+                written[f"filters_{layer}"] = save_figure(fig, folder.file(f"filters_{layer}.png"))
     return written

@@ -14,6 +14,9 @@ from ._base import Explainer, Job, MethodSpec, Metric, Score
 from ._registry import MetricInfo, get_metric, metric_table, metrics, register_metric
 from ._scorecard import Scorecard, scorecard
 
+# The metric families register their metrics on import; the registry itself imports none of them.
+from . import _curves, _descriptive, _faithfulness, _localisation, _sanity  # noqa: E402, F401  isort: skip
+
 __all__ = [
     "Explainer",
     "Job",

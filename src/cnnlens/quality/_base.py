@@ -6,9 +6,8 @@ A metric is a small class that implements ``compute(job)`` only (see ``Metric``)
 
 from __future__ import annotations
 
-import numbers
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, final
 
@@ -18,6 +17,8 @@ from torch import nn
 from .._display import Displayable
 from .._errors import CnnlensError
 from .._guard import frozen
+from .._model_checks import explaining
+from .._options import Option, defaults, describe, validate
 from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, Method, explain
 from ..attribution._base import _check_inputs, _unwrap, check_run_options
@@ -270,47 +271,28 @@ class Metric:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     higher_is_better: ClassVar[bool | None] = None
-    params: ClassVar[dict[str, Any]] = {}
+    params: ClassVar[dict[str, Option]] = {}
+    """The metric's options, declared once (``cnnlens._options``)."""
     rerun: ClassVar[bool] = False
     """True when the metric re-explains perturbed inputs (needs a method name or callable, not an Explanation)."""
     kind: ClassVar[str] = "value"  # "value" or "curve"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name and cls.params:  # help(metric) lists the options with their defaults, rules and meaning
+            cls.__doc__ = f"{cls.__dict__.get('__doc__') or cls.summary}\n\n{describe(cls.params)}"
+
     def __init__(self, **options: Any) -> None:
-        unknown = sorted(set(options) - set(self.params))
-        if unknown:
-            raise CnnlensError(
-                f"metric {self.name} has no option {', '.join(map(repr, unknown))}; its options are "
-                f"{', '.join(sorted(self.params)) or 'none'}"
-            )
-        self.options = {**self.params, **options}
+        self.options = validate(f"metric {self.name}", self.params, options)
         self.check_options()
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """``{option: default}`` of the metric's options."""
+        return defaults(cls.params)
+
     def check_options(self) -> None:
-        """Validate ``self.options`` (override to add checks, e.g. with the ``require_*`` helpers)."""
-
-    def require_int(self, name: str, minimum: int = 1) -> None:
-        """Option ``name`` must be an int >= ``minimum``."""
-        v = self.options[name]
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
-            raise CnnlensError(f"{self.name}: {name} must be an int >= {minimum}; got {v!r}")
-
-    def require_number(self, name: str, minimum: float = 0.0) -> None:
-        """Option ``name`` must be a finite number >= ``minimum``."""
-        v = self.options[name]
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not minimum <= v < float("inf"):
-            raise CnnlensError(f"{self.name}: {name} must be a finite number >= {minimum:g}; got {v!r}")
-
-    def require_bool(self, name: str) -> None:
-        """Option ``name`` must be ``True`` or ``False``."""
-        v = self.options[name]
-        if not isinstance(v, bool):
-            raise CnnlensError(f"{self.name}: {name} must be True or False; got {v!r}")
-
-    def require_choice(self, name: str, choices: Sequence[str]) -> None:
-        """Option ``name`` must be one of the strings ``choices``."""
-        v = self.options[name]
-        if not isinstance(v, str) or v not in choices:
-            raise CnnlensError(f"{self.name}: {name} must be one of {', '.join(choices)}; got {v!r}")
+        """Check what the option declarations cannot (e.g. options that exclude each other); override to add."""
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Return ``(values (B,), curve (B, n) or None, curve_x (n,) or None, info)``."""
@@ -343,7 +325,7 @@ class Metric:
                 f"callable), not a finished Explanation"
             )
         generator = torch.Generator().manual_seed(int(seed))
-        with frozen(module):
+        with frozen(module), explaining(module):
             ctx = Context(module, x, target, batch_size, torch.Generator().manual_seed(int(seed)))
             job = Job(model, module, preprocessing, x, ctx, explainer, generator)
             values, curve, curve_x, info = self.compute(job)

@@ -18,6 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import splu
 
 from .._errors import CnnlensError
+from .._options import Option, choice, integer, number, value
 from ..attribution._baselines import single_baseline
 from ..attribution._context import Rows
 from ._base import Job, Metric
@@ -49,10 +50,20 @@ def _auc(curve: T, x: T) -> T:
     return torch.trapezoid(curve.double(), x.double().to(curve.device), dim=1)
 
 
-def _check(metric: Metric, steps_min: int = 1) -> None:
-    metric.require_int("steps", steps_min)
-    metric.require_choice("sign", _SIGNS)
-    metric.require_choice("output", _OUTPUTS)
+SIGN = choice("positive", _SIGNS, "rank pixels by signed value (evidence for the class first) or by size")
+OUTPUT = choice("probability", _OUTPUTS, "score the target's softmax probability or its logit")
+
+
+def _steps(default: int, minimum: int = 1) -> Option:
+    return integer(default, "points of the curve after the start (pixels change in equal shares)", minimum=minimum)
+
+
+def _baseline(default: Any) -> Option:
+    return value(
+        default,
+        "what removed pixels become (None: black for a Classifier, 0 for a bare module)",
+        "None or a baseline the attribution methods take (a name such as 'blur', a number, a tensor)",
+    )
 
 
 def _pixels(job: Job, steps: int) -> int:
@@ -69,9 +80,6 @@ class _PixelCurve(Metric):
 
     kind = "curve"
     insert = False
-
-    def check_options(self) -> None:
-        _check(self)
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         o = self.options
@@ -108,7 +116,7 @@ class Deletion(_PixelCurve):
     name = "deletion"
     summary = "area under the target score as the top-ranked pixels are replaced by a baseline (Petsiuk et al.)"
     higher_is_better = False
-    params = {"steps": 20, "baseline": None, "sign": "positive", "output": "probability"}
+    params = {"steps": _steps(20), "baseline": _baseline(None), "sign": SIGN, "output": OUTPUT}
 
 
 @register_metric
@@ -119,7 +127,7 @@ class Insertion(_PixelCurve):
     name = "insertion"
     summary = "area under the target score as the top-ranked pixels are restored into a blurred image (Petsiuk)"
     higher_is_better = True
-    params = {"steps": 20, "baseline": "blur", "sign": "positive", "output": "probability"}
+    params = {"steps": _steps(20), "baseline": _baseline("blur"), "sign": SIGN, "output": OUTPUT}
     insert = True
 
 
@@ -190,12 +198,13 @@ class Road(Metric):
     name = "road"
     summary = "ROAD: AUC(LeRF) - AUC(MoRF) of the target score with removed pixels imputed from their neighbours"
     higher_is_better = True
-    params = {"steps": 10, "noise": 0.01, "sign": "positive", "output": "probability"}
+    params = {
+        "steps": _steps(10, minimum=2),
+        "noise": number(0.01, "std of the noise added to imputed pixels, in input units"),
+        "sign": SIGN,
+        "output": OUTPUT,
+    }
     kind = "curve"
-
-    def check_options(self) -> None:
-        _check(self, steps_min=2)
-        self.require_number("noise")
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Fractions ``floor(k * N / steps) / N`` for ``k = 0..steps-1`` (all pixels removed has no

@@ -8,9 +8,10 @@ from typing import Any
 import torch
 
 from .._errors import CnnlensError
+from .._options import number
 from ._base import Job, Metric
 from ._registry import register_metric
-from ._sanity import maps, spearman
+from ._sanity import ABSOLUTE, maps, spearman
 
 T = torch.Tensor
 
@@ -25,11 +26,8 @@ class ClassDiscrimination(Metric):
     name = "class_discrimination"
     summary = "rank correlation of the maps for the explained class and the next most likely one (1: class-blind)"
     higher_is_better = False
-    params = {"absolute": True}
+    params = {"absolute": ABSOLUTE}
     rerun = True
-
-    def check_options(self) -> None:
-        self.require_bool("absolute")
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         logits = job.ctx.logits
@@ -100,13 +98,12 @@ class Detail(Metric):
     name = "detail"
     summary = "effective resolution sqrt(HW)/s, s x s the largest cells keeping `fraction` of the map's variance"
     higher_is_better = None
-    params = {"fraction": 0.95, "absolute": True}
-
-    def check_options(self) -> None:
-        f = self.options["fraction"]
-        if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1:
-            raise CnnlensError(f"detail: fraction must be a number between 0 and 1 (exclusive); got {f!r}")
-        self.require_bool("absolute")
+    params = {
+        "fraction": number(
+            0.95, "share of the map's variance the cells keep", maximum=1.0, open_min=True, open_max=True
+        ),
+        "absolute": ABSOLUTE,
+    }
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         m = maps(job.attributions, self.options["absolute"])

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .._errors import CnnlensError
+from .._options import flag, integer, number, value
 from .._progress import progress_bar
 from ._base import Job, Metric
 from ._registry import register_metric
@@ -22,12 +23,12 @@ Perturbation = Callable[[T, torch.Generator], T]
 _ROWS_PER_CALL = 32  # perturbed images built (and scored or re-explained) per group of samples
 
 
-def _check_perturbation(options: dict) -> None:
-    p = options["perturbation"]
-    if p is not None and not callable(p):
-        raise CnnlensError(
-            f"perturbation must be None or a callable (inputs, generator) -> perturbed inputs; got {type(p).__name__}"
-        )
+PERTURBATION = value(
+    None,
+    "a callable (inputs, generator) -> perturbed inputs, called once per sample (None: the default noise)",
+    "None or a callable",
+    lambda v: v is None or callable(v),
+)
 
 
 def _perturbed(job: Job, fn: Perturbation) -> T:
@@ -55,13 +56,12 @@ class Infidelity(Metric):
     name = "infidelity"
     summary = "squared error of attributions . perturbation against the score change it causes (Yeh et al. 2019)"
     higher_is_better = False
-    params = {"samples": 10, "std": 0.2, "perturbation": None, "normalize": True}
-
-    def check_options(self) -> None:
-        self.require_int("samples")
-        self.require_number("std")
-        self.require_bool("normalize")
-        _check_perturbation(self.options)
+    params = {
+        "samples": integer(10, "perturbations per image"),
+        "std": number(0.2, "std of the Gaussian noise, in input units"),
+        "perturbation": PERTURBATION,
+        "normalize": flag(True, "scale the attributions by the least-squares factor (Captum's normalize=True)"),
+    }
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Per image: ``mean_s (beta * sum(attr * I_s) - (f(x) - f(x - I_s)))**2`` with ``I_s = x - x~_s``.
@@ -109,13 +109,12 @@ class SensitivityMax(Metric):
     name = "sensitivity_max"
     summary = "largest relative change of the attributions when the input moves within a small L-inf ball"
     higher_is_better = False
-    params = {"samples": 10, "radius": 0.02, "perturbation": None}
+    params = {
+        "samples": integer(10, "perturbations per image"),
+        "radius": number(0.02, "half-width of the uniform noise (L-inf ball), in input units"),
+        "perturbation": PERTURBATION,
+    }
     rerun = True
-
-    def check_options(self) -> None:
-        self.require_int("samples")
-        self.require_number("radius")
-        _check_perturbation(self.options)
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Per image: ``max_s ||attr(x~_s) - attr(x)||_F / ||attr(x)||_F`` (a zero norm counts as 1, as Captum).
@@ -160,7 +159,6 @@ class Completeness(Metric):
     name = "completeness"
     summary = "|sum(attr) - (f(x) - f(baseline))| / |f(x) - f(baseline)|, for methods that report a delta"
     higher_is_better = False
-    params: dict[str, Any] = {}
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Per image ``|delta| / |sum(attr) - delta|`` from the method's own ``Explanation.delta``

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from .._errors import CnnlensError
+from .._options import number, value
 from ._base import Job, Metric
 from ._registry import register_metric
 
@@ -49,13 +50,16 @@ class PointingGame(Metric):
     name = "pointing_game"
     summary = "1 if the map's maximum lies on the object (box or mask, with a pixel tolerance), else 0 (Zhang et al.)"
     higher_is_better = True
-    params = {"boxes": None, "masks": None, "tolerance": 15}
+    params = {
+        "boxes": value(None, "per image, the object's boxes (x0, y0, x1, y1), inclusive pixels", "a list per image"),
+        "masks": value(None, "per image, a (H, W) bool mask of the object", "a (B, H, W) bool tensor or a list"),
+        "tolerance": number(15, "how far (pixels, Euclidean) the maximum may lie from the object"),
+    }
 
     def check_options(self) -> None:
         o = self.options
         if o["boxes"] is not None and o["masks"] is not None:
             raise CnnlensError("pointing_game takes boxes= or masks=, not both")
-        self.require_number("tolerance")
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Hit (1) when the maximum of the channel-summed map is within ``tolerance`` pixels (Euclidean) of a

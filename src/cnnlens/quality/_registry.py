@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CnnlensError, unknown_name
+from .._options import Option, defaults
 
 if TYPE_CHECKING:
     from ._base import Metric
@@ -35,7 +36,13 @@ class MetricInfo:
     higher_is_better: bool | None
     kind: str
     rerun: bool
-    params: dict[str, Any]
+    options: dict[str, Option]
+    """The metric's options, declared with their defaults, rules and meaning."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """``{option: default}``."""
+        return defaults(self.options)
 
     def __str__(self) -> str:
         arrow = {True: "higher is better", False: "lower is better", None: "descriptive"}[self.higher_is_better]
@@ -45,7 +52,6 @@ class MetricInfo:
 
 def get_metric(name: str) -> type[Metric]:
     """The metric class registered under ``name``; a clear error lists the known names otherwise."""
-    _load_all()
     if isinstance(name, str) and name in _METRICS:
         return _METRICS[name]
     raise unknown_name("metric", name, _METRICS)
@@ -53,7 +59,6 @@ def get_metric(name: str) -> type[Metric]:
 
 def metrics() -> list[MetricInfo]:
     """Every registered metric: faithfulness, curves, localisation, sanity, descriptive, then any others."""
-    _load_all()
     order = list(_METRICS.values())  # within a module: the order of definition
     family = {m: i for i, m in enumerate(FAMILIES)}
     ranked = sorted(order, key=lambda c: (family.get(c.__module__.rsplit(".", 1)[-1], len(family)), order.index(c)))
@@ -68,8 +73,3 @@ def metric_table() -> str:
         opts = ", ".join(f"`{k}={v!r}`" for k, v in m.params.items()) or "-"
         rows.append(f"| `{m.name}` | {better} | {m.summary.replace('|', chr(92) + '|')} | {opts} |")
     return "\n".join(rows)
-
-
-def _load_all() -> None:
-    # Importing the metric modules runs their @register_metric decorators (add new modules here).
-    from . import _metrics  # noqa: F401

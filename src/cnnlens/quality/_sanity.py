@@ -15,10 +15,13 @@ from scipy import stats
 from torch import nn
 
 from .._errors import CnnlensError
+from .._guard import is_scripted
+from .._options import flag, integer
 from ._base import Job, Metric
 from ._registry import register_metric
 
 T = torch.Tensor
+ABSOLUTE = flag(True, "compare absolute values of the channel-summed maps")
 
 
 def maps(a: T, absolute: bool) -> T:
@@ -117,16 +120,20 @@ class RandomizationCheck(Metric):
         "stages (Adebayo et al.)"
     )
     higher_is_better = False
-    params = {"steps": 5, "absolute": True}
+    params = {
+        "steps": integer(5, "randomization stages, top layer first"),
+        "absolute": ABSOLUTE,
+    }
     rerun = True
     kind = "curve"
 
-    def check_options(self) -> None:
-        self.require_int("steps")
-        self.require_bool("absolute")
-
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         absolute = self.options["absolute"]
+        if is_scripted(job.module):
+            raise CnnlensError(
+                "randomization_check randomizes the layers in the order they run, which TorchScript code hides (it "
+                "takes no forward hooks); check the model as an nn.Module (load its state dict into its class)"
+            )
         original = maps(job.attributions, absolute)
         try:
             twin = copy.deepcopy(job.module)  # the caller's module is never modified

@@ -15,6 +15,7 @@ from typing import Any
 
 from .._display import Displayable
 from .._errors import CnnlensError
+from .._files import atomic_open
 from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, explain, get_method
 from ..attribution._base import _check_inputs, _unwrap
@@ -77,8 +78,8 @@ class Scorecard(Displayable):
         return (max if direction else min)(values, key=lambda v: v[0])[1]
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """One row per method, one column per metric (floats written exactly)."""
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        """One row per method, one column per metric (floats written exactly), written atomically."""
+        with atomic_open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=["method", *self.columns])
             w.writeheader()
             for r in self.rows:

@@ -14,7 +14,7 @@ from ._claims import Lead, agreement_claims, best_note, how_measured, lead
 from ._evidence import consensus, where_note
 from ._figures import ALPHA, CMAP, SIGN, agreement_figure, maps_grid
 from ._html import Report
-from ._methods import (
+from ._methods import (  # run_methods: also what `Computed.explain` runs
     AGREEMENT_FRACTION,
     agreement_per_image,
     agreement_rows,
@@ -23,9 +23,9 @@ from ._methods import (
     duplicates_note,
     families,
     merge_duplicates,
-    run_methods,
     warm_up,
 )
+from ._source import Computed
 from ._words import column_title, column_words, table_words
 
 MORE_ERRORS = 8  # misread images of the first group whose maps (gradient and CAM methods) say where evidence lies
@@ -91,30 +91,41 @@ def _where(ev, groups, rows, extra, pixels, extra_pixels, grad_maps, extra_maps)
     return where_note(g["true"], g["predicted"], misread, correct, methods=len(grad_maps))
 
 
+def computes(source: Computed) -> bool:
+    """Whether ``source`` computes the maps and scores now (a store reads them: no warm-up, one seed)."""
+    return type(source).explain is Computed.explain and type(source).scorecard is Computed.scorecard
+
+
 def explain_rows(
     report: Report, classifier: Any, dataset: Any, ev: Any, groups: list[dict[str, Any]],
     gradient: dict[str, dict[str, Any]], perturbation: dict[str, dict[str, Any]],
-    batch_size: int | None, seed: int, progress: bool,
+    batch_size: int | None, seed: int, progress: bool, source: Computed | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The "Explanations" section; returns its notes, the sentence on where the evidence lies, a JSON-able
-    summary, the inputs and the targets."""
-    rows = _rows(ev, groups)
+    summary, the inputs, the targets and the evaluation rows. ``source``: where the maps come from (default:
+    computed now)."""
+    source = source or Computed()
+    rows = [r for r in _rows(ev, groups) if source.has(ev, r[0], r[1])]
     s = report.section("Explanations", _intro(bool(groups)))
     if not rows:
         s.text("No images to explain.")
-        return {"notes": [], "where": None, "summary": {}, "x": None, "targets": None}
-    extra = _extra_errors(ev, groups)
+        return {"notes": [], "where": None, "summary": {}, "x": None, "targets": None, "rows": None}
+    wrong = ev.classes.index(groups[0]["predicted"]) if groups else None
+    extra = [r for r in _extra_errors(ev, groups) if source.has(ev, r, wrong)]
     images = [dataset[int(ev.positions[r])][0] for r, _, _, _ in rows]
     extra_images = [dataset[int(ev.positions[r])][0] for r in extra]
     x = classifier.preprocess(images + extra_images)
-    targets = [t for _, t, _, _ in rows] + ([ev.classes.index(groups[0]["predicted"])] * len(extra) if extra else [])
+    explained = [r for r, _, _, _ in rows]
+    targets = [t for _, t, _, _ in rows] + [wrong] * len(extra)
     pixels_all = classifier.preprocessing.to_pixels(x)
-    setup = warm_up(classifier, x)
-    grad_all, grad_info = run_methods(classifier, x, targets, gradient, batch_size, seed, progress, "gradient/CAM")
+    setup = warm_up(classifier, x) if computes(source) else None
+    run = (classifier, x, ev, explained + extra, targets)
+    grad_all, grad_info = source.explain(*run, gradient, batch_size, seed, progress, "gradient/CAM")
     n = len(rows)
     x, targets, pixels = x[:n], targets[:n], pixels_all[:n]
     grad_maps = {m: a[:n] for m, a in grad_all.items()}
-    pert_maps, pert_info = run_methods(classifier, x, targets, perturbation, batch_size, seed, progress, "perturbation")
+    run = (classifier, x, ev, explained, targets)
+    pert_maps, pert_info = source.explain(*run, perturbation, batch_size, seed, progress, "perturbation")
     where = _where(ev, groups, rows, extra, pixels, pixels_all[n:], grad_maps, {m: a[n:] for m, a in grad_all.items()})
     info = {**grad_info, **pert_info}
     all_maps = merge_duplicates({**grad_maps, **pert_maps}, info)
@@ -169,22 +180,26 @@ def explain_rows(
         "agreement": {f"{a}|{b}": float(v.mean()) for (a, b), v in per_image.items()},
         "where": where,
     }
-    return {"notes": said, "where": where, "summary": summary, "x": x, "targets": targets}
+    return {"notes": said, "where": where, "summary": summary, "x": x, "targets": targets, "rows": explained, "ev": ev}
 
 
 def scorecard_section(
     report: Report, classifier: Any, explained: dict[str, Any], gradient: dict[str, dict[str, Any]],
-    perturbation: dict[str, dict[str, Any]], batch_size: int | None, seed: int, progress: bool, seeds: int = 2,
+    perturbation: dict[str, dict[str, Any]], batch_size: int | None, seed: int, progress: bool,
+    metrics: Any = None, source: Computed | None = None, seeds: int = 2,
 ) -> tuple[list[str], dict[str, Any] | None, dict[str, Lead | None]]:  # fmt: skip
     """The quality scorecard of the methods on the explained images, run with ``seeds`` seeds (``seed``,
-    ``seed + 1``, ...: random methods and metrics draw anew); returns the notes, the first seed's
-    ``Scorecard.to_dict()`` with the means over every seed and image, and the leader of each quality column.
-    Nothing when no image was explained. A method is called best on a column only when it leads beyond the
-    uncertainty over the images and seeds (`best_note`)."""
+    ``seed + 1``, ...: random methods and metrics draw anew; one when a store gives the scores); returns the
+    notes, the first seed's ``Scorecard.to_dict()`` with the means over every seed and image, and the leader of
+    each quality column. Nothing when no image was explained. ``metrics``: as `cnnlens.quality.scorecard` takes
+    them (``None``: its default). A method is called best on a column only when it leads beyond the uncertainty
+    over the images and seeds (`best_note`)."""
     if explained.get("x") is None:
         return [], None, {}
-    from .. import quality
     from ..quality._scorecard import COST
+
+    source = source or Computed()
+    seeds = max(1, int(seeds)) if computes(source) else 1
 
     methods = {**gradient, **perturbation}
     s = report.section(
@@ -195,11 +210,11 @@ def scorecard_section(
     )
     try:
         cards = [
-            quality.scorecard(
-                classifier, explained["x"], methods, target=explained["targets"], batch_size=batch_size,
-                seed=seed + k, progress=progress,
+            source.scorecard(
+                classifier, explained["x"], explained.get("ev"), explained["rows"], explained["targets"], methods,
+                metrics, batch_size, seed + k, progress,
             )
-            for k in range(max(1, int(seeds)))
+            for k in range(seeds)
         ]  # fmt: skip
     except CnnlensError as err:
         s.text(f"The scorecard could not be computed: {err}")

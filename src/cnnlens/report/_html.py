@@ -208,7 +208,8 @@ class Report:
         return template.render(title=self.title, subtitle=self.subtitle, sections=self.sections, version=__version__)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the HTML file (a folder path gets ``report.html`` inside it); returns the file's path."""
+        """Write the HTML file (a folder path gets ``report.html`` inside it) atomically: readers see the old file
+        or the new one, never half of one; a symlink at ``path`` is refused. Returns the file's path."""
         path = Path(path)
         if path.is_dir() or path.suffix.lower() not in (".html", ".htm"):
             path = path / "report.html"

@@ -167,11 +167,15 @@ def cost_table(info: dict[str, dict[str, Any]], images: int) -> list[dict[str, A
     return rows
 
 
-def cost_caption(images: int, setup: float) -> str:
-    """The cost table's caption: what was timed and what was left out."""
+def cost_caption(images: int, setup: float | None) -> str:
+    """The cost table's caption: what was timed and what was left out (``setup``: the model's warm-up; ``None``
+    when the costs were measured elsewhere, e.g. by the run that filled a store)."""
+    when = "as measured by the run that made them" if setup is None else (
+        f"after a one-off warm-up of the model ({setup:.2f} s, left out)"
+    )  # fmt: skip
     return (
-        f"What each method cost on these {images} images: seconds per image after a one-off warm-up of the model "
-        f"({setup:.2f} s, left out), passes = how many images the model had to look at per explained image"
+        f"What each method cost on these {images} images: seconds per image {when}, passes = how many images the "
+        "model had to look at per explained image"
     )
 
 

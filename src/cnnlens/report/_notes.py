@@ -37,6 +37,10 @@ METHOD_NAMES = {
     "lime": "LIME",
     "partition_shap": "partition SHAP",
     "rise": "RISE",
+    "lrp": "LRP",
+    "sglrp": "SGLRP",
+    "clrp": "CLRP",
+    "layer_lrp": "layer LRP",
 }
 
 

@@ -49,7 +49,7 @@ def photo_report(
     """Add a section per photo (top-``top_k`` classes, every method's map for the top class) and a cost table.
 
     ``images``: name -> image (path, PIL image or array). ``methods``: names or name -> options (default: every
-    registered method, sized by `sized_options`). Returns ``report`` (a new one when ``None``); call
+    registered method with input-sized maps, sized by `sized_options`). Returns ``report`` (a new one when ``None``); call
     ``.write(path)`` to save it.
     """
     from .. import methods as registry
@@ -61,7 +61,7 @@ def photo_report(
     classifier = as_classifier(model)
     report = report if report is not None else Report(title or f"{classifier.name} on {len(images)} photos")
     size = tuple(classifier.preprocessing.input_size)
-    chosen = resolve_methods(methods, [m.name for m in registry()], size)
+    chosen = resolve_methods(methods, [m.name for m in registry() if m.output != "layer"], size)
     names = list(images)
     x = classifier.preprocess(list(images.values()))
     predictions = classifier.predict(x, top_k=int(top_k))

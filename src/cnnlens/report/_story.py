@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import CnnlensError, unknown_name
+from .._files import OutputFolder, output_folder, write_json
 from .._progress import honours_progress, progress_bar
 from . import _notes as notes
 from ._conclusions import conclusions
@@ -20,6 +20,7 @@ from ._figures import rows_figure
 from ._html import Report
 from ._inside import inside_section
 from ._options import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
+from ._source import Computed
 from ._words import table_words
 
 
@@ -258,17 +259,20 @@ def add_model_story(
     methods: Methods = None,
     perturbation_methods: Methods = None,
     scorecard: bool = True,
+    metrics: Any = None,
     max_groups: int = 3,
     per_group: int = 4,
     batch_size: int | None = None,
     seed: int = 0,
     seeds: int = 2,
     progress: bool = True,
+    source: Computed | None = None,
 ) -> dict[str, Any]:
     """Append the evaluation-to-explanation sections to ``report``; returns the numbers as a JSON-able dict.
-    ``seeds``: how many seeds the scorecard runs with (its claims hold over the images and these seeds)."""
-    from ..evaluate import evaluate
-
+    ``metrics``: the scorecard's (``None``: its defaults); ``seeds``: how many seeds the scorecard runs with (its
+    claims hold over the images and these seeds); ``source``: where the evaluation, maps and scores come from
+    (default: computed now; `cnnlens.open_store(...).report` reads them from a store)."""
+    source = source or Computed()
     if int(max_groups) < 1 or int(per_group) < 1:
         raise CnnlensError(f"max_groups and per_group must be at least 1; got {max_groups} and {per_group}.")
     classifier = as_classifier(model)
@@ -279,9 +283,7 @@ def add_model_story(
     stages = progress_bar(total=6, desc="report", unit="part")
     try:
         stages.set_postfix_str("evaluating")
-        evals = {
-            n: evaluate(classifier, d, batch_size=batch_size or 64, progress=progress) for n, d in datasets.items()
-        }
+        evals = {n: source.evaluate(classifier, n, d, batch_size or 64, progress) for n, d in datasets.items()}
         focus = min(evals, key=lambda n: evals[n].accuracy)
         ev, dataset = evals[focus], datasets[focus]
         stages.update()
@@ -298,7 +300,7 @@ def add_model_story(
         stages.update()
         stages.set_postfix_str("explaining")
         explained = explain_rows(
-            report, classifier, dataset, ev, groups, gradient, perturbation, batch_size, seed, progress
+            report, classifier, dataset, ev, groups, gradient, perturbation, batch_size, seed, progress, source
         )
         said += explained["notes"]
         stages.update()
@@ -306,7 +308,17 @@ def add_model_story(
         card, leads = None, {}
         if scorecard:
             card_notes, card, leads = scorecard_section(
-                report, classifier, explained, gradient, perturbation, batch_size, seed, progress, seeds
+                report,
+                classifier,
+                explained,
+                gradient,
+                perturbation,
+                batch_size,
+                seed,
+                progress,
+                metrics,
+                source,
+                seeds,
             )
             said += card_notes
         stages.update()
@@ -341,7 +353,7 @@ def _story_options() -> tuple[str, ...]:
 
 
 def model_report(
-    model: Any, data: Any, out: str | os.PathLike[str], *, title: str | None = None, **options: Any
+    model: Any, data: Any, out: str | os.PathLike[str] | OutputFolder, *, title: str | None = None, **options: Any
 ) -> Path:
     """Evaluate ``model`` on ``data`` and explain its mistakes; writes ``out/report.html`` and ``out/metrics.json``.
 
@@ -350,19 +362,29 @@ def model_report(
     with the lowest accuracy is examined). ``options`` (those of `add_model_story`): ``methods`` /
     ``perturbation_methods``: names or name -> options (default: the seed's saliency, integrated gradients,
     DeepLIFT, Grad-CAM, guided Grad-CAM / occlusion, feature ablation, Shapley sampling, KernelSHAP, sized by
-    `sized_options`); ``scorecard=True`` (run with ``seeds=2`` seeds); ``max_groups=3`` error groups of ``per_group=4`` images;
-    ``batch_size=None``; ``seed=0``; ``progress=True``. Returns the HTML file's path.
+    `sized_options`); ``scorecard=True`` (run with ``seeds=2`` seeds); ``max_groups=3`` error groups of
+    ``per_group=4`` images; ``batch_size=None``; ``seed=0``; ``progress=True``. ``out`` is held as one run
+    (atomic files, a manifest ``cnnlens-run.json``, an earlier run's files replaced; other files, symlinks and
+    concurrent runs refused, see `cnnlens.evaluate.save_evaluation`). Returns the HTML file's path.
     """
     for name in options:
         if name not in _story_options():
             raise unknown_name("model_report option", name, ("title", *_story_options()))
     classifier = as_classifier(model)
     report = Report(title or f"{classifier.name}: how well it works, where it fails, and why")
-    summary = add_model_story(report, classifier, data, **options)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")
-    return report.write(out / "report.html")
+    with output_folder(out, "model_report", model=classifier.name, data=_data_names(data)) as folder:
+        summary = add_model_story(report, classifier, data, **options)
+        write_json(folder.file("metrics.json"), summary, default=_json_default)
+        return report.write(folder.file("report.html"))
+
+
+def _data_names(data: Any) -> Any:
+    """What the run manifest records about ``data``: specs as given, names of datasets."""
+    if isinstance(data, Mapping):
+        return {str(k): _data_names(v) for k, v in data.items()}
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    return str(getattr(data, "name", type(data).__name__))
 
 
 def _json_default(value: Any) -> Any:

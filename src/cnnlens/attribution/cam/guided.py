@@ -6,7 +6,8 @@ import torch
 
 from .._context import Context
 from .._registry import register
-from .._rules import GuidedMode
+from .._rules import GENERALIZE, GuidedMode
+from ._base import LAYER
 from .gradient_weighted import GradCam
 
 T = torch.Tensor
@@ -17,7 +18,7 @@ class GuidedGradCam(GradCam):
     name = "guided_grad_cam"
     summary = "Guided backprop times the upsampled Grad-CAM: fine detail, class-discriminative."
     output = "input"
-    params = {"layer": None, "generalize": False}
+    params = {"layer": LAYER, "generalize": GENERALIZE}
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         cam, _ = super().compute(ctx, baseline)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..._errors import CnnlensError
+from ..._options import integer, number
 from .._base import Method
 from .._context import Context, sum_per_row
 from .._registry import register
@@ -17,15 +17,12 @@ class GradientShap(Method):
     name = "gradient_shap"
     category = "gradient"
     summary = "Expected gradients: baselines drawn from a distribution, uniform path points, optional noise."
-    params = {"samples": 20, "stdev": 0.0}
+    params = {
+        "samples": integer(20, "baseline draws (each with its own path point) per image"),
+        "stdev": number(0.0, "Gaussian noise added to the inputs, in input units"),
+    }
     needs_baseline = "distribution"
     has_delta = True
-
-    def check_options(self) -> None:
-        if not isinstance(self.options["samples"], int) or self.options["samples"] < 1:
-            raise CnnlensError(f"samples must be a positive int; got {self.options['samples']!r}")
-        if self.options["stdev"] < 0:
-            raise CnnlensError(f"stdev must be >= 0 (noise in input units); got {self.options['stdev']!r}")
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
         """Draws per image and sample (image-major): noise, a baseline index, a path point alpha ~ U(0, 1).

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..._errors import CnnlensError, CnnlensWarning
+from ..._options import choice, integer, number
 from .._base import Method
 from .._context import Context, sum_per_row
 from .._registry import register
@@ -53,22 +54,16 @@ class IntegratedGradients(Method):
     name = "integrated_gradients"
     category = "gradient"
     summary = "Path integral of gradients from a baseline; adaptive mode refines until completeness holds."
-    params = {"steps": 50, "quadrature": "gausslegendre", "tolerance": None, "max_passes": 2048}
+    params = {
+        "steps": integer(50, "path points (quadrature nodes) per image"),
+        "quadrature": choice("gausslegendre", QUADRATURES, "how the path integral is approximated"),
+        "tolerance": number(
+            None, "adaptive mode: refine until |delta| <= tolerance x |f(x) - f(baseline)|", open_min=True, none=True
+        ),
+        "max_passes": integer(2048, "adaptive mode: most model inputs per image", minimum=4),
+    }
     needs_baseline = "single"
     has_delta = True
-
-    def check_options(self) -> None:
-        o = self.options
-        if not isinstance(o["steps"], int) or o["steps"] < 1:
-            raise CnnlensError(f"steps must be a positive int; got {o['steps']!r}")
-        if o["quadrature"] not in QUADRATURES:
-            raise CnnlensError(f"unknown quadrature {o['quadrature']!r}; use one of {', '.join(QUADRATURES)}")
-        if o["tolerance"] is not None and not (isinstance(o["tolerance"], (int, float)) and o["tolerance"] > 0):
-            raise CnnlensError(f"tolerance must be a positive number (e.g. 0.01) or None; got {o['tolerance']!r}")
-        if not isinstance(o["max_passes"], int) or o["max_passes"] < 4:
-            raise CnnlensError(
-                f"max_passes must be an int >= 4 (f(x), f(baseline) and one 2-point interval); got {o['max_passes']!r}"
-            )
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T]:
         assert baseline is not None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from ..._options import flag
 from .._base import Method
 from .._context import Context
 from .._registry import register
-from .._rules import DeconvMode, GuidedMode
+from .._rules import GENERALIZE, DeconvMode, GuidedMode
 
 T = torch.Tensor
 
@@ -17,7 +18,7 @@ class Saliency(Method):
     name = "saliency"
     category = "gradient"
     summary = "Gradient of the target score w.r.t. the input (absolute value unless abs=False)."
-    params = {"abs": True}
+    params = {"abs": flag(True, "absolute value of the gradient (False: signed)")}
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         g = ctx.input_gradients()
@@ -39,7 +40,7 @@ class GuidedBackprop(Method):
     name = "guided_backprop"
     category = "gradient"
     summary = "Gradient where ReLU-like activations pass only positive gradients (ReLU6 and hardtanh too)."
-    params = {"generalize": False}
+    params = {"generalize": GENERALIZE}
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         return ctx.input_gradients(GuidedMode(self.options["generalize"])), None
@@ -50,7 +51,7 @@ class Deconvnet(Method):
     name = "deconvnet"
     category = "gradient"
     summary = "Backward pass where ReLU-like activations pass the positive part of the gradient, ungated."
-    params = {"generalize": False}
+    params = {"generalize": GENERALIZE}
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         return ctx.input_gradients(DeconvMode(self.options["generalize"])), None

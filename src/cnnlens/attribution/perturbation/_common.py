@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..._errors import CnnlensError
+from ..._options import Option, value
 from ..._progress import progress_bar
 from .._base import Method
 from .._baselines import inpaint_baseline
 from .._context import Context
-from .._masks import feature_masks, paint
+from .._masks import ALGORITHMS, feature_masks, paint
 
 T = torch.Tensor
 
@@ -73,11 +73,14 @@ def coalition_scores(
     return scores(ctx, z.shape[0], build, owner, desc, classes)
 
 
-def positive_int(options: dict, *names: str) -> None:
-    for name in names:
-        v = options[name]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise CnnlensError(f"{name} must be a positive int; got {v!r}")
+def mask_option(default: str) -> Option:
+    """The ``mask=`` option of segment methods (checked where the masks are built)."""
+    return value(
+        default,
+        "the segments whose values are attributed: a grid, superpixels, or your own labels",
+        f"a name ({', '.join(ALGORITHMS)}, e.g. 'grid:16' or 'slic:50'), an integer (H, W) or (B, H, W) tensor, "
+        "or one per image",
+    )
 
 
 class SegmentMethod(Method):
@@ -94,10 +97,6 @@ class SegmentMethod(Method):
     category: ClassVar[str] = "perturbation"
     needs_baseline: ClassVar[str | None] = "distribution"
     spread: ClassVar[bool] = False
-
-    def check_options(self) -> None:
-        if "samples" in self.options:
-            positive_int(self.options, "samples")
 
     def inpaint_mask(self) -> Any:
         """The segments ``baseline="inpaint"`` fills one at a time (the method's own feature mask)."""

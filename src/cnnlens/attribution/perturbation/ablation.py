@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from ..._errors import CnnlensError
+from ..._options import integer
 from .._context import Context
 from .._registry import register
-from ._common import SegmentMethod, coalition_scores, scores
+from ._common import SegmentMethod, coalition_scores, mask_option, scores
 
 T = torch.Tensor
 
@@ -25,7 +26,7 @@ def one_off(counts: list[int], width: int, device: torch.device) -> tuple[T, T, 
 class FeatureAblation(SegmentMethod):
     name = "feature_ablation"
     summary = "Score drop when each segment of a feature mask is replaced by the baseline, one at a time."
-    params = {"mask": "grid:16"}
+    params = {"mask": mask_option("grid:16")}
 
     def values(self, ctx: Context, x: T, base: T, labels: T, counts: list[int], fx: T) -> tuple[T, None]:
         """``f(x) - f(x with segment s replaced)``. Passes: ``B + K x sum_i S_i`` (K baselines)."""
@@ -40,14 +41,14 @@ class FeatureAblation(SegmentMethod):
 class RegionOcclusion(FeatureAblation):
     name = "region_occlusion"
     summary = "Occlusion of superpixels: score drop when each region is replaced by the baseline."
-    params = {"mask": "slic:100"}
+    params = {"mask": mask_option("slic:100")}
 
 
 @register
 class FeaturePermutation(SegmentMethod):
     name = "feature_permutation"
     summary = "Score drop when a segment takes its pixels from another image of the batch (needs B >= 2)."
-    params = {"mask": "grid:16", "samples": 1}
+    params = {"mask": mask_option("grid:16"), "samples": integer(1, "random permutations per segment")}
     needs_baseline = None
 
     def values(self, ctx: Context, x: T, base: T | None, labels: T, counts: list[int], fx: T) -> tuple[T, None]:

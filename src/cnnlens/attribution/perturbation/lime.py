@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..._errors import CnnlensError
+from ..._options import integer, number
 from .._context import Context
 from .._registry import register
-from ._common import SegmentMethod
+from ._common import SegmentMethod, mask_option
 from .shapley import evaluate_designs
 
 T = torch.Tensor
@@ -28,14 +28,12 @@ def lime_design(m: int, samples: int, generator: torch.Generator) -> T:
 class Lime(SegmentMethod):
     name = "lime"
     summary = "LIME: ridge regression (scikit-learn) of scores on superpixels switched to the baseline."
-    params = {"mask": "slic:50", "samples": 200, "kernel_width": 0.25, "alpha": 1.0}
-
-    def check_options(self) -> None:
-        super().check_options()
-        for key in ("kernel_width", "alpha"):
-            v = self.options[key]
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-                raise CnnlensError(f"{key} must be a positive number; got {v!r}")
+    params = {
+        "mask": mask_option("slic:50"),
+        "samples": integer(200, "perturbed images per image"),
+        "kernel_width": number(0.25, "width of the exponential kernel on the cosine distance", open_min=True),
+        "alpha": number(1.0, "ridge regularisation of the linear surrogate", open_min=True),
+    }
 
     def values(self, ctx: Context, x: T, base: T, labels: T, counts: list[int], fx: T) -> tuple[T, None]:
         """Coefficients of ``Ridge(alpha)`` fitted to the scores of ``samples`` perturbed images plus the image

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..._errors import CnnlensError
+from ..._options import value
 from .._context import Context
 from .._registry import register
 from ._common import SegmentMethod, scores
@@ -14,10 +14,11 @@ from ._common import SegmentMethod, scores
 T = torch.Tensor
 
 
-def _pair(value: object, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
-        raise CnnlensError(f"{name} must be a positive int or (height, width) of positive ints; got {value!r}")
+def _pair(v: object) -> tuple[int, int] | None:
+    """``(h, w)`` from an int or a pair of positive ints; ``None`` for anything else."""
+    pair = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (tuple, list)) else ()
+    if len(pair) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in pair):
+        return None
     return pair  # type: ignore[return-value]
 
 
@@ -39,14 +40,17 @@ def windows(h: int, w: int, window: tuple[int, int], stride: tuple[int, int]) ->
 class Occlusion(SegmentMethod):
     name = "occlusion"
     summary = "Score drop when a sliding window (all channels) is replaced by the baseline; overlaps averaged."
-    params = {"window": 16, "stride": 8}
-
-    def check_options(self) -> None:
-        _pair(self.options["window"], "window")
-        _pair(self.options["stride"], "stride")
+    params = {
+        "window": value(
+            16, "occluded window, pixels", "a positive int or (height, width)", lambda v: _pair(v) is not None
+        ),
+        "stride": value(
+            8, "step between windows, pixels", "a positive int or (height, width)", lambda v: _pair(v) is not None
+        ),
+    }
 
     def inpaint_mask(self) -> str:
-        h, w = _pair(self.options["window"], "window")
+        h, w = _pair(self.options["window"])  # type: ignore[misc]
         return f"grid:{h}x{w}"
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
@@ -58,7 +62,7 @@ class Occlusion(SegmentMethod):
         assert baseline is not None
         x = ctx.inputs
         b, _, h, w = x.shape
-        boxes = windows(h, w, _pair(self.options["window"], "window"), _pair(self.options["stride"], "stride"))
+        boxes = windows(h, w, _pair(self.options["window"]), _pair(self.options["stride"]))  # type: ignore[arg-type]
         cover = torch.zeros(h, w, dtype=x.dtype, device=x.device)
         for t, bo, le, ri in boxes:
             cover[t:bo, le:ri] += 1

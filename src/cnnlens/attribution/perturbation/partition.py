@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from ..._errors import CnnlensError
+from ..._options import integer
 from .._context import Context
 from .._registry import register
-from ._common import SegmentMethod, coalition_scores, positive_int
+from ._common import SegmentMethod, coalition_scores, mask_option
 
 T = torch.Tensor
 Tree = int | tuple["Tree", "Tree"]
@@ -86,12 +87,13 @@ def _bits(masks: list[int], m: int) -> T:
 class PartitionShap(SegmentMethod):
     name = "partition_shap"
     summary = "Partition SHAP: Owen values over a binary segment hierarchy, as deep as max_evals allows."
-    params = {"mask": "grid:16", "max_evals": 500, "top_k": 1}
+    params = {
+        "mask": mask_option("grid:16"),
+        "max_evals": integer(500, "most coalitions scored per image (the tree is cut where they run out)"),
+        "top_k": integer(1, "also give the Owen values of the top_k classes from the same passes"),
+    }
     has_delta = True
     spread = True
-
-    def check_options(self) -> None:
-        positive_int(self.options, "max_evals", "top_k")
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
         attr, delta = super().compute(ctx, baseline)

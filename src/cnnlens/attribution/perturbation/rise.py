@@ -7,10 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..._errors import CnnlensError
+from ..._options import integer, number
 from .._context import Context
 from .._registry import register
-from ._common import SegmentMethod, positive_int, scores
+from ._common import SegmentMethod, scores
 
 T = torch.Tensor
 
@@ -19,13 +19,11 @@ T = torch.Tensor
 class Rise(SegmentMethod):
     name = "rise"
     summary = "RISE: average of random upsampled masks weighted by the score of the image they keep."
-    params = {"samples": 500, "cells": 7, "p": 0.5}
-
-    def check_options(self) -> None:
-        positive_int(self.options, "samples", "cells")
-        p = self.options["p"]
-        if not isinstance(p, (int, float)) or not 0 < p <= 1:
-            raise CnnlensError(f"p (probability of keeping a cell) must be in (0, 1]; got {p!r}")
+    params = {
+        "samples": integer(500, "random masks"),
+        "cells": integer(7, "mask grid cells per side before upsampling"),
+        "p": number(0.5, "probability of keeping a cell", maximum=1.0, open_min=True),
+    }
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         """``sum_n f(b + m_n (x - b)) m_n / (N p)`` with ``m_n`` a ``cells x cells`` random binary grid (keep
