@@ -14,7 +14,7 @@ from ._claims import Lead, agreement_claims, best_note, how_measured, lead
 from ._evidence import consensus, where_note
 from ._figures import ALPHA, CMAP, SIGN, agreement_figure, maps_grid
 from ._html import Report
-from ._methods import (  # run_methods: also what `Computed.explain` runs
+from ._methods import (
     AGREEMENT_FRACTION,
     agreement_per_image,
     agreement_rows,
