@@ -26,8 +26,9 @@ from ..._errors import CnnlensError
 from ..._options import flag, number, value
 from .._base import Method
 from .._context import Context
+from .._layers import LAYER
 from .._registry import register
-from ..cam._base import resolve_layers
+from ..layer._base import LayerMethod
 from ._mode import RelevanceMode
 from .composites import Composite
 
@@ -174,28 +175,17 @@ class Clrp(_Relevance):
         return self.relevance(ctx, baseline).clamp(min=0), None
 
 
-LAYER = value(
-    None,
-    "the layer whose output relevance is returned (None: the last convolution with spatial output)",
-    "a dotted layer name, a module, or None",
-    lambda v: v is None or isinstance(v, (str, torch.nn.Module)),
-)
-
-
 @register
-class LayerLrp(Lrp):
+class LayerLrp(LayerMethod, Lrp):
     """LRP stopped at one layer: the relevance of every unit of its output, ``(B, C, h, w)`` like that output
     (the input of concept relevance); ``info["layer"]`` names the layer, ``info["activations"]`` holds its output.
     A BatchNorm right after the layer is not
     folded into it (it passes relevance), so the layer's output is where the relevance is read."""
 
     name = "layer_lrp"
-    category = "layer"
     summary = "LRP relevance of every unit of a layer's output, shaped like that output."
     params: ClassVar = {"layer": LAYER, **PARAMS}
-    output = "layer"
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
-        names, layers = resolve_layers(ctx, self.options["layer"])
-        ctx.info["layer"] = names[0]
-        return self.relevance(ctx, baseline, layers), None
+        _, module = self.target_layer(ctx)
+        return self.relevance(ctx, baseline, [module]), None
