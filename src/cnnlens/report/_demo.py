@@ -84,7 +84,7 @@ def _demo(
     t = time.perf_counter()
     names = list(photos) if photos is not None else ["chelsea", "coffee", "astronaut", "rocket"]
     if methods is None:
-        methods = {m.name: PHOTO_OPTIONS.get(m.name, {}) for m in registry() if m.output != "layer"}
+        methods = {m.name: PHOTO_OPTIONS.get(m.name, {}) for m in registry() if m.maps_pixels}
     elif not isinstance(methods, Mapping):
         methods = {m: PHOTO_OPTIONS.get(m, {}) for m in ([methods] if isinstance(methods, str) else methods)}
     photo_report(

@@ -61,7 +61,7 @@ def photo_report(
     classifier = as_classifier(model)
     report = report if report is not None else Report(title or f"{classifier.name} on {len(images)} photos")
     size = tuple(classifier.preprocessing.input_size)
-    chosen = resolve_methods(methods, [m.name for m in registry() if m.output != "layer"], size)
+    chosen = resolve_methods(methods, [m.name for m in registry() if m.maps_pixels], size)
     names = list(images)
     x = classifier.preprocess(list(images.values()))
     predictions = classifier.predict(x, top_k=int(top_k))
