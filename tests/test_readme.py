@@ -100,10 +100,10 @@ def test_the_command_line_examples_run(small: Path) -> None:
 
     section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
     examples = re.findall(r"`cnnlens ([^`]+)`", section.split("Example:", 1)[1])
-    assert len(examples) == 4
+    assert len(examples) == 6
     for example in examples:
         args = example.split() + ["--no-progress"]
-        if args[0] == "explain":
+        if args[0] == "explain" and "integrated_gradients" in example:
             args += ["--set", "integrated_gradients.steps=8"]  # small: 128 steps stated, 8 run here
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -144,13 +144,20 @@ def check_digits_drop() -> None:
 
 def _photo_methods() -> int:
     """The methods the demo's photo part shows: every one with an input-sized map."""
-    return len([m for m in cnnlens.methods() if m.output != "layer"])
+    return len([m for m in cnnlens.methods() if m.maps_pixels])
 
 
 def check_method_count() -> None:
     from cnnlens.report._demo import PHOTO_OPTIONS  # noqa: F401 - the demo's photo part is importable
 
     assert f"the maps of all {_photo_methods()} attribution methods" in prose()
+
+
+def check_layer_method_counts() -> None:
+    """The layer and neuron methods the README counts are the registry's (each is tested in test_layer_reference)."""
+    from test_layer_reference import LAYER_CASES, NEURON_CASES
+
+    assert f"{len(LAYER_CASES)} layer methods" in prose() and f"and {len(NEURON_CASES)} neuron methods" in prose()
 
 
 def check_bobsled() -> None:
@@ -208,6 +215,8 @@ CLAIMS = {
     "accuracy falls from about 98% to about 52%": check_digits_drop,
     "about 98% accuracy on the clean test split and about 52% on the field split": check_digits_drop,
     f"the maps of all {_photo_methods()} attribution methods": check_method_count,
+    f"{len(cnnlens.methods('layer'))} layer methods": check_layer_method_counts,
+    f"and {len(cnnlens.methods('neuron'))} neuron methods": check_layer_method_counts,
     'the model says "bobsled"': check_bobsled,
     "black is -2.118 in the red channel": check_black_baseline,
     "KernelSHAP misses the exact Shapley values by 8% (L1) at 300 samples": check_captum_kernel_shap,
@@ -218,6 +227,7 @@ CLAIMS = {
 """Each sentence of the README that states a measured number, and the check that the code produces it."""
 
 CHECKED_ELSEWHERE = {
+    "Ours is within 1% by default": "test_layer_efficientnet.test_layer_ig_and_conductance_adaptive_at_blocks_15",
     "within 2% at 220 samples on 8 segments": "test_perturbation_shapley.test_kernel_shap_error_shrinks_as_samples_grow",
     "(1e-5)": "test_quality_faithfulness (infidelity and max-sensitivity against Captum, rtol 1e-5)",
     "keeps correlation 1.0 under randomization while saliency on Lite0 falls to ~0.2": "test_quality_sanity.test_randomization_check_known_result_on_lite0",
@@ -253,6 +263,7 @@ CHECKED_ELSEWHERE = {
 """Numbers checked by the tests named (not repeated here)."""
 
 MEASURED_BY_BENCH = {
+    "its attributions sum to 7.0 where is 9.2 (24% off, no warning)": "benchmarks/layer.py (Captum's LayerConductance)",
     "z+ drops 0.3-0.7% there": "benchmarks/propagation.py",
     "overshoots by 10-12 times the score": "benchmarks/propagation.py",
     "the inputs keep from 0.01% (z+) to 1% (γ) of the score": "benchmarks/propagation.py",
