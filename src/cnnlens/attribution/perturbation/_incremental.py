@@ -26,6 +26,7 @@ from .._context import Context
 T = torch.Tensor
 Inside = Callable[[T, T, T, int, int], T]  # (rows, y, x, h, w) -> (n, 1, h, w) bool: the changed pixels
 _CHUNK = 64  # changed copies per incremental batch (their boxes are small)
+MIN_COPIES = 16
 
 
 def incremental_option(approximate: bool = False) -> Option:
@@ -39,11 +40,14 @@ def incremental_option(approximate: bool = False) -> Option:
     )
 
 
-def engine(ctx: Context, setting: str) -> Incremental | None:
-    """The model traced for incremental inference, or ``None`` (``ctx.info`` then says why)."""
+def engine(ctx: Context, setting: str, copies: int) -> Incremental | None:
+    """The model traced for incremental inference, or ``None`` (``ctx.info`` then says why); ``copies``: changed
+    copies per image (below :data:`MIN_COPIES` the clean run and the check would cost more than they save)."""
     reason = None
     if setting == "off":
         reason = "turned off (incremental='off')"
+    elif copies < MIN_COPIES:
+        reason = f"{copies} changed copies per image: incremental inference pays off from {MIN_COPIES}"
     elif ctx.layer is not None:
         reason = "attributions at a layer run the rest of the network, not the model"
     elif ctx.neuron is not None:
@@ -118,7 +122,8 @@ def changed_scores(
                 patch = torch.where(inside(rows, y, left, h, w), crop(base[i], y, left, h, w), crop(x[i], y, left, h, w))
                 with torch.no_grad():
                     logits, frac = eng.run(clean, patch, y, left, bx, field)
-                    if start == 0 and not _checked(ctx, eng, clean, x[i], patch, y, left, bx):
+                    first = logits[:1] if field is None else None
+                    if start == 0 and not _checked(ctx, eng, clean, x[i], patch, y, left, bx, first):
                         full(ctx, "incremental inference differs from a full forward pass on this model")
                         return None
                 out[rows] = ctx.select(ctx._check_logits(logits, len(rows)), owner[rows])
@@ -132,9 +137,14 @@ def changed_scores(
     return out
 
 
-def _checked(ctx: Context, eng: Incremental, clean: object, image: T, patch: T, y: T, x: T, boxes: T) -> bool:
-    """Whether the first row, computed incrementally (exact), equals a full forward pass of the model."""
-    logits, frac = eng.run(clean, patch[:1], y[:1], x[:1], boxes[:1])  # type: ignore[arg-type]
+def _checked(
+    ctx: Context, eng: Incremental, clean: object, image: T, patch: T, y: T, x: T, boxes: T, logits: T | None
+) -> bool:
+    """Whether the first row, computed incrementally (exact; ``logits`` when already computed so), equals a full
+    forward pass of the model."""
+    frac = 0.0
+    if logits is None:
+        logits, frac = eng.run(clean, patch[:1], y[:1], x[:1], boxes[:1])  # type: ignore[arg-type]
     row = image[None].clone()
     h, w = patch.shape[2:]
     row[:, :, int(y[0]) : int(y[0]) + h, int(x[0]) : int(x[0]) + w] = patch[:1]

@@ -91,7 +91,7 @@ class Occlusion(SegmentMethod):
         owner = ctx.owners(n)
         grid = torch.tensor(boxes, device=x.device).repeat(b, 1)
         mode = self.options["incremental"]
-        eng = engine(ctx, mode)
+        eng = engine(ctx, mode, n)
         total = torch.zeros_like(x)
         for base in baseline.unbind(1):
 
