@@ -13,12 +13,11 @@ from scipy.stats import spearmanr
 from torch import nn
 
 import cnnlens
+from _nets import init_, inputs
 from cnnlens._guard import frozen
 from cnnlens.attribution.perturbation.occlusion import windows
 from cnnlens.data import sample_image
 from cnnlens.models._incremental import Incremental
-
-from _nets import init_, inputs
 
 T = torch.Tensor
 
@@ -201,6 +200,9 @@ def test_approximate_mode_reports_its_error_against_exact() -> None:
     assert a.info["inference"] == "approximate" and err["exact_inference"] == "incremental"
     assert err["max_abs"] == pytest.approx(float(diff.max()), abs=1e-5) and err["max_abs"] > 0
     assert err["mean_abs"] == pytest.approx(float(diff.mean()), abs=1e-6)
-    rho = [spearmanr(p.sum(0).flatten(), q.sum(0).flatten()).statistic for p, q in zip(a.attributions, exact.attributions)]
+    rho = [
+        spearmanr(p.sum(0).flatten(), q.sum(0).flatten()).statistic
+        for p, q in zip(a.attributions, exact.attributions, strict=True)
+    ]
     assert err["spearman"] == pytest.approx(sum(rho) / 2, abs=1e-6)
     assert all(n < 121 for n in a.info["computed_windows"])  # 11 x 11 windows, not all computed

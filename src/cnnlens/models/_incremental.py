@@ -79,7 +79,9 @@ class Incremental:
     """``model`` traced for incremental inference; see the module docstring. Build inside ``frozen(model)``."""
 
     def __init__(self, model: nn.Module) -> None:
-        if isinstance(model, torch.jit.ScriptModule) or any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+        if isinstance(model, torch.jit.ScriptModule) or any(
+            isinstance(m, torch.jit.ScriptModule) for m in model.modules()
+        ):
             raise Untraceable("TorchScript code cannot be traced by torch.fx")
         modules = list(model.modules())
         if _hooks(None) or any(_hooks(m) for m in modules):
@@ -214,7 +216,10 @@ class Incremental:
                 env[node] = Full(self._generic(node, clean, env, sizes, n))
                 continue
             out = self._local(node, kind, extra, clean, env, field)
-            if out is not None:
+            if isinstance(out, Full):  # the change reaches the whole map: run the operation as it is
+                env[node] = Full(self._generic(node, clean, env, sizes, n))
+                macs += n * full
+            elif out is not None:
                 env[node] = out
                 if kind == "window":
                     macs += out.value.numel() * extra.macs_per_output
@@ -240,8 +245,8 @@ class Incremental:
             p = env[node.args[0]]
             region = _capped(extra.outputs(p.region, size), size, field)
             box = _box(region, size)
-            if box is None:
-                return None
+            if box is None or box[1] == size:
+                return None if box is None else Full(None)
             (y, x), shape = box
             (ty, tx), tshape = extra.tile((y, x), shape)
             tile = _read(clean.values[node.args[0]], p, ty, tx, tshape, extra.fill)
@@ -250,8 +255,8 @@ class Incremental:
         maps = [a for a in node.all_input_nodes if isinstance(env.get(a), Patch)]
         region = _union([env[a].region for a in maps])
         box = _box(region, size)
-        if box is None:
-            return None
+        if box is None or box[1] == size:
+            return None if box is None else Full(None)
         (y, x), shape = box
 
         def read(a: fx.Node) -> Any:
@@ -386,6 +391,8 @@ def _read(clean: T, patch: Patch | None, y: T, x: T, shape: tuple[int, int], fil
     """Rows of a map, each cut at ``y`` / ``x`` to ``shape``: the patch where it lies, the clean value elsewhere and
     ``fill`` outside the map (N, C, h, w)."""
     h, w = shape
+    if patch is not None and patch.value.shape[2:] == shape and torch.equal(patch.y, y) and torch.equal(patch.x, x):
+        return patch.value  # the patch is the box asked for (1 x 1 convolutions, the larger operand of a sum)
     c = clean[0]
     _, height, width = c.shape
     dev = y.device

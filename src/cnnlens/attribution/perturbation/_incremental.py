@@ -25,7 +25,7 @@ from .._context import Context
 
 T = torch.Tensor
 Inside = Callable[[T, T, T, int, int], T]  # (rows, y, x, h, w) -> (n, 1, h, w) bool: the changed pixels
-_CHUNK = 64  # changed copies per incremental batch (their boxes are small)
+_CHUNK = 16  # changed copies per incremental batch (on a CPU larger batches fall out of cache)
 MIN_COPIES = 16
 
 
@@ -119,7 +119,9 @@ def changed_scores(
                 bx = boxes[rows]
                 h, w = int((bx[:, 1] - bx[:, 0]).max()), int((bx[:, 3] - bx[:, 2]).max())
                 y, left = bx[:, 0].clamp(max=height - h), bx[:, 2].clamp(max=width - w)
-                patch = torch.where(inside(rows, y, left, h, w), crop(base[i], y, left, h, w), crop(x[i], y, left, h, w))
+                patch = torch.where(
+                    inside(rows, y, left, h, w), crop(base[i], y, left, h, w), crop(x[i], y, left, h, w)
+                )
                 with torch.no_grad():
                     logits, frac = eng.run(clean, patch, y, left, bx, field)
                     first = logits[:1] if field is None else None

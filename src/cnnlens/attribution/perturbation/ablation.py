@@ -42,7 +42,9 @@ class FeatureAblation(SegmentMethod):
         eng = engine(ctx, self.options["incremental"], min(counts))
         if eng is not None:
             boxes = segment_boxes(labels, owner, segment)
-            area = float(((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])).double().mean()) / labels[0].numel()
+            area = (
+                float(((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])).double().mean()) / labels[0].numel()
+            )
             if area > _MAX_BOX_AREA:
                 full(ctx, f"the segments' bounding boxes cover {area:.0%} of the image on average (incremental "
                      f"inference is used up to {_MAX_BOX_AREA:.0%})")  # fmt: skip

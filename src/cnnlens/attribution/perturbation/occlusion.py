@@ -51,12 +51,17 @@ class Occlusion(SegmentMethod):
         ),
         "incremental": incremental_option(approximate=True),
         "field_threshold": number(
-            0.5, "approximate mode: largest changed region, as a fraction of each feature map's side",
-            minimum=0.0, maximum=1.0, open_min=True,
+            0.5,
+            "approximate mode: largest changed region, as a fraction of each feature map's side",
+            minimum=0.0,
+            maximum=1.0,
+            open_min=True,
         ),
         "drill_down": number(
-            0.25, "approximate mode: fraction of the windows recomputed where the coarse map is highest",
-            minimum=0.0, maximum=1.0,
+            0.25,
+            "approximate mode: fraction of the windows recomputed where the coarse map is highest",
+            minimum=0.0,
+            maximum=1.0,
         ),
         "report_error": flag(False, "approximate mode: also run the exact mode and report the error in info"),
     }
@@ -119,4 +124,3 @@ class Occlusion(SegmentMethod):
             exact = type(self)(**{**self.options, "incremental": "exact", "report_error": False})
             report_error(ctx, attr, exact.compute, baseline)
         return attr, None
-
