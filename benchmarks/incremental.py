@@ -28,7 +28,7 @@ from _common import log
 from cnnlens.data import sample_image
 
 T = torch.Tensor
-APPROXIMATE = ((0.5, 0.25), (0.4, 0.15), (0.3, 0.1))  # (field_threshold, drill_down)
+APPROXIMATE = ((1.0, 0.25), (1.0, 0.1), (0.5, 0.25), (0.3, 0.1))  # (field_threshold, drill_down)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,8 +51,8 @@ class Occlusion(SegmentMethod):
         ),
         "incremental": incremental_option(approximate=True),
         "field_threshold": number(
-            0.5,
-            "approximate mode: largest changed region, as a fraction of each feature map's side",
+            1.0,
+            "approximate mode: largest changed region, as a fraction of each feature map's side (1: no cut)",
             minimum=0.0,
             maximum=1.0,
             open_min=True,
