@@ -104,7 +104,10 @@ def changed_scores(
     _ = ctx.target_scores()
     out, cost = x.new_zeros(len(owner)), 0.0
     size = ctx.batch_size or _CHUNK
-    bar = progress_bar(total=len(owner), desc=desc, unit="img", delay=2.0, leave=False)
+    own = ctx.bar is None  # explain()'s bar counts the passes already (here fractions): give it a total
+    bar = progress_bar(total=len(owner), desc=desc, unit="img", delay=2.0, leave=False) if own else ctx.bar
+    if not own:
+        bar.total = bar.n + len(owner)
     try:
         for i in owner.unique().tolist():
             idx = (owner == i).nonzero()[:, 0]
@@ -131,9 +134,11 @@ def changed_scores(
                 out[rows] = ctx.select(ctx._check_logits(logits, len(rows)), owner[rows])
                 ctx.count(frac * len(rows))  # type: ignore[arg-type]
                 cost += frac * len(rows)
-                bar.update(len(rows))
+                if own:
+                    bar.update(len(rows))
     finally:
-        bar.close()
+        if own:
+            bar.close()
     ctx.info.update(inference="incremental" if field is None else "approximate", multiply_adds=cost / len(owner))
     ctx.info.pop("inference_reason", None)
     return out
