@@ -51,14 +51,15 @@ def approximate_drops(
     ny = len({t for t, _, _, _ in boxes})
     nx = n // ny
     grid = torch.tensor(boxes, device=x.device)
-    fx, field = ctx.target_scores(), float(options["field_threshold"])
+    tau = float(options["field_threshold"])
+    fx, field = ctx.target_scores(), None if tau >= 1 else tau
     cy, cx = _coarse(ny), _coarse(nx)
     first = torch.tensor([i * nx + j for i in cy for j in cx], device=x.device)
 
     def drops(windows: list[T]) -> T | None:
         owner = torch.cat([torch.full((len(w),), i, device=x.device) for i, w in enumerate(windows)])
         bx = grid[torch.cat(windows)]
-        s = changed_scores(ctx, eng, base, owner, bx, window_inside(bx), desc, field)
+        s = changed_scores(ctx, eng, base, owner, bx, window_inside(bx), desc, field, "approximate")
         return None if s is None else fx[owner] - s
 
     d1 = drops([first] * b)

@@ -95,10 +95,11 @@ def changed_scores(
     inside: Inside,
     desc: str = "",
     field: float | None = None,
+    label: str = "incremental",
 ) -> T | None:
     """Explained scores of rows: image ``owner[r]`` with its pixels ``inside`` box ``boxes[r]`` (top, bottom,
-    left, right) taken from ``base`` (B, C, H, W). ``field``: approximate mode's projective-field threshold.
-    ``None`` when the traced graph does not reproduce the model (then ``ctx.info`` says so)."""
+    left, right) taken from ``base`` (B, C, H, W). ``field``: approximate mode's projective-field threshold;
+    ``label``: the path ``info["inference"]`` names. ``None`` when the traced graph does not reproduce the model (then ``ctx.info`` says so)."""
     x = ctx.inputs
     height, width = x.shape[2:]
     _ = ctx.target_scores()
@@ -139,7 +140,7 @@ def changed_scores(
     finally:
         if own:
             bar.close()
-    ctx.info.update(inference="incremental" if field is None else "approximate", multiply_adds=cost / len(owner))
+    ctx.info.update(inference=label, multiply_adds=cost / len(owner))
     ctx.info.pop("inference_reason", None)
     return out
 
