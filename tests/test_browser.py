@@ -72,7 +72,7 @@ def report_file(tmp_path_factory) -> Path:
         max_groups=1, per_group=3, progress=False,
     )  # fmt: skip
     field = digits("field")
-    photo_report(model, {"a": field[3][0], "b": field[9][0]}, report, methods=[m.name for m in methods()],
+    photo_report(model, {"a": field[3][0], "b": field[9][0]}, report, methods=[m.name for m in methods() if m.maps_pixels],
                  progress=False)  # fmt: skip
     return report.write(tmp_path_factory.mktemp("browser") / "report.html")
 

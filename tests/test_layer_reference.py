@@ -467,6 +467,7 @@ LAYER_CASES = {
     "layer_deeplift_shap": {"baseline": "dist"},
     "layer_gradient_shap": {"baseline": "dist", "samples": 4},
     "layer_feature_ablation": {},
+    "layer_lrp": {},  # its values: tests/test_propagation.py (activation x gradient under LRP-0)
 }
 NEURON_CASES = {
     "neuron_gradient": {},

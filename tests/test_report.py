@@ -272,6 +272,9 @@ def test_method_choices_are_checked_and_sized() -> None:
         resolve_methods({"occlusion": 8}, [], (32, 32))
     with pytest.raises(CnnlensError, match="names or a mapping"):
         resolve_methods(5, [], (32, 32))
+    for name in ("layer_conductance", "neuron_gradient"):  # not maps of a class over the pixels
+        with pytest.raises(CnnlensError, match=f"{name} attribute.*leave them out.*cnnlens.explain"):
+            resolve_methods(["saliency", name], [], (32, 32))
 
 
 @pytest.fixture(scope="module")

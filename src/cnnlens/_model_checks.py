@@ -175,6 +175,7 @@ def differentiate(
     x: torch.Tensor,
     layers: Sequence[nn.Module],
     optional: int = 0,
+    inputs: str = "the inputs",
 ) -> list[torch.Tensor | None]:
     """``torch.autograd.grad(score.sum(), wrt)`` where ``wrt`` is the inputs (unless it has only the layers'
     outputs) followed by the outputs of ``layers`` and ``optional`` more tensors the score may not reach (their
@@ -186,5 +187,5 @@ def differentiate(
         return list(grads)
     names = {id(m): n for n, m in model.named_modules()}
     labels = [f"layer {names.get(id(m), type(m).__name__)!r}" for m in layers]
-    labels = labels if len(wrt) - optional == len(layers) else ["the inputs", *labels]
+    labels = labels if len(wrt) - optional == len(layers) else [inputs, *labels]
     raise gradient_cut(model, x, labels[missing[0]])

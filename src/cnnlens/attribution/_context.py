@@ -251,7 +251,7 @@ class Context(LayerAxis):
         if inputs.shape[0] != self.n * repeat:
             raise CnnlensError(f"derive: {inputs.shape[0]} rows given for {self.n} images x {repeat}")
         child = self._child(inputs)
-        child.layer = self.layer
+        child.layer, child._parent = self.layer, self._parent
         if self.neuron is None and not callable(self._target_spec):
             child._targets = self.targets.repeat_interleave(repeat)  # type: ignore[union-attr]
             child._target_spec = child._targets
@@ -408,8 +408,8 @@ class Context(LayerAxis):
                 st = State(tuple(values), st.kinds)
                 flows = [v for v, k in zip(values, st.kinds, strict=True) if k == "rows"]
             rule = mode if mode is not None else nullcontext()
-            # a model that refuses gradients is diagnosed on its own inputs (not on a layer view's activations)
-            watch = gradient_forward(self.model, batch) if self.layer is None else nullcontext()
+            at, called = self._diagnosis(batch)  # a model that refuses gradients is diagnosed on its own inputs
+            watch = gradient_forward(self.model, at)
             with torch.enable_grad():
                 with watch, rule, capture(layers, detach=cut) as outs:
                     out = self._output(batch, own, st)
@@ -420,7 +420,7 @@ class Context(LayerAxis):
                     r0 = start(out[:n].detach(), g0[:n]).detach()  # a scalar objective: d(sum(logits * r0)) = r0
                     objective = (out[:n] * r0).sum(1)
                 wrt = [*outs, *flows] if cut else [xi, *outs, *flows]
-                grads = differentiate(objective, wrt, self.model, batch, layers, optional=len(flows))
+                grads = differentiate(objective, wrt, self.model, at, layers, optional=len(flows), inputs=called)
             g = None if cut else grads.pop(0)
             sg = [torch.zeros_like(v) if d is None else d for v, d in zip(flows, grads[len(outs) :], strict=True)]
             grads = grads[: len(outs)]
@@ -442,6 +442,13 @@ class Context(LayerAxis):
             [cat([p[4][i] for p in parts]) for i in range(k)] if reference is not None else [],
             [cat([p[5][i] for p in parts]) for i in range(len(parts[0][5]))] if parts else [],
         )
+
+    def _diagnosis(self, batch: T) -> tuple[T, str]:
+        """What a gradient-cut error runs the model on to find the cause (the model's own inputs, also for a layer
+        view), and what the rows are called in it."""
+        if self.layer is None or self._parent is None:
+            return batch, "the inputs"
+        return self._parent.inputs, f"the output of layer {self.layer!r}"
 
     def input_gradients(self, mode: AbstractContextManager | None = None, reference: T | None = None) -> T:
         """Gradients of the explained scores at the inputs; the same passes give the logits."""

@@ -62,7 +62,7 @@ def driving_channels(s: Any, classifier: Any, image: Any, index: int, true: str,
     e = explain(classifier, x, "layer_gradient_x_activation", layer=layer, target=index)
     pixels = classifier.preprocessing.to_pixels(x)[0]
     fig = layer_channels_figure(
-        e.attributions[0], e.info["activations"][0], pixels, top=8, title=f"{layer}: evidence for '{predicted}'"
+        e.attributions[0], e.info["activations"][0], pixels, top=6, title=f"{layer}: evidence for '{predicted}'"
     )
     s.figure(fig, f"Channels of {layer} that push the misread {true} towards '{predicted}', with their feature maps")
     return notes.channels_note(layer, true, predicted, ranked_channels(e.attributions[0], 3))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._errors import CnnlensError, unknown_name
+from .._errors import CnnlensError, say, unknown_name
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "deeplift", "lrp", "grad_cam", "guided_grad_cam")
 PERTURBATION_METHODS = ("occlusion", "feature_ablation", "shapley_sampling", "kernel_shap")
@@ -58,6 +58,14 @@ def resolve_methods(methods: Methods, default: Sequence[str], size: tuple[int, i
     for m in chosen:
         if m not in known:
             raise unknown_name("method", m, known)
+    pixels = {m.name for m in registry() if m.maps_pixels}
+    off = [m for m in chosen if m not in pixels]
+    if off:
+        raise CnnlensError(
+            f"{', '.join(off)} attribute(s) to a layer's units or explain a neuron, not a class over the pixels, and "
+            "a report shows maps over the image: leave them out, and explain with them directly: "
+            + say("cnnlens.explain(model, x, name, layer=...)", "cnnlens explain IMAGE --layer NAME --methods ...")
+        )
     bad = [m for m, opts in chosen.items() if opts is not None and not isinstance(opts, Mapping)]
     if bad:
         raise CnnlensError(

@@ -82,7 +82,8 @@ def layer_channels_figure(
     img = None if image is None else as_image(image)
     rows = 2 if acts is not None else 1
     cols = len(ranked)
-    fig = plt.figure(figsize=(1.7 * cols + 2.6, 1.8 * rows + 0.8), layout="constrained")
+    width = min(11.0, 1.35 * cols + 2.4)  # at most the width a report shows at full size
+    fig = plt.figure(figsize=(width, (width - 2.4) / cols * rows + 1.0), layout="constrained")
     grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1.6] + [1.0] * cols)
     bars = fig.add_subplot(grid[:, 0])
     values = [v for _, v in ranked]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..._capture import capture
+from ..._model_checks import gradient_cut, gradient_forward
 from ..._options import choice, integer
 from .._context import Context
 from .._layers import resolve_layer
@@ -46,8 +47,10 @@ class NeuronConductance(NeuronMethod):
         def step(sl: slice) -> T:
             xi = rows[sl].detach().requires_grad_(True)
             with torch.enable_grad():
-                with capture([layer], names=[name]) as outs:
+                with gradient_forward(ctx.model, xi), capture([layer], names=[name]) as outs:
                     _, score = ctx.evaluate(xi, owner[sl])
+                if not score.requires_grad:  # the model's forward cuts the gradient: say how
+                    raise gradient_cut(ctx.model, xi)
                 (g,) = torch.autograd.grad(score.sum(), outs, retain_graph=True)
                 flow = (g * neuron.units(outs[0])).detach()
                 (gx,) = torch.autograd.grad((flow * outs[0]).sum(), xi)
