@@ -9,7 +9,9 @@ convolution, whoever runs the model) times ``t``, the best per-image forward tim
 measured in this same run (before each method and after the last, the best counting). Timings are only as
 good as the machine is quiet: the load average is printed, with a warning when it exceeds the cores. Printed (stdout): per method the passes of each side, ours / Captum, ours / Captum
 (16 per pass), ours / floor (target: <= 1.15), and for occlusion and feature ablation the largest difference
-from Captum relative to Captum's largest value. Progress goes to stderr.
+from Captum relative to Captum's largest value. Progress goes to stderr. The counting hook makes cnnlens run
+occlusion and feature ablation with full forward passes here (a model with hooks is not traced); incremental
+inference has its own suite, ``benchmarks/incremental.py``.
 """
 
 from __future__ import annotations

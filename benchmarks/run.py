@@ -12,7 +12,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ("startup", "gradient", "cam", "layer", "perturbation", "propagation", "quality", "store")
+SUITES = ("startup", "gradient", "cam", "layer", "perturbation", "incremental", "propagation", "quality", "store")
 
 
 def main(argv: list[str]) -> int:

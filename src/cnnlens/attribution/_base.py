@@ -39,8 +39,9 @@ class Explanation(Displayable):
     explained instead of a class)."""
     probabilities: T
     """Softmax of the model's logits for the inputs, ``(B, K)``."""
-    passes: int
-    """Model inputs evaluated (each image in a forward pass counts once)."""
+    passes: float
+    """Model inputs evaluated (each image in a forward pass counts once; an image computed incrementally counts as
+    the fraction of a full pass's multiply-adds it cost, see ``info["multiply_adds"]``)."""
     options: dict[str, Any] = field(default_factory=dict)
     delta: T | None = None
     """Per-image completeness error ``sum(attr) - (f(x) - f(baseline))`` where the method defines one."""
@@ -182,7 +183,7 @@ class Method:
             method=self.name,
             target=targets,
             probabilities=probabilities,
-            passes=ctx.passes,
+            passes=ctx.passes if float(ctx.passes) != int(ctx.passes) else int(ctx.passes),
             options=dict(self.options),
             delta=None if delta is None else delta.detach(),
             seconds=time.perf_counter() - start,

@@ -57,7 +57,7 @@ def run_methods(
             rel = float((e.delta.abs() / gap.abs().clamp_min(1e-12)).mean())
         said = sorted({str(w.message) for w in caught if issubclass(w.category, CnnlensWarning)})
         info[m] = {
-            "seconds": round(e.seconds, 3), "passes": int(e.passes), "options": opts, "relative_delta": rel,
+            "seconds": round(e.seconds, 3), "passes": round(float(e.passes), 2), "options": opts, "relative_delta": rel,
             "warnings": said,
         }  # fmt: skip
     return maps, info

@@ -9,6 +9,10 @@ from ..._options import integer
 from .._context import Context
 from .._registry import register
 from ._common import SegmentMethod, coalition_scores, mask_option, scores
+from ._incremental import changed_scores, engine, full, incremental_option
+
+# incremental inference pays off while the segments' bounding boxes are small
+_MAX_BOX_AREA = 0.25
 
 T = torch.Tensor
 
@@ -26,12 +30,29 @@ def one_off(counts: list[int], width: int, device: torch.device) -> tuple[T, T, 
 class FeatureAblation(SegmentMethod):
     name = "feature_ablation"
     summary = "Score drop when each segment of a feature mask is replaced by the baseline, one at a time."
-    params = {"mask": mask_option("grid:16")}
+    params = {"mask": mask_option("grid:16"), "incremental": incremental_option()}
 
     def values(self, ctx: Context, x: T, base: T, labels: T, counts: list[int], fx: T) -> tuple[T, None]:
-        """``f(x) - f(x with segment s replaced)``. Passes: ``B + K x sum_i S_i`` (K baselines)."""
+        """``f(x) - f(x with segment s replaced)``. Passes: ``B + K x sum_i S_i`` (K baselines) with full forward
+        passes. Where the segments' bounding boxes average at most a quarter of the image and the model traces,
+        incremental inference (exact) computes each copy only where its segment can reach: see ``occlusion``
+        for how its passes count (``info["inference"]``, ``info["multiply_adds"]``)."""
         z, owner, segment = one_off(counts, max(counts), x.device)
-        drop = fx[owner] - coalition_scores(ctx, x, base, labels, z, owner, self.name)
+        s = None
+        eng = engine(ctx, self.options["incremental"], min(counts))
+        if eng is not None:
+            boxes = segment_boxes(labels, owner, segment)
+            area = (
+                float(((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])).double().mean()) / labels[0].numel()
+            )
+            if area > _MAX_BOX_AREA:
+                full(ctx, f"the segments' bounding boxes cover {area:.0%} of the image on average (incremental "
+                     f"inference is used up to {_MAX_BOX_AREA:.0%})")  # fmt: skip
+            else:
+                s = changed_scores(ctx, eng, base, owner, boxes, _segment_inside(labels, owner, segment), self.name)
+        if s is None:
+            s = coalition_scores(ctx, x, base, labels, z, owner, self.name)
+        drop = fx[owner] - s
         v = torch.zeros(x.shape[0], max(counts), dtype=x.dtype, device=x.device)
         v[owner, segment] = drop
         return v, None
@@ -41,7 +62,33 @@ class FeatureAblation(SegmentMethod):
 class RegionOcclusion(FeatureAblation):
     name = "region_occlusion"
     summary = "Occlusion of superpixels: score drop when each region is replaced by the baseline."
-    params = {"mask": mask_option("slic:100")}
+    params = {"mask": mask_option("slic:100"), "incremental": incremental_option()}
+
+
+def segment_boxes(labels: T, owner: T, segment: T) -> T:
+    """``(rows, 4)`` bounding box (top, bottom, left, right; bottom and right exclusive) of segment
+    ``segment[r]`` of image ``owner[r]`` (``labels``: (B, H, W))."""
+    b, h, w = labels.shape
+    s = int(labels.max()) + 1
+    flat = labels.flatten(1)
+    ys = torch.arange(h, device=labels.device).repeat_interleave(w).expand(b, -1)
+    xs = torch.arange(w, device=labels.device).repeat(h).expand(b, -1)
+    out = []
+    for coords, size in ((ys, h), (xs, w)):
+        lo = torch.full((b, s), size, dtype=torch.long, device=labels.device).scatter_reduce(1, flat, coords, "amin")
+        hi = torch.full((b, s), -1, dtype=torch.long, device=labels.device).scatter_reduce(1, flat, coords, "amax")
+        out += [lo[owner, segment], hi[owner, segment] + 1]
+    return torch.stack(out, 1)
+
+
+def _segment_inside(labels: T, owner: T, segment: T):  # noqa: ANN202 - an Inside callable
+    def inside(rows: T, y: T, x: T, h: int, w: int) -> T:
+        iy = y[:, None] + torch.arange(h, device=y.device)
+        ix = x[:, None] + torch.arange(w, device=x.device)
+        crop = labels[owner[rows][:, None, None], iy[:, :, None], ix[:, None, :]]
+        return (crop == segment[rows].view(-1, 1, 1))[:, None]
+
+    return inside
 
 
 @register

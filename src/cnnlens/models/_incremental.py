@@ -1,0 +1,412 @@
+"""Incremental inference: the model's logits for many copies of one image, each changed inside a small box.
+
+An occluded image differs from the original only inside its window, so most of a forward pass recomputes values
+already known (Nakandala, Kumar & Papakonstantinou, "Incremental and Approximate Inference for Faster Occlusion-based
+Deep CNN Explanations", SIGMOD 2019). :class:`Incremental` traces the model with ``torch.fx`` down to its primitive
+operations, runs the clean image once keeping every node's output (:meth:`Incremental.clean`), and then, for a
+batch of changed copies (:meth:`Incremental.run`), computes every node only on the part of its output the change
+can reach (a box per row, the same size for the whole batch; see :mod:`cnnlens.models._regions`), reading the rest
+from the clean outputs. Operations with global reach (global pooling, flatten, linear, anything unknown) run on
+the full, by then small, tensors. The result equals full re-inference up to float rounding.
+
+Cost is counted in multiply-adds of convolutions and linear layers (other operations are not counted):
+``Incremental.run`` returns the fraction of a full forward pass's multiply-adds the batch cost, per row.
+
+Approximate mode (``field=tau``): a changed region wider or taller than ``tau`` times its feature map is cut to
+that size around its centre (Krypton's projective-field threshold); values outside are read from the clean image.
+
+Models that do not trace, have hooks, or use in-place operations whose input is read again raise
+:class:`~cnnlens.models._graph.Untraceable` with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from .._guard import frozen
+from ._cut import _attributes, _hooks, _restore
+from ._graph import Untraceable, _mutated
+from ._regions import cat_inputs, is_binary, is_pointwise, pad_of, window_of
+
+T = torch.Tensor
+
+
+@dataclass
+class Patch:
+    """A changed 4-d map: ``value`` (N, C, h, w) at rows ``y`` / columns ``x`` (N,); the clean value elsewhere.
+    ``region`` (N, 4: top, bottom, left, right) bounds where it may differ from the clean value."""
+
+    value: T
+    y: T
+    x: T
+    region: T
+
+
+@dataclass
+class Full:
+    """A changed value computed whole, one row per changed copy."""
+
+    value: Any
+
+
+@dataclass
+class Clean:
+    """One image's clean run: every node's output (batch of 1) and the logits."""
+
+    values: dict[fx.Node, Any]
+    logits: T
+
+
+def _tensorish(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and any(_tensorish(u) for u in v))
+
+
+def _expand(v: Any, n: int) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.expand(n, *v.shape[1:]) if v.dim() > 0 else v
+    if isinstance(v, (tuple, list)):
+        return type(v)(_expand(u, n) for u in v)
+    return v
+
+
+class Incremental:
+    """``model`` traced for incremental inference; see the module docstring. Build inside ``frozen(model)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        if isinstance(model, torch.jit.ScriptModule) or any(
+            isinstance(m, torch.jit.ScriptModule) for m in model.modules()
+        ):
+            raise Untraceable("TorchScript code cannot be traced by torch.fx")
+        modules = list(model.modules())
+        if _hooks(None) or any(_hooks(m) for m in modules):
+            raise Untraceable("the model has forward hooks, which a traced graph would not run")
+        before = _attributes(modules)
+        try:
+            with frozen(model):
+                graph = fx.Tracer().trace(model)
+        except Exception as err:  # noqa: BLE001 - any tracing failure means: use full passes
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise Untraceable(f"torch.fx cannot trace the model ({type(err).__name__}: {first[:200]})") from None
+        finally:
+            changed = _restore(modules, before)
+        if changed:
+            raise Untraceable(f"the model's forward code changes {changed} while it runs")
+        self.model, self.graph = model, graph
+        self.modules = dict(model.named_modules())
+        self.gm = fx.GraphModule(model, graph)
+        self.nodes = list(graph.nodes)
+        inputs = [n for n in self.nodes if n.op == "placeholder"]
+        if len(inputs) != 1:
+            raise Untraceable(f"the traced graph takes {len(inputs)} inputs, not one image batch")
+        self.input = inputs[0]
+        self.output = next(n for n in self.nodes if n.op == "output")
+        self.dependent = _closure(self.input)
+        order = {n: i for i, n in enumerate(self.nodes)}
+        self.mutating: set[fx.Node] = set()
+        for m in self.nodes:
+            a = _mutated(m, self.modules)
+            if a is None:
+                continue
+            if isinstance(m.kwargs.get("out"), fx.Node) or (m.args and m.args[0] is not a):
+                raise Untraceable(f"{m.name} writes its result into another tensor (out=)")
+            if any(order[u] > order[m] for u in a.users if u is not m):
+                raise Untraceable(f"{m.name} changes {a.name} in place and {a.name} is read again afterwards")
+            self.mutating.add(m)
+        self._plan: list[tuple[fx.Node, str, Any]] | None = None
+        self._sizes: dict[int, dict[fx.Node, Any]] = {}
+
+    # ---- the clean run ----------------------------------------------------------------------------------------
+    def _call(self, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+        if node in self.mutating:  # run out of place: the mutated value is never read again (checked above)
+            args = (args[0].clone(), *args[1:])
+        if node.op == "call_module":
+            return self.modules[str(node.target)](*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)  # type: ignore[operator]
+        return getattr(args[0], str(node.target))(*args[1:], **kwargs)
+
+    def clean(self, x: T) -> Clean:
+        """Run one image ``x`` (1, C, H, W) keeping every node's output."""
+        values: dict[fx.Node, Any] = {}
+        for n in self.nodes:
+            if n.op == "placeholder":
+                values[n] = x
+            elif n.op == "get_attr":
+                values[n] = _fetch(self.gm, str(n.target))
+            elif n.op == "output":
+                values[n] = fx.node.map_arg(n.args[0], lambda a: values[a])
+            else:
+                args = fx.node.map_arg(n.args, lambda a: values[a])
+                kwargs = fx.node.map_arg(n.kwargs, lambda a: values[a])
+                values[n] = self._call(n, args, kwargs)  # type: ignore[arg-type]
+        logits = values[self.output]
+        if not isinstance(logits, torch.Tensor):
+            raise Untraceable(f"the model returns a {type(logits).__name__}, not a tensor of logits")
+        if self._plan is None:
+            self._plan = self._make_plan(values)
+        return Clean(values, logits)
+
+    def _make_plan(self, values: dict[fx.Node, Any]) -> list[tuple[fx.Node, str, Any]]:
+        """Each input-dependent node with its rule (see :mod:`cnnlens.models._regions`) and full multiply-adds."""
+        plan, self.full_macs = [], 0
+
+        def const(a: Any) -> Any:
+            return values.get(a) if isinstance(a, fx.Node) and a not in self.dependent else None
+
+        for n in self.nodes:
+            if n not in self.dependent or n.op in ("placeholder", "output"):
+                continue
+            v = values[n]
+            module = self.modules.get(str(n.target)) if n.op == "call_module" else None
+            if not _tensorish(v):
+                if n.op == "call_method" and n.target in ("item", "tolist"):
+                    raise Untraceable(f"{n.name} reads tensor values into Python ({n.target}), which change per copy")
+                plan.append((n, "size", (None, 0)))
+                continue
+            spatial = [a for a in n.all_input_nodes if a in self.dependent and _is_map(values[a], v)]
+            others = [a for a in n.all_input_nodes if a in self.dependent and a not in spatial]
+            kind, extra, macs = "generic", None, _generic_macs(n, module, v, values)
+            first = n.args[0] if n.args and isinstance(n.args[0], fx.Node) else None
+            dep = [a for a in n.all_input_nodes if a in self.dependent]
+            one = dep == [first] and _is_4d(values[first]) and _is_4d(v)
+            window = window_of(n, module, const) if one else None
+            pad = pad_of(n, module) if one else None
+            if window is not None:
+                kind, extra, macs = "window", window, v.numel() * window.macs_per_output
+            elif pad is not None:
+                kind, extra = "pad", pad
+            elif one and is_pointwise(n, module) and v.shape == values[first].shape:
+                kind = "pointwise"
+            elif spatial and _is_map(v, v) and is_binary(n):
+                kind, extra = "binary", others
+            elif spatial and _is_map(v, v) and cat_inputs(n) is not None and not others:
+                kind = "cat"
+            self.full_macs += macs
+            plan.append((n, kind, (extra, macs)))
+        return plan
+
+    # ---- a batch of changed copies ----------------------------------------------------------------------------
+    def run(self, clean: Clean, patch: T, y: T, x: T, region: T, field: float | None = None) -> tuple[T, float]:
+        """Logits (N, classes) of the clean image changed to ``patch`` (N, C, h, w) at rows ``y`` / columns ``x``
+        (N,), the change lying inside ``region`` (N, 4: top, bottom, left, right, pixels; empty rows allowed), and
+        the cost: multiply-adds spent per row as a fraction of a full forward pass's (of its convolutions and
+        linear layers). ``field``: the projective-field threshold of the approximate mode (``None``: exact)."""
+        assert self._plan is not None
+        n = patch.shape[0]
+        env: dict[fx.Node, Any] = {self.input: Patch(patch, y, x, region)}
+        sizes = self._sizes_for(clean, n)
+        macs = 0
+        for node, kind, (extra, full) in self._plan:
+            if kind == "size":
+                continue
+            changed = [a for a in node.all_input_nodes if a in env]
+            if not changed:
+                continue
+            if kind == "generic" or any(isinstance(env[a], Full) for a in changed):
+                env[node] = Full(self._generic(node, clean, env, sizes, n))
+                macs += n * full
+                continue
+            if kind == "binary" and any(a in env for a in extra):
+                env[node] = Full(self._generic(node, clean, env, sizes, n))
+                continue
+            out = self._local(node, kind, extra, clean, env, field)
+            if isinstance(out, Full):  # the change reaches the whole map: run the operation as it is
+                env[node] = Full(self._generic(node, clean, env, sizes, n))
+                macs += n * full
+            elif out is not None:
+                env[node] = out
+                if kind == "window":
+                    macs += out.value.numel() * extra.macs_per_output
+        result = self.output.args[0]
+        if not isinstance(result, fx.Node) or result not in self.dependent:
+            raise Untraceable("the model's output does not come from one node computed from the input")
+        logits = self._arg(result, clean, env, sizes, n)
+        return logits, macs / (n * self.full_macs) if self.full_macs else 1.0
+
+    def _local(self, node: fx.Node, kind: str, extra: Any, clean: Clean, env: dict, field: float | None) -> Any:
+        v = clean.values[node]
+        size = (v.shape[2], v.shape[3])
+        if kind == "pad":
+            p = env[node.args[0]]
+            shift = torch.tensor([extra[0], extra[0], extra[1], extra[1]], device=p.region.device)
+            return Patch(p.value, p.y + extra[0], p.x + extra[1], p.region + shift)
+        if kind == "pointwise":
+            p = env[node.args[0]]
+            args = (p.value, *fx.node.map_arg(node.args[1:], lambda a: clean.values[a]))
+            kwargs = fx.node.map_arg(node.kwargs, lambda a: clean.values[a])
+            return Patch(self._call(node, args, kwargs), p.y, p.x, p.region)  # type: ignore[arg-type]
+        if kind == "window":
+            p = env[node.args[0]]
+            region = _capped(extra.outputs(p.region, size), size, field)
+            box = _box(region, size)
+            if box is None or box[1] == size:
+                return None if box is None else Full(None)
+            (y, x), shape = box
+            (ty, tx), tshape = extra.tile((y, x), shape)
+            tile = _read(clean.values[node.args[0]], p, ty, tx, tshape, extra.fill)
+            return Patch(extra.run(tile), y, x, region)
+        # binary and cat: the union of the changed operands' regions
+        maps = [a for a in node.all_input_nodes if isinstance(env.get(a), Patch)]
+        region = _union([env[a].region for a in maps])
+        box = _box(region, size)
+        if box is None or box[1] == size:
+            return None if box is None else Full(None)
+        (y, x), shape = box
+
+        def read(a: fx.Node) -> Any:
+            if a in env:
+                return _read(clean.values[a], env[a], y, x, shape, 0.0)
+            src = clean.values[a]
+            return _read(src, None, y, x, shape, 0.0) if _is_map(src, v) else src
+
+        args = fx.node.map_arg(node.args, read)
+        kwargs = fx.node.map_arg(node.kwargs, read)
+        return Patch(self._call(node, args, kwargs), y, x, region)  # type: ignore[arg-type]
+
+    def _arg(self, a: fx.Node, clean: Clean, env: dict, sizes: dict, n: int) -> Any:
+        """Argument ``a`` of an operation on whole tensors, one row per copy."""
+        if a not in self.dependent:
+            return clean.values[a]
+        if a in sizes:
+            return sizes[a]
+        if a in env:
+            e = env[a]
+            if isinstance(e, Full):
+                return e.value
+            v = clean.values[a]
+            return _read(v, e, e.y.new_zeros(n), e.x.new_zeros(n), (v.shape[2], v.shape[3]), 0.0)
+        return _expand(clean.values[a], n)
+
+    def _generic(self, node: fx.Node, clean: Clean, env: dict, sizes: dict, n: int) -> Any:
+        args = fx.node.map_arg(node.args, lambda a: self._arg(a, clean, env, sizes, n))
+        kwargs = fx.node.map_arg(node.kwargs, lambda a: self._arg(a, clean, env, sizes, n))
+        return self._call(node, args, kwargs)  # type: ignore[arg-type]
+
+    def _sizes_for(self, clean: Clean, n: int) -> dict[fx.Node, Any]:
+        """Sizes and other non-tensor values for a batch of ``n`` rows (they depend on shapes only)."""
+        if n not in self._sizes:
+            sizes: dict[fx.Node, Any] = {}
+            for node, kind, _ in self._plan or []:
+                if kind == "size":
+                    sizes[node] = self._generic(node, clean, {}, sizes, n)
+            self._sizes[n] = sizes
+        return self._sizes[n]
+
+
+def _fetch(gm: fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _closure(start: fx.Node) -> set[fx.Node]:
+    seen, todo = {start}, [start]
+    while todo:
+        for u in todo.pop().users:
+            if u not in seen:
+                seen.add(u)
+                todo.append(u)
+    return seen
+
+
+def _is_4d(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) and v.dim() == 4
+
+
+def _is_map(v: Any, out: Any) -> bool:
+    """Whether ``v`` is a 4-d map with the height and width of ``out`` (larger than 1 x 1)."""
+    return (
+        isinstance(v, torch.Tensor)
+        and isinstance(out, torch.Tensor)
+        and v.dim() == 4
+        and out.dim() == 4
+        and v.shape[2:] == out.shape[2:]
+        and v.shape[2] * v.shape[3] > 1
+    )
+
+
+def _generic_macs(node: fx.Node, module: nn.Module | None, v: Any, values: dict) -> int:
+    """Multiply-adds of a convolution or linear layer run on whole tensors (batch of 1); 0 for other operations."""
+    if not isinstance(v, torch.Tensor):
+        return 0
+    if isinstance(module, nn.Linear):
+        return v.numel() * module.in_features
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return v.numel() * module.weight[0].numel()
+    if node.op == "call_function" and node.target in (torch.nn.functional.linear, torch.nn.functional.conv2d,
+                                                      torch.conv2d):  # fmt: skip
+        w = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+        w = values.get(w) if isinstance(w, fx.Node) else None
+        return v.numel() * w[0].numel() if isinstance(w, torch.Tensor) else 0
+    return 0
+
+
+def _capped(region: T, size: tuple[int, int], field: float | None) -> T:
+    """Regions cut to ``field`` times the map's height and width around their centres (approximate mode)."""
+    if field is None:
+        return region
+    out = region.clone()
+    for axis, (a, b) in enumerate(((0, 1), (2, 3))):
+        cap = max(1, math.ceil(field * size[axis]))
+        extent = region[:, b] - region[:, a]
+        cut = (extent - cap).clamp(min=0)
+        out[:, a] = region[:, a] + cut // 2
+        out[:, b] = torch.where(cut > 0, out[:, a] + cap, region[:, b])
+    return out
+
+
+def _union(regions: list[T]) -> T:
+    big = torch.iinfo(torch.long).max
+    out = None
+    for r in regions:
+        empty = (r[:, 1] <= r[:, 0]) | (r[:, 3] <= r[:, 2])
+        r = r.clone()
+        r[empty] = torch.tensor([big, -big, big, -big], device=r.device)
+        out = r if out is None else torch.stack([torch.minimum(out[:, 0], r[:, 0]), torch.maximum(out[:, 1], r[:, 1]),
+                                                 torch.minimum(out[:, 2], r[:, 2]), torch.maximum(out[:, 3], r[:, 3])], 1)  # fmt: skip
+    assert out is not None
+    return out
+
+
+def _box(region: T, size: tuple[int, int]) -> tuple[tuple[T, T], tuple[int, int]] | None:
+    """One box size for every row that holds each row's region, placed inside the map; ``None`` when all are empty."""
+    h = int((region[:, 1] - region[:, 0]).clamp(min=0).max())
+    w = int((region[:, 3] - region[:, 2]).clamp(min=0).max())
+    if h == 0 or w == 0:
+        return None
+    h, w = min(h, size[0]), min(w, size[1])
+    y = region[:, 0].clamp(0, size[0] - h)
+    x = region[:, 2].clamp(0, size[1] - w)
+    return (y, x), (h, w)
+
+
+def _read(clean: T, patch: Patch | None, y: T, x: T, shape: tuple[int, int], fill: float) -> T:
+    """Rows of a map, each cut at ``y`` / ``x`` to ``shape``: the patch where it lies, the clean value elsewhere and
+    ``fill`` outside the map (N, C, h, w)."""
+    h, w = shape
+    if patch is not None and patch.value.shape[2:] == shape and torch.equal(patch.y, y) and torch.equal(patch.x, x):
+        return patch.value  # the patch is the box asked for (1 x 1 convolutions, the larger operand of a sum)
+    c = clean[0]
+    _, height, width = c.shape
+    dev = y.device
+    iy = y[:, None] + torch.arange(h, device=dev)
+    ix = x[:, None] + torch.arange(w, device=dev)
+    out = c[:, iy.clamp(0, height - 1)[:, :, None], ix.clamp(0, width - 1)[:, None, :]].permute(1, 0, 2, 3)
+    if patch is not None:
+        ph, pw = patch.value.shape[2:]
+        ry, rx = iy - patch.y[:, None], ix - patch.x[:, None]
+        inside = ((ry >= 0) & (ry < ph))[:, :, None] & ((rx >= 0) & (rx < pw))[:, None, :]
+        rows = torch.arange(len(y), device=dev)[:, None, None]
+        pv = patch.value[rows, :, ry.clamp(0, ph - 1)[:, :, None], rx.clamp(0, pw - 1)[:, None, :]]
+        out = torch.where(inside[:, None], pv.permute(0, 3, 1, 2), out)
+    valid = ((iy >= 0) & (iy < height))[:, :, None] & ((ix >= 0) & (ix < width))[:, None, :]
+    if not bool(valid.all()):
+        out = out.masked_fill(~valid[:, None], fill)
+    return out.contiguous()
