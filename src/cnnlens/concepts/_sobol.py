@@ -35,6 +35,11 @@ def sobol_total(
     if d < 1:
         raise CnnlensError(f"Sobol indices need at least one input; got {d}.")
     single: list[bool] = []
+    if d == 1:  # one input explains all the variance there is (SciPy does not take d = 1)
+        x = stats.qmc.Sobol(1, seed=np.random.default_rng(seed)).random(designs)
+        y = np.asarray(func(x), dtype=np.float64)
+        total = (np.ptp(y.reshape(len(y), -1), axis=0) > 0).astype(np.float64)[:, None]
+        return total[0] if y.ndim == 1 else total
 
     def transposed(x: np.ndarray) -> np.ndarray:
         y = np.asarray(func(np.ascontiguousarray(x.T)), dtype=np.float64)
