@@ -147,7 +147,7 @@ def test_one_image_in_concepts_finds_the_pattern_it_holds(planted_concepts):
     both, _, _ = planted(1, seed=11, cross=True, ring=True)
     a, b = concepts.explain_image(found, only_ring[0]), concepts.explain_image(found, both[0])
     assert a.presence[cross] < 0.7 * b.presence[cross] and cross in b.present
-    assert b.contributions[cross] == pytest.approx(b.contributions.max()) > a.contributions[cross]
+    assert b.contributions[cross] == b.contributions.max() > a.contributions[cross]
     assert a.score < b.score
     assert a.maps.shape == (found.n_concepts, 32, 32)
 
