@@ -193,6 +193,11 @@ def test_tcav_finds_the_direction_and_random_sets_are_not_significant():
 
 
 # ---- errors -------------------------------------------------------------------------------------------------------
+class _Mean(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(-1)
+
+
 def test_errors_name_the_problem_and_the_fix():
     model = _AvgNet()
     x = torch.randn(6, 3, 8, 8)
@@ -200,10 +205,13 @@ def test_errors_name_the_problem_and_the_fix():
         concepts.extract(model, x[:1], 0, n_concepts=2, progress=False)
     with pytest.raises(CnnlensError, match="has 8 channels"):
         concepts.extract(model, x, 0, n_concepts=9, progress=False)
-    with pytest.raises(CnnlensError, match="negative outputs.*pass a layer such as act"):
-        concepts.extract(model, x, 0, layer="conv", progress=False)
-    found = concepts.extract(model, x, 0, layer="act", n_concepts=2, designs=16, progress=False)  # the fix works
-    assert found.layer == "act"
+    # conv's negative outputs go through a ReLU: the model ignores them, so conv is used rectified
+    assert concepts.extract(model, x, 0, layer="conv", n_concepts=2, designs=16, progress=False).rectified
+    deeper = nn.Sequential(model.conv, model.act, nn.Conv2d(8, 4, 1), nn.Flatten(2), _Mean(), nn.Linear(4, 2))
+    with pytest.raises(CnnlensError, match="negative outputs.*pass a layer such as 1 "):
+        concepts.extract(deeper, x, 0, layer="2", progress=False)
+    found = concepts.extract(deeper, x, 0, layer="1", n_concepts=2, designs=16, progress=False)  # the fix works
+    assert found.layer == "1" and concepts.extract(deeper, x, 0, n_concepts=2, designs=16, progress=False).layer == "1"
     from cnnlens.data import ArrayImages
 
     data = ArrayImages(np.zeros((4, 8, 8), np.uint8), [0, 0, 1, 1], ["a", "b", "c"])
