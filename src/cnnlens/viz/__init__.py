@@ -6,9 +6,12 @@ map, each an RGB array ``(H, W, 3)`` in [0, 1]: :func:`heat_map`, :func:`blended
 :func:`superpixel_boundaries`, :func:`bounding_box`, :func:`draw_bounding_box`. Figures: :func:`compare_panel`,
 :func:`method_grid`, :func:`explanation_panel` and the evaluation / inside figures. Layer attributions:
 :func:`layer_channels_figure` (ranked channels with their feature maps), :func:`ranked_channels`, :func:`spatial_map`.
+Concepts (``cnnlens.concepts``): :func:`concept_gallery_figure`, :func:`concept_overlay_figure`,
+:func:`error_concepts_figure`.
 """
 
 from ._boxes import bounding_box, draw_bounding_box, superpixel_boundaries
+from ._concepts import concept_gallery_figure, concept_overlay_figure, error_concepts_figure
 from ._figures import (
     confusion_matrix_figure,
     feature_maps_figure,
@@ -54,10 +57,13 @@ __all__ = [
     "bounding_box",
     "colormap",
     "compare_panel",
+    "concept_gallery_figure",
+    "concept_overlay_figure",
     "confusion_matrix_figure",
     "default_cmap",
     "draw_bounding_box",
     "draw_view",
+    "error_concepts_figure",
     "explanation_panel",
     "feature_maps_figure",
     "filters_figure",
