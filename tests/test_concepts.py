@@ -9,10 +9,9 @@ import torch
 from torch import nn
 
 import cnnlens.concepts as concepts
+from _planted import PATTERN, planted, planted_cnn
 from cnnlens import CnnlensError
 from cnnlens.concepts._factor import factorize
-
-from _planted import PATTERN, planted, planted_cnn
 
 ISHIGAMI_TOTAL = {  # a = 7, b = 0.1: closed form (Ishigami and Homma 1990)
     "a": 7.0,
@@ -60,7 +59,7 @@ def test_factorization_non_negative_and_error_non_increasing():
         u = fact.nmf.transform(data) * fact.norms
         assert (fact.directions >= 0).all() and (u >= 0).all()
         errors.append(np.linalg.norm(data - u @ fact.directions) / np.linalg.norm(data))
-    assert all(b <= a + 1e-6 for a, b in zip(errors, errors[1:]))
+    assert all(b <= a + 1e-6 for a, b in zip(errors[:-1], errors[1:], strict=True))
     assert errors[4] < 0.01 < errors[0]  # five concepts rebuild rank-5 data
 
 

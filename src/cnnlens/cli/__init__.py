@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .._errors import CnnlensError, CnnlensWarning
-from . import _data, _explain, _listing, _quality, _report
+from . import _concepts, _data, _explain, _listing, _quality, _report
 from ._explain import explain_images
 
 __all__ = ["build_parser", "explain_images", "main"]
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _quality.add_parsers(sub, common)
     _data.add_parsers(sub, common)
     _report.add_parsers(sub, common)
+    _concepts.add_parsers(sub, common)
     return parser
 
 
