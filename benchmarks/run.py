@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ("gradient", "cam", "layer", "perturbation", "quality")
+SUITES = ("gradient", "cam", "layer", "perturbation", "quality", "concepts")
 
 
 def main(argv: list[str]) -> int:

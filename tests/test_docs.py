@@ -78,7 +78,7 @@ def test_readme_cli_synopsis_names_only_real_options() -> None:
     """Each ``--option`` the synopsis shows under a command is one of that command's options."""
     usage = _cli_section().split("```\n", 2)[1]
     blocks = re.findall(r"^cnnlens (\w+)(.*?)(?=^cnnlens |\Z)", usage, re.M | re.S)
-    assert len(blocks) == 9
+    assert len(blocks) == 10
     shown = 0
     for command, text in blocks:
         for option in re.findall(r"--[a-z][a-z-]*", text):

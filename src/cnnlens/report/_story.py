@@ -18,6 +18,7 @@ from . import _notes as notes
 from ._explain import explain_rows, scorecard_section
 from ._figures import rows_figure
 from ._html import Report
+from ._concepts import concepts_section
 from ._inside import inside_section
 from ._options import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
 
@@ -225,6 +226,7 @@ def add_model_story(
     methods: Methods = None,
     perturbation_methods: Methods = None,
     scorecard: bool = True,
+    concepts: bool = True,
     max_groups: int = 3,
     per_group: int = 4,
     batch_size: int | None = None,
@@ -260,6 +262,9 @@ def add_model_story(
         stages.set_postfix_str("inside")
         if groups:
             said += inside_section(report, classifier, dataset, ev, groups[0])[-1:]
+            if concepts:
+                stages.set_postfix_str("concepts")
+                said += concepts_section(report, classifier, dataset, ev, groups[0], seed)[-1:]
         stages.update()
         stages.set_postfix_str("explaining")
         explained = explain_rows(
@@ -312,7 +317,8 @@ def model_report(
     with the lowest accuracy is examined). ``options`` (those of `add_model_story`): ``methods`` /
     ``perturbation_methods``: names or name -> options (default: the seed's saliency, integrated gradients,
     DeepLIFT, Grad-CAM, guided Grad-CAM / occlusion, feature ablation, Shapley sampling, KernelSHAP, sized by
-    `sized_options`); ``scorecard=True``; ``max_groups=3`` error groups of ``per_group=4`` images;
+    `sized_options`); ``scorecard=True``; ``concepts=True`` (concepts of the most confused pair of classes);
+    ``max_groups=3`` error groups of ``per_group=4`` images;
     ``batch_size=None``; ``seed=0``; ``progress=True``. Returns the HTML file's path.
     """
     for name in options:

@@ -1,0 +1,50 @@
+"""The report's concept sections: "What the model looks for in class X" for the most confused pair, and the
+concepts one of its errors shares with the wrong class (``cnnlens.concepts``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._html import Report
+
+# Report-sized settings: a few concepts, a small design (the library's default of 1024 is for precise indices).
+REPORT_CONCEPTS: dict[str, Any] = {"n_concepts": 5, "images": 100, "designs": 128, "importance_images": 12}
+
+
+def _names(idx: Any) -> str:
+    return ", ".join(f"concept {int(c)}" for c in idx) or "none"
+
+
+def concepts_section(report: Report, classifier: Any, dataset: Any, ev: Any, group: dict, seed: int) -> list[str]:
+    """Concept galleries of the true and the predicted class of ``group`` (the most confused pair) and its most
+    confident error in the concepts of both; returns the notes."""
+    from ..concepts import explain_error, extract
+    from ..viz import concept_gallery_figure, error_concepts_figure
+
+    t, p = group["true"], group["predicted"]
+    found = {c: extract(classifier, dataset, c, seed=seed, **REPORT_CONCEPTS) for c in (t, p)}
+    s = report.section(
+        f"What the model looks for in class {t} (and in {p})",
+        "Concepts are the parts of images the model responds to together, found without labels: the activations "
+        f"of layer {found[t].layer} on the images of a class are split into a few non-negative parts (NMF, as in "
+        "CRAFT and ICE). Each row shows one concept: how much the class score depends on it (Sobol importance: "
+        "the share of the score's variance it causes when concepts are randomly dimmed), the image where it is "
+        "strongest (bright = where it is) and the image crops where it is most typical. Fidelity says how much of "
+        "the class score the concepts together reproduce (1 = all).",
+    )
+    for c in (t, p):
+        s.figure(concept_gallery_figure(found[c], crops=5), f"The concepts of class {c}, most important first")
+    said = [
+        f"The model's score for {c} rests mostly on concept 0 ({found[c].importance[0]:.0%} of its variance); "
+        f"the {found[c].n_concepts} concepts reproduce the class score with fidelity {found[c].fidelity:.2f}."
+        for c in (t, p)
+    ]
+    if group["errors"]:
+        image = dataset[int(ev.positions[group["errors"][0]])][0]
+        error = explain_error(classifier.preprocess([image])[0], found[t], found[p])
+        s.figure(error_concepts_figure(error), f"The most confidently misread {t} (read as {p}), in concepts")
+        said.append(
+            f"The {t} read as {p} shows {p}'s {_names(error.shown[:3])} and lacks {t}'s {_names(error.lacked[:3])}."
+        )
+    s.notes(said)
+    return said
