@@ -96,12 +96,14 @@ def test_readme_cli_model_options_and_examples_are_real() -> None:
         r"`(--[a-z-]+)", section.split("Every command that takes a model accepts", 1)[1].split(";")[0]
     )
     assert len(promised) == 9
-    takers = [c for c in ("explain", "scorecard", "evaluate", "inside", "report") if "--model" in _options(c)]
-    assert len(takers) == 5
+    takers = [
+        c for c in ("explain", "scorecard", "evaluate", "inside", "report", "concepts") if "--model" in _options(c)
+    ]
+    assert len(takers) == 6
     for command in takers:
         assert set(promised) <= _options(command), command
     examples = re.findall(r"`cnnlens ([^`]+)`", section.split("Example:", 1)[1])
-    assert len(examples) == 5
+    assert len(examples) == 6
     for example in examples:
         args = build_parser().parse_args(example.split())
         assert callable(args.func)

@@ -158,6 +158,10 @@ def extract(
     index, name = class_index(model, class_, data)
     if int(n_concepts) < 1:
         raise CnnlensError(f"n_concepts must be at least 1; got {n_concepts}.")
+    if int(crops_per_scale) < 1 or not scales or not all(0 < float(v) <= 1 for v in scales):
+        raise CnnlensError(
+            f"crops need crops_per_scale >= 1 and scales in (0, 1]; got {crops_per_scale} and {tuple(scales)}."
+        )
     if int(images) < MIN_IMAGES:
         raise CnnlensError(f"images must be at least {MIN_IMAGES}; got {images}.")
     x, ids = class_images(model, data, index, int(images), seed)
@@ -186,8 +190,9 @@ def extract(
         data_rows = np.concatenate([rows(a), rows(a_crops)])
         fact = factorize(data_rows, int(n_concepts), seed)
         u = fact.coefficients(a)
-        u_crops = fact.coefficients(a_crops).mean(axis=(1, 2)) if len(a_crops) else np.zeros((0, int(n_concepts)))
-        rebuilt = np.concatenate([u.reshape(-1, u.shape[-1]), fact.coefficients(a_crops).reshape(-1, u.shape[-1])])
+        u_crop_maps = fact.coefficients(a_crops)
+        u_crops = u_crop_maps.mean(axis=(1, 2))
+        rebuilt = np.concatenate([u.reshape(-1, u.shape[-1]), u_crop_maps.reshape(-1, u.shape[-1])])
         error = float(np.linalg.norm(data_rows - rebuilt @ fact.directions) / max(np.linalg.norm(data_rows), 1e-30))
         seconds["nmf"] += time.perf_counter() - start
 

@@ -88,9 +88,15 @@ class Factorization:
         return (u @ d).permute(0, 3, 1, 2).contiguous()
 
 
+FIT_ROWS = 16384
+"""NMF learns the directions from at most this many rows (drawn under the seed); every row gets coefficients."""
+
+
 def factorize(data: np.ndarray, k: int, seed: int, max_iter: int = 500) -> Factorization:
     """NMF with ``k`` concepts of rows ``data`` ``(n, c)`` (non-negative), deterministic under ``seed``."""
     nmf = NMF(n_components=k, init="nndsvda", solver="cd", max_iter=max_iter, tol=1e-4, random_state=seed)
+    if len(data) > FIT_ROWS:
+        data = data[np.sort(np.random.default_rng(seed).choice(len(data), size=FIT_ROWS, replace=False))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         nmf.fit(data)

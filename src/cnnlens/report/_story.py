@@ -15,10 +15,10 @@ import numpy as np
 from .._errors import CnnlensError, unknown_name
 from .._progress import honours_progress, progress_bar
 from . import _notes as notes
+from ._concepts import concepts_section
 from ._explain import explain_rows, scorecard_section
 from ._figures import rows_figure
 from ._html import Report
-from ._concepts import concepts_section
 from ._inside import inside_section
 from ._options import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
 
