@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]" "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --no-deps "zennit==0.5.1"  # test reference; its torchvision is stubbed
 	touch $(STAMP)
 
 demo: $(STAMP)

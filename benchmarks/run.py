@@ -1,4 +1,5 @@
-"""``make bench``: every benchmark suite in turn (gradient methods, CAMs, layer methods, perturbation methods...).
+"""``make bench``: every benchmark suite in turn (start-up, gradient methods, CAMs, layer methods, perturbation,
+LRP, quality, store).
 
 ``--quick`` is passed on to each suite; ``--suites`` picks some. A suite's own options: run it alone,
 ``.venv/bin/python benchmarks/X.py --help``.
@@ -11,7 +12,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ("gradient", "cam", "layer", "perturbation", "quality", "concepts")
+SUITES = ("startup", "gradient", "cam", "layer", "perturbation", "propagation", "quality", "store", "concepts")
 
 
 def main(argv: list[str]) -> int:

@@ -174,3 +174,37 @@ class Functional(nn.Module):
 
     def forward(self, x: T) -> T:
         return self.fn(x)
+
+
+def vgg_cnn(num_classes: int = 5) -> nn.Sequential:
+    """Module-only VGG-like net: conv-BN-ReLU, max pooling, conv-BN-ReLU, conv-ReLU, average pooling, two linears."""
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 2 * 2, 16),
+        nn.ReLU(),
+        nn.Linear(16, num_classes),
+    )
+    return init_(net, seed=4)
+
+
+def without_biases(net: nn.Module) -> nn.Module:
+    """``net`` with every bias, BatchNorm shift and running mean set to 0 (in place): a network whose output is a
+    sum of input contributions, where relevance is conserved exactly."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.zero_()
+                m.bias.zero_()
+            elif isinstance(getattr(m, "bias", None), torch.Tensor):
+                m.bias.zero_()
+    return net

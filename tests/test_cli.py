@@ -107,7 +107,9 @@ def test_metrics_lists_the_quality_registry(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.split()[0] == names[-1]
 
 
-COMMANDS = ["methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo", "concepts"]
+COMMANDS = [
+    "methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo", "run", "concepts",
+]  # fmt: skip
 
 
 def test_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -271,7 +273,11 @@ def test_evaluate_and_inside_on_the_digits(tmp_path: Path, monkeypatch, capsys) 
 
     model = trained_digits()
     monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())
-    assert main(["evaluate", "--data", "digits:field", "--out", str(tmp_path / "ev"), "--no-progress"]) == 0
+    argv = ["evaluate", "--data", "digits:field", "--out", str(tmp_path / "ev"), "--no-progress"]
+    assert main(argv) == 2  # the default model takes photos: the digits need the digits model, as the error says
+    assert capsys.readouterr().err.rstrip().endswith("Pass --model digits_cnn")
+    assert not (tmp_path / "ev").exists()
+    assert main([*argv, "--model", "digits_cnn"]) == 0
     assert "no-information rate" in capsys.readouterr().out
     saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     expected = cnnlens.evaluate(model, digits("field"), progress=False)
@@ -281,9 +287,11 @@ def test_evaluate_and_inside_on_the_digits(tmp_path: Path, monkeypatch, capsys) 
     assert float(rows["3"]["recall"]) == pytest.approx(expected.report["3"]["recall"], abs=1e-6)
     assert float(rows["macro"]["f1"]) == pytest.approx(expected.averages["macro"]["f1"], abs=1e-6)
     assert (tmp_path / "ev" / "errors.png").exists() and (tmp_path / "ev" / "probabilities.csv").exists()
-    assert main(["inside", "digits:field:7", "--layers", "features.0.0", "--out", str(tmp_path / "in")]) == 0
+    inside = ["inside", "digits:field:7", "--layers", "features.0.0", "--out", str(tmp_path / "in")]
+    assert main(inside) == 2 and "Pass --model digits_cnn" in capsys.readouterr().err
+    assert main([*inside, "--model", "digits_cnn"]) == 0
     assert (tmp_path / "in" / "filters_features.0.0.png").exists()
-    assert main(["inside", "digits:field:999", "--out", str(tmp_path / "x")]) == 2
+    assert main(["inside", "digits:field:999", "--model", "digits_cnn", "--out", str(tmp_path / "x")]) == 2
     assert "INDEX in 0..359" in capsys.readouterr().err
 
 
@@ -301,7 +309,7 @@ def test_evaluate_a_user_model_on_a_folder(tiny, tmp_path: Path, capsys) -> None
     argv = ["evaluate", str(tiny.messy), "--out", str(tmp_path / "b"), "--batch-size", "2", "--on-error", "report"]
     assert main([*argv, *model]) == 0
     captured = capsys.readouterr()
-    assert f"cnnlens: warning: skipped 1 non-image file(s): {tiny.messy / 'a' / 'notes.txt'}" in captured.err
+    assert f"cnnlens: warning: skipped 1 file(s) that are not used: {tiny.messy / 'a' / 'notes.txt'}" in captured.err
     assert f"skipped {tiny.messy / 'c' / 'broken.png'}: Could not decode" in captured.out
     messy = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert messy["samples"] == 9 and messy["skipped"][0]["id"] == str(tiny.messy / "c" / "broken.png")
@@ -330,13 +338,13 @@ def test_inside_a_user_model(tiny, tmp_path: Path, capsys) -> None:
 def fake_report(monkeypatch, tmp_path: Path) -> list[tuple[str, tuple, dict]]:
     calls: list[tuple[str, tuple, dict]] = []
 
-    def model_report(*args, **kwargs):
+    def model_report(*args, **kwargs):  # the command line holds the output folder and passes it on
         calls.append(("model_report", args, kwargs))
-        return Path(args[2]) / "report.html"
+        return args[2].path / "report.html"
 
     def demo(*args, **kwargs):
         calls.append(("demo", args, kwargs))
-        return Path(kwargs["out"]) / "report.html"
+        return kwargs["out"].path / "report.html"
 
     fake = ModuleType("cnnlens.report")
     fake.model_report, fake.demo = model_report, demo  # type: ignore[attr-defined]
@@ -353,7 +361,7 @@ def test_report_passes_the_model_data_and_options(tiny, fake_report, tmp_path: P
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == f"report: {out / 'report.html'}"
     (name, (model, data, where), kwargs) = fake_report[0]
-    assert name == "model_report" and where == out
+    assert name == "model_report" and where.path == out and where.info["command"] == "report"
     assert isinstance(model, cnnlens.Classifier) and model.preprocessing.input_size == (16, 16)
     assert isinstance(data, ImageFolder) and data.classes == ["a", "b", "c"] and len(data) == 9
     assert kwargs == {
@@ -368,7 +376,16 @@ def test_report_compares_named_datasets(fake_report, monkeypatch, tmp_path: Path
 
     trained_digits()
     monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())
-    argv = ["report", "--data", "clean=digits:test", "--data", "field=digits:field", "--no-progress"]
+    argv = [
+        "report",
+        "--data",
+        "clean=digits:test",
+        "--data",
+        "field=digits:field",
+        "--no-progress",
+        "--model",
+        "digits_cnn",
+    ]
     assert main([*argv, "--out", str(tmp_path), "--perturbation-methods", "occlusion"]) == 0
     (_, (model, data, _), kwargs) = fake_report[0]
     assert model.name == "digits_cnn" and list(data) == ["clean", "field"]
@@ -378,7 +395,8 @@ def test_report_compares_named_datasets(fake_report, monkeypatch, tmp_path: Path
 
 def test_demo_calls_the_report_demo(fake_report, tmp_path: Path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path / "d")]) == 0
-    assert fake_report == [("demo", (), {"out": str(tmp_path / "d"), "progress": True})]
+    [(name, args, kwargs)] = fake_report
+    assert name == "demo" and args == () and kwargs["progress"] is True and kwargs["out"].path == tmp_path / "d"
     assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'd' / 'report.html'}"
 
 
@@ -420,14 +438,14 @@ BAD_INPUT = {
     "report torchscript": (["report", "--data", "{root}/data", *TS], "TorchScript models do not support"),
     "unknown class": ([*EXPLAIN, *TS, "--classes", "a,b,c", "--target", "zebra"], "unknown class 'zebra'"),
     "class index": ([*EXPLAIN, *TS, "--target", "3"], "unknown class 3: the model has classes 0..2"),
-    "class count": ([*EXPLAIN, *TS, "--classes", "a,b"], "returns 3 scores but has 2 class names; pass class_names matching the model's outputs. Check --classes"),
+    "class count": ([*EXPLAIN, *TS, "--classes", "a,b"], "returns 3 scores but has 2 class names; give --classes with one name per output."),
     "classes twice": ([*EXPLAIN, *TS, "--classes", "a,b,a"], "--classes names a more than once"),
     "classes file": ([*EXPLAIN, *TS, "--classes", "{tmp}/c.txt"], "--classes '{tmp}/c.txt': no such file"),
     "arch missing": ([*EXPLAIN, "--model", "{state}", "--input-size", "16"], "holds a state dict"),
     "arch class": ([*EXPLAIN, *STATE, "_tiny_models:NoSuchNet"], "has no attribute 'NoSuchNet'"),
     "arch module": ([*EXPLAIN, *STATE, "nosuchpkg.nets:Net"], "cannot import module 'nosuchpkg.nets'"),
     "arch weights": ([*EXPLAIN, *STATE, "_tiny_models:OtherCNN"], "does not match OtherCNN"),
-    "arch form": ([*EXPLAIN, *STATE, "TinyCNN"], "spec must look like"),
+    "arch form": ([*EXPLAIN, *STATE, "TinyCNN"], "--arch must look like 'package.module:ClassName'"),
     "mean values": ([*EXPLAIN, *TS, "--mean", "0.5,0.5"], "--mean expects 3 values (one per RGB channel)"),
     "mean text": ([*EXPLAIN, *TS, "--mean", "half"], "--mean expects numbers separated by commas"),
     "std zero": ([*EXPLAIN, *TS, "--std", "1,0,1"], "--std values must be positive"),
@@ -436,14 +454,14 @@ BAD_INPUT = {
     "no preprocessing": ([*EXPLAIN, "--model", "{ts}"], "carries no preprocessing: give --input-size"),
     "no cuda": ([*EXPLAIN, *TS, "--device", "cuda"], "--device cuda: CUDA is not available here"),
     "device name": ([*EXPLAIN, *TS, "--device", "gpu0"], "--device 'gpu0' is not a device name"),
-    "non-image file": (["evaluate", "{root}/messy", *TS], "not an image file in the data folder: {root}/messy/a/notes.txt;"),
+    "non-image file": (["evaluate", "{root}/messy", *TS], "not an image file in a class folder, or a file beside the class folders: {root}/messy/a/notes.txt; remove it, or pass --on-error report"),
     "broken data image": (["evaluate", "{root}/broken_data", *TS], "broken.png"),
     "broken data hint": (["evaluate", "{root}/broken_data", *TS], "(or pass --on-error report to skip unreadable files)"),
     "unknown data": (["evaluate", "--data", "{tmp}/none", *TS], "Cannot open dataset '{tmp}/none'"),
     "data twice": (["evaluate", "{root}/data", "--data", "{root}/data", *TS], "give the data once"),
     "no data": (["evaluate", *TS], "no data: pass --data DATA"),
     "unnamed datasets": (["report", "--data", "digits:test", "--data", "digits:field"], "need a name each"),
-    "out is a file": ([*EXPLAIN[:-3], "--out", "{img}", *TS], "File exists: '{img}'; check the path"),
+    "out is a file": ([*EXPLAIN[:-3], "--out", "{img}", *TS], "{img} is a file, not a folder; choose another output folder (--out)"),
     "report method": (["report", "--data", "digits:test", "--methods", "gradcam"], "Did you mean grad_cam"),
     "report methods empty": (["report", "--data", "digits:test", "--methods", ","], "--methods is empty"),
     "report method twice": (["report", "--data", "digits:test", "--perturbation-methods", "rise,occlusion,rise"],
@@ -469,6 +487,11 @@ def test_bad_input_fails_with_one_clear_line(case: str, tiny, tmp_path: Path, ca
         err.count("cnnlens: error:") == 1 and err.endswith("\n") and err.splitlines()[-1].startswith("cnnlens: error:")
     )
     assert phrase.format(**fill) in err.splitlines()[-1]
+    assert not API_WORDS.search(err), f"the command line speaks API: {err}"
+
+
+API_WORDS = re.compile(r"\b(on_error|spec|class_names|num_classes|batch_size|classes|class_map|preprocessing|"
+                       r"input_shape|layer|target|retrain|cache_dir)=|Evaluation\.|\.skipped|\.ignored")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -476,7 +499,7 @@ def test_bad_input_fails_with_one_clear_line(case: str, tiny, tmp_path: Path, ca
     [
         (["explain"], "the following arguments are required: IMAGE"),
         (["evaluate", "--batch-size", "0"], "expected a number >= 1, got 0"),
-        (["report"], "the following arguments are required: --data"),
+        (["report"], "give --data DATA (or --store STORE"),
         (["methods", "--category", "magic"], "invalid choice: 'magic'"),
         (["explian", "x.png"], "invalid choice: 'explian'"),
     ],

@@ -207,7 +207,7 @@ def test_errors_name_the_problem_and_the_fix():
     # conv's negative outputs go through a ReLU: the model ignores them, so conv is used rectified
     assert concepts.extract(model, x, 0, layer="conv", n_concepts=2, designs=16, progress=False).rectified
     deeper = nn.Sequential(model.conv, model.act, nn.Conv2d(8, 4, 1), nn.Flatten(2), _Mean(), nn.Linear(4, 2))
-    with pytest.raises(CnnlensError, match="negative outputs.*pass a layer such as 1 "):
+    with pytest.raises(CnnlensError, match="negative outputs.*pass layer= a layer such as 1 "):
         concepts.extract(deeper, x, 0, layer="2", progress=False)
     found = concepts.extract(deeper, x, 0, layer="1", n_concepts=2, designs=16, progress=False)  # the fix works
     assert found.layer == "1" and concepts.extract(deeper, x, 0, n_concepts=2, designs=16, progress=False).layer == "1"

@@ -12,7 +12,19 @@ import torch
 from cnnlens.cli import main
 from cnnlens.concepts import ErrorConcepts, ImageConcepts
 
-QUICK = ["--concepts", "3", "--designs", "16", "--importance-images", "2", "--images", "20", "--no-progress"]
+QUICK = [
+    "--model",
+    "digits_cnn",
+    "--concepts",
+    "3",
+    "--designs",
+    "16",
+    "--importance-images",
+    "2",
+    "--images",
+    "20",
+    "--no-progress",
+]
 
 
 def test_cli_concepts_writes_gallery_json_and_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -21,7 +33,7 @@ def test_cli_concepts_writes_gallery_json_and_images(tmp_path: Path, capsys: pyt
         ["concepts", "--data", "digits:test", "--class", "7", *QUICK, "--image", "digits:test:0", "--out", str(out)]
     )
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"gallery.png", "concepts.json", "image_0.png"}
+    assert {p.name for p in out.iterdir()} == {"gallery.png", "concepts.json", "image_0.png", "cnnlens-run.json"}
     summary = json.loads((out / "concepts.json").read_text())
     assert summary["class"] == "7" and summary["layer"] == "features" and summary["images"] == 20
     importance = [c["importance"] for c in summary["concepts"]]
@@ -37,13 +49,15 @@ def test_cli_concepts_writes_gallery_json_and_images(tmp_path: Path, capsys: pyt
     [
         (["--class", "zebra"], "unknown class 'zebra'"),
         (["--class", "3", "--layer", "features.2.0"], "pass --layer a layer such as features "),
+        (["--class", "3", "--concepts", "0"], "--concepts must be at least 1"),
         (["--class", "3", "--concepts", "40"], r"at most that many concepts \(--concepts\)"),
     ],
 )
 def test_cli_concepts_errors_speak_flags(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    assert main(["concepts", "--data", "digits:test", *args, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    argv = ["concepts", "--model", "digits_cnn", "--data", "digits:test", *args, "--out", str(tmp_path / "x")]
+    assert main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnlens: error: ") and len(err.strip().splitlines()) == 1
     assert __import__("re").search(message, err)

@@ -193,6 +193,9 @@ def test_on_torchscript_every_method_refuses_or_equals_the_eager_model() -> None
     for info in cnnlens.methods("cam"):
         with pytest.raises(CnnlensError, match="TorchScript"):
             cnnlens.explain(scripted, x, info.name, **({"layer": "features.0"} if "layer" in info.params else {}))
+    for name in [m.name for m in cnnlens.methods("propagation")] + ["layer_lrp"]:  # relevance rules: a mode too
+        with pytest.raises(cnnlens.UnsupportedOperationError, match="cannot reach inside TorchScript"):
+            cnnlens.explain(scripted, x, name, **({"layer": "features.0"} if name == "layer_lrp" else {}))
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Rewrite the README's generated tables from the registries (tests/test_docs.py checks they agree)."""
+"""Rewrite the README's generated tables and the command line's catalog from the registries (tests/test_docs.py
+and tests/test_startup.py check they agree)."""
 
 from __future__ import annotations
 
@@ -28,5 +29,8 @@ def updated(text: str) -> str:
 
 
 if __name__ == "__main__":
+    from cnnlens.cli import _catalog
+
     README.write_text(updated(README.read_text()))
     print(f"updated {README}")
+    print(f"updated {_catalog.write()}")

@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from tqdm.auto import tqdm
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -31,6 +32,8 @@ def progress(shown: bool = True) -> Iterator[None]:
 def progress_bar(iterable: Iterable[Any] | None = None, **options: Any) -> tqdm:
     """A tqdm bar on stderr, disabled when progress is switched off here or ``disable=True`` (``delay=2.0``: shown
     only for long work)."""
+    from tqdm.auto import tqdm  # imported on first use: `cnnlens --help` starts without it
+
     disable = bool(options.pop("disable", False)) or not _SHOWN.get()
     return tqdm(iterable, file=sys.stderr, disable=disable, **options)
 

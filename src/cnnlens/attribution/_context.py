@@ -25,18 +25,21 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .._capture import capture
-from .._errors import CnnlensError, UnsupportedOperationError
+from .._errors import CnnlensError, UnsupportedOperationError, say
 from .._guard import is_scripted
+from .._model_checks import differentiate, gradient_forward
 from ..models import Cut, State, cut_at, get_layer, last_conv_layer
+from ..models._outputs import describe as describe_output
 from ._layer_axis import LayerAxis
 from ._memory import auto_batch_size, is_out_of_memory
 from ._neuron import Neuron
-from ._rules import RuleMode
 
 T = torch.Tensor
 Target = None | int | list | tuple | T | Callable[[T], T]
+Start = Callable[[T, T], T]
 
 
 class Rows:
@@ -79,6 +82,7 @@ class _Shared:
         self.rows = {"head": 0, "tail": 0}
         self.cuts: dict[int, Cut] = {}
         self.checked: set[int] = set()  # cuts whose traced layer output was compared with the model's
+        self.bar: Any = None  # a progress bar counting passes (set by Method.__call__), or None
 
     def cut(self, layer: str | nn.Module) -> Cut:
         module = get_layer(self.model, layer)
@@ -151,7 +155,16 @@ class Context(LayerAxis):
 
     def count(self, rows: int) -> None:
         """Add ``rows`` model evaluations the method made itself (e.g. a probe pass)."""
-        self.shared.passes += rows
+        self._count(rows)
+
+    @property
+    def bar(self) -> Any:
+        """The run's progress bar of passes (set by ``Method.__call__``), or ``None``."""
+        return self.shared.bar
+
+    @bar.setter
+    def bar(self, bar: Any) -> None:
+        self.shared.bar = bar
 
     # ---- the model's own view of the inputs -------------------------------------------------------------
     @property
@@ -251,12 +264,14 @@ class Context(LayerAxis):
         self.shared.passes += rows
         if part is not None:
             self.shared.rows[part] += rows
+        if self.shared.bar is not None:
+            self.shared.bar.update(rows)
 
     def _check_logits(self, out: Any, n: int) -> T:
         if not isinstance(out, torch.Tensor):
             raise CnnlensError(
                 f"the model returned a {type(out).__name__}, not a tensor of logits. Wrap it so that it returns "
-                f"the (batch, classes) logits, e.g. lambda x: model(x)['logits']"
+                f"the (batch, classes) logits with cnnlens.models.SelectOutput: {describe_output(out)}"
             )
         if out.dim() != 2 or out.shape[0] != n:
             raise CnnlensError(f"the model returned shape {tuple(out.shape)} for {n} inputs; expected (batch, classes)")
@@ -268,14 +283,22 @@ class Context(LayerAxis):
         """``(output, explained scores)`` of one chunk of rows, under the caller's gradient mode: the output is
         the model's logits (for a neuron: the neuron's layer output). ``state``: a layer view's rows with their own
         values for what crosses the layer (default: their owners')."""
+        out = self._output(rows, owner, state)
+        return out, self._score(out, owner)
+
+    def _output(self, rows: T, owner: T, state: State | None = None) -> Any:
+        """The model's logits of one chunk of rows (for a neuron: its layer's output), counted."""
         n = rows.shape[0]
         if self._explained is not None:
             out = self._explained(rows, owner, state)
-            self._count(n)
-            return out, self.neuron(out)  # type: ignore[misc]
-        out = self._check_logits(self._network(rows, owner, state), n)
+        else:
+            out = self._check_logits(self._network(rows, owner, state), n)
         self._count(n)
-        return out, self.select(out, owner)
+        return out
+
+    def _score(self, out: Any, owner: T) -> T:
+        """The explained score of each row from ``_output``'s result."""
+        return self.neuron(out) if self._explained is not None else self.select(out, owner)  # type: ignore[misc]
 
     def _size(self) -> int:
         if self.batch_size is not None:
@@ -298,7 +321,10 @@ class Context(LayerAxis):
                 if self.batch_size is not None or self._size() <= 1:
                     raise CnnlensError(
                         f"out of memory with {self._size()} model inputs per forward pass; pass a smaller "
-                        f"batch_size (or batch_size=None to find one automatically)"
+                        + say(
+                            "batch_size (or batch_size=None to find one automatically)",
+                            "--batch-size (or leave it out to find one automatically)",
+                        )
                     ) from err
                 self._auto = max(1, self._size() // 2)
                 continue
@@ -346,17 +372,20 @@ class Context(LayerAxis):
         input_grad: bool = True,
         state: State | None = None,
         state_grad: bool = False,
+        start: Start | None = None,
     ) -> Backward:
         """Scores of every row with their gradients, and the outputs of ``layers`` with the gradients of the
         scores w.r.t. them. ``input_grad=False`` with one layer: the backward pass stops at that layer (no input
         gradients). ``state``: see ``evaluate``; ``state_grad``: also the gradients w.r.t. its row-wise values
-        (the flow through what skips the layer). Rows that are the inputs themselves also give the logits."""
+        (the flow through what skips the layer). ``start``: ``(logits, d score / d logits) -> (N, K)``, what the
+        backward pass starts from at the logits in place of ``d score / d logits`` (relevance propagation's
+        initial relevance). Rows that are the inputs themselves also give the logits."""
         record = self._recording(x)
         if not record and self.neuron is None:
             _ = self.targets
-        if isinstance(mode, RuleMode) and is_scripted(self.model):
+        if isinstance(mode, TorchFunctionMode) and is_scripted(self.model):
             raise UnsupportedOperationError(
-                f"{mode.method} changes the backward pass of the model's activations, which it cannot reach inside "
+                f"{getattr(mode, 'method', 'this method')} changes the backward pass of the model's activations, which it cannot reach inside "
                 f"TorchScript code (the result would silently be another method); explain the model as an "
                 f"nn.Module (load its state dict into its class), or use a method without its own rule"
             )
@@ -378,12 +407,20 @@ class Context(LayerAxis):
                 ]
                 st = State(tuple(values), st.kinds)
                 flows = [v for v, k in zip(values, st.kinds, strict=True) if k == "rows"]
+            rule = mode if mode is not None else nullcontext()
+            # a model that refuses gradients is diagnosed on its own inputs (not on a layer view's activations)
+            watch = gradient_forward(self.model, batch) if self.layer is None else nullcontext()
             with torch.enable_grad():
-                with mode if mode is not None else nullcontext(), capture(layers, detach=cut) as outs:
-                    out, s = self.evaluate(batch, own, st)
-                s = s[:n]
+                with watch, rule, capture(layers, detach=cut) as outs:
+                    out = self._output(batch, own, st)
+                s = self._score(out, own)  # outside the rule: the score's selection is not the model's
+                s, objective = s[:n], s[:n]
+                if start is not None and s.requires_grad:
+                    (g0,) = torch.autograd.grad(s.sum(), out, retain_graph=True)
+                    r0 = start(out[:n].detach(), g0[:n]).detach()  # a scalar objective: d(sum(logits * r0)) = r0
+                    objective = (out[:n] * r0).sum(1)
                 wrt = [*outs, *flows] if cut else [xi, *outs, *flows]
-                grads = list(torch.autograd.grad(s.sum(), wrt, allow_unused=True))
+                grads = differentiate(objective, wrt, self.model, batch, layers, optional=len(flows))
             g = None if cut else grads.pop(0)
             sg = [torch.zeros_like(v) if d is None else d for v, d in zip(flows, grads[len(outs) :], strict=True)]
             grads = grads[: len(outs)]

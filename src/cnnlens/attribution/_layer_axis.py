@@ -49,8 +49,7 @@ class LayerAxis:
         def head(sl: slice) -> tuple[T, State]:
             with torch.no_grad():
                 out = cut.head(self.inputs[sl])
-            self.shared.rows["head"] += sl.stop - sl.start
-            self.shared.passes += sl.stop - sl.start
+            self._count(sl.stop - sl.start, "head")
             return out
 
         parts = self.run(head, self.n)

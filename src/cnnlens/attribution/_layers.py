@@ -7,7 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, say
+from .._guard import is_scripted
 from .._options import value
 from ..models import get_layer, last_conv_layer
 from ._context import Context
@@ -27,9 +28,26 @@ LAYER = value(
 
 
 def default_layer(ctx: Context) -> str:
-    """The last convolution with spatial output, found by one probe pass (counted)."""
+    """The last convolution with spatial output, found by one probe pass (counted) on zeros shaped like one input."""
+    if is_scripted(ctx.model) and not any(isinstance(m, nn.Conv2d) for m in ctx.model.modules()):
+        raise CnnlensError(
+            "this method captures a layer's activations with a forward hook, which TorchScript code does not take; "
+            "explain the model as an nn.Module (load its state dict into its class), or use a method without hooks "
+            "(saliency, integrated_gradients, occlusion)"
+        )
     ctx.count(1)
-    return last_conv_layer(ctx.model, input_shape=(1, *ctx.inputs.shape[1:]))
+    try:
+        return last_conv_layer(ctx.model, input_shape=(1, *ctx.inputs.shape[1:]))
+    except CnnlensError as err:
+        cause = err.__cause__
+        why = f"the model failed ({type(cause).__name__}: {cause})" if cause is not None else "found no nn.Conv2d"
+        give = say(
+            "layer='name' (see cnnlens.models.layer_names(model))", "--set layer=NAME (cnnlens inside lists them)"
+        )
+        raise CnnlensError(
+            f"without a layer, this method looks for the last convolution with a spatial output by running the model "
+            f"once on zeros shaped like one input, and {why}. Give the layer: {give}"
+        ) from err
 
 
 def resolve_layers(ctx: Context, spec: Any) -> tuple[list[str], list[nn.Module]]:

@@ -47,6 +47,12 @@ class MethodInfo:
         """``{option: default}``."""
         return defaults(self.options)
 
+    @property
+    def maps_pixels(self) -> bool:
+        """Whether the method maps a class score onto the input's pixels (not onto a layer's units, and not a
+        neuron's value): the methods a report shows side by side on a photo."""
+        return self.output in ("input", "map") and self.category != "neuron"
+
     def __str__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{self.name:22s} {self.category:12s} {self.summary}" + (f"  [{opts}]" if opts else "")

@@ -13,8 +13,9 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .._errors import CnnlensError, CnnlensWarning
-from . import _concepts, _data, _explain, _listing, _quality, _report
+from .._errors import CnnlensError, CnnlensWarning, cli_words
+from .._files import command_line
+from . import _concepts, _data, _explain, _listing, _quality, _report, _run
 from ._explain import explain_images
 
 __all__ = ["build_parser", "explain_images", "main"]
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _quality.add_parsers(sub, common)
     _data.add_parsers(sub, common)
     _report.add_parsers(sub, common)
+    _run.add_parsers(sub, common)
     _concepts.add_parsers(sub, common)
     return parser
 
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 2
     debug = bool(getattr(args, "debug", False))
     try:
-        with _warnings_as_lines():
+        with _warnings_as_lines(), cli_words(), command_line(sys.argv[1:] if argv is None else argv):
             args.func(args)
     except CnnlensError as err:
         return _fail(_one_line(err), 2, debug)

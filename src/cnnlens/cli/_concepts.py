@@ -6,20 +6,28 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError
-from ._data import DATA_HELP, add_on_error, open_data, read_image
-from ._options import add_model_options, add_run_options, load_classifier, needs_hooks
+from .._files import output_folder
+from ._data import DATA_HELP, add_class_map, add_on_error, open_data, read_image
+from ._options import (
+    add_model_options,
+    add_run_options,
+    check_digits_input,
+    load_classifier,
+    model_name,
+    needs_hooks,
+)
 
 
 def _cmd_concepts(args: argparse.Namespace) -> None:
-    from ..concepts import extract
-    from ..concepts._save import save_concepts
-
+    check_digits_input(args, [args.data, *args.image], "--data")
     images = [read_image(text) for text in args.image]
-    classifier = load_classifier(args)
-    needs_hooks(classifier, "concepts")
-    dataset = open_data(args.data, classifier, args.on_error)
-    try:
+    with output_folder(args.out, "concepts", model=model_name(args), data=args.data, class_=args.class_) as folder:
+        from ..concepts import extract
+        from ..concepts._save import save_concepts
+
+        classifier = load_classifier(args)
+        needs_hooks(classifier, "concepts")
+        dataset = open_data(args.data, classifier, args)
         found = extract(
             classifier,
             dataset,
@@ -33,11 +41,7 @@ def _cmd_concepts(args: argparse.Namespace) -> None:
             seed=args.seed,
             progress=not args.no_progress,
         )
-    except CnnlensError as e:  # speak CLI flags
-        text = str(e).replace("class_=", "--class").replace("pass layer= (--layer)", "pass --layer")
-        text = text.replace("pass a layer", "pass --layer a layer").replace("(n_concepts)", "(--concepts)")
-        raise CnnlensError(text.replace("images must be", "--images must be")) from e
-    save_concepts(found, args.out, images)
+        save_concepts(found, folder, images)
     print(f"concepts of class {found.class_name} at layer {found.layer} from {len(found.inputs)} images")
     print(
         f"fidelity {found.fidelity:.3f} (R^2 of class scores rebuilt from the concepts), agreement {found.agreement:.2f}"
@@ -76,6 +80,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", metavar="DIR", default="out/concepts", help="output folder (default out/concepts)")
     add_on_error(p)
-    add_model_options(p, "digits_cnn")
+    add_class_map(p)
+    add_model_options(p)
     add_run_options(p)
     p.set_defaults(func=_cmd_concepts)

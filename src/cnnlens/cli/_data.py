@@ -1,4 +1,5 @@
-"""``cnnlens evaluate`` (metrics and figures for a dataset) and ``cnnlens inside`` (layers of one image)."""
+"""``cnnlens evaluate`` (metrics and figures for a dataset, or the top classes of unlabelled images) and
+``cnnlens inside`` (layers of one image)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError, CnnlensWarning
-from ._options import add_model_options, add_run_options, load_classifier, names_list, needs_hooks
+from .._files import atomic_open, output_folder
+from ._options import (
+    add_model_options,
+    add_run_options,
+    check_digits_input,
+    check_sizes,
+    load_classifier,
+    model_name,
+    names_list,
+    needs_hooks,
+)
 
 DATA_HELP = "digits:test|train|field, a folder with one sub-folder per class, or a path,label CSV"
+SIZE_SAMPLE = 50  # images whose size is compared with the model's input (`check_sizes`)
 
 
 def add_on_error(p: argparse.ArgumentParser) -> None:
@@ -20,34 +32,78 @@ def add_on_error(p: argparse.ArgumentParser) -> None:
         "--on-error",
         choices=["raise", "report"],
         default="raise",
-        help="a file in the data that is not a readable image: stop with its name (default), or skip and list it",
+        help="a file in the data that cannot be used (not an image, unreadable, a broken symlink, a folder that is "
+        "no class): stop with its name (default), or skip and list it",
     )
 
 
-def open_data(spec: str, classifier: Any, on_error: str) -> Any:
-    """``open_dataset`` for the model's classes; stray non-image files are an error (or a warning with report)."""
-    from ..data import open_dataset
+def add_class_map(p: argparse.ArgumentParser) -> None:
+    """``--class-map``: folders (or CSV labels) that are not the model's class names."""
+    p.add_argument(
+        "--class-map",
+        default=None,
+        metavar="FILE|FOLDER=CLASS,...",
+        help="map folder names (or CSV labels) that are not class names of the model to a class name or index, "
+        "e.g. cat=tabby,mug=504, or a file of folder=class lines",
+    )
 
-    dataset = open_dataset(spec, classes=classifier.class_names, on_error=on_error)
-    ignored = [Path(p) for p in getattr(dataset, "ignored", [])]
-    stray = [str(p) for p in ignored if p.is_file() and not p.name.startswith(".")]
-    folders = [str(p) for p in ignored if p.is_dir()]
+
+def open_data(spec: str, classifier: Any, args: argparse.Namespace) -> Any:
+    """``open_dataset`` for the model's classes (and ``--class-map``); stray files are an error (or a warning
+    with ``--on-error report``); sizes far from the model's input get a warning."""
+    from ..data import open_dataset
+    from ..data._classes import read_class_map
+
+    class_map = read_class_map(args.class_map) if args.class_map is not None else None
+    if class_map is not None and spec.startswith("digits:"):
+        raise CnnlensError(f"--class-map maps class folders or CSV labels; {spec} is labelled already")
+    dataset = open_dataset(spec, classes=classifier.class_names, on_error=args.on_error, class_map=class_map)
+    names = classifier.class_names
+    if spec.startswith("digits:") and names is not None and list(dataset.classes) != list(names):
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        raise CnnlensError(
+            f"{spec} holds the handwritten digits 0-9, but {classifier.name} has other classes ({shown}); pass "
+            "--model digits_cnn, or a model whose classes are the digits 0..9"
+        )
+    stray_files(dataset, args.on_error)
+    check_sizes(classifier, image_sizes(dataset))
+    return dataset
+
+
+def stray_files(
+    dataset: Any, on_error: str, what: str = "not an image file in a class folder, or a file beside the class folders"
+) -> None:
+    """Files of the data that are not used (``dataset.ignored``): an error, or with ``--on-error report`` a
+    warning naming them."""
+    stray = [str(p) for p in map(Path, getattr(dataset, "ignored", [])) if p.is_file() and not p.name.startswith(".")]
     if stray:
         shown = ", ".join(stray[:5]) + (f" (+{len(stray) - 5} more)" if len(stray) > 5 else "")
         if on_error == "raise":
-            raise CnnlensError(
-                f"not an image file in the data folder: {shown}; remove it, or pass --on-error report to skip it"
-            )
-        warnings.warn(f"skipped {len(stray)} non-image file(s): {shown}", CnnlensWarning, stacklevel=2)
-    if folders:
-        shown = ", ".join(folders[:5]) + (" ..." if len(folders) > 5 else "")
-        warnings.warn(f"folder(s) not among the model's classes, left out: {shown}", CnnlensWarning, stacklevel=2)
-    return dataset
+            raise CnnlensError(f"{what}: {shown}; remove it, or pass --on-error report to skip it")
+        warnings.warn(f"skipped {len(stray)} file(s) that are not used: {shown}", CnnlensWarning, stacklevel=3)
+
+
+def image_sizes(dataset: Any) -> dict[str, tuple[int, int]]:
+    """(width, height) of up to `SIZE_SAMPLE` images spread over the dataset, read from the file headers."""
+    from PIL import Image
+
+    if hasattr(dataset, "images"):  # in-memory arrays
+        return {dataset.ids[0]: (dataset.images.shape[2], dataset.images.shape[1])} if len(dataset) else {}
+    items = getattr(dataset, "items", [])
+    sizes = {}
+    for path, _ in items[:: max(1, len(items) // SIZE_SAMPLE)][:SIZE_SAMPLE]:
+        try:
+            with warnings.catch_warnings(), Image.open(path) as im:
+                warnings.simplefilter("ignore")
+                sizes[str(path)] = im.size
+        except Exception:  # noqa: BLE001 - a bad file is reported when it is read
+            continue
+    return sizes
 
 
 def write_metrics_csv(evaluation: Any, path: Path) -> Path:
     """Per-class precision, recall, F1, support and ROC AUC, then the micro/macro/weighted averages."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["class", "precision", "recall", "f1", "support", "roc_auc"])
         rows = list(evaluation.report.items()) + list(evaluation.averages.items())
@@ -58,25 +114,32 @@ def write_metrics_csv(evaluation: Any, path: Path) -> Path:
     return path
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from ..evaluate import evaluate, save_evaluation
-
+def _data_spec(args: argparse.Namespace) -> str:
     if args.data is not None and args.data_option is not None:
         raise CnnlensError("give the data once: either DATA or --data DATA, not both")
     spec = args.data if args.data is not None else args.data_option
     if spec is None:
         raise CnnlensError(f"no data: pass --data DATA ({DATA_HELP})")
-    classifier = load_classifier(args)
-    dataset = open_data(spec, classifier, args.on_error)
-    try:
-        result = evaluate(classifier, dataset, batch_size=args.batch_size, progress=not args.no_progress)
-    except CnnlensError as e:
-        if args.on_error != "raise" or "cannot be read" not in str(e):
-            raise
-        raise CnnlensError(f"{e} (or pass --on-error report to skip unreadable files)") from e
+    return str(spec)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    spec = _data_spec(args)
+    check_digits_input(args, [spec], "--data")
+    if args.unlabelled:
+        from ._predict import predict_unlabelled
+
+        predict_unlabelled(args, spec)
+        return
     out = Path(args.out)
-    save_evaluation(result, out, dataset=dataset)
-    write_metrics_csv(result, out / "metrics.csv")
+    with output_folder(out, "evaluate", model=model_name(args), data=spec) as folder:  # held before any work
+        from ..evaluate import evaluate, save_evaluation
+
+        classifier = load_classifier(args)
+        dataset = open_data(spec, classifier, args)
+        result = evaluate(classifier, dataset, batch_size=args.batch_size, progress=not args.no_progress)
+        save_evaluation(result, folder, dataset=dataset, progress=not args.no_progress)
+        write_metrics_csv(result, folder.file("metrics.csv"))
     print(result.summary())
     for sample, reason in result.skipped[:10]:
         print(f"skipped {sample}: {reason}")
@@ -95,24 +158,32 @@ def read_image(text: str) -> Any:
     data = digits(parts[1])
     if not parts[2].isdigit() or int(parts[2]) >= len(data):
         raise CnnlensError(f"{text!r}: expected digits:SPLIT:INDEX with INDEX in 0..{len(data) - 1}")
-    return data[int(parts[2])][0]
+    return load_image(data[int(parts[2])][0])
 
 
 def _cmd_inside(args: argparse.Namespace) -> None:
-    from ..inside import save_inside
-    from ..models import get_layer
-
-    image = read_image(args.image)
-    classifier = load_classifier(args)
-    needs_hooks(classifier, "inside")
+    check_digits_input(args, [args.image], "IMAGE")
     layers = names_list(args.layers)
     if layers is not None and not layers:
-        raise CnnlensError("--layers is empty; name one or more layers, or leave it out for every Conv2d")
-    for name in layers or []:
-        get_layer(classifier, name)  # unknown names fail before any work, with close matches
-    written = save_inside(classifier, image, args.out, layers)
-    print((Path(args.out) / "layers.txt").read_text(), end="")
-    print(f"wrote {len(written) - 1} figure(s) and layers.txt to {args.out}")
+        raise CnnlensError("--layers is empty; name one or more layers, or leave it out for a spread of convolutions")
+    if args.max_layers < 1:
+        raise CnnlensError(f"--max-layers must be at least 1; got {args.max_layers}")
+    image = read_image(args.image)
+    out = Path(args.out)
+    with output_folder(out, "inside", model=model_name(args), image=args.image) as folder:
+        from ..inside import save_inside
+        from ..models import get_layer
+
+        classifier = load_classifier(args)
+        needs_hooks(classifier, "inside")
+        for name in layers or []:
+            get_layer(classifier, name)  # unknown names fail before any work, with close matches
+        check_sizes(classifier, {args.image: image.size})
+        written = save_inside(
+            classifier, image, folder, layers, max_layers=args.max_layers, progress=not args.no_progress
+        )
+    print((out / "layers.txt").read_text(), end="")
+    print(f"wrote {len(written) - 1} figure(s) and layers.txt to {out}")
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -126,14 +197,32 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--data", dest="data_option", default=None, metavar="DATA", help=DATA_HELP)
     p.add_argument("--out", metavar="DIR", default="out/evaluate", help="output folder (default out/evaluate)")
     add_on_error(p)
-    add_model_options(p, "digits_cnn")
+    add_class_map(p)
+    p.add_argument(
+        "--unlabelled",
+        action="store_true",
+        help="the folder's images have no labels (folder names need not be classes): list each image's top-5 "
+        "classes (predictions.csv, predictions.json) instead of scoring them",
+    )
+    add_model_options(p)
     add_run_options(p, batch_default=64, seed=False)
     p.set_defaults(func=_cmd_evaluate)
     p = sub.add_parser("inside", parents=[common], help="layer summary, conv filters and feature maps for one image")
     p.add_argument("image", metavar="IMAGE", help="image file, or digits:SPLIT:INDEX (e.g. digits:field:7)")
     p.add_argument(
-        "--layers", default=None, metavar="A,B,...", help="comma-separated layer names (default: every Conv2d)"
+        "--layers",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated layer names (default: --max-layers convolutions spread over the depth)",
     )
+    p.add_argument(
+        "--max-layers",
+        type=int,
+        default=6,
+        metavar="N",
+        help="without --layers: how many convolutions to show, first and last included (default 6)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--out", metavar="DIR", default="out/inside", help="output folder (default out/inside)")
-    add_model_options(p, "digits_cnn")
+    add_model_options(p)
     p.set_defaults(func=_cmd_inside)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._errors import CnnlensError
+from .._files import OutputFolder, atomic_open, output_folder, save_figure, write_json
 from .._progress import honours_progress
-from ..viz import SIGNS, VIEWS
-from ._options import add_model_options, add_run_options, load_classifier, method_names, parse_target
+from ._catalog import load
+from ._options import (
+    add_model_options,
+    add_run_options,
+    check_sizes,
+    load_classifier,
+    method_names,
+    model_name,
+    parse_target,
+)
 
 DEFAULT_METHODS = "saliency,integrated_gradients"
 LAYER_METHODS = "layer_gradient_x_activation,layer_integrated_gradients"  # the default with --layer
@@ -88,7 +95,7 @@ def explain_images(
     images: list[Any],
     names: list[str],
     methods: dict[str, dict[str, Any]],
-    out: Path,
+    out: str | os.PathLike[str] | OutputFolder,
     *,
     target: int | None = None,
     batch_size: int | None = None,
@@ -98,47 +105,52 @@ def explain_images(
     view: str = "blended_heat_map",
 ) -> dict[str, Any]:
     """Explain ``images`` with each method; write ``<name>.png`` panels (`cnnlens.viz.compare_panel`: the image,
-    each method's ``view`` of the map with ``sign``, the top-5 classes), ``<name>.npz`` maps and ``summary.json``."""
-    import matplotlib.pyplot as plt
+    each method's ``view`` of the map with ``sign``, the top-5 classes), ``<name>.npz`` maps and ``summary.json``
+    to ``out``, held as one run (`cnnlens._files.output_folder`: atomic files, a manifest, an earlier run's files
+    replaced; other files, symlinks, a concurrent run and two images with one name refused)."""
+    import numpy as np
 
     from .. import explain
     from .._progress import progress_bar
     from ..viz import compare_panel
 
+    if len({n.casefold() for n in names}) != len(names):
+        raise CnnlensError(f"two images have one output name in {list(names)}; give each its own (see output_names)")
     x = classifier.preprocess(images)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for method, options in progress_bar(methods.items(), desc="methods", unit="method", disable=not progress):
-        t = None if _explains_neuron(method) else target  # a neuron is explained instead of a class
-        results[method] = explain(classifier, x, method, target=t, batch_size=batch_size, seed=seed, **options)
-    first = next(iter(results.values()))
-    by_class = next((e for e in results.values() if e.target is not None), None)
-    probs = first.probabilities
-    pixels = classifier.preprocessing.to_pixels(x)
-    summary: dict[str, Any] = {"model": classifier.name, "images": []}
-    for i, name in enumerate(names):
-        top = probs[i].topk(min(5, probs.shape[1]))
-        tops = [(classifier.class_name(int(j)), float(p)) for p, j in zip(top.values, top.indices, strict=True)]
-        explained = None if by_class is None else classifier.class_name(int(by_class.target[i]))
-        what = f"evidence for '{explained}'" if explained is not None else f"evidence for neuron {first.neuron}"
-        maps = {m: e.attributions[i].detach().cpu() for m, e in results.items()}
-        fig = compare_panel(pixels[i], maps, top_k=tops, sign=sign, view=view, title=f"{name}: {what}")
-        fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        np.savez_compressed(out / f"{name}.npz", **{m: a.numpy() for m, a in maps.items()})
-        for m, e in results.items():
-            if _layer_shaped(m):
-                _channels_figure(e, i, pixels[i], out / f"{name}-{m}-channels.png", f"{name}: {m} at {e.layer}")
-        summary["images"].append(
-            {
-                "image": name,
-                "explained_class": explained,
-                "explained_index": None if by_class is None else int(by_class.target[i]),
-                "top3": [{"class": c, "probability": round(p, 4)} for c, p in tops[:3]],
-                "methods": {m: _method_summary(m, e, i) for m, e in results.items()},
-            }
-        )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with output_folder(out, "explain", model=classifier.name, images=list(names), methods=list(methods)) as folder:
+        results = {}
+        for method, options in progress_bar(methods.items(), desc="methods", unit="method", disable=not progress):
+            t = None if _explains_neuron(method) else target  # a neuron is explained instead of a class
+            results[method] = explain(classifier, x, method, target=t, batch_size=batch_size, seed=seed, **options)
+        first = next(iter(results.values()))
+        by_class = next((e for e in results.values() if e.target is not None), None)
+        probs = first.probabilities
+        pixels = classifier.preprocessing.to_pixels(x)
+        summary: dict[str, Any] = {"model": classifier.name, "images": []}
+        for i, name in enumerate(names):
+            top = probs[i].topk(min(5, probs.shape[1]))
+            tops = [(classifier.class_name(int(j)), float(p)) for p, j in zip(top.values, top.indices, strict=True)]
+            explained = None if by_class is None else classifier.class_name(int(by_class.target[i]))
+            what = f"evidence for '{explained}'" if explained is not None else f"evidence for neuron {first.neuron}"
+            maps = {m: e.attributions[i].detach().cpu() for m, e in results.items()}
+            fig = compare_panel(pixels[i], maps, top_k=tops, sign=sign, view=view, title=f"{name}: {what}")
+            save_figure(fig, folder.file(f"{name}.png"))
+            with atomic_open(folder.file(f"{name}.npz"), "wb") as f:
+                np.savez_compressed(f, **{m: a.numpy() for m, a in maps.items()})
+            for m, e in results.items():
+                if _layer_shaped(m):
+                    path = folder.file(f"{name}-{m}-channels.png")
+                    _channels_figure(e, i, pixels[i], path, f"{name}: {m} at {e.layer}")
+            summary["images"].append(
+                {
+                    "image": name,
+                    "explained_class": explained,
+                    "explained_index": None if by_class is None else int(by_class.target[i]),
+                    "top3": [{"class": c, "probability": round(p, 4)} for c, p in tops[:3]],
+                    "methods": {m: _method_summary(m, e, i) for m, e in results.items()},
+                }
+            )
+        write_json(folder.file("summary.json"), summary)
     return summary
 
 
@@ -156,14 +168,11 @@ def _layer_shaped(method: str) -> bool:
 
 def _channels_figure(e: Any, i: int, pixels: Any, path: Path, title: str) -> None:
     """The layer attribution's top channels with their feature maps (when the method kept them)."""
-    import matplotlib.pyplot as plt
-
     from ..viz import layer_channels_figure
 
     acts = e.info.get("activations")
     fig = layer_channels_figure(e.attributions[i], None if acts is None else acts[i], pixels, top=8, title=title)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _method_summary(m: str, e: Any, i: int) -> dict[str, Any]:
@@ -193,14 +202,24 @@ def _relative(e: Any, i: int) -> float:
     return delta / gap if gap else float("inf")
 
 
-def _stems(paths: list[str]) -> list[str]:
-    """Output names: the file stems, made unique (``cat``, ``cat-2``) when two images share one."""
-    seen: dict[str, int] = {}
+def output_names(paths: list[str]) -> list[str]:
+    """One output name per input: the file stem; stems that several inputs share get their extension
+    (``a.png``, ``a.jpg`` -> ``a-png``, ``a-jpg``), then a number (``cat``, ``cat-2``) when still shared. Names are
+    compared without case, as case-insensitive file systems do."""
+    stems = [Path(p).stem or Path(p).name for p in paths]
+    shared = {s.casefold() for s in stems if sum(t.casefold() == s.casefold() for t in stems) > 1}
+    wanted = [
+        f"{s}-{Path(p).suffix.lstrip('.')}" if s.casefold() in shared and Path(p).suffix else s
+        for s, p in zip(stems, paths, strict=True)
+    ]
+    taken: set[str] = set()
     names = []
-    for p in paths:
-        stem = Path(p).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    for name in wanted:
+        unique, k = name, 2
+        while unique.casefold() in taken or (unique != name and unique.casefold() in {w.casefold() for w in wanted}):
+            unique, k = f"{name}-{k}", k + 1
+        taken.add(unique.casefold())
+        names.append(unique)
     return names
 
 
@@ -213,22 +232,14 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     given = layer_options(methods, args.layer, neuron)
     options = method_options(methods, args.set, given)  # names and options are checked before the model is loaded
     images = [load_image(p) for p in args.images]
-    classifier = load_classifier(args)
-    target = parse_target(classifier, args.target)
     out = Path(args.out)
-    summary = explain_images(
-        classifier,
-        images,
-        _stems(args.images),
-        options,
-        out,
-        target=target,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.no_progress,
-        sign=args.sign,
-        view=args.view,
-    )
+    names = output_names(args.images)
+    with output_folder(out, "explain", model=model_name(args), images=names, methods=methods) as folder:
+        classifier = load_classifier(args)
+        check_sizes(classifier, {p: im.size for p, im in zip(args.images, images, strict=True)})
+        target = parse_target(classifier, args.target)
+        run = {"target": target, "batch_size": args.batch_size, "seed": args.seed, "progress": not args.no_progress}
+        summary = explain_images(classifier, images, names, options, folder, sign=args.sign, view=args.view, **run)
     for item in summary["images"]:
         tops = ", ".join(f"{t['class']} {t['probability']:.0%}" for t in item["top3"])
         what = f"class '{item['explained_class']}'" if item["explained_class"] is not None else f"neuron {neuron}"
@@ -265,10 +276,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=None, metavar="CLASS", help="class index or name (default: predicted class)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", help="method option, repeatable")
     p.add_argument(
-        "--sign", default="absolute", choices=SIGNS, help="which evidence the panels show (default absolute)"
+        "--sign", default="absolute", choices=load()["signs"], help="which evidence the panels show (default absolute)"
     )
-    p.add_argument("--view", default="blended_heat_map", choices=VIEWS, help="how maps are drawn (default blended)")
+    p.add_argument(
+        "--view", default="blended_heat_map", choices=load()["views"], help="how maps are drawn (default blended)"
+    )
     p.add_argument("--out", metavar="DIR", default="out/explain", help="output folder (default out/explain)")
-    add_model_options(p, "efficientnet_lite0")
+    add_model_options(p)
     add_run_options(p)
     p.set_defaults(func=_cmd_explain)

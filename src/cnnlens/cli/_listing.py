@@ -1,43 +1,43 @@
-"""``cnnlens methods``, ``cnnlens metrics``, ``cnnlens models``: what the registries hold."""
+"""``cnnlens methods``, ``cnnlens metrics``, ``cnnlens models``: what the registries hold.
+
+The method and metric listings are the registries' own text from the catalog (``_catalog.py``), so that they
+start without importing torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from .._errors import unknown_name
+from ._catalog import load
 
-def _print(info: Any, options: bool) -> None:
-    from .._options import describe
 
-    print(info)
-    if options and info.options:
-        print("\n".join("  " + line for line in describe(info.options).splitlines()[1:]))
+def _listing(kind: str, names: list[str], options: bool, category: str | None = None) -> None:
+    entries = load()[f"{kind}s"]
+    known = [e["name"] for e in entries]
+    for name in names:
+        if name not in known:
+            raise unknown_name(kind, name, known)  # the registry's own error, with close matches
+    for entry in entries:
+        if (not names or entry["name"] in names) and category in (None, entry.get("category")):
+            print(entry["line"])
+            if options and entry["options"]:
+                print(entry["options"])
 
 
 def _cmd_methods(args: argparse.Namespace) -> None:
-    from ..attribution import get_method, method_table, methods
-
     if args.markdown:
-        print(method_table())
+        print(load()["method_table"])
         return
-    for name in args.names:
-        get_method(name)  # a clear error, with close matches, for an unknown name
-    for info in methods(args.category):
-        if not args.names or info.name in args.names:
-            _print(info, args.options)
+    _listing("method", args.names, args.options, args.category)
 
 
 def _cmd_metrics(args: argparse.Namespace) -> None:
-    from ..quality import get_metric, metric_table, metrics
-
     if args.markdown:
-        print(metric_table())
+        print(load()["metric_table"])
         return
-    for name in args.names:
-        get_metric(name)
-    for info in metrics():
-        if not args.names or info.name in args.names:
-            _print(info, args.options)
+    _listing("metric", args.names, args.options)
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -49,11 +49,9 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register the listing commands."""
-    from ..attribution._registry import CATEGORIES
-
     p = sub.add_parser("methods", parents=[common], help="list the attribution methods (from the registry)")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these methods")
-    p.add_argument("--category", default=None, choices=CATEGORIES, help="only this category")
+    p.add_argument("--category", default=None, choices=load()["categories"], help="only this category")
     p.add_argument("--markdown", action="store_true", help="print the README's method table")
     p.add_argument("--options", action="store_true", help="also list each option: default, accepted values, meaning")
     p.set_defaults(func=_cmd_methods)

@@ -6,13 +6,13 @@ import argparse
 import dataclasses
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError
-from .._guard import frozen
+from .._errors import CnnlensError, CnnlensWarning
 
 
 def positive_int(text: str) -> int:
@@ -67,14 +67,20 @@ def add_run_options(p: argparse.ArgumentParser, *, batch_default: int | None = N
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
 
-def add_model_options(p: argparse.ArgumentParser, default: str) -> None:
+DEFAULT_MODEL = "efficientnet_lite0"
+"""The model of every command when ``--model`` is not given: the bundled ImageNet photo classifier."""
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
     """``--model`` and everything that says how to load and feed it."""
     g = p.add_argument_group("model options")
     g.add_argument(
         "--model",
-        default=default,
+        default=None,
         metavar="M",
-        help=f"bundled name (see `cnnlens models`), TorchScript file or state-dict file with --arch (default {default})",
+        help="bundled name (see `cnnlens models`), TorchScript file or state-dict file with --arch (default "
+        f"{DEFAULT_MODEL}, the ImageNet photo classifier; digits_cnn for the bundled digits). A bundled name wins "
+        "over a file of that name; write ./NAME for the file",
     )
     g.add_argument(
         "--arch",
@@ -221,6 +227,8 @@ def _check_outputs(classifier: Any, name: str) -> None:
     """One forward pass on a blank input: the model must return (1, K) logits, K matching the class names."""
     import torch
 
+    from .._guard import frozen
+
     size = classifier.preprocessing.input_size
     try:
         with frozen(classifier.module), torch.no_grad():
@@ -232,7 +240,7 @@ def _check_outputs(classifier: Any, name: str) -> None:
     try:
         classifier.check_logits(out)
     except CnnlensError as e:
-        raise CnnlensError(f"the model {name!r}: {e} Check --classes (one name per output) and --input-size") from e
+        raise CnnlensError(f"the model {name!r}: {e}") from e
 
 
 @contextmanager
@@ -253,24 +261,58 @@ def _last_line(err: BaseException) -> str:
     return lines[-1].strip() if lines else type(err).__name__
 
 
+def model_name(args: argparse.Namespace) -> str:
+    """``--model``, or the default model."""
+    return str(args.model) if args.model is not None else DEFAULT_MODEL
+
+
+def check_digits_input(args: argparse.Namespace, texts: list[str], option: str) -> None:
+    """The bundled ``digits:`` data are 32x32 digits for ``digits_cnn``: with the default (photo) model, say so
+    instead of running it on them. Checked before any model is loaded."""
+    digits = [t for t in texts if t.startswith("digits:") and not Path(t).exists()]
+    if digits and args.model is None:
+        raise CnnlensError(
+            f"{option} {digits[0]} is the bundled 32x32 handwritten digits, made for the digits_cnn model; the "
+            f"default model {DEFAULT_MODEL} is an ImageNet photo classifier. Pass --model digits_cnn"
+        )
+
+
+def check_sizes(classifier: Any, sizes: dict[str, tuple[int, int]]) -> None:
+    """Warn when images are far from the model's input size (a photo for a 32x32 digits model, a thumbnail for a
+    224x224 photo model): a sign of the wrong model. ``sizes``: name -> (width, height)."""
+    height, width = classifier.preprocessing.input_size
+    side = min(height, width)
+    odd = {n: s for n, s in sizes.items() if (side <= 64 and min(s) >= 4 * side) or 4 * min(s) <= side}
+    if odd:
+        name, (w, h) = next(iter(odd.items()))
+        warnings.warn(
+            f"{len(odd)} of {len(sizes)} image(s) are far from the {height}x{width} input of {classifier.name} "
+            f"(e.g. {name}: {w}x{h} pixels); is it the right model? (--model; {DEFAULT_MODEL} takes photos, "
+            "digits_cnn 32x32 digits)",
+            CnnlensWarning,
+            stacklevel=2,
+        )
+
+
 def load_classifier(args: argparse.Namespace) -> Any:
     """The ``Classifier`` the model options describe, on the chosen device, ready to take images."""
     import torch
 
     from ..models import bundled_models, load_model
 
+    model = model_name(args)
     device = resolve_device(args.device)
     names = read_classes(args.classes) if args.classes is not None else None
-    if args.arch is None and args.num_classes is not None and args.model not in bundled_models():
+    if args.arch is None and args.num_classes is not None and model not in bundled_models():
         raise CnnlensError("--num-classes is only used with --arch (to build the class for a state-dict file)")
     with _cwd_on_path(args.arch is not None):
         classifier = load_model(
-            args.model, spec=args.arch, class_names=names, num_classes=args.num_classes, map_location=device
+            model, spec=args.arch, class_names=names, num_classes=args.num_classes, map_location=device
         )
-    classifier.preprocessing = _preprocessing(args, classifier.preprocessing, args.model)
+    classifier.preprocessing = _preprocessing(args, classifier.preprocessing, model)
     classifier.to(device)
-    if args.model not in bundled_models():
-        _check_outputs(classifier, args.model)
+    if model not in bundled_models():
+        _check_outputs(classifier, model)
     torch.manual_seed(getattr(args, "seed", 0))
     return classifier
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
+from .._files import output_folder, write_json, write_text
+from ._catalog import load
 from ._data import read_image
 from ._explain import method_options
 from ._options import (
     add_model_options,
     add_run_options,
+    check_digits_input,
+    check_sizes,
     load_classifier,
     method_names,
+    model_name,
     names_list,
     parse_target,
     repeated,
@@ -73,25 +77,27 @@ def _cmd_scorecard(args: argparse.Namespace) -> None:
     methods = method_names(args.methods) or []
     options = method_options(methods, args.set)  # names and options are checked before the model is loaded
     metrics = metric_options(names_list(args.metrics), args.metric_set)
+    check_digits_input(args, args.images, "IMAGE")
     images = [read_image(text) for text in args.images]
-    classifier = load_classifier(args)
-    target = parse_target(classifier, args.target)
-    card = scorecard(
-        classifier,
-        classifier.preprocess(images),
-        options,
-        target=target,
-        metrics=metrics,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    card.to_csv(out / "scorecard.csv")
-    (out / "scorecard.md").write_text(card.to_markdown() + "\n", encoding="utf-8")
-    summary = {"model": classifier.name, "images": list(args.images), "target": target, **card.to_dict()}
-    (out / "scorecard.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    with output_folder(out, "scorecard", model=model_name(args), images=list(args.images)) as folder:
+        classifier = load_classifier(args)
+        check_sizes(classifier, {text: im.size for text, im in zip(args.images, images, strict=True)})
+        target = parse_target(classifier, args.target)
+        card = scorecard(
+            classifier,
+            classifier.preprocess(images),
+            options,
+            target=target,
+            metrics=metrics,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
+        card.to_csv(folder.file("scorecard.csv"))
+        write_text(folder.file("scorecard.md"), card.to_markdown() + "\n")
+        summary = {"model": classifier.name, "images": list(args.images), "target": target, **card.to_dict()}
+        write_json(folder.file("scorecard.json"), summary)
     print(card)
     for note in card.notes:
         print(f"note: {note}")
@@ -101,10 +107,8 @@ def _cmd_scorecard(args: argparse.Namespace) -> None:
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``scorecard``."""
-    from ..quality import metrics
-
-    defaults = ", ".join(_default_metrics())
-    known = ", ".join(m.name for m in metrics())
+    defaults = ", ".join(load()["scorecard_metrics"])
+    known = ", ".join(m["name"] for m in load()["metrics"])
     p = sub.add_parser(
         "scorecard",
         parents=[common],
@@ -133,6 +137,6 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--target", default=None, metavar="CLASS", help="class index or name (default: predicted class)")
     p.add_argument("--out", metavar="DIR", default="out/scorecard", help="output folder (default out/scorecard)")
-    add_model_options(p, "efficientnet_lite0")
+    add_model_options(p)
     add_run_options(p)
     p.set_defaults(func=_cmd_scorecard)

@@ -8,8 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CnnlensError
-from ._data import DATA_HELP, add_on_error, open_data
-from ._options import add_model_options, add_run_options, load_classifier, method_names, needs_hooks, repeated
+from .._files import output_folder
+from ._data import DATA_HELP, add_class_map, add_on_error, open_data
+from ._options import (
+    add_model_options,
+    add_run_options,
+    check_digits_input,
+    load_classifier,
+    method_names,
+    model_name,
+    needs_hooks,
+    repeated,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -34,36 +44,66 @@ def split_data(items: list[str]) -> list[tuple[str | None, str]]:
     return parsed
 
 
+def _report_store(args: argparse.Namespace) -> None:
+    """``report --store``: the report of a finished ``cnnlens run`` store, nothing recomputed."""
+    from ..store import open_store
+
+    if args.methods is not None or args.perturbation_methods is not None:
+        raise CnnlensError("--store reports the store's own methods; leave out --methods and --perturbation-methods")
+    if args.data is not None and len(args.data) > 1:
+        raise CnnlensError("with --store give at most one --data (where the store's images are, if they moved)")
+    store = open_store(args.store)
+    with output_folder(args.out, "report", store=str(args.store)) as folder:  # held before any work
+        classifier = load_classifier(args) if args.model is not None else None  # None: the store's own model
+        path = store.report(
+            folder,
+            model=classifier,
+            data=args.data[0] if args.data else None,
+            scorecard=not args.no_scorecard,
+            progress=not args.no_progress,
+            title=args.title,
+        )
+    print(f"report: {path}")
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
+    if args.store is not None:
+        _report_store(args)
+        return
+    if not args.data:
+        raise CnnlensError("give --data DATA (or --store STORE to report a cnnlens run store)")
     parsed = split_data(args.data)
     methods = method_names(args.methods)
     perturbation = method_names(args.perturbation_methods, "--perturbation-methods")
-    classifier = load_classifier(args)
-    needs_hooks(classifier, "report")
-    opened = {name: open_data(spec, classifier, args.on_error) for name, spec in parsed}
-    data: Any = opened.get(None, opened)
-    from ..report import model_report  # imported here: only this command needs the report machinery
+    check_digits_input(args, [spec for _, spec in parsed], "--data")
+    specs = {name or "data": spec for name, spec in parsed}
+    with output_folder(args.out, "report", model=model_name(args), data=specs) as folder:  # held before any work
+        classifier = load_classifier(args)
+        needs_hooks(classifier, "report")
+        opened = {name: open_data(spec, classifier, args) for name, spec in parsed}
+        from ..report import model_report  # imported here: only this command needs the report machinery
 
-    path = model_report(
-        classifier,
-        data,
-        Path(args.out),
-        methods=methods,
-        perturbation_methods=perturbation,
-        scorecard=not args.no_scorecard,
-        concepts=not args.no_concepts,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.no_progress,
-        title=args.title,
-    )
+        path = model_report(
+            classifier,
+            opened.get(None, opened),
+            folder,
+            methods=methods,
+            perturbation_methods=perturbation,
+            scorecard=not args.no_scorecard,
+            concepts=not args.no_concepts,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=not args.no_progress,
+            title=args.title,
+        )
     print(f"report: {path}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from ..report import demo
 
-    path = demo(out=args.out, progress=not args.no_progress)
+    with output_folder(args.out, "demo") as folder:  # held before any work
+        path = demo(out=folder, progress=not args.no_progress)
     print(f"report: {path}")
 
 
@@ -73,9 +113,15 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         action="append",
-        required=True,
+        default=None,
         metavar="[NAME=]DATA",
         help=f"{DATA_HELP}; repeat as NAME=DATA to compare datasets (e.g. clean=digits:test field=digits:field)",
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        metavar="STORE",
+        help="report a finished `cnnlens run` store (its model, data, maps and scores; nothing recomputed)",
     )
     p.add_argument("--out", metavar="DIR", default="out/report", help="output folder (default out/report)")
     p.add_argument(
@@ -96,7 +142,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--title", default=None, help="report title")
     add_on_error(p)
-    add_model_options(p, "digits_cnn")
+    add_class_map(p)
+    add_model_options(p)
     add_run_options(p)
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser("demo", parents=[common], help="the report on the bundled models and data (offline)")

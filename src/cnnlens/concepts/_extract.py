@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, say
 from .._guard import frozen
 from .._progress import honours_progress, progress_bar
 from ..models import Classifier, Cut, cut_at
@@ -157,13 +157,13 @@ def extract(
     module = _as_module(model)
     index, name = class_index(model, class_, data)
     if int(n_concepts) < 1:
-        raise CnnlensError(f"n_concepts must be at least 1; got {n_concepts}.")
+        raise CnnlensError(f"{say('n_concepts', '--concepts')} must be at least 1; got {n_concepts}.")
     if int(crops_per_scale) < 1 or not scales or not all(0 < float(v) <= 1 for v in scales):
         raise CnnlensError(
             f"crops need crops_per_scale >= 1 and scales in (0, 1]; got {crops_per_scale} and {tuple(scales)}."
         )
     if int(images) < MIN_IMAGES:
-        raise CnnlensError(f"images must be at least {MIN_IMAGES}; got {images}.")
+        raise CnnlensError(f"{say('images', '--images')} must be at least {MIN_IMAGES}; got {images}.")
     x, ids = class_images(model, data, index, int(images), seed)
     if len(x) < MIN_IMAGES:
         raise CnnlensError(
@@ -183,7 +183,8 @@ def extract(
         seconds["model"] += time.perf_counter() - start
         if int(n_concepts) > a.shape[1]:
             raise CnnlensError(
-                f"layer {chosen.name} has {a.shape[1]} channels; ask for at most that many concepts (n_concepts)."
+                f"layer {chosen.name} has {a.shape[1]} channels; ask for at most that many concepts "
+                f"({say('n_concepts', '--concepts')})."
             )
 
         start = time.perf_counter()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, say
 from .._guard import frozen, model_device
 from ..models import Classifier, cut_at, get_layer
 from ..models._layers import _as_module
@@ -77,7 +77,7 @@ def class_images(model: Any, data: Any, index: int, limit: int, seed: int) -> tu
             shown = [names[i] if names is not None and i < len(names) else str(i) for i in present]
             raise CnnlensError(
                 f"the data has no images of class {index} ({_name(model, data, index)}); classes present: "
-                f"{', '.join(shown[:20])}. Pass --class / class_= one of them, or data that holds the class."
+                f"{', '.join(shown[:20])}. Pass {say('class_=', '--class')} one of them, or data that holds the class."
             )
         if len(chosen) > limit:
             chosen = np.sort(np.random.default_rng(seed).choice(chosen, size=limit, replace=False))
@@ -151,7 +151,7 @@ def choose_layer(model: Any, x: T, layer: str | None) -> Layer:
                 return Layer(name, low < 0)
         raise CnnlensError(
             f"the last layers before pooling ({', '.join(n for n, _ in candidates[-4:])}) have negative outputs "
-            f"that the model uses; pass layer= (--layer) a layer right after a ReLU."
+            f"that the model uses; pass {say('layer=', '--layer')} a layer right after a ReLU."
         )
     get_layer(module, layer)  # a clear error for an unknown name
     lows = dict(candidates)
@@ -166,7 +166,7 @@ def choose_layer(model: Any, x: T, layer: str | None) -> Layer:
     hint = f" such as {good[-1]} (the last one with non-negative outputs)" if good else " right after a ReLU"
     raise CnnlensError(
         f"layer {layer} has negative outputs (min {lows[layer]:.3g}) that the model uses; concepts factorize "
-        f"non-negative activations: pass a layer{hint}."
+        f"non-negative activations: pass {say('layer=', '--layer')} a layer{hint}."
     )
 
 

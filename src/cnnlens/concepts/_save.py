@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._files import save_figure, write_json
+from .._files import OutputFolder, output_folder, save_figure, write_json
 from ._extract import Concepts
 from ._local import explain_image
 
@@ -45,19 +45,19 @@ def summary(concepts: Concepts) -> dict[str, Any]:
     }
 
 
-def save_concepts(concepts: Concepts, out: str | os.PathLike[str], images: Sequence[Any] = ()) -> dict[str, Path]:
+def save_concepts(
+    concepts: Concepts, out: str | os.PathLike[str] | OutputFolder, images: Sequence[Any] = ()
+) -> dict[str, Path]:
     """Write ``gallery.png``, ``concepts.json`` and, for each of ``images``, ``image_<i>.png`` (the image in the
-    concepts) into the folder ``out``; returns the paths by name."""
+    concepts) into the folder ``out``, held as one run (see ``cnnlens._files.output_folder``); returns the paths."""
     from ..viz import concept_gallery_figure, concept_overlay_figure
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {
-        "gallery": save_figure(concept_gallery_figure(concepts), out / "gallery.png"),
-        "summary": write_json(out / "concepts.json", summary(concepts)),
-    }
-    for i, image in enumerate(images):
-        written[f"image_{i}"] = save_figure(
-            concept_overlay_figure(explain_image(concepts, image)), out / f"image_{i}.png"
-        )
+    with output_folder(out, "concepts", class_=concepts.class_name, layer=concepts.layer) as folder:
+        written = {
+            "gallery": save_figure(concept_gallery_figure(concepts), folder.file("gallery.png")),
+            "summary": write_json(folder.file("concepts.json"), summary(concepts)),
+        }
+        for i, image in enumerate(images):
+            fig = concept_overlay_figure(explain_image(concepts, image))
+            written[f"image_{i}"] = save_figure(fig, folder.file(f"image_{i}.png"))
     return written

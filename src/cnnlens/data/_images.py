@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnnlens._errors import CnnlensError
+from cnnlens._errors import CnnlensError, CnnlensWarning, say
 
 SAMPLE_IMAGES: tuple[str, ...] = ("chelsea", "coffee", "astronaut", "rocket")
 
 _WHITE = (255, 255, 255, 255)
+MAX_ASPECT = 50
+"""Images more than this many times wider than high (or higher than wide) are refused as absurd."""
 
 
 def load_image(x: str | os.PathLike[str] | Image.Image | np.ndarray) -> Image.Image:
     """Return ``x`` (a file path, PIL image or NumPy array) as an RGB PIL image.
 
     Transparent images are composited on white; 16-bit images are scaled to 8 bit;
-    float arrays must hold values in [0, 1].
+    float arrays must hold values in [0, 1]. Files are checked before their pixels are decoded: more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression bomb) or an aspect ratio over `MAX_ASPECT` raise a
+    ``CnnlensError`` naming the file; of a file with several frames (GIF, TIFF, APNG...) the first is used, and a
+    ``CnnlensWarning`` says so.
     """
     if isinstance(x, (str, os.PathLike)):
         return _from_path(Path(x))
     if isinstance(x, Image.Image):
+        check_aspect(x.size, "given")
         return _to_rgb(x)
     if isinstance(x, np.ndarray):
+        if x.ndim >= 2:
+            check_aspect((x.shape[1], x.shape[0]), f"array of shape {x.shape}")
         return _from_array(x)
     raise CnnlensError(
         f"Cannot read an image from a {type(x).__name__}. Pass a file path, a PIL image "
@@ -36,19 +47,85 @@ def load_image(x: str | os.PathLike[str] | Image.Image | np.ndarray) -> Image.Im
 
 def _from_path(path: Path) -> Image.Image:
     if not path.exists():
+        if path.is_symlink():
+            raise CnnlensError(f"Image file {str(path)!r} is {unreadable(path)}. Fix or remove the link.")
         raise CnnlensError(f"Image file not found: {str(path)!r}. Check the path and try again.")
     if path.is_dir():
         raise CnnlensError(f"{str(path)!r} is a directory; pass the path of an image file.")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # the size is checked below, with a clearer message, before decoding
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+    except Image.DecompressionBombError as e:
+        claimed = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(claimed.group(1)) / 1e6:.0f} megapixels" if claimed else str(e)
+        raise CnnlensError(_bomb_message(path, size)) from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise _undecodable(path, e) from e
+    with opened as im:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and im.width * im.height > limit:
+            raise CnnlensError(_bomb_message(path, f"{im.width}x{im.height} pixels"))
+        check_aspect(im.size, repr(str(path)))
+        if getattr(im, "is_animated", False) and im.format != "MPO":  # MPO: a photo, then its previews/depth
+            frames = getattr(im, "n_frames", "several")
+            warnings.warn(
+                f"{str(path)!r} holds {frames} frames ({im.format}); the first frame is used",
+                CnnlensWarning,
+                stacklevel=2,
+            )
+        try:
             im.load()
             rgb = _to_rgb(ImageOps.exif_transpose(im))
-            return rgb.copy() if rgb is im else rgb
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+            raise _undecodable(path, e) from e
+        return rgb.copy() if rgb is im else rgb
+
+
+def _undecodable(path: Path, e: BaseException) -> CnnlensError:
+    return CnnlensError(
+        f"Could not decode the image file {str(path)!r} ({type(e).__name__}: {e}). "
+        "The file may be truncated, corrupt or not an image; re-export it as PNG or JPEG."
+    )
+
+
+def _bomb_message(path: Path, size: str) -> str:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    fix = say(
+        "If it is a genuine image, downscale it first or raise PIL.Image.MAX_IMAGE_PIXELS",
+        "If it is a genuine image, downscale it first (e.g. to 4096 pixels on the long side)",
+    )
+    return (
+        f"Image file {str(path)!r} claims more pixels than the {limit / 1e6:.0f} megapixels that "
+        f"PIL.Image.MAX_IMAGE_PIXELS allows ({size}); it may be a decompression bomb and was not decoded. {fix}."
+    )
+
+
+def check_aspect(size: tuple[int, int], name: str) -> None:
+    """Raise ``CnnlensError`` when an image of ``size`` (width, height) is more than `MAX_ASPECT` times wider than
+    high or higher than wide: resizing its short side to a model's input would make it huge."""
+    width, height = size
+    if max(width, height) > MAX_ASPECT * max(min(width, height), 1):
+        ratio = max(width, height) // max(min(width, height), 1)
         raise CnnlensError(
-            f"Could not decode the image file {str(path)!r} ({type(e).__name__}: {e}). "
-            "The file may be truncated, corrupt or not an image; re-export it as PNG or JPEG."
-        ) from e
+            f"Image {name} is {width}x{height} pixels, an aspect ratio of {ratio}:1 (cnnlens takes up to "
+            f"{MAX_ASPECT}:1): resized for a model it would become a huge strip or be squeezed beyond recognition. "
+            "Crop it into pieces first."
+        )
+
+
+def unreadable(path: Path) -> str:
+    """Why ``path``, which cannot be opened, cannot be read: a broken symlink, a symlink loop, or the OS error."""
+    try:
+        path.stat()
+        return "unreadable"
+    except OSError as error:
+        if not path.is_symlink():
+            return f"unreadable ({error.strerror})"
+        target = os.readlink(path)
+        if error.errno == errno.ELOOP:
+            return f"a symlink loop (it points to {target!r}, which leads back to itself)"
+        return f"a broken symlink (it points to {target!r}, which does not exist)"
 
 
 def _composite_on_white(im: Image.Image) -> Image.Image:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlens._errors import CnnlensError, CnnlensWarning
+from cnnlens._errors import CnnlensError, CnnlensWarning, say
 from cnnlens._guard import frozen, model_device
 from cnnlens.evaluate._evaluation import Evaluation
 from cnnlens.models import Classifier
@@ -65,7 +65,10 @@ def evaluate(
                     item, label = dataset[i]
                 except CnnlensError as e:
                     if on_error == "raise":
-                        raise CnnlensError(f"Sample {ids[i]!r} cannot be read: {e}") from e
+                        fix = say(
+                            "on_error='report' to skip unreadable samples", "--on-error report to skip unreadable files"
+                        )
+                        raise CnnlensError(f"Sample {ids[i]!r} cannot be read: {e} (or pass {fix})") from e
                     newly_skipped.append((ids[i], str(e)))
                     continue
                 items.append(item)
@@ -78,7 +81,8 @@ def evaluate(
     if newly_skipped:
         listing = "; ".join(i for i, _ in newly_skipped[:10]) + (" ..." if len(newly_skipped) > 10 else "")
         warnings.warn(
-            f"Skipped {len(newly_skipped)} unreadable sample(s) (listed in Evaluation.skipped): {listing}",
+            f"Skipped {len(newly_skipped)} unreadable sample(s) ({say('listed in Evaluation.skipped', 'listed below')}): "
+            f"{listing}",
             CnnlensWarning,
             stacklevel=2,
         )
@@ -111,8 +115,12 @@ def _class_names(model: Any, dataset: Any, classes: Sequence[str] | None) -> lis
     if data_names is not None and model_names is not None and list(data_names) != list(model_names):
         raise CnnlensError(
             f"The dataset's classes {list(data_names)[:10]} differ from the model's {list(model_names)[:10]}; "
-            "label index i must mean the model's output i. Build the dataset with classes=model.class_names "
-            "(ImageFolder/CsvImages take classes=), or pass classes= to evaluate."
+            "label index i must mean the model's output i. "
+            + say(
+                "Build the dataset with classes=model.class_names (ImageFolder/CsvImages take classes=), or pass "
+                "classes= to evaluate.",
+                "Name the class folders (or CSV labels) after the model's classes, or map them with --class-map.",
+            )
         )
     names = data_names if data_names is not None else model_names
     if names is None:
@@ -135,7 +143,14 @@ def _predict(model: Any, module: nn.Module, items: list[Any], device: torch.devi
         )
     with torch.no_grad():
         logits = module(x)
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] != k:
+    if isinstance(logits, torch.Tensor) and logits.ndim == 2 and logits.shape[1] != k:
+        fix = say(
+            "give the model its class names (load_model(..., class_names=[...])) and build the dataset with "
+            "classes=model.class_names, or pass classes= to evaluate",
+            "give --classes with the model's class names (one per output): class folders are matched to them",
+        )
+        raise CnnlensError(f"The model returns {logits.shape[1]} scores per image but there are {k} classes; {fix}.")
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise CnnlensError(f"The model must return (batch, {k}) logits for {k} classes; got {shape}.")
     return torch.softmax(logits.double(), dim=1).cpu().numpy()

@@ -6,12 +6,14 @@ from cnnlens.models._cut import Cut, State, cut_at
 from cnnlens.models._digits import DigitsCNN, digits_cnn
 from cnnlens.models._layers import get_layer, last_conv_layer, layer_names
 from cnnlens.models._loading import load_model
+from cnnlens.models._outputs import SelectOutput
 
 __all__ = [
     "Classifier",
     "Cut",
     "DigitsCNN",
     "Preprocessing",
+    "SelectOutput",
     "State",
     "bundled_models",
     "cut_at",

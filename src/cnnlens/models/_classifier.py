@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnlens._errors import CnnlensError
+from cnnlens._errors import CnnlensError, say
 from cnnlens._guard import frozen, model_device
 from cnnlens.data import load_image
 
@@ -59,8 +59,9 @@ class Preprocessing:
         if self.resize is not None:
             if int(self.resize) < max(size):
                 raise CnnlensError(
-                    f"resize ({self.resize}) must be >= the largest side of input_size {size} so that the "
-                    "center crop fits; or use resize=None to resize straight to input_size."
+                    f"{say('resize', '--resize')} ({self.resize}) must be >= the largest side of "
+                    f"{say('input_size', '--input-size')} {size} so that the center crop fits; or "
+                    + say("use resize=None to resize straight to input_size.", "leave out --resize.")
                 )
             object.__setattr__(self, "resize", int(self.resize))
         object.__setattr__(self, "mean", _triple(self.mean, "mean"))
@@ -196,7 +197,8 @@ class Classifier:
         if linears:
             return int(linears[-1].out_features)
         raise CnnlensError(
-            "Cannot tell how many classes this model has; pass class_names= or num_classes= to load_model."
+            "Cannot tell how many classes this model has; "
+            + say("pass class_names= or num_classes= to load_model.", "give --classes.")
         )
 
     def class_name(self, i: int) -> str:
@@ -228,7 +230,7 @@ class Classifier:
         if self.class_names is not None and logits.shape[1] != len(self.class_names):
             raise CnnlensError(
                 f"The model returns {logits.shape[1]} scores but has {len(self.class_names)} class names; "
-                "pass class_names matching the model's outputs."
+                + say("pass class_names matching the model's outputs.", "give --classes with one name per output.")
             )
         return logits
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from cnnlens._errors import CnnlensError
+from cnnlens._errors import CnnlensError, say
+from cnnlens._files import write_json
 from cnnlens.data._digits import DIGITS_SIZE, digits
 from cnnlens.models._classifier import Classifier, Preprocessing
 
@@ -105,7 +106,8 @@ def digits_cnn(
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
             raise CnnlensError(
-                f"The cached digits model {str(path)!r} cannot be read ({e}); delete it or pass retrain=True."
+                f"The cached digits model {str(path)!r} cannot be read ({e}); delete it"
+                + say(" or pass retrain=True.", " (it is trained again on the next run).")
             ) from e
         info = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
         info["cached"] = True
@@ -126,8 +128,9 @@ def _save(model: nn.Module, info: dict[str, float], path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
             torch.save(model.state_dict(), f)
         os.replace(f.name, path)
-        path.with_suffix(".json").write_text(json.dumps(info))
+        write_json(path.with_suffix(".json"), info)
     except OSError as e:
         raise CnnlensError(
-            f"Cannot write the digits model cache to {str(path.parent)!r} ({e}); pass cache_dir= a writable folder."
+            f"Cannot write the digits model cache to {str(path.parent)!r} ({e}); "
+            + say("pass cache_dir= a writable folder.", "make that folder writable.")
         ) from e

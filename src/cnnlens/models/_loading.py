@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens._errors import CnnlensError
+from cnnlens._errors import CnnlensError, CnnlensWarning, say
 from cnnlens.models._bundled import _REGISTRY, _load_bundled, bundled_models
 from cnnlens.models._classifier import Classifier, Preprocessing
 
-_SPEC_HINT = "spec='package.module:ClassName'"
+
+def _spec_hint() -> str:
+    return say("spec='package.module:ClassName'", "--arch package.module:ClassName")
 
 
 def load_model(
@@ -40,7 +42,10 @@ def load_model(
     prep = _as_preprocessing(preprocessing)
     names = None if class_names is None else [str(c) for c in class_names]
     if names is not None and num_classes is not None and len(names) != num_classes:
-        raise CnnlensError(f"num_classes={num_classes} but {len(names)} class names were given; make them agree.")
+        raise CnnlensError(
+            f"{say('num_classes=', '--num-classes ')}{num_classes} but {len(names)} class names were given; "
+            "make them agree."
+        )
 
     if isinstance(name_or_path, nn.Module):
         if spec is not None:
@@ -53,7 +58,15 @@ def load_model(
             f"load_model takes a bundled model name, a file path or an nn.Module; got {type(name_or_path).__name__}."
         )
     path = Path(name_or_path)
-    if isinstance(name_or_path, str) and name_or_path in _REGISTRY and not path.exists():
+    if isinstance(name_or_path, str) and name_or_path in _REGISTRY:  # a bare name: the bundled model wins
+        if path.exists():
+            warnings.warn(
+                f"{name_or_path!r} is a bundled model; the {'folder' if path.is_dir() else 'file'} of that name in "
+                f"the current folder is not used; to load the file, "
+                + say(f"pass './{name_or_path}' or Path({name_or_path!r})", f"write --model ./{name_or_path}"),
+                CnnlensWarning,
+                stacklevel=2,
+            )
         return _bundled(name_or_path, spec, prep, names, num_classes, map_location)
     if not path.exists():
         raise CnnlensError(_not_found_message(name_or_path, path))
@@ -62,7 +75,9 @@ def load_model(
 
     if _is_torchscript(path):
         if spec is not None:
-            raise CnnlensError(f"{str(path)!r} is a TorchScript file, which needs no spec; drop spec=.")
+            raise CnnlensError(
+                f"{str(path)!r} is a TorchScript file, which needs no {say('spec; drop spec=', 'class; drop --arch')}."
+            )
         try:
             with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; loading still works
                 warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=DeprecationWarning)
@@ -76,8 +91,9 @@ def load_model(
     if spec is None:
         raise CnnlensError(
             f"{str(path)!r} holds a state dict (weights only), which does not say how to build the model. "
-            f"Pass {_SPEC_HINT} naming the model class (importable, constructible with no arguments "
-            "or with num_classes=), or save the model as TorchScript (torch.jit.script(model).save(path))."
+            f"Pass {_spec_hint()} naming the model class (importable, constructible with no arguments "
+            f"or with {say('num_classes=', '--num-classes')}), or save the model as TorchScript "
+            "(torch.jit.script(model).save(path))."
         )
     module = _build_from_spec(spec, num_classes)
     _load_state_strict(module, state, path)
@@ -109,10 +125,15 @@ def _bundled(
     map_location: str | torch.device,
 ) -> Classifier:
     if spec is not None:
-        raise CnnlensError(f"{name!r} is a bundled model; spec is only used with state-dict files.")
+        raise CnnlensError(
+            f"{name!r} is a bundled model; {say('spec is', '--arch is')} only used with state-dict files."
+        )
     clf = _load_bundled(name, map_location)
     if num_classes is not None and num_classes != clf.num_classes:
-        raise CnnlensError(f"The bundled model {name!r} has {clf.num_classes} classes, not num_classes={num_classes}.")
+        raise CnnlensError(
+            f"The bundled model {name!r} has {clf.num_classes} classes, not {say('num_classes=', '--num-classes ')}"
+            f"{num_classes}."
+        )
     if names is not None:
         if len(names) != clf.num_classes:
             raise CnnlensError(f"{name!r} has {clf.num_classes} classes but {len(names)} class names were given.")
@@ -132,8 +153,9 @@ def _not_found_message(raw: str | os.PathLike, path: Path) -> str:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (
         f"Unknown model {text!r}: it is neither a bundled model nor an existing file.{hint} "
-        f"Bundled models: {bundled}. To use your own model pass an nn.Module, a TorchScript file, "
-        f"or a state-dict file with {_SPEC_HINT}."
+        f"Bundled models: {bundled}. To use your own model pass "
+        + say("an nn.Module, a TorchScript file, ", "--model FILE: a TorchScript file ")
+        + f"or a state-dict file with {_spec_hint()}."
     )
 
 
@@ -173,26 +195,27 @@ def _read_state_dict(path: Path, map_location: str | torch.device) -> dict[str, 
 
 def _build_from_spec(spec: str, num_classes: int | None) -> nn.Module:
     module_name, sep, attr = spec.partition(":")
+    what = say("spec", "--arch")
     if not sep or not module_name or not attr:
-        raise CnnlensError(f"spec must look like {_SPEC_HINT[5:]}; got {spec!r}.")
+        raise CnnlensError(f"{what} must look like 'package.module:ClassName'; got {spec!r}.")
     try:
         mod = importlib.import_module(module_name)
     except ImportError as e:
-        raise CnnlensError(f"spec {spec!r}: cannot import module {module_name!r} ({e}). Is it on sys.path?") from e
+        raise CnnlensError(f"{what} {spec!r}: cannot import module {module_name!r} ({e}). Is it on sys.path?") from e
     obj: Any = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise CnnlensError(f"spec {spec!r}: module {module_name!r} has no attribute {attr!r}.")
+            raise CnnlensError(f"{what} {spec!r}: module {module_name!r} has no attribute {attr!r}.")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise CnnlensError(f"spec {spec!r} does not name a class or function.")
+        raise CnnlensError(f"{what} {spec!r} does not name a class or function.")
     try:
         module = obj() if num_classes is None else obj(num_classes=num_classes)
     except TypeError as e:
         how = "with no arguments" if num_classes is None else f"with num_classes={num_classes}"
-        raise CnnlensError(f"spec {spec!r}: could not build the model {how} ({e}).") from e
+        raise CnnlensError(f"{what} {spec!r}: could not build the model {how} ({e}).") from e
     if not isinstance(module, nn.Module):
-        raise CnnlensError(f"spec {spec!r} built a {type(module).__name__}, not a torch.nn.Module.")
+        raise CnnlensError(f"{what} {spec!r} built a {type(module).__name__}, not a torch.nn.Module.")
     return module
 
 
@@ -218,6 +241,7 @@ def _load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], path: 
         raise CnnlensError(
             f"The state dict in {str(path)!r} does not match {type(module).__name__}: "
             + "; ".join(parts)
-            + ". Check that spec names the class the weights were saved from (and num_classes)."
+            + f". Check that {say('spec', '--arch')} names the class the weights were saved from (and "
+            + f"{say('num_classes', '--num-classes')})."
         )
     module.load_state_dict(state, strict=True)

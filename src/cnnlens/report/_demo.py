@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._files import OutputFolder, output_folder
 from .._progress import honours_progress
 from ._html import Report
 from ._options import Methods
@@ -27,7 +28,7 @@ PHOTO_OPTIONS: dict[str, dict[str, Any]] = {
 
 @honours_progress
 def demo(
-    out: str | os.PathLike[str] = "out/demo",
+    out: str | os.PathLike[str] | OutputFolder = "out/demo",
     progress: bool = True,
     *,
     photos: Sequence[str] | None = None,
@@ -41,7 +42,18 @@ def demo(
 ) -> Path:
     """Write ``out/report.html``: the digits model on clean and field digits, then EfficientNet-Lite0 on the
     scikit-image photos (``photos``: names, default all four) with ``methods`` (default: every registered
-    method, expensive ones with demo-sized options). Returns the report's path and prints it."""
+    method with input-sized maps, expensive ones with demo-sized options). ``out`` is held as one run (see
+    `model_report`). Returns the report's path and prints it."""
+    with output_folder(out, "demo") as folder:
+        path = _demo(folder, progress, photos, methods, digits_methods, digits_perturbation_methods, max_groups,
+                     per_group, scorecard, seed)  # fmt: skip
+    return path
+
+
+def _demo(
+    folder: OutputFolder, progress: bool, photos: Sequence[str] | None, methods: Methods, digits_methods: Methods,
+    digits_perturbation_methods: Methods, max_groups: int, per_group: int, scorecard: bool, seed: int,
+) -> Path:  # fmt: skip
     from .. import load_model
     from .. import methods as registry
     from ..data import digits, sample_image
@@ -72,7 +84,7 @@ def demo(
     t = time.perf_counter()
     names = list(photos) if photos is not None else ["chelsea", "coffee", "astronaut", "rocket"]
     if methods is None:
-        methods = {m.name: PHOTO_OPTIONS.get(m.name, {}) for m in registry()}
+        methods = {m.name: PHOTO_OPTIONS.get(m.name, {}) for m in registry() if m.maps_pixels}
     elif not isinstance(methods, Mapping):
         methods = {m: PHOTO_OPTIONS.get(m, {}) for m in ([methods] if isinstance(methods, str) else methods)}
     photo_report(
@@ -80,7 +92,7 @@ def demo(
         seed=seed, progress=progress,
     )  # fmt: skip
     timings["photos"] = time.perf_counter() - t
-    path = report.write(Path(out) / "report.html")
+    path = report.write(folder.file("report.html"))
     total = time.perf_counter() - started
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
     print(f"demo report: {path} ({total:.0f} s: {parts})", file=sys.stderr)

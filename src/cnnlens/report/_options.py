@@ -7,7 +7,7 @@ from typing import Any
 
 from .._errors import CnnlensError, unknown_name
 
-GRADIENT_METHODS = ("saliency", "integrated_gradients", "deeplift", "grad_cam", "guided_grad_cam")
+GRADIENT_METHODS = ("saliency", "integrated_gradients", "deeplift", "lrp", "grad_cam", "guided_grad_cam")
 PERTURBATION_METHODS = ("occlusion", "feature_ablation", "shapley_sampling", "kernel_shap")
 # SHAP-type methods average over a baseline distribution; with the zero baseline alone DeepLIFT-SHAP is DeepLIFT.
 SHAP_BASELINES = ("black", "blur", "noise")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import itertools
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,14 +11,18 @@ from typing import Any
 import numpy as np
 
 from .._errors import CnnlensError, unknown_name
+from .._files import OutputFolder, output_folder, write_json
 from .._progress import honours_progress, progress_bar
 from . import _notes as notes
 from ._concepts import concepts_section
+from ._conclusions import conclusions
 from ._explain import explain_rows, scorecard_section
 from ._figures import rows_figure
 from ._html import Report
 from ._inside import inside_section
 from ._options import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
+from ._source import Computed
+from ._words import table_words
 
 
 def as_classifier(model: Any) -> Any:
@@ -71,12 +73,7 @@ def _by_confidence(ev: Any, rows: np.ndarray) -> list[int]:
 def error_groups(ev: Any, max_groups: int) -> list[dict[str, Any]]:
     """The most confused (true, predicted) pairs of an Evaluation, each with its errors and the true positives
     of both classes, most confident first."""
-    pairs = []
-    for t, p in itertools.permutations(ev.classes, 2):
-        rows = ev.groups.confused(t, p)
-        if len(rows):
-            pairs.append((len(rows), ev.classes.index(t), ev.classes.index(p), t, p, rows))
-    pairs.sort(key=lambda g: (-g[0], g[1], g[2]))
+    pairs = [(n, t, p, ev.groups.confused(t, p)) for t, p, n in ev.confused_pairs(int(max_groups))]
     return [
         {
             "true": t,
@@ -87,7 +84,7 @@ def error_groups(ev: Any, max_groups: int) -> list[dict[str, Any]]:
             "tp_predicted": _by_confidence(ev, ev.groups.true_positives[p]),
             "confidence": float(ev.probabilities[rows, ev.y_pred[rows]].mean()),
         }
-        for n, _, _, t, p, rows in pairs[: int(max_groups)]
+        for n, t, p, rows in pairs
     ]
 
 
@@ -95,6 +92,20 @@ def _mean_confidence(ev: Any, wrong: bool) -> float:
     mask = (ev.y_true != ev.y_pred) if wrong else (ev.y_true == ev.y_pred)
     rows = np.flatnonzero(mask)
     return float(ev.probabilities[rows, ev.y_pred[rows]].mean()) if len(rows) else float("nan")
+
+
+TABLE_CLASSES = 20
+"""Most classes a per-class table lists (the others: see metrics.json)."""
+
+
+def _class_list(ev: Any, limit: int = TABLE_CLASSES) -> str:
+    """``10: 0, 1, ..., 9``; with more than ``limit`` classes, the count and those in the data."""
+    k = len(ev.classes)
+    if k <= limit:
+        return f"{k}: {', '.join(ev.classes)}"
+    present = [ev.classes[c] for c in np.unique(ev.y_true)]
+    shown = ", ".join(present[:limit]) + (f" and {len(present) - limit} more" if len(present) > limit else "")
+    return f"{k:,d}; {len(present)} of them in the data: {shown}"
 
 
 def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[str]:
@@ -110,7 +121,7 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
             ["model", classifier.name],
             ["parameters", f"{params:,d}"],
             ["input size", f"{size[0]} × {size[1]} pixels"],
-            ["classes", f"{len(evals[focus].classes)}: {', '.join(evals[focus].classes)}"],
+            ["classes", _class_list(evals[focus])],
         ],
         columns=["", ""],
     )
@@ -129,14 +140,11 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
             }
         )
     s.table(rows, caption="Accuracy per data set")
+    s.words(table_words("accuracy", "no-information rate", "top-3 accuracy", "F1", "AUC"))
     said = [notes.accuracy_note(n, ev.accuracy, ev.no_information_rate, len(ev.y_true)) for n, ev in evals.items()]
     if len(evals) > 1:
         ev = evals[focus]
-        said.append(
-            notes.shift_note(
-                {n: e.accuracy for n, e in evals.items()}, notes.most_confused(ev.confusion_matrix, ev.classes, 1)
-            )
-        )
+        said.append(notes.shift_note({n: e.accuracy for n, e in evals.items()}, ev.confused_pairs(1)))
     said.append(notes.confidence_note(_mean_confidence(evals[focus], True), _mean_confidence(evals[focus], False)))
     s.notes(said)
     return [n for n in said if n]
@@ -155,7 +163,8 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
         s.figure(confusion_matrix_figure(ev), f"Confusion matrix on the {name}")
     ev = evals[focus]
     rows = []
-    for c in ev.classes:
+    shown = [ev.classes[c] for c in ev.classes_to_show(TABLE_CLASSES)]
+    for c in shown:
         row: dict[str, Any] = {"class": c}
         for name, other in evals.items():
             row[f"recall ({name})"] = notes.pct(other.report[c]["recall"])
@@ -164,7 +173,15 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
         row[f"AUC ({focus})"] = round(ev.roc_auc[c], 3)
         row[f"images ({focus})"] = ev.report[c]["support"]
         rows.append(row)
-    s.table(rows, caption="Per-class metrics")
+    left_out = len(ev.classes) - len(shown)
+    more = (
+        f" ({len(shown)} of {len(ev.classes):,d} classes: those in the data with the most mistakes; every class is "
+        "in metrics.json)"
+        if left_out
+        else ""
+    )
+    s.table(rows, caption=f"Per-class metrics{more}")
+    s.words(table_words("recall", "precision", "F1", "AUC"))
     s.figure(metrics_figure(ev), f"Precision, recall and F1 per class on the {focus}")
     s.figure(roc_figure(ev), f"ROC curves on the {focus}")
     said = notes.class_notes(ev.report)
@@ -180,14 +197,17 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
 def _failures(
     report: Report, classifier: Any, dataset: Any, ev: Any, groups: list, per_group: int, focus: str
 ) -> list[str]:
+    if not groups:
+        report.section(
+            "Where it fails", f"The model makes no mistakes on the {len(ev.y_true)} images of the {focus}."
+        ).text("There is no mistake to show; the explanations below show what its right answers rest on.")
+        return []
     s = report.section(
         "Where it fails",
         f"The most frequent mistakes on the {focus}. Each group shows the misread images next to images of the "
-        "true class and of the predicted class that the model gets right, to compare what it sees.",
+        "true class and of the predicted class that the model gets right, to compare what it sees. Above each "
+        "image: the model's answer and how sure it was.",
     )
-    if not groups:
-        s.text("The model makes no mistakes on this data.")
-        return []
     errors = len(ev.groups.most_confident_errors)
     pairs = [(g["true"], g["predicted"], g["count"]) for g in groups]
     said = [notes.confusion_note(pairs, errors)]
@@ -205,16 +225,30 @@ def _failures(
             titles = [f"{ev.classes[ev.y_pred[r]]} {ev.probabilities[r, ev.y_pred[r]]:.0%}" for r in chosen]
             rows.append((label, pixels, titles))
         s.figure(rows_figure(rows), f"{t} read as {p} ({g['count']}): errors, then correct {t} and correct {p}")
-        table = [r for r in ev.probability_table(3) if r["index"] in set(g["errors"][:per_group])]
-        table.sort(key=lambda r: -r["p_predicted"])
-        s.table(
-            table,
-            columns=["id", "true", "predicted", "p_predicted", "p_true", "top2", "p_top2"],
-            caption=f"The {t} read as {p} shown above",
-        )
+        s.table(_error_rows(ev, g["errors"][:per_group]), caption=f"The {t} read as {p} shown above")
         said.append(notes.group_note(t, p, g["count"], g["confidence"]))
     s.notes(said)
     return [n for n in said if n]
+
+
+def _error_rows(ev: Any, rows: list[int]) -> list[dict[str, Any]]:
+    """One row per misread image, in plain words: its answer, how sure, the true class's probability, the
+    second choice."""
+    table = []
+    for r in rows:
+        t, p = int(ev.y_true[r]), int(ev.y_pred[r])
+        second = int(np.argsort(-ev.probabilities[r], kind="stable")[1]) if len(ev.classes) > 1 else p
+        table.append(
+            {
+                "image": ev.ids[r],
+                "true class": ev.classes[t],
+                "read as": ev.classes[p],
+                "how sure": notes.pct(ev.probabilities[r, p]),
+                "probability of the true class": notes.pct(ev.probabilities[r, t]),
+                "second choice": f"{ev.classes[second]} ({notes.pct(ev.probabilities[r, second])})",
+            }
+        )
+    return table
 
 
 @honours_progress
@@ -226,16 +260,21 @@ def add_model_story(
     methods: Methods = None,
     perturbation_methods: Methods = None,
     scorecard: bool = True,
+    metrics: Any = None,
     concepts: bool = True,
     max_groups: int = 3,
     per_group: int = 4,
     batch_size: int | None = None,
     seed: int = 0,
+    seeds: int = 2,
     progress: bool = True,
+    source: Computed | None = None,
 ) -> dict[str, Any]:
-    """Append the evaluation-to-explanation sections to ``report``; returns the numbers as a JSON-able dict."""
-    from ..evaluate import evaluate
-
+    """Append the evaluation-to-explanation sections to ``report``; returns the numbers as a JSON-able dict.
+    ``metrics``: the scorecard's (``None``: its defaults); ``seeds``: how many seeds the scorecard runs with (its
+    claims hold over the images and these seeds); ``source``: where the evaluation, maps and scores come from
+    (default: computed now; `cnnlens.open_store(...).report` reads them from a store)."""
+    source = source or Computed()
     if int(max_groups) < 1 or int(per_group) < 1:
         raise CnnlensError(f"max_groups and per_group must be at least 1; got {max_groups} and {per_group}.")
     classifier = as_classifier(model)
@@ -246,9 +285,7 @@ def add_model_story(
     stages = progress_bar(total=6, desc="report", unit="part")
     try:
         stages.set_postfix_str("evaluating")
-        evals = {
-            n: evaluate(classifier, d, batch_size=batch_size or 64, progress=progress) for n, d in datasets.items()
-        }
+        evals = {n: source.evaluate(classifier, n, d, batch_size or 64, progress) for n, d in datasets.items()}
         focus = min(evals, key=lambda n: evals[n].accuracy)
         ev, dataset = evals[focus], datasets[focus]
         stages.update()
@@ -257,39 +294,52 @@ def add_model_story(
         said += _per_class(report, evals, focus)
         stages.update()
         groups = error_groups(ev, max_groups)
-        said += _failures(report, classifier, dataset, ev, groups, int(per_group), focus)[:1]
+        said += _failures(report, classifier, dataset, ev, groups, int(per_group), focus)
         stages.update()
         stages.set_postfix_str("inside")
-        if groups:
-            said += inside_section(report, classifier, dataset, ev, groups[0])[-1:]
-            if concepts:
-                stages.set_postfix_str("concepts")
-                said += concepts_section(report, classifier, dataset, ev, groups[0], seed)[-1:]
+        inside = inside_section(report, classifier, dataset, ev, groups[0] if groups else None)
+        said += inside
+        if groups and concepts:
+            stages.set_postfix_str("concepts")
+            said += concepts_section(report, classifier, dataset, ev, groups[0], seed)[-1:]
         stages.update()
         stages.set_postfix_str("explaining")
         explained = explain_rows(
-            report, classifier, dataset, ev, groups, gradient, perturbation, batch_size, seed, progress
+            report, classifier, dataset, ev, groups, gradient, perturbation, batch_size, seed, progress, source
         )
         said += explained["notes"]
         stages.update()
         stages.set_postfix_str("scorecard")
-        card = None
+        card, leads = None, {}
         if scorecard:
-            card_notes, card = scorecard_section(
-                report, classifier, explained, gradient, perturbation, batch_size, seed, progress
+            card_notes, card, leads = scorecard_section(
+                report,
+                classifier,
+                explained,
+                gradient,
+                perturbation,
+                batch_size,
+                seed,
+                progress,
+                metrics,
+                source,
+                seeds,
             )
-            said += card_notes[:3]
+            said += card_notes
         stages.update()
     finally:
         stages.close()
-    advice = notes.advice_notes({n: e.accuracy for n, e in evals.items()}, _mean_confidence(ev, True))
-    conclusions = report.section(
-        "What this means", "The main findings in plain words, computed from the numbers above."
+    accuracies = {n: e.accuracy for n, e in evals.items()}
+    explained_images = 0 if explained.get("x") is None else int(explained["x"].shape[0])
+    summary = conclusions(
+        accuracies, focus, ev, explained.get("where"), inside[-1] if inside else None, leads, explained_images
     )
-    conclusions.notes(said)
+    advice = notes.advice_notes(accuracies, _mean_confidence(ev, True))
+    section = report.section("What this means", "The main findings in plain words, computed from the numbers above.")
+    section.notes(summary)
     if advice:
-        conclusions.text("What to do:").notes(advice)
-    said += advice
+        section.text("What to do:").notes(advice)
+    said += summary + advice
     return {
         "model": classifier.name,
         "focus": focus,
@@ -308,7 +358,7 @@ def _story_options() -> tuple[str, ...]:
 
 
 def model_report(
-    model: Any, data: Any, out: str | os.PathLike[str], *, title: str | None = None, **options: Any
+    model: Any, data: Any, out: str | os.PathLike[str] | OutputFolder, *, title: str | None = None, **options: Any
 ) -> Path:
     """Evaluate ``model`` on ``data`` and explain its mistakes; writes ``out/report.html`` and ``out/metrics.json``.
 
@@ -317,20 +367,30 @@ def model_report(
     with the lowest accuracy is examined). ``options`` (those of `add_model_story`): ``methods`` /
     ``perturbation_methods``: names or name -> options (default: the seed's saliency, integrated gradients,
     DeepLIFT, Grad-CAM, guided Grad-CAM / occlusion, feature ablation, Shapley sampling, KernelSHAP, sized by
-    `sized_options`); ``scorecard=True``; ``concepts=True`` (concepts of the most confused pair of classes);
-    ``max_groups=3`` error groups of ``per_group=4`` images;
-    ``batch_size=None``; ``seed=0``; ``progress=True``. Returns the HTML file's path.
+    `sized_options`); ``scorecard=True`` (run with ``seeds=2`` seeds); ``concepts=True`` (concepts
+    of the most confused pair of classes); ``max_groups=3`` error groups of
+    ``per_group=4`` images; ``batch_size=None``; ``seed=0``; ``progress=True``. ``out`` is held as one run
+    (atomic files, a manifest ``cnnlens-run.json``, an earlier run's files replaced; other files, symlinks and
+    concurrent runs refused, see `cnnlens.evaluate.save_evaluation`). Returns the HTML file's path.
     """
     for name in options:
         if name not in _story_options():
             raise unknown_name("model_report option", name, ("title", *_story_options()))
     classifier = as_classifier(model)
     report = Report(title or f"{classifier.name}: how well it works, where it fails, and why")
-    summary = add_model_story(report, classifier, data, **options)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")
-    return report.write(out / "report.html")
+    with output_folder(out, "model_report", model=classifier.name, data=_data_names(data)) as folder:
+        summary = add_model_story(report, classifier, data, **options)
+        write_json(folder.file("metrics.json"), summary, default=_json_default)
+        return report.write(folder.file("report.html"))
+
+
+def _data_names(data: Any) -> Any:
+    """What the run manifest records about ``data``: specs as given, names of datasets."""
+    if isinstance(data, Mapping):
+        return {str(k): _data_names(v) for k, v in data.items()}
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    return str(getattr(data, "name", type(data).__name__))
 
 
 def _json_default(value: Any) -> Any:

@@ -6,6 +6,9 @@ map, each an RGB array ``(H, W, 3)`` in [0, 1]: :func:`heat_map`, :func:`blended
 :func:`superpixel_boundaries`, :func:`bounding_box`, :func:`draw_bounding_box`. Figures: :func:`compare_panel`,
 :func:`method_grid`, :func:`explanation_panel` and the evaluation / inside figures. Layer attributions:
 :func:`layer_channels_figure` (ranked channels with their feature maps), :func:`ranked_channels`, :func:`spatial_map`.
+Legends: every map figure carries a colour bar saying what the colours mean (:func:`map_colorbar`,
+:func:`scale_words`); type is at least ``LABEL_PT`` points; :func:`figure_layout` tells where maps, colour bars and
+labels are in a saved figure.
 Concepts (``cnnlens.concepts``): :func:`concept_gallery_figure`, :func:`concept_overlay_figure`,
 :func:`error_concepts_figure`.
 """
@@ -14,13 +17,13 @@ from ._boxes import bounding_box, draw_bounding_box, superpixel_boundaries
 from ._concepts import concept_gallery_figure, concept_overlay_figure, error_concepts_figure
 from ._figures import (
     confusion_matrix_figure,
-    feature_maps_figure,
-    filters_figure,
     metrics_figure,
     roc_figure,
     samples_figure,
 )
-from ._layers import layer_channels_figure, ranked_channels, spatial_map
+from ._layer_attribution import layer_channels_figure, ranked_channels, spatial_map
+from ._layers import channel_order, channels_figure, feature_maps_figure, filters_figure
+from ._legend import LABEL_PT, TITLE_PT, add_colorbar, figure_layout, scale_words, tag_map
 from ._maps import (
     REDUCTIONS,
     SIGNS,
@@ -40,6 +43,7 @@ from ._views import (
     default_cmap,
     draw_view,
     heat_map,
+    map_colorbar,
     map_range,
     masked_image,
     original_image,
@@ -47,14 +51,19 @@ from ._views import (
 )
 
 __all__ = [
+    "LABEL_PT",
     "REDUCTIONS",
     "SIGNS",
+    "TITLE_PT",
     "VIEWS",
+    "add_colorbar",
     "alpha_scaling",
     "apply_sign",
     "as_image",
     "blended_heat_map",
     "bounding_box",
+    "channel_order",
+    "channels_figure",
     "colormap",
     "compare_panel",
     "concept_gallery_figure",
@@ -66,10 +75,12 @@ __all__ = [
     "error_concepts_figure",
     "explanation_panel",
     "feature_maps_figure",
+    "figure_layout",
     "filters_figure",
     "heat_map",
     "layer_channels_figure",
     "map_range",
+    "map_colorbar",
     "masked_image",
     "method_grid",
     "metrics_figure",
@@ -81,7 +92,9 @@ __all__ = [
     "resize_map",
     "roc_figure",
     "samples_figure",
+    "scale_words",
     "spatial_map",
     "superpixel_boundaries",
+    "tag_map",
     "to_heatmap",
 ]

@@ -1,0 +1,431 @@
+"""Relevance propagation wherever an operation runs, with nothing attached to the model.
+
+``RelevanceMode`` is a ``TorchFunctionMode``: during the forward pass it sees every call on a tensor that
+carries relevance (one computed from the inputs), whether a module, a functional call, an in-place operation or
+a reused module makes it, and reroutes it through an autograd function that computes the same forward value and
+whose backward pass applies the LRP rule. In the backward pass the gradient *is* the relevance: the pass starts
+from the initial relevance at the logits and arrives at the inputs with their relevance.
+
+* ``F.conv1d/2d/3d`` and ``F.linear`` (what ``nn.Conv2d`` and ``nn.Linear`` call): the composite's rule. A
+  ``F.pad`` with zeros right before a convolution and a BatchNorm (eval mode) right after it are folded into it.
+* Sums (``+``, ``-``, ``torch.add``, ``sum``, ``mean``, average and adaptive average pooling, interpolation,
+  scaling by a constant): each summand gets relevance in proportion to its contribution.
+* Element-wise activations and a BatchNorm that follows no layer: relevance passes unchanged.
+* Reshaping, indexing, concatenation, padding, dropout (eval) and max pooling (winner takes all): the gradient
+  routes relevance to where the values came from.
+
+Anything else that carries relevance raises ``UnsupportedOperationError`` naming the operation and the module it
+ran in: a silent gradient there would be a wrong explanation. So does relevance that comes out of an operation the
+mode never saw (a custom autograd Function, compiled code): every autograd node it reaches must be one it made.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from ..._errors import CnnlensError, UnsupportedOperationError
+from .. import _ops
+from ._layer import Layer, conv_layer
+from .composites import Composite
+from .rules import RULES, Rule, stabilize
+
+T = torch.Tensor
+_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+_HALF = (torch.float16, torch.bfloat16)
+
+
+class _LinearFn(torch.autograd.Function):
+    """Forward: the layer call as the model made it. Backward: the rule's input relevance."""
+
+    @staticmethod
+    def forward(ctx: Any, x: T, layer: Layer, rule: Rule, run: Callable[[], T]) -> T:
+        z = run()
+        ctx.layer, ctx.rule = layer, rule
+        # a copy: an in-place activation may overwrite the output before the backward pass
+        ctx.save_for_backward(x, z.clone() if rule.uses_output(layer) else None)
+        return z
+
+    @staticmethod
+    def backward(ctx: Any, r: T) -> tuple:
+        x, z = ctx.saved_tensors
+        layer = ctx.layer
+        if x.dtype in _HALF:  # the rules' divisions in float32
+            bias = None if layer.bias is None else layer.bias.float()
+            layer = replace(layer, weight=layer.weight.float(), bias=bias)
+            zf = None if z is None else z.float()
+            return ctx.rule.relevance(layer, x.float(), zf, r.float()).to(x.dtype), None, None, None
+        return ctx.rule.relevance(layer, x, z, r), None, None, None
+
+
+class _ShareFn(torch.autograd.Function):
+    """Forward: ``f(*xs)``, linear in the ``xs``. Backward: each ``x`` gets ``x * J^T (R / stab(y))``, its share of
+    the output relevance in proportion to its contribution (``f_eff``: ``f`` without additive constants when
+    biases are left out)."""
+
+    @staticmethod
+    def forward(ctx: Any, f: Callable, f_eff: Callable, eps: float, *xs: T) -> T:
+        ctx.f_eff, ctx.eps = f_eff, eps
+        ctx.save_for_backward(*xs)
+        return f(*xs)
+
+    @staticmethod
+    def backward(ctx: Any, r: T) -> tuple:
+        xs = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = [x.detach().requires_grad_(True) for x in xs]
+            y = ctx.f_eff(*leaves)
+            s = (r / stabilize(y.detach(), ctx.eps)).detach()
+            grads = torch.autograd.grad((y * s).sum(), leaves)  # J^T s
+        return (None, None, None, *(x * g for x, g in zip(xs, grads, strict=True)))
+
+
+class _PassFn(torch.autograd.Function):
+    """Forward: ``f(x)`` (same shape). Backward: the relevance unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, x: T, f: Callable[[T], T]) -> T:
+        return f(x)
+
+    @staticmethod
+    def backward(ctx: Any, r: T) -> tuple:
+        return r, None
+
+
+@dataclass
+class _Last:
+    """The latest linear layer call, which a BatchNorm right after it is folded into."""
+
+    out: T
+    src: T
+    layer: Layer
+    rule: Rule
+    record: dict | None
+
+
+class RelevanceMode(TorchFunctionMode):
+    """Active during the forward passes of one explanation (see the module docstring).
+
+    ``options``: ``epsilon``, ``gamma``, ``stabilizer``, ``zero_bias`` and ``box`` (the z^B bounds or ``None``).
+    ``records``: which rule ran at which layer in the first forward pass (``Explanation.info["rules"]``).
+    """
+
+    def __init__(self, method: str, model: nn.Module, composite: Composite, options: dict[str, Any]) -> None:
+        super().__init__()
+        self.method, self.composite, self.options = method, composite, options
+        modules = dict(model.named_modules())
+        self.names: dict[int, str] = {}
+        self.owners: dict[int, tuple[str, nn.Module]] = {}
+        for name, m in modules.items():
+            self.names.setdefault(id(m), name)
+            for t in itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False)):
+                self.owners.setdefault(id(t), (name, m))
+        unknown = [n for n in composite.layer_names() if n not in modules]
+        if unknown:
+            raise CnnlensError(
+                f"the composite names layer(s) {', '.join(map(repr, unknown))}, which {type(model).__name__} does "
+                f"not have; see cnnlens.models.layer_names(model)"
+            )
+        self.records: list[dict] = []
+        self._recording = True
+        self._bound: dict[tuple, Rule] = {}
+        self._count, self._last, self._pad = 0, None, None
+        self._seen: set = set()  # autograd nodes of the operations this mode saw in the current forward pass
+
+    def __enter__(self) -> RelevanceMode:
+        self._count, self._last, self._pad, self._seen = 0, None, None, set()
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._recording, self._last, self._pad, self._seen = False, None, None, set()
+        super().__exit__(*exc)
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None):
+        kwargs = kwargs or {}
+        if not torch.is_grad_enabled() or not _carries(args, kwargs):
+            return func(*args, **kwargs)
+        self._check_sources(func, args, kwargs)
+        handler = _HANDLERS.get(func)
+        activation = _ops.activation_name(func) if handler is None else None
+        if handler is not None:
+            out = handler(self, func, args, kwargs)
+        elif activation is not None:
+            out = self._activation(func, args, kwargs, activation)
+        else:
+            out = func(*args, **kwargs)
+            if func in _MAX_POOLS:
+                self._record(self._where(), _op_name(func), "winner takes all")
+            if func not in _ROUTES and _carries((out,), {}):
+                raise self._unsupported(_op_name(func))
+        for t in _tensors((out,)):
+            if t.grad_fn is not None:
+                self._seen.add(t.grad_fn)
+        return out
+
+    def _check_sources(self, func: Callable, args: tuple, kwargs: dict) -> None:
+        """Every relevance-carrying argument must come from the inputs or from an operation this mode saw: one that
+        ran out of its sight (a custom autograd Function, compiled code) would pass relevance by its own gradient."""
+        for t in _tensors(args, kwargs):
+            if t.grad_fn is not None and t.grad_fn not in self._seen:
+                self._recording = True  # to name the module
+                source = type(t.grad_fn).__name__.removesuffix("Backward")
+                raise UnsupportedOperationError(
+                    f"{self.method}: relevance would reach {_op_name(func)} (run in {self._where()}) from {source}, "
+                    f"an operation it cannot see (a custom autograd Function or compiled code), whose own gradient "
+                    f"would pass the relevance, silently wrong. Write that operation with torch operations, or use a "
+                    f"gradient method (input_x_gradient, integrated_gradients) for this model"
+                )
+
+    # ---- convolutions, fully connected layers, BatchNorm, padding ------------------------------------------
+    def _linear(self, func: Callable, args: tuple, kwargs: dict) -> T:
+        call = _bind(_CONV_ARGS, args, kwargs)
+        x, weight, bias = call["input"], call["weight"], call.get("bias")
+        if weight.requires_grad or (bias is not None and bias.requires_grad) or not x.requires_grad:
+            raise self._unsupported(f"{_op_name(func)} with weights computed from the input")
+        owner = self.owners.get(id(weight))
+        name = owner[0] if owner else f"{_op_name(func)} call {self._count + 1}"
+        if func is F.linear:
+            src, layer = x, Layer(name, weight, bias)
+        else:
+            pad = self._pad
+            fold = pad is not None and pad[0] is x and len(pad[2]) == 2 * (weight.dim() - 2)
+            src = pad[1] if fold else x  # type: ignore[index]
+            layer = conv_layer(name, src, weight, bias, call, pad[2] if fold else None)  # type: ignore[index]
+        rule = self._rule(name, owner[1] if owner else None, layer.kind, self._count == 0)
+        self._count += 1
+        out = _LinearFn.apply(src, layer, rule, lambda: func(*args, **kwargs))
+        record = self._record(name, _op_name(func), str(rule))
+        self._last = _Last(out, src, layer, rule, record)
+        return out
+
+    def _rule(self, name: str, module: nn.Module | None, kind: str, first: bool) -> Rule:
+        key = (name, kind, first)
+        if key not in self._bound:
+            rule = self.composite.rule_for(name, module, kind, first)
+            self._bound[key] = (RULES[rule] if isinstance(rule, str) else rule).bind(self.options)
+        return self._bound[key]
+
+    def _batch_norm(self, func: Callable, args: tuple, kwargs: dict) -> T:
+        call = _bind(_BN_ARGS, args, kwargs)
+        x, mean, var = call["input"], call.get("running_mean"), call.get("running_var")
+        owner = self.owners.get(id(call.get("weight"))) or self.owners.get(id(mean))
+        name = owner[0] if owner else "batch_norm"
+        if call.get("training") or mean is None or var is None:
+            raise self._unsupported(
+                "batch_norm with batch statistics",
+                "a BatchNorm without running statistics normalizes each batch by itself; give it running "
+                "statistics (track_running_stats=True) so that one image is explained on its own",
+            )
+        last = self._last
+        if last is not None and last.out is x:
+            layer = last.layer.fold(name, mean, var, call.get("weight"), call.get("bias"), call.get("eps", 1e-5))
+            out = _LinearFn.apply(last.src, layer, last.rule, lambda: func(*args, **kwargs))
+            if last.record is not None:
+                last.record["operation"] += f" + {name} (folded)"
+            self._last = None
+            return out
+        self._record(name, "batch_norm", "pass")
+        return _PassFn.apply(x, lambda t: func(t, *args[1:], **kwargs))
+
+    def _pad_call(self, func: Callable, args: tuple, kwargs: dict) -> T:
+        out = func(*args, **kwargs)
+        call = _bind(("input", "pad", "mode", "value"), args, kwargs)
+        pad = tuple(int(p) for p in call["pad"])
+        if call.get("mode", "constant") == "constant" and not call.get("value") and min(pad, default=0) >= 0:
+            self._pad = (out, call["input"], pad)
+        return out
+
+    # ---- sums, scalings, activations -------------------------------------------------------------------------
+    def _sum(self, func: Callable, args: tuple, kwargs: dict) -> T:
+        """``+``, ``-``, ``torch.add``...: constants (e.g. a bias) keep their share unless ``zero_bias``."""
+        base = _IN_PLACE.get(func, func)
+        if not self.options["zero_bias"]:
+            return self._share(func, base, args, kwargs, "proportional")
+
+        def without_constants(*a: Any) -> T:
+            return base(*[_zero(v) if i < 2 and not _carries((v,), {}) else v for i, v in enumerate(a)], **kwargs)
+
+        return self._share(func, base, args, kwargs, "proportional", without_constants)
+
+    def _linear_map(self, func: Callable, args: tuple, kwargs: dict) -> T:
+        """Sums over positions (``sum``, ``mean``, pooling, interpolation) and scaling by constants."""
+        base = _IN_PLACE.get(func, func)
+        n = sum(_carries((a,), {}) for a in args)
+        if n != 1 or _carries((), kwargs) or (base in _DIVISIONS and (not _carries(args[:1], {}) or kwargs)):
+            what = "a product of two tensors computed from the input" if base in _PRODUCTS else "this use"
+            raise self._unsupported(
+                f"{_op_name(func)} ({what})",
+                "LRP has no rule for multiplying or dividing two signals (gates as in squeeze-and-excitation, "
+                "attention); use a gradient method (input_x_gradient, integrated_gradients) for this model",
+            )
+        if func is F.interpolate and _interpolation_mode(args, kwargs).startswith("nearest"):
+            return func(*args, **kwargs)  # copies: the gradient routes relevance
+        return self._share(func, base, args, kwargs, "proportional")
+
+    def _share(
+        self, func: Callable, base: Callable, args: tuple, kwargs: dict, rule: str, f_eff: Callable | None = None
+    ) -> T:
+        positions = [i for i, a in enumerate(args) if _carries((a,), {})]
+        if _carries((), kwargs) or not positions:
+            raise self._unsupported(f"{_op_name(func)} with a keyword tensor argument")
+        in_place = func in _IN_PLACE
+        xs = [args[i].clone() if in_place and i == 0 else args[i] for i in positions]
+
+        def at(fn: Callable) -> Callable:
+            def call(*ts: T) -> T:
+                a = list(args)
+                for i, t in zip(positions, ts, strict=True):
+                    a[i] = t
+                return fn(*a)
+
+            return call
+
+        def full(*a: Any) -> T:
+            return base(*a, **kwargs)
+
+        self._record(self._where(), _op_name(func), rule)
+        out = _ShareFn.apply(at(full), at(f_eff or full), self.options["stabilizer"], *xs)
+        return self._overwrite(args[0], out) if in_place else out
+
+    def _activation(self, func: Callable, args: tuple, kwargs: dict, name: str) -> T:
+        x, f, in_place = _ops.at(func, args, kwargs, 0)
+        if not (isinstance(x, T) and x.requires_grad):
+            return func(*args, **kwargs)
+        self._record(self._where(), name, "pass")
+        if not in_place:
+            return _PassFn.apply(x, f)
+        return self._overwrite(x, _PassFn.apply(x.clone(), f))
+
+    def _overwrite(self, t: T, value: T) -> T:
+        """An in-place operation's result: ``t`` now holds ``value``, so it is no longer a layer's raw output (no
+        BatchNorm is folded through it) nor a zero-padded input."""
+        if self._last is not None and self._last.out is t:
+            self._last = None
+        if self._pad is not None and self._pad[0] is t:
+            self._pad = None
+        return t.copy_(value)
+
+    # ---- where things ran ---------------------------------------------------------------------------------
+    def _record(self, where: str, operation: str, rule: str) -> dict | None:
+        if not self._recording:
+            return None
+        entry = {"layer": where, "operation": operation, "rule": rule}
+        self.records.append(entry)
+        return entry
+
+    def _where(self) -> str:
+        """The innermost module of the model whose ``forward`` is running (found on the call stack)."""
+        if not self._recording:
+            return ""
+        frame = sys._getframe(1)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_argcount and code.co_varnames[0] == "self":
+                name = self.names.get(id(frame.f_locals.get("self")))
+                if name is not None:
+                    return name or "the model's forward"
+            frame = frame.f_back
+        return "code outside the model's modules"
+
+    def _unsupported(self, what: str, hint: str = "") -> UnsupportedOperationError:
+        self._recording = True  # to name the module
+        where = self._where()
+        hint = hint or (
+            "explain a model built from these operations, or use a gradient method (input_x_gradient, "
+            "integrated_gradients) for this one"
+        )
+        return UnsupportedOperationError(
+            f"{self.method}: no relevance rule for {what}, run in {where}. Relevance goes through convolutions "
+            f"and fully connected layers (by the composite's rules), BatchNorm, sums and means, average and max "
+            f"pooling, element-wise activations, scaling by constants, concatenation and reshaping; {hint}"
+        )
+
+
+def _tensors(args: tuple, kwargs: dict | None = None) -> list[T]:
+    """The relevance-carrying tensors among the arguments (also inside lists and tuples)."""
+    out = []
+    for a in itertools.chain(args, (kwargs or {}).values()):
+        for t in a if isinstance(a, (list, tuple)) else (a,):
+            if isinstance(t, T) and t.requires_grad:
+                out.append(t)
+    return out
+
+
+def _carries(args: tuple, kwargs: dict) -> bool:
+    """Whether any tensor among the arguments (or in a list of them) requires grad, i.e. carries relevance."""
+    for a in itertools.chain(args, kwargs.values()):
+        if isinstance(a, T):
+            if a.requires_grad:
+                return True
+        elif isinstance(a, (list, tuple)) and any(isinstance(t, T) and t.requires_grad for t in a):
+            return True
+    return False
+
+
+def _bind(names: tuple[str, ...], args: tuple, kwargs: dict) -> dict[str, Any]:
+    """A call's arguments by name (positional ones named by ``names``)."""
+    return {**dict(zip(names, args, strict=False)), **kwargs}
+
+
+def _zero(v: Any) -> Any:
+    return torch.zeros_like(v) if isinstance(v, T) else 0
+
+
+def _interpolation_mode(args: tuple, kwargs: dict) -> str:
+    return str(kwargs.get("mode", args[3] if len(args) > 3 else "nearest"))
+
+
+def _op_name(func: Callable) -> str:
+    qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+    module = getattr(func, "__module__", None) or ""
+    if "boolean_dispatch" in qual or module in ("torch.nn.functional", "torch._C._nn"):
+        return f"F.{getattr(func, '__name__', qual)}"
+    return qual.replace("_VariableFunctionsClass", "torch").replace("TensorBase", "Tensor")
+
+
+Tn = torch.Tensor
+_IN_PLACE = {
+    Tn.add_: Tn.add, Tn.__iadd__: Tn.add, Tn.sub_: Tn.sub, Tn.__isub__: Tn.sub,
+    Tn.mul_: Tn.mul, Tn.__imul__: Tn.mul, Tn.div_: Tn.div, Tn.__itruediv__: Tn.div, Tn.neg_: Tn.neg,
+}  # fmt: skip
+_SUMS = {torch.add, Tn.add, torch.sub, Tn.sub, torch.subtract, Tn.subtract, torch.rsub, Tn.__rsub__}
+_PRODUCTS = {torch.mul, Tn.mul, torch.multiply, Tn.multiply}
+_DIVISIONS = {torch.div, Tn.div, torch.divide, Tn.divide, torch.true_divide, Tn.true_divide}
+_LINEAR_MAPS = _PRODUCTS | _DIVISIONS | {
+    torch.neg, Tn.neg, torch.sum, Tn.sum, torch.mean, Tn.mean, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.interpolate,
+}  # fmt: skip
+_MAX_POOLS = {
+    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.max_pool1d_with_indices, F.max_pool2d_with_indices,
+    F.max_pool3d_with_indices, torch.max_pool1d, torch.max_pool2d, torch.max_pool3d, F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.adaptive_max_pool1d_with_indices,
+    F.adaptive_max_pool2d_with_indices, F.adaptive_max_pool3d_with_indices,
+}  # fmt: skip
+_ROUTES = _MAX_POOLS | {
+    Tn.view, Tn.view_as, Tn.reshape, Tn.reshape_as, torch.reshape, Tn.flatten, torch.flatten, Tn.unflatten,
+    torch.unflatten, Tn.permute, torch.permute, Tn.transpose, torch.transpose, Tn.t, Tn.squeeze, torch.squeeze,
+    Tn.unsqueeze, torch.unsqueeze, Tn.contiguous, Tn.clone, torch.clone, Tn.expand, Tn.expand_as, Tn.repeat,
+    Tn.__getitem__, Tn.narrow, torch.narrow, Tn.select, torch.select, Tn.split, torch.split, Tn.chunk,
+    torch.chunk, Tn.unbind, torch.unbind, torch.cat, torch.concat, torch.concatenate, torch.stack, Tn.to,
+    Tn.type, Tn.float, Tn.double, Tn.half, Tn.bfloat16, Tn.flip, torch.flip, Tn.roll, torch.roll, Tn.movedim,
+    torch.movedim, F.pixel_shuffle, F.pixel_unshuffle, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
+    F.alpha_dropout, F.feature_alpha_dropout, Tn.requires_grad_, Tn.detach,
+}  # fmt: skip
+_HANDLERS: dict[Callable, Callable] = {
+    **dict.fromkeys((F.conv1d, F.conv2d, F.conv3d, F.linear), RelevanceMode._linear),
+    F.batch_norm: RelevanceMode._batch_norm,
+    F.pad: RelevanceMode._pad_call,
+    **dict.fromkeys(_SUMS | {Tn.add_, Tn.__iadd__, Tn.sub_, Tn.__isub__}, RelevanceMode._sum),
+    **dict.fromkeys(
+        _LINEAR_MAPS | {Tn.mul_, Tn.__imul__, Tn.div_, Tn.__itruediv__, Tn.neg_}, RelevanceMode._linear_map
+    ),
+}
