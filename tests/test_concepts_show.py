@@ -33,7 +33,10 @@ def test_cli_concepts_writes_gallery_json_and_images(tmp_path: Path, capsys: pyt
         ["concepts", "--data", "digits:test", "--class", "7", *QUICK, "--image", "digits:test:0", "--out", str(out)]
     )
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"gallery.png", "concepts.json", "image_0.png", "cnnlens-run.json"}
+    written = {"gallery.png", "concepts.json", "image_0.png"}
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == written | {"cnnlens-run.json"}
+    manifest = json.loads((out / "cnnlens-run.json").read_text())
+    assert manifest["command"] == "concepts" and set(manifest["files"]) == written
     summary = json.loads((out / "concepts.json").read_text())
     assert summary["class"] == "7" and summary["layer"] == "features" and summary["images"] == 20
     importance = [c["importance"] for c in summary["concepts"]]
