@@ -98,10 +98,20 @@ def test_concept_figures_show_one_row_per_concept() -> None:
     model = torch.nn.Sequential(*model[:2], torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 2))
     x = torch.rand(6, 3, 12, 12, generator=torch.Generator().manual_seed(0))
     found = concepts.extract(model, x, 1, n_concepts=4, designs=16, crops_per_scale=1, progress=False)
-    fig = concept_gallery_figure(found, crops=3)
-    assert len(fig.axes) == 4 * (3 + 2)
-    titles = [a.get_title(loc="left") for a in fig.axes[::5]]
+    from cnnlens.viz import LABEL_PT, figure_layout
+
+    def parts(fig):  # noqa: ANN001, ANN202
+        bars = [ax for ax in fig.axes if ax.get_gid() == "cnnlens-colorbar"]
+        assert min(t[4] for t in figure_layout(fig, 100)["texts"]) >= LABEL_PT
+        return [ax for ax in fig.axes if ax not in bars], bars
+
+    axes, bars = parts(concept_gallery_figure(found, crops=3))
+    assert len(axes) == 4 * (3 + 2) and len(bars) == 1  # bar, strongest image, 3 crops per concept; one scale
+    titles = [a.get_title(loc="left") for a in axes[::5]]
     assert titles == [f"concept {c}: {found.importance[c]:.2f}" for c in range(4)]
+    np.testing.assert_allclose([a.patches[0].get_width() for a in axes[::5]], found.importance)
     one = concepts.explain_image(found, x[0])
-    fig = concept_overlay_figure(one, top=2)
-    assert len(fig.axes) == 4 and one.maps.shape == (4, 12, 12)
+    axes, bars = parts(concept_overlay_figure(one, top=2))
+    assert len(axes) == 4 and len(bars) == 1 and one.maps.shape == (4, 12, 12)
+    top = np.argsort(-one.contributions, kind="stable")[:2]
+    assert [a.get_title() for a in axes[1:3]] == [f"concept {c}\npresence {one.presence[c]:.2f}" for c in top]

@@ -51,8 +51,9 @@ def concepts_section(report: Report, classifier: Any, dataset: Any, ev: Any, gro
     for c in shown:
         s.figure(concept_gallery_figure(found[c], crops=5), f"The concepts of class {c}, most important first")
     said = [
-        f"The model's score for {c} rests mostly on concept 0 ({found[c].importance[0]:.0%} of its variance); "
-        f"the {found[c].n_concepts} concepts reproduce the class score with fidelity {found[c].fidelity:.2f}."
+        f"The model's score for {c} depends most on concept 0 (it is involved in {found[c].importance[0]:.0%} of the "
+        f"score's variance when concepts are dimmed at random); the {found[c].n_concepts} concepts reproduce the "
+        f"class score with fidelity {found[c].fidelity:.2f} (R\u00b2; 1 = all of it)."
         for c in shown
     ]
     if found[p] is None:

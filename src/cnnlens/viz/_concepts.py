@@ -15,9 +15,20 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .._errors import CnnlensError  # noqa: E402
-from ._views import blended_heat_map, original_image  # noqa: E402
+from ._legend import LABEL_PT, TITLE_PT, add_colorbar, tag_map  # noqa: E402
+from ._views import blended_heat_map, default_cmap, original_image  # noqa: E402
 
 COLOURS = plt.get_cmap("tab10")
+MAP_WORDS = "how much of the concept is here\n(share of its top 1% in the image)"
+
+
+def _concept_map(ax: Any, image: np.ndarray, values: np.ndarray) -> None:
+    """The concept's map blended over the image (positive part, 99th-percentile scaled), tagged as a map."""
+    tag_map(ax.imshow(blended_heat_map(image, values, sign="positive", alpha=0.55)))
+
+
+def _map_bar(fig: Figure, axes: Any) -> None:
+    add_colorbar(fig, axes, default_cmap("positive"), 0.0, 1.0, MAP_WORDS, {0.0: "none", 1.0: "most"})
 
 
 def _pixels(concepts: Any, x: Any) -> np.ndarray:
@@ -31,36 +42,39 @@ def concept_gallery_figure(concepts: Any, crops: int = 6, top: int | None = None
         raise CnnlensError(f"crops must be at least 1; got {crops}")
     k = concepts.n_concepts if top is None else max(1, min(int(top), concepts.n_concepts))
     t = min(int(crops), concepts.typical.shape[1])
-    fig = plt.figure(figsize=(2.2 + 1.25 * (t + 1), 1.3 * k + 0.6))
-    grid = fig.add_gridspec(k, t + 2, width_ratios=[2.2] + [1.0] * (t + 1), wspace=0.08, hspace=0.25)
+    fig = plt.figure(figsize=(3.0 + 1.4 * (t + 1), 1.5 * k + 0.8))
+    grid = fig.add_gridspec(k, t + 2, width_ratios=[2.2] + [1.0] * (t + 1), wspace=0.08, hspace=0.45)
     peaks = concepts.coefficients.max(axis=(1, 2))  # (n, k)
+    maps: list[Any] = []
     high = float(concepts.importance.max()) or 1.0
     for c in range(k):
         bar = fig.add_subplot(grid[c, 0])
         bar.barh([0], [concepts.importance[c]], color=COLOURS(c % 10))
         bar.set_xlim(0, high * 1.05)
         bar.set_yticks([])
-        bar.set_title(f"concept {c}: {concepts.importance[c]:.2f}", fontsize=8, loc="left")
-        bar.tick_params(labelsize=6)
+        bar.set_title(f"concept {c}: {concepts.importance[c]:.2f}", fontsize=LABEL_PT, loc="left")
+        bar.tick_params(labelsize=LABEL_PT)
         if c < k - 1:
             bar.set_xticklabels([])
         i = int(peaks[:, c].argmax())
         ax = fig.add_subplot(grid[c, 1])
         image = _pixels(concepts, concepts.inputs[i])
-        ax.imshow(blended_heat_map(image, concepts.maps(i)[c], sign="positive", alpha=0.55))
+        _concept_map(ax, image, concepts.maps(i)[c])
         ax.set_axis_off()
+        maps.append(ax)
         if c == 0:
-            ax.set_title("strongest in", fontsize=7)
+            ax.set_title("strongest in", fontsize=LABEL_PT)
         for j in range(t):
             ax = fig.add_subplot(grid[c, j + 2])
             ax.imshow(_pixels(concepts, concepts.crop(int(concepts.typical[c, j]))))
             ax.set_axis_off()
             if c == 0 and j == 0:
-                ax.set_title("typical crops", fontsize=7, loc="left")
+                ax.set_title("typical crops", fontsize=LABEL_PT, loc="left")
+    _map_bar(fig, maps)
     fig.suptitle(
         f"What the model looks for in class {concepts.class_name} (layer {concepts.layer}; bars: Sobol importance; "
         f"fidelity {concepts.fidelity:.2f})",
-        fontsize=9,
+        fontsize=TITLE_PT,
     )
     return fig
 
@@ -71,16 +85,17 @@ def concept_overlay_figure(result: Any, top: int = 4) -> Figure:
     concepts = result.concepts
     order = np.argsort(-result.contributions, kind="stable")[: max(1, int(top))]
     image = _pixels(concepts, result.input)
-    fig, axes = plt.subplots(1, len(order) + 2, figsize=(2.0 * (len(order) + 2) + 1.0, 2.4))
+    fig, axes = plt.subplots(1, len(order) + 2, figsize=(2.4 * (len(order) + 2) + 2.0, 3.0))
     axes[0].imshow(image)
-    axes[0].set_title(f"class {concepts.class_name}: score {result.score:.2f}", fontsize=8)
+    axes[0].set_title(f"class {concepts.class_name}\nscore {result.score:.2f}", fontsize=LABEL_PT)
     for ax, c in zip(axes[1:-1], order, strict=True):
-        ax.imshow(blended_heat_map(image, result.maps[c], sign="positive", alpha=0.55))
-        ax.set_title(f"concept {c}\npresence {result.presence[c]:.2f}", fontsize=8)
+        _concept_map(ax, image, result.maps[c])
+        ax.set_title(f"concept {c}\npresence {result.presence[c]:.2f}", fontsize=LABEL_PT)
     for ax in axes[:-1]:
         ax.set_axis_off()
     _contribution_bars(axes[-1], result)
     fig.tight_layout()
+    _map_bar(fig, list(axes[1:-1]))
     return fig
 
 
@@ -92,10 +107,10 @@ def _contribution_bars(ax: Any, result: Any) -> None:
         if not present[c]:
             b.set_hatch("///")
             b.set_alpha(0.5)
-    ax.set_yticks(np.arange(k), [f"concept {c}" for c in range(k)], fontsize=7)
+    ax.set_yticks(np.arange(k), [f"concept {c}" for c in range(k)], fontsize=LABEL_PT)
     ax.invert_yaxis()
-    ax.set_xlabel("contribution (Sobol)", fontsize=7)
-    ax.tick_params(labelsize=6)
+    ax.set_xlabel("contribution (Sobol)", fontsize=LABEL_PT)
+    ax.tick_params(labelsize=LABEL_PT)
 
 
 def error_concepts_figure(error: Any, top: int = 3) -> Figure:
@@ -103,23 +118,28 @@ def error_concepts_figure(error: Any, top: int = 3) -> Figure:
     concepts it lacks (with a class image where each is strong)."""
     shown, lacked = list(error.shown[:top]), list(error.lacked[:top])
     cols = max(1, len(shown), len(lacked)) + 1
-    fig, axes = plt.subplots(2, cols, figsize=(2.0 * cols, 4.4), squeeze=False)
+    fig, axes = plt.subplots(2, cols, figsize=(2.4 * cols + 1.5, 5.2), squeeze=False)
+    maps = []
     wrong, true = error.predicted, error.true
     image = _pixels(wrong.concepts, wrong.input)
     axes[0, 0].imshow(image)
-    axes[0, 0].set_title(f"taken for {wrong.concepts.class_name}", fontsize=8)
+    axes[0, 0].set_title(f"taken for {wrong.concepts.class_name}", fontsize=LABEL_PT)
     axes[1, 0].imshow(image)
-    axes[1, 0].set_title(f"true class {true.concepts.class_name}", fontsize=8)
+    axes[1, 0].set_title(f"true class {true.concepts.class_name}", fontsize=LABEL_PT)
     for j, c in enumerate(shown):
-        axes[0, j + 1].imshow(blended_heat_map(image, wrong.maps[c], sign="positive", alpha=0.55))
-        axes[0, j + 1].set_title(f"shows {wrong.concepts.class_name}'s\nconcept {c}", fontsize=8)
+        _concept_map(axes[0, j + 1], image, wrong.maps[c])
+        axes[0, j + 1].set_title(f"shows {wrong.concepts.class_name}'s\nconcept {c}", fontsize=LABEL_PT)
+        maps.append(axes[0, j + 1])
     peaks = true.concepts.coefficients.max(axis=(1, 2))
     for j, c in enumerate(lacked):
         i = int(peaks[:, c].argmax())
         other = _pixels(true.concepts, true.concepts.inputs[i])
-        axes[1, j + 1].imshow(blended_heat_map(other, true.concepts.maps(i)[c], sign="positive", alpha=0.55))
-        axes[1, j + 1].set_title(f"lacks {true.concepts.class_name}'s\nconcept {c} (like here)", fontsize=8)
+        _concept_map(axes[1, j + 1], other, true.concepts.maps(i)[c])
+        axes[1, j + 1].set_title(f"lacks {true.concepts.class_name}'s\nconcept {c} (as here)", fontsize=LABEL_PT)
+        maps.append(axes[1, j + 1])
     for ax in axes.ravel():
         ax.set_axis_off()
     fig.tight_layout()
+    if maps:
+        _map_bar(fig, maps)
     return fig
