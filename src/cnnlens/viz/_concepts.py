@@ -45,7 +45,7 @@ def concept_gallery_figure(concepts: Any, crops: int = 6, top: int | None = None
     fig = plt.figure(figsize=(3.0 + 1.4 * (t + 1), 1.5 * k + 0.8))
     grid = fig.add_gridspec(k, t + 2, width_ratios=[2.2] + [1.0] * (t + 1), wspace=0.08, hspace=0.45)
     peaks = concepts.coefficients.max(axis=(1, 2))  # (n, k)
-    maps: list[Any] = []
+    pictures: list[Any] = []  # every image axes: the colour bar goes to the right of them all
     high = float(concepts.importance.max()) or 1.0
     for c in range(k):
         bar = fig.add_subplot(grid[c, 0])
@@ -61,16 +61,17 @@ def concept_gallery_figure(concepts: Any, crops: int = 6, top: int | None = None
         image = _pixels(concepts, concepts.inputs[i])
         _concept_map(ax, image, concepts.maps(i)[c])
         ax.set_axis_off()
-        maps.append(ax)
+        pictures.append(ax)
         if c == 0:
             ax.set_title("strongest in", fontsize=LABEL_PT)
         for j in range(t):
             ax = fig.add_subplot(grid[c, j + 2])
             ax.imshow(_pixels(concepts, concepts.crop(int(concepts.typical[c, j]))))
             ax.set_axis_off()
+            pictures.append(ax)
             if c == 0 and j == 0:
                 ax.set_title("typical crops", fontsize=LABEL_PT, loc="left")
-    _map_bar(fig, maps)
+    _map_bar(fig, pictures)
     fig.suptitle(
         f"What the model looks for in class {concepts.class_name} (layer {concepts.layer}; bars: Sobol importance; "
         f"fidelity {concepts.fidelity:.2f})",
