@@ -180,7 +180,12 @@ def test_tcav_finds_the_direction_and_random_sets_are_not_significant():
     noise = lambda n: torch.randn(n, 8, 4, 4, generator=g)  # noqa: E731
     shift = model.lift.weight[:, :, 0, 0].T @ model.v  # the input whose layer output is v
     concept, pool, data = noise(50) + 2 * shift[None, :, None, None], noise(600), noise(100)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
     result = concepts.tcav(model, concept, pool, 1, data, layer="lift", progress=False)
+    assert model.training and all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
     truth = model.v[:, None, None].expand(8, 4, 4).reshape(-1).numpy()
     assert (result.cavs @ (truth / np.linalg.norm(truth)) >= 0.9).all()
     assert result.significant and result.score > 0.75 and "significant" in str(result)
