@@ -67,7 +67,19 @@ _NAMES = {
     "run": "store",
     "open_store": "store",
 }
-_SUBPACKAGES = ("attribution", "cli", "concepts", "data", "evaluate", "inside", "models", "quality", "report", "store", "viz")
+_SUBPACKAGES = (
+    "attribution",
+    "cli",
+    "concepts",
+    "data",
+    "evaluate",
+    "inside",
+    "models",
+    "quality",
+    "report",
+    "store",
+    "viz",
+)
 
 
 def __getattr__(name: str) -> Any:
