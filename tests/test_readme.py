@@ -100,7 +100,7 @@ def test_the_command_line_examples_run(small: Path) -> None:
 
     section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
     examples = re.findall(r"`cnnlens ([^`]+)`", section.split("Example:", 1)[1])
-    assert len(examples) == 3
+    assert len(examples) == 4
     for example in examples:
         args = example.split() + ["--no-progress"]
         if args[0] == "explain":
@@ -142,8 +142,15 @@ def check_digits_drop() -> None:
     assert abs(100 * test - 98) <= 1.5 and abs(100 * field - 52) <= 2.5, (test, field)
 
 
+def _photo_methods() -> int:
+    """The methods the demo's photo part shows: every one with an input-sized map."""
+    return len([m for m in cnnlens.methods() if m.output != "layer"])
+
+
 def check_method_count() -> None:
-    assert len(cnnlens.methods()) == 29
+    from cnnlens.report._demo import PHOTO_OPTIONS  # noqa: F401 - the demo's photo part is importable
+
+    assert f"the maps of all {_photo_methods()} attribution methods" in prose()
 
 
 def check_bobsled() -> None:
@@ -188,14 +195,25 @@ def check_share_of_top_1_percent() -> None:
     assert "top 1%" in scale_words("all")[0]
 
 
+def check_what_the_store_keeps() -> None:
+    from cnnlens.store._layout import images_per_chunk
+    from cnnlens.store._run import _top_k
+
+    assert _top_k(None, 100) == 100 and _top_k(None, 101) == 10  # every probability up to 100 classes, else 10
+    assert images_per_chunk(64 * 1024, 32) == 1 and images_per_chunk(10**6, 32) == 1  # one whole image per chunk
+    assert images_per_chunk(2 * 1024, 32) == 32 and images_per_chunk(2 * 1024 + 1, 32) == 16  # up to 64 KiB
+
+
 CLAIMS = {
     "accuracy falls from about 98% to about 52%": check_digits_drop,
     "about 98% accuracy on the clean test split and about 52% on the field split": check_digits_drop,
-    "the maps of all 29 attribution methods": check_method_count,
+    f"the maps of all {_photo_methods()} attribution methods": check_method_count,
     'the model says "bobsled"': check_bobsled,
     "black is -2.118 in the red channel": check_black_baseline,
     "KernelSHAP misses the exact Shapley values by 8% (L1) at 300 samples": check_captum_kernel_shap,
     'a share of its own top 1% of magnitudes (), so "1" is "as strong as this map gets"': check_share_of_top_1_percent,
+    "all of them up to 100 classes, else the top 10": check_what_the_store_keeps,
+    "small maps grouped up to 64 KiB": check_what_the_store_keeps,
 }
 """Each sentence of the README that states a measured number, and the check that the code produces it."""
 
@@ -221,8 +239,32 @@ CHECKED_ELSEWHERE = {
     "exits with code 2": "test_cli (every bad-input case returns 2)",
     "recovers the Ishigami function's total indices within 0.02": "test_concepts.test_sobol_total_recovers_ishigami_at_default_design_size",
     "exits with 1": "test_cli (an unexpected failure returns 1)",
+    "strips over 50:1 are refused": "test_image_corpus.test_an_absurd_strip_is_refused_and_its_fix_works",
+    "a strip over 50:1": "test_image_corpus.test_bombs_and_strips_are_per_file_errors_in_a_dataset",
+    "survives kill -9 and resumes exactly": "test_store.test_killed_at_three_moments_then_resumed_equals_an_uninterrupted_run",
+    "tested with kill -9 at three moments": "test_store.test_killed_at_three_moments_then_resumed_equals_an_uninterrupted_run",
+    "float16 and bfloat16 models work with every method": "test_user_models.test_every_method_in_low_precision",
+    "which sums to 0": "test_propagation.test_sglrp_starts_from_the_softmax_jacobian_row_and_sums_to_zero",
+    "with its biases, BatchNorm shifts and running means set to 0, the ε- and γ/z^B composites miss it by less than "
+    "1e-4": "test_propagation_reference.test_relevance_is_conserved_on_efficientnet_lite0",
+    "within 1e-4 with the ε- and γ/z^B composites": "test_propagation_reference.test_relevance_is_conserved_on_efficientnet_lite0",
+    "the same relevance (within 1e-5) for the five composites above": "test_propagation_reference.test_equal_to_zennit_on_module_only_nets",
+    "on a 6-segment game with strong interactions its error is about half of Captum's": "test_perturbation_shapley.test_shapley_sampling_beats_captum_at_the_same_number_of_passes",
 }
 """Numbers checked by the tests named (not repeated here)."""
+
+MEASURED_BY_BENCH = {
+    "z+ drops 0.3-0.7% there": "benchmarks/propagation.py",
+    "overshoots by 10-12 times the score": "benchmarks/propagation.py",
+    "the inputs keep from 0.01% (z+) to 1% (γ) of the score": "benchmarks/propagation.py",
+    "about 500 times the score": "benchmarks/propagation.py",
+    "1e11 times or more": "benchmarks/propagation.py",
+    "relevance sums of 11.1 (EpsilonPlusFlat) and 108-116 (EpsilonGammaBox) for a logit of 9.27": "benchmarks/propagation.py",
+    "0.43-0.63 × Zennit's over runs": "benchmarks/propagation.py",
+    "start in about 0.2 s": "benchmarks/startup.py",
+}
+"""Measured figures the README attributes to `make bench` (benchmarks print them; no test is timed)."""
+
 
 NOT_MEASUREMENTS = [
     r"ReLU6",
@@ -245,6 +287,17 @@ NOT_MEASUREMENTS = [
     r"\[0, 1\]",
     r"1×1",
     r"F1",
+    r"b?float(16|32)",
+    r"et al\. (19|20)\d\d",
+    r"CLRP[12]",
+    r"EfficientNet-B0",
+    r"block 0's 32-to-16 projection",
+    r"αβ \(2, 1\)",
+    r"Zennit 0\.5\.1",
+    r"SHA-256",
+    r"Zarr v3",
+    r"32x32 digits model",
+    r"224x224 one",
 ]
 """Numbers that are names, versions, or definitions rather than measurements."""
 
@@ -257,9 +310,9 @@ def test_readme_numbers_are_what_the_code_produces(claim: str) -> None:
 
 def test_every_number_in_the_readme_text_is_checked() -> None:
     text = prose()
-    for phrase in [*CLAIMS, *CHECKED_ELSEWHERE]:
+    for phrase in [*CLAIMS, *CHECKED_ELSEWHERE, *MEASURED_BY_BENCH]:
         assert phrase in text, f"the README no longer says {phrase!r}"
-    for phrase in [*CLAIMS, *CHECKED_ELSEWHERE]:
+    for phrase in [*CLAIMS, *CHECKED_ELSEWHERE, *MEASURED_BY_BENCH]:
         text = text.replace(phrase, " ")
     for pattern in NOT_MEASUREMENTS:
         text = re.sub(pattern, " ", text)
