@@ -12,7 +12,18 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ("startup", "gradient", "cam", "layer", "perturbation", "incremental", "propagation", "quality", "store")
+SUITES = (
+    "startup",
+    "gradient",
+    "cam",
+    "layer",
+    "perturbation",
+    "incremental",
+    "propagation",
+    "quality",
+    "store",
+    "concepts",
+)
 
 
 def main(argv: list[str]) -> int:

@@ -107,7 +107,9 @@ def test_metrics_lists_the_quality_registry(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.split()[0] == names[-1]
 
 
-COMMANDS = ["methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo", "run"]
+COMMANDS = [
+    "methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo", "run", "concepts",
+]  # fmt: skip
 
 
 def test_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -354,7 +356,8 @@ def test_report_passes_the_model_data_and_options(tiny, fake_report, tmp_path: P
     out = tmp_path / "rep"
     argv = ["report", "--model", str(tiny.state), "--arch", "_tiny_models:TinyCNN", "--input-size", "16"]
     argv += ["--data", str(tiny.data), "--out", str(out)]
-    argv += ["--methods", "saliency,grad_cam", "--no-scorecard", "--batch-size", "4", "--seed", "3", "--title", "T"]
+    argv += ["--methods", "saliency,grad_cam", "--no-scorecard", "--no-concepts", "--batch-size", "4", "--seed", "3"]
+    argv += ["--title", "T"]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == f"report: {out / 'report.html'}"
     (name, (model, data, where), kwargs) = fake_report[0]
@@ -362,8 +365,8 @@ def test_report_passes_the_model_data_and_options(tiny, fake_report, tmp_path: P
     assert isinstance(model, cnnlens.Classifier) and model.preprocessing.input_size == (16, 16)
     assert isinstance(data, ImageFolder) and data.classes == ["a", "b", "c"] and len(data) == 9
     assert kwargs == {
-        "methods": ["saliency", "grad_cam"], "perturbation_methods": None, "scorecard": False, "batch_size": 4,
-        "seed": 3, "progress": True, "title": "T",
+        "methods": ["saliency", "grad_cam"], "perturbation_methods": None, "scorecard": False, "concepts": False,
+        "batch_size": 4, "seed": 3, "progress": True, "title": "T",
     }  # fmt: skip
 
 
@@ -403,7 +406,7 @@ def test_report_and_demo_match_the_report_signatures() -> None:
     import cnnlens.report as report  # the fakes above stand in for these: a renamed keyword must fail here
 
     inspect.signature(report.model_report).bind(
-        None, None, None, methods=None, perturbation_methods=None, scorecard=True, batch_size=None, seed=0,
+        None, None, None, methods=None, perturbation_methods=None, scorecard=True, concepts=True, batch_size=None, seed=0,
         progress=True, title=None,
     )  # fmt: skip
     inspect.signature(report.demo).bind(out="out/demo", progress=True)

@@ -78,7 +78,7 @@ def test_readme_cli_synopsis_names_only_real_options() -> None:
     """Each ``--option`` the synopsis shows under a command is one of that command's options."""
     usage = _cli_section().split("```\n", 2)[1]
     blocks = re.findall(r"^cnnlens (\w+)(.*?)(?=^cnnlens |\Z)", usage, re.M | re.S)
-    assert len(blocks) == 11  # report twice: with --data and with --store
+    assert len(blocks) == 12  # report twice: with --data and with --store
     shown = 0
     for command, text in blocks:
         for option in re.findall(r"--[a-z][a-z-]*", text):
@@ -96,12 +96,16 @@ def test_readme_cli_model_options_and_examples_are_real() -> None:
         r"`(--[a-z-]+)", section.split("Every command that takes a model accepts", 1)[1].split(";")[0]
     )
     assert len(promised) == 9
-    takers = [c for c in ("explain", "scorecard", "evaluate", "inside", "report", "run") if "--model" in _options(c)]
-    assert len(takers) == 6
+    takers = [
+        c
+        for c in ("explain", "scorecard", "evaluate", "inside", "report", "run", "concepts")
+        if "--model" in _options(c)
+    ]
+    assert len(takers) == 7
     for command in takers:
         assert set(promised) <= _options(command), command
     examples = re.findall(r"`cnnlens ([^`]+)`", section.split("Example:", 1)[1])
-    assert len(examples) == 6
+    assert len(examples) == 7
     for example in examples:
         args = build_parser().parse_args(example.split())
         assert callable(args.func)

@@ -247,6 +247,7 @@ CHECKED_ELSEWHERE = {
     "more than two seconds": "the bars' delay=2.0 (cnnlens._progress); test_cost counts explain()'s bar",
     "ours sum to 1": "test_gradient_reference.test_trapezoid_is_exact_for_a_linear_integrand_and_captum_misses...",
     "exits with code 2": "test_cli (every bad-input case returns 2)",
+    "recovers the Ishigami function's total indices within 0.02": "test_concepts.test_sobol_total_recovers_ishigami_at_default_design_size",
     "exits with 1": "test_cli (an unexpected failure returns 1)",
     "strips over 50:1 are refused": "test_image_corpus.test_an_absurd_strip_is_refused_and_its_fix_works",
     "a strip over 50:1": "test_image_corpus.test_bombs_and_strips_are_per_file_errors_in_a_dataset",

@@ -325,9 +325,11 @@ def test_model_report_tells_the_evaluation(digits_model, tmp_path: Path) -> None
     t, p = min((k for k, v in counts.items() if v == top), key=lambda k: (int(k[0]), int(k[1])))
     assert f"{t} read as {p} ({top} cases)" in text  # the most confused pair, from Evaluation.groups
     titles = [a for t_, a in doc.tags if t_ == "section"]
-    assert [a["id"] for a in titles][:5] == [
-        "overview", "results-per-class", "where-it-fails", "inside-the-model", "explanations",
+    assert [a["id"] for a in titles][:6] == [
+        "overview", "results-per-class", "where-it-fails", "inside-the-model",
+        f"what-the-model-looks-for-in-class-{t}-and-in-{p}", "explanations",
     ]  # fmt: skip
+    assert f"The {t} read as {p} shows {p}'s" in text  # the concepts the error shares with the wrong class
     assert titles[-1]["id"] == "what-this-means"
     captions = [a["alt"] for a in doc.all("img")]
     assert captions[:4] == [

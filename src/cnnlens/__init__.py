@@ -1,7 +1,7 @@
 """cnnlens: see inside CNN image classifiers.
 
 ``import cnnlens`` is light: the subpackages (``cnnlens.models``, ``cnnlens.data``, ``cnnlens.attribution``,
-``cnnlens.evaluate``, ``cnnlens.inside``, ``cnnlens.quality``, ``cnnlens.viz``, ``cnnlens.report``, ``cnnlens.store``,
+``cnnlens.concepts``, ``cnnlens.evaluate``, ``cnnlens.inside``, ``cnnlens.quality``, ``cnnlens.viz``, ``cnnlens.report``, ``cnnlens.store``,
 ``cnnlens.cli``)
 and the names below are imported on first use (PEP 562), so that torch, scikit-learn and matplotlib load only when
 something needs them. ``cnnlens.evaluate`` is the function `evaluate`; its package is ``cnnlens.evaluate`` in
@@ -20,6 +20,7 @@ from ._errors import CnnlensError, CnnlensWarning, UnsupportedOperationError
 if TYPE_CHECKING:
     from . import attribution as attribution
     from . import cli as cli
+    from . import concepts as concepts
     from . import data as data
     from . import inside as inside
     from . import models as models
@@ -66,7 +67,19 @@ _NAMES = {
     "run": "store",
     "open_store": "store",
 }
-_SUBPACKAGES = ("attribution", "cli", "data", "evaluate", "inside", "models", "quality", "report", "store", "viz")
+_SUBPACKAGES = (
+    "attribution",
+    "cli",
+    "concepts",
+    "data",
+    "evaluate",
+    "inside",
+    "models",
+    "quality",
+    "report",
+    "store",
+    "viz",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -90,6 +90,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
             methods=methods,
             perturbation_methods=perturbation,
             scorecard=not args.no_scorecard,
+            concepts=not args.no_concepts,
             batch_size=args.batch_size,
             seed=args.seed,
             progress=not args.no_progress,
@@ -136,6 +137,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="comma-separated perturbation methods (default: the report's)",
     )
     p.add_argument("--no-scorecard", action="store_true", help="leave out the explanation-quality scorecard")
+    p.add_argument(
+        "--no-concepts", action="store_true", help="leave out the concepts of the most confused pair of classes"
+    )
     p.add_argument("--title", default=None, help="report title")
     add_on_error(p)
     add_class_map(p)

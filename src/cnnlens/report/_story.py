@@ -14,6 +14,7 @@ from .._errors import CnnlensError, unknown_name
 from .._files import OutputFolder, output_folder, write_json
 from .._progress import honours_progress, progress_bar
 from . import _notes as notes
+from ._concepts import concepts_section
 from ._conclusions import conclusions
 from ._explain import explain_rows, scorecard_section
 from ._figures import rows_figure
@@ -260,6 +261,7 @@ def add_model_story(
     perturbation_methods: Methods = None,
     scorecard: bool = True,
     metrics: Any = None,
+    concepts: bool = True,
     max_groups: int = 3,
     per_group: int = 4,
     batch_size: int | None = None,
@@ -297,6 +299,9 @@ def add_model_story(
         stages.set_postfix_str("inside")
         inside = inside_section(report, classifier, dataset, ev, groups[0] if groups else None)
         said += inside
+        if groups and concepts:
+            stages.set_postfix_str("concepts")
+            said += concepts_section(report, classifier, dataset, ev, groups[0], seed)[-1:]
         stages.update()
         stages.set_postfix_str("explaining")
         explained = explain_rows(
@@ -362,7 +367,8 @@ def model_report(
     with the lowest accuracy is examined). ``options`` (those of `add_model_story`): ``methods`` /
     ``perturbation_methods``: names or name -> options (default: the seed's saliency, integrated gradients,
     DeepLIFT, Grad-CAM, guided Grad-CAM / occlusion, feature ablation, Shapley sampling, KernelSHAP, sized by
-    `sized_options`); ``scorecard=True`` (run with ``seeds=2`` seeds); ``max_groups=3`` error groups of
+    `sized_options`); ``scorecard=True`` (run with ``seeds=2`` seeds); ``concepts=True`` (concepts
+    of the most confused pair of classes); ``max_groups=3`` error groups of
     ``per_group=4`` images; ``batch_size=None``; ``seed=0``; ``progress=True``. ``out`` is held as one run
     (atomic files, a manifest ``cnnlens-run.json``, an earlier run's files replaced; other files, symlinks and
     concurrent runs refused, see `cnnlens.evaluate.save_evaluation`). Returns the HTML file's path.

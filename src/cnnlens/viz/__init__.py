@@ -9,9 +9,12 @@ map, each an RGB array ``(H, W, 3)`` in [0, 1]: :func:`heat_map`, :func:`blended
 Legends: every map figure carries a colour bar saying what the colours mean (:func:`map_colorbar`,
 :func:`scale_words`); type is at least ``LABEL_PT`` points; :func:`figure_layout` tells where maps, colour bars and
 labels are in a saved figure.
+Concepts (``cnnlens.concepts``): :func:`concept_gallery_figure`, :func:`concept_overlay_figure`,
+:func:`error_concepts_figure`.
 """
 
 from ._boxes import bounding_box, draw_bounding_box, superpixel_boundaries
+from ._concepts import concept_gallery_figure, concept_overlay_figure, error_concepts_figure
 from ._figures import (
     confusion_matrix_figure,
     metrics_figure,
@@ -63,10 +66,13 @@ __all__ = [
     "channels_figure",
     "colormap",
     "compare_panel",
+    "concept_gallery_figure",
+    "concept_overlay_figure",
     "confusion_matrix_figure",
     "default_cmap",
     "draw_bounding_box",
     "draw_view",
+    "error_concepts_figure",
     "explanation_panel",
     "feature_maps_figure",
     "figure_layout",
