@@ -731,8 +731,8 @@ EXACT_PASSES = {
     "deconvnet": B,
     "integrated_gradients": B + B + B * S,  # logits, baseline scores, path points
     "gradient_shap": B + B * NS,  # logits, sample points (no delta with noise: no baseline scores)
-    "deeplift": 2 * B + B,  # (input, reference) pairs, baseline scores
-    "deeplift_shap": B + 2 * B * K + B * K,  # logits, pairs per baseline, baseline scores
+    "deeplift": 2 * B,  # (input, reference) pairs (the baselines are scored in the same passes)
+    "deeplift_shap": B + 2 * B * K,  # logits, pairs per baseline (the baselines are scored in them)
 }
 
 

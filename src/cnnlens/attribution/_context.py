@@ -127,6 +127,12 @@ class Context:
             self._targets = self._resolve_targets(logits)
         return logits.gather(1, self._targets[owner][:, None])[:, 0]
 
+    def _select_paired(self, ref_logits: T, logits: T, owner: T) -> T:
+        """Scores of reference rows, each for the target of the row it is paired with (``logits``: the rows')."""
+        if self._targets is None and self._target_spec is None:  # recording pass: a row's target is its top class
+            return ref_logits.gather(1, logits.argmax(1, keepdim=True))[:, 0]
+        return self.select(ref_logits, owner)
+
     # ---- batched model calls ------------------------------------------------------------------------------
     def forward(self, x: T) -> T:
         """Run the model on one chunk, checking that it returns finite (N, K) logits."""
@@ -222,6 +228,8 @@ class Context:
     ) -> tuple[T, T | None, list[T], list[T]]:
         """Like ``gradients``, plus the outputs of ``layers`` and the gradients of the scores w.r.t. them.
 
+        With ``reference``, the scores are those of the rows followed by those of the references, ``(2N,)``:
+        the reference half of every chunk is scored in the same forward pass.
         ``input_grad=False`` with one layer: the backward pass stops at that layer (no input gradients).
         ``start``: ``(logits, d score / d logits) -> (N, K)``, what the backward pass starts from at the logits
         in place of ``d score / d logits`` (relevance propagation's initial relevance).
@@ -243,7 +251,8 @@ class Context:
             with torch.enable_grad():
                 rule = mode if mode is not None else nullcontext()
                 with gradient_forward(self.model, batch), rule, capture(layers, detach=cut) as outs:
-                    logits = self.forward(batch)[: xi.shape[0]]
+                    every = self.forward(batch)
+                logits = every[: xi.shape[0]]
                 s = self.select(logits, owner[sl])
                 wrt = outs if cut else [xi, *outs]
                 objective = s
@@ -256,15 +265,17 @@ class Context:
             if record:
                 logits_parts.append(logits.detach())
             n = xi.shape[0]
-            return s.detach(), g, [o[:n].detach() for o in outs], [lg[:n] for lg in grads]
+            s_ref = None if reference is None else self._select_paired(every[n:].detach(), logits.detach(), owner[sl])
+            return (s.detach(), s_ref), g, [o[:n].detach() for o in outs], [lg[:n] for lg in grads]
 
         parts = self.run(step, x.shape[0], rows_per_item=1 if reference is None else 2)
         if record:
             self._logits = torch.cat(logits_parts)
         cat = torch.cat
         n = len(layers)
+        scores = [p[0][0] for p in parts] + ([] if reference is None else [p[0][1] for p in parts])
         return (
-            cat([p[0] for p in parts]),
+            cat(scores),
             None if cut else cat([p[1] for p in parts]),
             [cat([p[2][i] for p in parts]) for i in range(n)],
             [cat([p[3][i] for p in parts]) for i in range(n)],
@@ -272,8 +283,14 @@ class Context:
 
     def input_gradients(self, mode: AbstractContextManager | None = None, reference: T | None = None) -> T:
         """Gradients of the target scores at the inputs; the same passes give the logits."""
+        return self.scored_input_gradients(mode, reference)[1]
+
+    def scored_input_gradients(
+        self, mode: AbstractContextManager | None = None, reference: T | None = None
+    ) -> tuple[T, T]:
+        """``(scores, input_gradients(...))``; with ``reference`` the scores of the references follow, ``(2B,)``."""
         record = self._logits is None
-        return self.gradients(self.inputs, self.owners(), mode=mode, reference=reference, record=record)[1]
+        return self.gradients(self.inputs, self.owners(), mode=mode, reference=reference, record=record)
 
     def randn(self, *shape: int) -> T:
         return torch.randn(*shape, generator=self.generator, device="cpu").to(self.inputs)

@@ -43,9 +43,9 @@ class DeepLift(Method):
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T]:
         assert baseline is not None
-        grads = ctx.input_gradients(RescaleMode(), reference=baseline)
+        scores, grads = ctx.scored_input_gradients(RescaleMode(), reference=baseline)
         attr = (ctx.inputs - baseline) * grads
-        gap = ctx.target_scores() - ctx.scores(baseline, ctx.owners())
+        gap = ctx.target_scores() - scores[ctx.n :]  # the baselines were scored in the same passes
         return attr, _checked(sum_per_row(attr) - gap, gap)
 
 
@@ -62,8 +62,8 @@ class DeepLiftShap(Method):
         x, k = ctx.inputs, baseline.shape[1]
         refs = baseline.flatten(0, 1)
         owners = ctx.owners(k)
-        _, grads = ctx.gradients(x.repeat_interleave(k, 0), owners, mode=RescaleMode(), reference=refs)
+        scores, grads = ctx.gradients(x.repeat_interleave(k, 0), owners, mode=RescaleMode(), reference=refs)
         attr = ((x.repeat_interleave(k, 0) - refs) * grads).view(baseline.shape).mean(1)
-        ref_scores = ctx.scores(refs, owners).view(-1, k).mean(1)
+        ref_scores = scores[x.shape[0] * k :].view(-1, k).mean(1)  # scored in the same passes
         gap = ctx.target_scores() - ref_scores
         return attr, _checked(sum_per_row(attr) - gap, gap)
