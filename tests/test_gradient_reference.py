@@ -633,6 +633,29 @@ def test_guided_backprop_handles_relu6() -> None:
     assert (ours - plain_grad(model, x, TARGETS)).abs().max() > 0.05 * ours.abs().max()
 
 
+class _ClampAtMean(torch.nn.Module):
+    """A ReLU-like gate whose threshold is computed from the input: ``clamp(x, min=mean(x) / 2)``, then linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(5, 3 * 8 * 8, generator=torch.Generator().manual_seed(4)))
+
+    def forward(self, x: T) -> T:
+        t = 0.5 * x.mean(dim=(1, 2, 3), keepdim=True)
+        return x.clamp(min=t).flatten(1) @ self.w.T
+
+
+def test_guided_backprop_treats_a_gate_bound_on_the_gradient_path_as_a_constant(x) -> None:
+    """The rule gates the gradient of the activation's input; the bound is part of the gate, so no gradient
+    flows through it (plain autograd would add d mean / d x terms)."""
+    model = _ClampAtMean()
+    ours = cnnlens.explain(model, x, "guided_backprop", target=TARGETS).attributions
+    gate = x >= 0.5 * x.mean(dim=(1, 2, 3), keepdim=True)
+    expected = model.w.detach()[TARGETS].clamp(min=0).view_as(x) * gate
+    assert_close(ours, expected)
+    assert (ours - plain_grad(model, x, TARGETS)).abs().max() > 1e-3
+
+
 # =========================================================================================================
 # 5. SmoothGrad, SmoothGrad², VarGrad
 # =========================================================================================================

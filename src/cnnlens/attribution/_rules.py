@@ -2,8 +2,9 @@
 
 A ``TorchFunctionMode`` sees every activation call during the forward pass: ``nn.ReLU`` modules (also reused
 ones and in-place ones), ``F.relu``, ``x.relu_()``, ``x.clamp(min=0)``, ReLU6 (``F.hardtanh``), SiLU, GELU...
-Each one is replaced by an autograd function that computes the same forward value and applies the method's
-rule in the backward pass. Nothing is attached to the model, so nothing can be left behind.
+Each one computes the same forward value and gets the method's rule in the backward pass: an autograd function
+(DeepLIFT, deconvnet), or a hook on the activation's output that keeps the positive gradient before torch's own
+backward of the activation (guided backprop). Nothing is attached to the model, so nothing can be left behind.
 
 Guided backprop and deconvnet also look at every other call (an allow-list, ``_ops.py``): element-wise
 operations pass their plain gradient only where it is the method's own (linear ones: additions, scaling by
