@@ -505,6 +505,22 @@ def test_deeplift_and_deeplift_shap_completeness(name, dist) -> None:
     assert (r.delta.abs() <= 1e-4 * gap.abs() + 1e-6).all(), (r.delta, gap)
 
 
+@pytest.mark.parametrize("batch_size", [None, 2, 3])
+def test_deeplift_scores_the_baselines_for_the_predicted_classes(batch_size) -> None:
+    """No target: the baselines, scored in the passes of the (input, baseline) pairs, are scored for each input's
+    predicted class (not the baseline's own), whatever the chunking."""
+    net, x = _nets.act_net("relu6"), _nets.inputs(3, scale=2.5)
+    x0 = x.roll(1, 0)  # each baseline is another input
+    r = cnnlens.explain(net, x, "deeplift", baseline=x0, batch_size=batch_size)
+    with torch.no_grad():
+        predicted = net(x).argmax(1)
+    torch.testing.assert_close(r.target, predicted)
+    gap = scores(net, x, predicted) - scores(net, x0, predicted)
+    torch.testing.assert_close(r.delta, r.attributions.flatten(1).sum(1) - gap, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        assert (net(x0).argmax(1) != predicted).any()  # the baselines' own top classes would give other scores
+
+
 def test_relu6_net_saturates_somewhere() -> None:
     """The ReLU6 completeness case above is not vacuous: some pre-activations exceed 6."""
     model, seen = _nets.act_net("relu6"), []
