@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,6 +66,7 @@ class Context:
         self._targets: T | None = None  # (B,) long, or None with a callable target
         self._auto: int | None = None
         self.info: dict = {}  # method-specific diagnostics, copied to Explanation.info
+        self.bar: Any = None  # a progress bar counting passes (set by Method.__call__), or None
 
     # ---- the model's own view of the inputs -------------------------------------------------------------
     @property
@@ -138,6 +140,8 @@ class Context:
         """Run the model on one chunk, checking that it returns finite (N, K) logits."""
         out = self.model(x)
         self.passes += x.shape[0]
+        if self.bar is not None:
+            self.bar.update(x.shape[0])
         if not isinstance(out, torch.Tensor):
             raise CnnlensError(
                 f"the model returned a {type(out).__name__}, not a tensor of logits. Wrap it so that it returns "
