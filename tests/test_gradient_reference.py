@@ -505,6 +505,22 @@ def test_deeplift_and_deeplift_shap_completeness(name, dist) -> None:
     assert (r.delta.abs() <= 1e-4 * gap.abs() + 1e-6).all(), (r.delta, gap)
 
 
+@pytest.mark.parametrize("batch_size", [None, 2, 3])
+def test_deeplift_scores_the_baselines_for_the_predicted_classes(batch_size) -> None:
+    """No target: the baselines, scored in the passes of the (input, baseline) pairs, are scored for each input's
+    predicted class (not the baseline's own), whatever the chunking."""
+    net, x = _nets.act_net("relu6"), _nets.inputs(3, scale=2.5)
+    x0 = x.roll(1, 0)  # each baseline is another input
+    r = cnnlens.explain(net, x, "deeplift", baseline=x0, batch_size=batch_size)
+    with torch.no_grad():
+        predicted = net(x).argmax(1)
+    torch.testing.assert_close(r.target, predicted)
+    gap = scores(net, x, predicted) - scores(net, x0, predicted)
+    torch.testing.assert_close(r.delta, r.attributions.flatten(1).sum(1) - gap, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        assert (net(x0).argmax(1) != predicted).any()  # the baselines' own top classes would give other scores
+
+
 def test_relu6_net_saturates_somewhere() -> None:
     """The ReLU6 completeness case above is not vacuous: some pre-activations exceed 6."""
     model, seen = _nets.act_net("relu6"), []
@@ -631,6 +647,29 @@ def test_guided_backprop_handles_relu6() -> None:
     x = _nets.inputs(3, scale=2.5)
     ours = cnnlens.explain(model, x, "guided_backprop", target=TARGETS).attributions
     assert (ours - plain_grad(model, x, TARGETS)).abs().max() > 0.05 * ours.abs().max()
+
+
+class _ClampAtMean(torch.nn.Module):
+    """A ReLU-like gate whose threshold is computed from the input: ``clamp(x, min=mean(x) / 2)``, then linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(5, 3 * 8 * 8, generator=torch.Generator().manual_seed(4)))
+
+    def forward(self, x: T) -> T:
+        t = 0.5 * x.mean(dim=(1, 2, 3), keepdim=True)
+        return x.clamp(min=t).flatten(1) @ self.w.T
+
+
+def test_guided_backprop_treats_a_gate_bound_on_the_gradient_path_as_a_constant(x) -> None:
+    """The rule gates the gradient of the activation's input; the bound is part of the gate, so no gradient
+    flows through it (plain autograd would add d mean / d x terms)."""
+    model = _ClampAtMean()
+    ours = cnnlens.explain(model, x, "guided_backprop", target=TARGETS).attributions
+    gate = x >= 0.5 * x.mean(dim=(1, 2, 3), keepdim=True)
+    expected = model.w.detach()[TARGETS].clamp(min=0).view_as(x) * gate
+    assert_close(ours, expected)
+    assert (ours - plain_grad(model, x, TARGETS)).abs().max() > 1e-3
 
 
 # =========================================================================================================

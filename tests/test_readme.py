@@ -100,7 +100,7 @@ def test_the_command_line_examples_run(small: Path) -> None:
 
     section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
     examples = re.findall(r"`cnnlens ([^`]+)`", section.split("Example:", 1)[1])
-    assert len(examples) == 6
+    assert len(examples) == 7
     for example in examples:
         args = example.split() + ["--no-progress"]
         if args[0] == "explain" and "integrated_gradients" in example:

@@ -2,8 +2,9 @@
 
 A ``TorchFunctionMode`` sees every activation call during the forward pass: ``nn.ReLU`` modules (also reused
 ones and in-place ones), ``F.relu``, ``x.relu_()``, ``x.clamp(min=0)``, ReLU6 (``F.hardtanh``), SiLU, GELU...
-Each one is replaced by an autograd function that computes the same forward value and applies the method's
-rule in the backward pass. Nothing is attached to the model, so nothing can be left behind.
+Each one computes the same forward value and gets the method's rule in the backward pass: an autograd function
+(DeepLIFT, deconvnet), or a hook on the activation's output that keeps the positive gradient before torch's own
+backward of the activation (guided backprop). Nothing is attached to the model, so nothing can be left behind.
 
 Guided backprop and deconvnet also look at every other call (an allow-list, ``_ops.py``): element-wise
 operations pass their plain gradient only where it is the method's own (linear ones: additions, scaling by
@@ -47,6 +48,24 @@ class _Activation(torch.autograd.Function):
     def backward(ctx: Any, gy: T) -> tuple:
         (x,) = ctx.saved_tensors
         return ctx.mode.activation_grad(ctx.name, ctx.f, x, gy), None, None, None
+
+
+class _Rescale(torch.autograd.Function):
+    """An activation on ``cat([inputs, references])`` whose backward pass is DeepLIFT's rescale rule. The rise
+    ``f(x) - f(x0)`` is taken from the forward values, so ``f`` runs once (again only where a derivative is due)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: T, f: Callable[[T], T], mode: RescaleMode) -> T:
+        y = f(x)
+        y_in, y_ref = y.chunk(2)
+        ctx.f, ctx.mode = f, mode
+        ctx.save_for_backward(x, _precision.working(y_in) - _precision.working(y_ref))
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, gy: T) -> tuple:
+        x, rise = ctx.saved_tensors
+        return ctx.mode.rescale_grad(ctx.f, x, rise, gy), None, None
 
 
 class _MaxPool(torch.autograd.Function):
@@ -93,9 +112,13 @@ class RuleMode(TorchFunctionMode):
         self.seen.add(name)
         x, f, inplace = _ops.at(func, args, kwargs, pos)
         if not inplace:
-            return _Activation.apply(x, f, self, name)
-        y = _Activation.apply(x.clone(), f, self, name)
+            return self.apply(x, f, name, _others_need_grad(args, kwargs, pos))
+        y = self.apply(x.clone(), f, name, _others_need_grad(args, kwargs, pos))
         return x.copy_(y)
+
+    def apply(self, x: T, f: Callable[[T], T], name: str, others_need_grad: bool) -> T:
+        """``f(x)`` with the rule in its backward pass; the other operands of the call are constants to it."""
+        return _Activation.apply(x, f, self, name)
 
     def other(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         """Any call that is neither an activation nor a pooling the mode has a rule for (subclasses may check)."""
@@ -122,6 +145,15 @@ class RuleMode(TorchFunctionMode):
 
 
 _AVOID = "Use a method without this assumption (saliency, integrated_gradients, deeplift)"
+
+
+def _others_need_grad(args: tuple, kwargs: dict, pos: int | str) -> bool:
+    """Whether an operand of the call other than the one at ``pos`` is on the gradient path."""
+    return any(isinstance(v, torch.Tensor) and v.requires_grad for k, v in _ops.operands(args, kwargs) if k != pos)
+
+
+def _positive(g: T) -> T:
+    return g.clamp(min=0)
 
 
 class _GatedMode(RuleMode):
@@ -215,9 +247,22 @@ class _GatedMode(RuleMode):
 
 
 class GuidedMode(_GatedMode):
-    """Guided backprop: only positive gradients pass through an activation, times its local derivative."""
+    """Guided backprop: only positive gradients pass through an activation, times its local derivative.
+
+    The activation runs as it is and a hook on its output keeps the positive part of the gradient that reaches
+    it, so torch's own backward of the activation applies the local derivative (no second autograd pass). An
+    activation with another operand on the gradient path (``clamp`` with a tensor bound that requires grad) runs
+    through an autograd function that treats that operand as a constant, as the rule does."""
 
     method = "guided_backprop"
+
+    def apply(self, x: T, f: Callable[[T], T], name: str, others_need_grad: bool) -> T:
+        if others_need_grad:
+            return _Activation.apply(x, f, self, name)
+        y = f(x)
+        if y.requires_grad:
+            y.register_hook(_positive)
+        return y
 
     def activation_grad(self, name: str, f: Callable[[T], T], x: T, gy: T) -> T:
         return _vjp(f, x, gy.clamp(min=0))
@@ -244,16 +289,20 @@ class RescaleMode(RuleMode):
     pool_rule = True
     eps = 1e-10
 
-    def activation_grad(self, name: str, f: Callable[[T], T], x: T, gy: T) -> T:
+    def apply(self, x: T, f: Callable[[T], T], name: str, others_need_grad: bool) -> T:
+        return _Rescale.apply(x, f, self)
+
+    def rescale_grad(self, f: Callable[[T], T], x: T, rise: T, gy: T) -> T:
+        """The multipliers times the incoming gradient of the input half, for both halves."""
         x_in, x_ref = x.chunk(2)
         g_in = gy.chunk(2)[0]
-        with torch.no_grad():  # float16/bfloat16: the slopes in float32 (a rounded difference over a tiny dx)
-            rise = _precision.working(f(x_in)) - _precision.working(f(x_ref))
         dx = _precision.working(x_in) - _precision.working(x_ref)
         small = _precision.tiny_difference(dx, x_in, x_ref, self.eps)
-        g = _precision.working(g_in) * rise / torch.where(small, torch.ones_like(dx), dx)
         if small.any():  # no secant where input and reference agree: the derivative there
+            g = _precision.working(g_in) * rise / dx.masked_fill(small, 1.0)
             g = torch.where(small, _precision.working(_vjp(f, x_in, g_in)), g)
+        else:
+            g = _precision.working(g_in) * rise / dx
         g = g.to(x.dtype)
         return torch.cat([g, g])
 

@@ -10,6 +10,9 @@ Every perturbed image is built only when its batch is scored.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -138,6 +141,35 @@ _NEIGHBOURS = (
 )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=8)
+def _dissection_rank(h: int, w: int, leaf: int = 64) -> np.ndarray:
+    """Position of every pixel of an ``h x w`` grid (raster index) in a nested-dissection order: both halves
+    of a rectangle first, then the line of pixels that separates them (8-neighbours reach one pixel only)."""
+    parts: list[np.ndarray] = []
+    todo: list[tuple[int, int, int, int] | np.ndarray] = [(0, h, 0, w)]
+    while todo:  # depth first, a separator after both of its halves: built in reverse, then flipped
+        item = todo.pop()
+        if isinstance(item, np.ndarray):
+            parts.append(item)
+            continue
+        r0, r1, c0, c1 = item
+        if (r1 - r0) * (c1 - c0) <= leaf or max(r1 - r0, c1 - c0) < 3:
+            rr, cc = np.mgrid[r0:r1, c0:c1]
+            parts.append((rr * w + cc).ravel()[::-1])
+        elif r1 - r0 >= c1 - c0:
+            m = (r0 + r1) // 2
+            parts.append((m * w + np.arange(c0, c1))[::-1])
+            todo += [(r0, m, c0, c1), (m + 1, r1, c0, c1)]
+        else:
+            m = (c0 + c1) // 2
+            parts.append((np.arange(r0, r1) * w + m)[::-1])
+            todo += [(r0, r1, c0, m), (r0, r1, m + 1, c1)]
+    order = np.concatenate(parts)[::-1]
+    rank = np.empty(h * w, dtype=np.int64)
+    rank[order] = np.arange(h * w)
+    return rank
+
+
 def linear_imputation(image: T, missing: T) -> T:
     """``image`` ``(C, H, W)`` with every ``missing`` pixel (``(H, W)`` bool) replaced by the weighted mean of
     its in-image 8-neighbours (direct 1/6, diagonal 1/12), all missing pixels solved jointly as one sparse
@@ -172,11 +204,18 @@ def linear_imputation(image: T, missing: T) -> T:
     ai.append(np.arange(n))
     aj.append(np.arange(n))
     av.append(diag)
-    a = coo_matrix((np.concatenate(av), (np.concatenate(ai), np.concatenate(aj))), shape=(n, n)).tocsc()
-    # The system is symmetric and diagonally dominant: SuperLU's symmetric mode (no row pivoting, minimum-degree
-    # ordering of A^T + A) factors it ~1.4x faster than the general default, to the same numbers.
-    lu = splu(a, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-    solved = np.asarray(lu.solve(b)).reshape(n, c)
+    # Unknowns in nested-dissection order (that of the whole pixel grid, restricted to them): a separator line
+    # splits the pixels, recursively, so the factors stay sparse. The system is symmetric and diagonally
+    # dominant: SuperLU's symmetric mode (no row pivoting) in this order factors it ~1.8x faster than with its
+    # own minimum-degree ordering, to the same numbers up to rounding.
+    order = np.argsort(_dissection_rank(h, w)[unknown], kind="stable")
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    i, j = position[np.concatenate(ai)], position[np.concatenate(aj)]
+    a = coo_matrix((np.concatenate(av), (i, j)), shape=(n, n)).tocsc()
+    lu = splu(a, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    solved = np.empty((n, c))
+    solved[order] = np.asarray(lu.solve(b[order])).reshape(n, c)
     flat = out.view(c, -1)
     flat[:, torch.from_numpy(unknown).to(out.device)] = torch.from_numpy(solved.T.copy()).to(out)
     return out
@@ -189,6 +228,34 @@ def noisy_linear_imputation(image: T, missing: T, noise: float, generator: torch
         eps = torch.randn(out.shape, generator=generator, device="cpu").to(out) * noise
         out = torch.where(missing.to(out.device)[None], out + eps, out)
     return out
+
+
+class _Ahead(Rows):
+    """Rows made one by one on a pool of threads (``torch.get_num_threads()``), the next chunk's while the
+    current one is scored: the sparse solves of the imputation run outside Python's lock, beside the model."""
+
+    def __init__(self, n: int, make: Callable[[int], T]) -> None:
+        super().__init__(n, self._chunk)
+        self._row = make
+        self._pool = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="cnnlens-road")
+        self._made: dict[int, Future] = {}
+
+    def _submit(self, rows: range) -> None:
+        for r in rows:
+            if r not in self._made:
+                self._made[r] = self._pool.submit(self._row, r)
+
+    def _chunk(self, sl: slice) -> T:
+        self._submit(range(sl.start, sl.stop))
+        out = torch.stack([self._made.pop(r).result() for r in range(sl.start, sl.stop)])
+        self._submit(range(sl.stop, min(self.shape[0], 2 * sl.stop - sl.start)))
+        return out
+
+    def __enter__(self) -> _Ahead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @register_metric
@@ -221,18 +288,16 @@ class Road(Metric):
         per_image = 2 * steps
         seed = int(torch.randint(2**62, (1,), generator=job.generator))  # one noise stream per row
 
-        def make(sl: slice) -> T:
-            out = []
-            for r in range(sl.start, sl.stop):
-                img, rest = divmod(r, per_image)
-                order, k = divmod(rest, steps)
-                missing = ranks[img, order] < counts[k]
-                g = torch.Generator().manual_seed(seed + r)
-                out.append(noisy_linear_imputation(x[img], missing, float(o["noise"]), g))
-            return torch.stack(out)
+        def make(r: int) -> T:
+            img, rest = divmod(r, per_image)
+            order, k = divmod(rest, steps)
+            missing = ranks[img, order] < counts[k]
+            g = torch.Generator().manual_seed(seed + r)
+            return noisy_linear_imputation(x[img], missing, float(o["noise"]), g)
 
         owner = job.owners(per_image)
-        s = job.scores(Rows(job.n * per_image, make), owner, o["output"], desc="road").view(job.n, 2, steps)
+        with _Ahead(job.n * per_image, make) as rows:
+            s = job.scores(rows, owner, o["output"], desc="road").view(job.n, 2, steps)
         morf, lerf = s[:, 0], s[:, 1]
         curve_x = counts.double() / n_pix
         value = _auc(lerf, curve_x) - _auc(morf, curve_x)
