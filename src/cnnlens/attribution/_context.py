@@ -17,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 from .._capture import capture
 from .._errors import CnnlensError, UnsupportedOperationError, say
 from .._guard import is_scripted
+from .._progress import checkpoint
 from ._memory import auto_batch_size, is_out_of_memory
 
 T = torch.Tensor
@@ -130,6 +131,7 @@ class Context:
         """Run the model on one chunk, checking that it returns finite (N, K) logits."""
         out = self.model(x)
         self.passes += x.shape[0]
+        checkpoint(x.shape[0])
         if not isinstance(out, torch.Tensor):
             raise CnnlensError(
                 f"the model returned a {type(out).__name__}, not a tensor of logits. Wrap it so that it returns "
