@@ -177,14 +177,15 @@ def _stop_job(app: Any) -> None:
 @contextmanager
 def running(
     store: Any, *, host: str = "127.0.0.1", port: int = 0, model: Any = None, data: Any = None,
-    max_passes: int = DEFAULT_MAX_PASSES, app: Any = None,
+    max_passes: int = DEFAULT_MAX_PASSES, batch_size: int | None = None, app: Any = None,
 ) -> Iterator[str]:  # fmt: skip
     """The app served in a background thread while the block runs (for notebooks, scripts and tests): yields its
-    address (``port=0``: a free port); on leaving, a running computation is cancelled and the server stopped."""
+    address (``port=0``: a free port); on leaving, a running computation is cancelled and the server stopped.
+    ``app``: one made by `create_app` (the other arguments but ``host`` and ``port`` are then unused)."""
     _require()
     _warn_network(host)
     if app is None:
-        app = create_app(store, model=model, data=data, max_passes=max_passes,
+        app = create_app(store, model=model, data=data, max_passes=max_passes, batch_size=batch_size,
                          hosts="local" if is_loopback(host) else None)  # fmt: skip
     sock = _bind(host, port)
     server = _server(app, sock)
