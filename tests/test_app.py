@@ -315,6 +315,6 @@ def test_many_classes_matrix_shows_the_most_confused(tmp_path) -> None:
 
 def test_serving_to_the_network_warns(tmp_path) -> None:
     app = create_app(digits_store(), hosts=None)
-    with pytest.warns(cnnlens.CnnlensWarning, match="anyone who can reach this machine"):
-        with running(digits_store(), host="0.0.0.0", app=app) as url:
-            assert Client(url.replace("0.0.0.0", "127.0.0.1")).get("/", Host="example.org")[0] == 200
+    warned = pytest.warns(cnnlens.CnnlensWarning, match="anyone who can reach this machine")
+    with warned, running(digits_store(), host="0.0.0.0", app=app) as url:
+        assert Client(url.replace("0.0.0.0", "127.0.0.1")).get("/", Host="example.org")[0] == 200
