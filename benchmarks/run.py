@@ -1,4 +1,5 @@
-"""``make bench``: every benchmark suite in turn (start-up, gradient methods, CAMs, perturbation, LRP, quality).
+"""``make bench``: every benchmark suite in turn (start-up, gradient methods, CAMs, perturbation, LRP, quality,
+dataset runs, the app).
 
 ``--quick`` is passed on to each suite; ``--suites`` picks some. A suite's own options: run it alone,
 ``.venv/bin/python benchmarks/X.py --help``.
@@ -11,7 +12,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ("startup", "gradient", "cam", "perturbation", "propagation", "quality", "store")
+SUITES = ("startup", "gradient", "cam", "perturbation", "propagation", "quality", "store", "app")
 
 
 def main(argv: list[str]) -> int:

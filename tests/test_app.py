@@ -318,3 +318,64 @@ def test_serving_to_the_network_warns(tmp_path) -> None:
     warned = pytest.warns(cnnlens.CnnlensWarning, match="anyone who can reach this machine")
     with warned, running(digits_store(), host="0.0.0.0", app=app) as url:
         assert Client(url.replace("0.0.0.0", "127.0.0.1")).get("/", Host="example.org")[0] == 200
+
+
+def test_cli_view_data_predicts_into_a_new_store_while_serving_and_stops_on_ctrl_c(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from _digits_session import digits_cache
+
+    out = tmp_path / "view"
+    code = (
+        "import sys, cnnlens.models._digits as d; d.DEFAULT_CACHE_DIR = sys.argv[1]; from cnnlens.cli import main; "
+        "sys.exit(main(sys.argv[2:]))"
+    )
+    trained_digits()  # the child loads the weights this session trained
+    args = [sys.executable, "-c", code, str(digits_cache()), "view", "--data", "digits:field", "--model", "digits_cnn",
+            "--out", str(out), "--port", "0"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = child.stdout.readline()
+        assert "at http://127.0.0.1:" in line, child.stderr.read() if child.poll() is not None else line
+        client = Client(line.split(" at ", 1)[1].split()[0])
+        job = json.loads(client.get("/api/job?wait=30")[2])["job"]
+        assert job["title"] == "predicting 360 images" and job["state"] == "done" and job["passes"] == 360
+        page = Cells()
+        page.feed(client.text("/"))
+        y, p, _ = _truth(out)
+        assert len(y) == 360 and float(page.values["accuracy"]) == pytest.approx(np.mean(y == p), abs=1e-12)
+        status, _, _ = client.post("/api/explain", {"id": "digits/field/4", "method": "saliency"})
+        assert status == 202 and client.wait()["state"] == "done"  # explained as the page asks
+    finally:
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    store = open_store(out)
+    assert store.complete and store.labels == ["saliency"] and store.has("digits/field/4", "saliency")
+    assert store.manifest["dataset"]["spec"] == "digits:field" and store.manifest["model"]["source"] == "digits_cnn"
+
+
+def test_cli_view_usage_errors_name_the_fix(tmp_path, capsys) -> None:
+    import socket
+
+    from cnnlens.cli import main
+
+    assert main(["view"]) == 2
+    assert "give a STORE (made by cnnlens run), or --data DATA" in capsys.readouterr().err
+    assert main(["view", str(tmp_path)]) == 2
+    assert "is not a cnnlens store (no manifest.json); make one with cnnlens run" in capsys.readouterr().err
+    assert main(["view", str(digits_store()), "--out", str(tmp_path / "x")]) == 2
+    assert "--out names the store that --data creates" in capsys.readouterr().err
+    assert main(["view", "--data", "digits:field"]) == 2
+    assert "Pass --model digits_cnn" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert main(["view", str(digits_store()), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot serve on 127.0.0.1:{port}" in err and "choose another --port (0: any free port)" in err

@@ -102,7 +102,19 @@ def test_metrics_lists_the_quality_registry(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out.split()[0] == names[-1]
 
 
-COMMANDS = ["methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo", "run"]
+COMMANDS = [
+    "methods",
+    "metrics",
+    "models",
+    "explain",
+    "scorecard",
+    "evaluate",
+    "inside",
+    "report",
+    "demo",
+    "run",
+    "view",
+]
 
 
 def test_the_commands(capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,6 +44,8 @@ class Job:
     link: str | None = None
     """The page that shows the result."""
     cancel_asked: bool = False
+    ended_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set when the computation ends (long polls wait on it)."""
 
     @property
     def running(self) -> bool:
@@ -58,6 +60,7 @@ class Job:
         return {
             "number": self.number, "title": self.title, "state": self.state, "passes": self.passes,
             "total": self.total, "seconds": round(self.seconds, 2), "message": self.message, "link": self.link,
+            "ended_ago": None if self.ended is None else round(time.monotonic() - self.ended, 1),
         }  # fmt: skip
 
 
@@ -124,6 +127,7 @@ class Jobs:
             job.state, job.message = "failed", f"unexpected {type(err).__name__}: {' '.join(str(err).split())}"
         finally:
             job.ended = time.monotonic()
+            job.ended_event.set()
 
     def cancel(self) -> Job | None:
         """Ask the running computation to stop at its next model call (returns it, or None if none runs)."""

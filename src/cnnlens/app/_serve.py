@@ -163,6 +163,8 @@ def serve(
         ready(address(sock))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl+C is how the app is stopped: uvicorn has shut down, it passes the signal on
+        pass
     finally:
         sock.close()
         _stop_job(app)

@@ -162,10 +162,15 @@ class Pages:
         return _png(data)
 
     # ---- computations -----------------------------------------------------------------------------------------
-    def job(self, request: Any) -> Any:
+    async def job(self, request: Any) -> Any:
+        """The current computation; ``?wait=S``: once it has ended, or after S seconds (at most 30) if sooner."""
+        from starlette.concurrency import run_in_threadpool
         from starlette.responses import JSONResponse
 
+        wait = pages.number(request.query_params, "wait", 0.0, 30.0, 0.0) or 0.0
         job = self.state.jobs.current
+        if job is not None and job.running and wait > 0:
+            await run_in_threadpool(job.ended_event.wait, wait)
         return JSONResponse({"job": None if job is None else job.public()})
 
     def cancel(self, request: Any) -> Any:
@@ -234,16 +239,16 @@ class Pages:
             return {"stored": label, "link": page}
 
         def work(job: Job) -> Any:
-            from ..store import open_store
-
             self.state.model()
             if self.state.dataset() is None:
                 raise CnnlensError(self.state.data_problem or "the data set cannot be opened")
-            mine = open_store(self.state.root)  # a private reader: the pages keep theirs until it is written
-            mine._opened = self.state.store._opened
-            added = mine.explain(
-                image_id, method, target, score=score, progress=False, batch_size=self.state.batch_size, **values
-            )
+            from ..store._added import explain_more
+
+            # a reader of its own, not read again after: the pages' reader reads what changed at their next request
+            added = explain_more(
+                self.state.store.copy(), image_id, method, target, label=None, score=score, model=None, data=None,
+                batch_size=self.state.batch_size, progress=False, options=values, reread=False,
+            )  # fmt: skip
             if added.failed:
                 raise CnnlensError(f"{method} cannot explain {image_id!r}: {added.failed[image_id]}")
             job.link = page

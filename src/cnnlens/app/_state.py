@@ -87,12 +87,8 @@ class AppState:
         stamp = self._changes()
         if stamp != self._stamp:
             with self._lock:
-                if stamp != self._stamp:
-                    from ..store import open_store
-
-                    fresh = open_store(self.root)
-                    fresh._opened = self._store._opened  # the model and data set stay open
-                    self._store, self._stamp = fresh, stamp
+                if stamp != self._stamp:  # a new reader (only what changed is read), the same model and data
+                    self._store, self._stamp = self._store.copy().refresh(), stamp
         return self._store
 
     @property

@@ -48,6 +48,7 @@ def _cmd_view(args: argparse.Namespace) -> None:
             model = store.model(load_classifier(args))  # checked against the store's weights now, not at first use
         where = f"the store {args.store}"
         serve(store, model=model, data=args.data, **common)
+        print("cnnlens view: stopped")
         return
     if args.data is None:
         raise CnnlensError("give a STORE (made by cnnlens run), or --data DATA to predict a data set into a new store")
@@ -65,6 +66,7 @@ def _cmd_view(args: argparse.Namespace) -> None:
     where = f"{args.data} (predicted into the store {out})"
     try:
         serve(out, model=classifier, data=dataset, jobs=jobs, **common)
+        print("cnnlens view: stopped")
     finally:
         if jobs.cancel() is not None:
             print("cnnlens view: stopping the predictions (those made are kept)", file=sys.stderr)

@@ -9,10 +9,13 @@ kill at any moment leaves the store as it was or with the addition, never half o
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,9 +67,10 @@ def choose_label(store: Any, method: str, options: dict[str, Any], label: str | 
 
 def explain_more(
     store: Any, ids: Any, method: str, explains: str | int, *, label: str | None, score: bool, model: Any,
-    data: Any, batch_size: int | None, progress: bool, options: dict[str, Any],
+    data: Any, batch_size: int | None, progress: bool, options: dict[str, Any], reread: bool = True,
 ) -> Added:  # fmt: skip
-    """See `Store.explain`."""
+    """See `Store.explain` (``reread=False``: the store object is not read again after the addition, for a caller
+    that reads the store with another object)."""
     start = time.perf_counter()
     ids = [ids] if isinstance(ids, str) else list(ids)
     if not ids:
@@ -102,7 +106,8 @@ def explain_more(
     computed = [c for c in computed if c is not None]
     if computed:
         _write(store, label, method, options, computed)
-        store.refresh()
+        if reread:
+            store.refresh()
     added.seconds = time.perf_counter() - start
     return added
 
@@ -189,14 +194,42 @@ def _write(store: Any, label: str, method: str, options: dict[str, Any], compute
         lock.release()
 
 
+class _Arrays:
+    """Zarr arrays of maps opened once: reused while their metadata file is the one they were opened from."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str, str], tuple[tuple[int, int], Any]] = {}
+
+    def get(self, root: Path, manifest: dict[str, Any], key: tuple[str, str], maps: Any, meta: dict[str, Any]) -> Any:
+        path = root / MAPS / key[0] / key[1] / "zarr.json"
+        try:
+            info = path.stat()
+            stamp = (info.st_mtime_ns, info.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        known = self._open.get((str(root.resolve()), *key))
+        if stamp is not None and known is not None and known[0] == stamp:
+            return known[1]
+        array = map_array(root, manifest, key, maps, meta)
+        info = path.stat()
+        self._open[(str(root.resolve()), *key)] = ((info.st_mtime_ns, info.st_ino), array)
+        return array
+
+
+_arrays = _Arrays()
+
+
 def _write_maps(store: Any, manifest: dict[str, Any], label: str, computed: list[dict[str, Any]]) -> None:
     """Each image's map into its row of ``maps/LABEL/KIND`` (Zarr rewrites the shard files it touches whole)."""
-    folder = store.root / MAPS / label
-    if folder.is_dir():
-        for p in folder.rglob("*.partial"):  # Zarr's temporary names, left by a killed writer
-            p.unlink(missing_ok=True)
+    shard = manifest["shard_size"]
     for c in computed:
-        array = map_array(store.root, manifest, (label, c["kind"]), c["maps"], c["meta"])
+        array = _arrays.get(store.root, manifest, (label, c["kind"]), c["maps"], c["meta"])
+        for k in {p // shard for p in c["positions"]}:  # Zarr's temporary names beside the shard files written
+            folder = store.root / MAPS / label / c["kind"] / "c" / str(k) / "0" / "0"
+            with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.endswith(".partial"):
+                        Path(entry.path).unlink(missing_ok=True)
         positions, maps = np.asarray(c["positions"]), c["maps"]
         order = np.argsort(positions)
         positions, maps = positions[order], maps[order]

@@ -33,22 +33,21 @@ def added_parts(folder: Path) -> list[tuple[int, Path]]:
     return sorted((int(m.group(1)), p) for m, p in found if m)
 
 
-def added_rows(run: Any, folder: Path, schema: Any) -> Any:
-    """The run's explanations table followed by the added rows, each (position, method, kind) once (the last
-    written wins)."""
+def added_rows(run: Any, parts: list[Any]) -> Any:
+    """The run's explanations table followed by the rows of the added ``parts`` (in the order written), each
+    (position, method, kind) once: the last written wins (an addition never writes a row the store holds, so this
+    only matters for additions of the same rows from two stores that were merged by hand)."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    parts = [pq.read_table(p, schema=schema) for _, p in added_parts(folder)]
     if not parts:
         return run
-    table = pa.concat_tables([run, *parts])
-    keys = zip(*(table.column(c).to_pylist() for c in ("position", "method", "explains")), strict=True)
+    added = pa.concat_tables(parts)
+    keys = zip(*(added.column(c).to_pylist() for c in ("position", "method", "explains")), strict=True)
     last = {key: i for i, key in enumerate(keys)}
-    keep = np.zeros(table.num_rows, dtype=bool)
+    keep = np.zeros(added.num_rows, dtype=bool)
     keep[list(last.values())] = True
-    return table.filter(keep)
+    return pa.concat_tables([run, added.filter(keep)])
 
 
 def target_class(row: dict[str, Any], explains: str | int, classes: int) -> int:

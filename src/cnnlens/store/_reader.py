@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 
 from .._errors import CnnlensError, say, unknown_name
-from ._kinds import Added, added_rows, kinds
+from ._kinds import ADDED, Added, added_rows, kinds
 from ._layout import EXPLANATIONS, IMAGES, MAPS, PART, explanations_schema, images_schema, read_manifest
 from ._settings import FORMAT
+
+_SHARED = ("_opened", "_parts")
 
 
 def open_store(path: str | os.PathLike[str]) -> Store:
@@ -20,12 +22,37 @@ def open_store(path: str | os.PathLike[str]) -> Store:
     return Store(path)
 
 
-def _table(folder: Path, schema: Any) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class _Parts:
+    """The Parquet parts of a store, each file read once: on `read` again only new or changed files are read (a
+    finished part is never rewritten; a run started afresh writes new files)."""
 
-    parts = sorted(p for p in folder.iterdir() if PART.match(p.name)) if folder.is_dir() else []
-    tables = [pq.read_table(p, schema=schema) for p in parts]
+    def __init__(self) -> None:
+        self._tables: dict[Path, tuple[tuple[int, int], Any]] = {}
+
+    def read(self, folder: Path, pattern: Any, schema: Any) -> list[Any]:
+        """The tables of the files in ``folder`` whose names match ``pattern``, in name order."""
+        import pyarrow.parquet as pq
+
+        names = sorted(p.name for p in folder.iterdir() if pattern.match(p.name)) if folder.is_dir() else []
+        tables = []
+        for name in names:
+            path = folder / name
+            try:
+                info = path.stat()
+            except FileNotFoundError:  # removed since it was listed (a run started afresh)
+                continue
+            stamp = (info.st_mtime_ns, info.st_size)
+            known = self._tables.get(path)
+            if known is None or known[0] != stamp or known[1].schema != schema:
+                known = (stamp, pq.read_table(path, schema=schema))
+                self._tables[path] = known
+            tables.append(known[1])
+        return tables
+
+
+def _concat(tables: list[Any], schema: Any) -> Any:
+    import pyarrow as pa
+
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
@@ -44,7 +71,15 @@ class Store:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.root = Path(path)
         self._opened: dict[str, Any] = {}  # the model and data set, once opened and checked
+        self._parts = _Parts()
         self.refresh()
+
+    def copy(self) -> Store:
+        """Another reader of the same store, as this one is now: it can be refreshed on its own (reading only what
+        changed), and shares this one's opened model and data set."""
+        other = object.__new__(Store)
+        other.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_") or k in _SHARED})
+        return other
 
     def refresh(self) -> Store:
         """Read the store again from disk: shards a run finished and explanations added since (returns itself)."""
@@ -61,13 +96,16 @@ class Store:
         self.manifest: dict[str, Any] = manifest
         """What the run computes: model, data set, methods and metrics with their options, seeds, version; and
         ``added``, the methods explained on demand since (`explain`)."""
-        self.images = _table(self.root / IMAGES, images_schema()).sort_by("position")
+        import pyarrow.compute as pc
+
+        images = self._parts.read(self.root / IMAGES, PART, images_schema())
+        self.images = _concat(images, images_schema()).sort_by("position")
         """One row per image of the finished shards (an ``images`` part is a shard's commit mark)."""
         schema = explanations_schema(self.metrics)
-        explanations = added_rows(_table(self.root / EXPLANATIONS, schema), self.root / EXPLANATIONS, schema)
-        done = set(self.images.column("position").to_pylist())
-        keep = [p in done for p in explanations.column("position").to_pylist()]  # parts of unfinished shards: no
-        self.explanations = explanations.filter(np.asarray(keep, dtype=bool)) if keep else explanations
+        run = _concat(self._parts.read(self.root / EXPLANATIONS, PART, schema), schema)
+        explanations = added_rows(run, self._parts.read(self.root / EXPLANATIONS, ADDED, schema))
+        done = pc.is_in(explanations.column("position"), value_set=self.images.column("position"))
+        self.explanations = explanations.filter(done)  # parts of unfinished shards are not read
         """One row per (image, method, class explained) of the finished shards, those added on demand included."""
         return self
 

@@ -73,7 +73,7 @@ async function poll(reloadWhenDone) {
   polling = true;
   try {
     for (;;) {
-      const response = await fetch("/api/job");
+      const response = await fetch("/api/job?wait=0.5");  // answers at once when the computation ends
       const { job } = await response.json();
       showJob(job);
       if (!job || job.state !== "running") {
@@ -87,7 +87,6 @@ async function poll(reloadWhenDone) {
         }
         return job;
       }
-      await new Promise((r) => setTimeout(r, 300));
     }
   } finally {
     polling = false;
@@ -98,7 +97,8 @@ function setupJob() {
   const bar = $("#job");
   if (!bar) return;
   const job = JSON.parse(bar.dataset.job || "null");
-  if (job) showJob(job);
+  // a computation that ended a while ago is not news any more
+  if (job && !(job.state === "done" && job.ended_ago > 60)) showJob(job);
   if (job && job.state === "running") poll(false);
   $(".job-cancel", bar).addEventListener("click", async () => {
     const { data } = await postJSON("/api/cancel", {});
