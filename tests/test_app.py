@@ -69,7 +69,7 @@ class Client:
 def served(tmp_path_factory):
     root = store_copy(tmp_path_factory.mktemp("app"))
     # one input per model pass: a long computation is long enough to be cancelled before it ends
-    with running(root, model=trained_digits(), max_passes=3000, batch_size=1) as base:
+    with running(root, model=trained_digits(), max_passes=1000, batch_size=1) as base:
         yield Client(base), root
 
 
@@ -199,7 +199,7 @@ def test_computations_come_as_json_from_this_app_only(served) -> None:
 def test_one_computation_at_a_time_cancellable_and_limited(served) -> None:
     client, root = served
     image = open_store(root).ids[11]
-    long = {"steps": "2900", "quadrature": "riemann_middle"}
+    long = {"steps": "950", "quadrature": "riemann_middle"}
     status, _, body = client.post("/api/explain", {"id": image, "method": "integrated_gradients",
                                                    "options": {**long, "batch_size": "1"}})  # fmt: skip
     assert status == 400 and b"has no option 'batch_size'" in body  # the registry checks every option
@@ -211,8 +211,8 @@ def test_one_computation_at_a_time_cancellable_and_limited(served) -> None:
     job = client.wait()
     assert job["state"] == "cancelled" and "integrated_gradients" not in open_store(root).labels
     status, _, body = client.post("/api/explain", {"id": image, "method": "integrated_gradients",
-                                                   "options": {"steps": "4000"}})  # fmt: skip
-    assert status == 400 and b"over the app's size limit of 3,000 model passes" in body
+                                                   "options": {"steps": "1500"}})  # fmt: skip
+    assert status == 400 and b"over the app's size limit of 1,000 model passes" in body
     status, _, body = client.post(
         "/api/explain",
         {
@@ -221,10 +221,10 @@ def test_one_computation_at_a_time_cancellable_and_limited(served) -> None:
             "options": {**long, "smooth": "smoothgrad", "smooth_samples": "2"},
         },
     )
-    assert status == 202, body  # two noisy copies of 2,900 path points: 5,800 passes
+    assert status == 202, body  # two noisy copies of 950 path points: 1,900 passes
     job = client.wait()
-    assert job["state"] == "stopped" and "more than 3,000 model passes" in job["message"]
-    assert 3000 < job["passes"] <= 3001 and "integrated_gradients" not in open_store(root).labels
+    assert job["state"] == "stopped" and "more than 1,000 model passes" in job["message"]
+    assert 1000 < job["passes"] <= 1001 and "integrated_gradients" not in open_store(root).labels
     status, _, body = client.post("/api/explain", {"id": image, "method": "input_x_gradient", "explains": "3"})
     assert status == 202 and client.wait()["state"] == "done"
     e = open_store(root).explanation(image, "input_x_gradient", 3)

@@ -44,11 +44,12 @@ def app(tmp_path_factory):
             Image.open(shot).convert("RGB").quantize(256).save(Path(keep) / shot.name, optimize=True)
 
 
-def _shot(tab, shots: Path, name: str) -> None:
-    """A screenshot of the whole page once every picture has loaded (the grid's load lazily: made eager)."""
+def _shot(tab, shots: Path, name: str, whole: bool = True) -> None:
+    """A screenshot of the page (``whole``: all of it, else the window) once every picture has loaded (the grid's
+    load lazily: made eager)."""
     tab.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
     tab.wait_for_function(f"() => [...document.images].every({LOADED})")
-    tab.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    tab.screenshot(path=str(shots / f"{name}.png"), full_page=whole)
     assert (shots / f"{name}.png").stat().st_size > 10_000
 
 
@@ -126,10 +127,10 @@ def test_overview_then_a_cell_then_an_image_then_a_method_on_demand(app) -> None
     tab.goto(f"{base}pair?true={a}&pred={b}&method=grad_cam")
     assert len(tab.query_selector_all("#errors .card")) == min(8, counts[a, b])
     assert len(tab.query_selector_all("#correct-a .card")) == min(8, counts[a, a])
-    _shot(tab, shots, "pair")
+    _shot(tab, shots, "pair", whole=False)
     tab.goto(f"{base}images?correct=no&map=grad_cam&sort=-confidence")
     assert int(tab.get_attribute("#count", "data-count")) == int(np.sum(y != p))
-    _shot(tab, shots, "grid")
+    _shot(tab, shots, "grid", whole=False)
     assert problems == []
 
 

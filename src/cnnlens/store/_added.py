@@ -26,7 +26,7 @@ from .._files import remove_temporary, write_bytes, write_json
 from .._progress import progress as progress_switch
 from ._compute import _compact, _inputs, _number, _reason, _Shard, _stored
 from ._kinds import Added, added_name, added_parts, kind_of, target_class
-from ._layout import EXPLANATIONS, MAPS, Lock, _parquet, explanations_schema, map_array, read_manifest
+from ._layout import EXPLANATIONS, MAPS, Lock, explanations_schema, map_array, parquet_bytes, read_manifest
 from ._settings import Job, dataset_ids, plain
 
 LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,79}$")
@@ -165,6 +165,8 @@ def _compute(
 def _write(store: Any, label: str, method: str, options: dict[str, Any], computed: list[dict[str, Any]]) -> None:
     """Under the store's lock: the maps, the label in the manifest, then the rows (the commit; a label without
     rows is not listed)."""
+    import pyarrow as pa
+
     lock = Lock(store.root)
     try:
         lock.acquire()
@@ -188,8 +190,9 @@ def _write(store: Any, label: str, method: str, options: dict[str, Any], compute
             write_json(store.root / "manifest.json", manifest)
         rows = sorted((r for c in computed for r in c["rows"]), key=lambda r: (r["position"], r["explains"]))
         number = max((n for n, _ in added_parts(store.root / EXPLANATIONS)), default=-1) + 1
-        schema = explanations_schema(list(manifest["metrics"]))
-        write_bytes(store.root / EXPLANATIONS / added_name(number), _parquet(rows, schema))
+        table = pa.Table.from_pylist(rows, schema=explanations_schema(list(manifest["metrics"])))
+        path = write_bytes(store.root / EXPLANATIONS / added_name(number), parquet_bytes(table))
+        store._parts.remember(path, table)  # the store's readers need not read it back
     finally:
         lock.release()
 

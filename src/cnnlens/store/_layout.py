@@ -114,10 +114,16 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
 
 def _parquet(rows: list[dict[str, Any]], schema: Any) -> bytes:
     import pyarrow as pa
+
+    return parquet_bytes(pa.Table.from_pylist(rows, schema=schema))
+
+
+def parquet_bytes(table: Any) -> bytes:
+    """``table`` as the bytes of a Parquet file."""
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer)
+    pq.write_table(table, buffer)
     return buffer.getvalue()
 
 

@@ -49,6 +49,11 @@ class _Parts:
             tables.append(known[1])
         return tables
 
+    def remember(self, path: Path, table: Any) -> None:
+        """``table`` is what the file ``path`` (just written) holds: not read back."""
+        info = path.stat()
+        self._tables[path] = ((info.st_mtime_ns, info.st_size), table)
+
 
 def _concat(tables: list[Any], schema: Any) -> Any:
     import pyarrow as pa
