@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import cnnlens
-from _app_store import digits_store, store_copy
+from _app_store import digits_store, many_classes_store, store_copy
 from _digits_session import trained_digits
 from cnnlens.app import create_app, running
 from cnnlens.store import open_store
@@ -282,35 +281,30 @@ def test_class_names_and_ids_are_escaped(tmp_path) -> None:
 
 def test_many_classes_matrix_shows_the_most_confused(tmp_path) -> None:
     from cnnlens.app._pages import MATRIX_CLASSES, overview
-    from cnnlens.data import ArrayImages
-    from cnnlens.models import Classifier, Preprocessing
 
-    torch.manual_seed(0)
-    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1000))
-    names = [f"class {i}" for i in range(1000)]
-    model = Classifier(module, Preprocessing(input_size=(8, 8), resize=None, mean=(0.5,) * 3, std=(0.25,) * 3), names)
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 60, 240)
-    data = ArrayImages(rng.integers(0, 255, (240, 8, 8, 3), dtype=np.uint8), labels, names)
-    cnnlens.run(model, data, [], out=tmp_path / "s", progress=False)
-    store = open_store(tmp_path / "s")
+    root, model, data = many_classes_store(tmp_path)
+    store = open_store(root)
     o = overview(store)
     y, p = np.array(store.images.column("label").to_pylist()), np.array(store.images.column("predicted").to_pylist())
     present = sorted(set(y) | set(p))
-    involved = {c: int(np.sum((y != p) & ((y == c) | (p == c)))) for c in present}
-    shown = [c["index"] for c in o["matrix"]["classes"]]
+    shown = {c["index"] for c in o["matrix"]["classes"]}
     assert len(shown) == MATRIX_CLASSES < len(present) == o["matrix"]["present"]
-    assert min(involved[c] for c in shown) >= max(involved[c] for c in present if c not in shown)
     pairs = sorted(((int(a), int(b)) for a, b in zip(y, p, strict=True) if a != b), key=lambda ab: ab)
     counts = {ab: pairs.count(ab) for ab in set(pairs)}
+    # every pair more confused than the most confused pair left out of the matrix is in it (both its classes)
+    left_out = max(n for (a, b), n in counts.items() if not {a, b} <= shown)
+    assert all({a, b} <= shown for (a, b), n in counts.items() if n > left_out) and max(counts.values()) > left_out
+    cells = {(r["index"], c["pred"]): c["count"] for r in o["matrix"]["rows"] for c in r["cells"]}
+    assert all(cells[ab] == n for ab, n in counts.items() if set(ab) <= shown)
     assert [q["count"] for q in o["pairs"]] == sorted(counts.values(), reverse=True)[: len(o["pairs"])]
     assert all(counts[(q["true"], q["pred"])] == q["count"] for q in o["pairs"])
     assert o["top_k"][0] == 5 and store.manifest["top_k"] == 10  # the top 5 from the kept top 10
     hits = [lab in tc[:5] for lab, tc in zip(y, store.images.column("top_classes").to_pylist(), strict=True)]
     assert o["top_k"][1] == pytest.approx(np.mean(hits))
-    with running(tmp_path / "s", model=model, data=data) as base_url:
+    with running(root, model=model, data=data) as base_url:
         html = Client(base_url).text("/")
     assert html.count('class="col"') == MATRIX_CLASSES and f"of the {len(present)} present" in html
+    assert "classes of the most confused pairs" in html
 
 
 def test_serving_to_the_network_warns(tmp_path) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import cnnlens
-from _app_store import METHODS, store_copy
+from _app_store import METHODS, many_classes_store, store_copy
 from _browser import browser
 from _digits_session import trained_digits
 from cnnlens.app import running
@@ -159,3 +159,41 @@ def test_html_in_names_and_ids_stays_text_in_the_browser(app, tmp_path) -> None:
     assert dialogs == [] and evil[0] in heads and title == ids[0]
     assert "no image '<img src=x onerror=alert(3)>' in the store" in message
     problems.clear()
+
+
+def test_a_thousand_classes_overview_fits_the_window_and_its_cells_open_their_images(app, tmp_path) -> None:
+    """ImageNet's 1,000 class names (up to 30 characters): the matrix shows the 30 classes in the most errors, the
+    page is no wider than the window, the matrix needs no scrolling, every class name is shown at 12 px or more
+    (9 points) or cut with an ellipsis and given whole in its tooltip, and a cell opens exactly its images."""
+    from cnnlens.app._pages import MATRIX_CLASSES
+    from cnnlens.data._classes import imagenet_names
+
+    tab, _, _, _, problems = app
+    names = list(imagenet_names())
+    root, model, data = many_classes_store(tmp_path, names)
+    store = open_store(root)
+    y, p = np.array(store.images.column("label").to_pylist()), np.array(store.images.column("predicted").to_pylist())
+    with running(root, model=model, data=data) as base:
+        tab.goto(base)
+        width = tab.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        wrap = tab.eval_on_selector(".matrix-wrap", "e => [e.scrollWidth, e.clientWidth]")
+        heads = tab.eval_on_selector_all(
+            "#matrix th.col:not(.total) a, #matrix th.rowhead a",
+            "els => els.map(e => [e.title, e.textContent, parseFloat(getComputedStyle(e).fontSize)])",
+        )
+        cells = tab.eval_on_selector_all(
+            "#matrix a[data-true]", "els => els.map(e => [+e.dataset.true, +e.dataset.pred])"
+        )
+        a, b = max((c for c in cells if c[0] != c[1]), key=lambda c: (np.sum((y == c[0]) & (p == c[1])), c))
+        tab.click(f'#matrix a[data-true="{a}"][data-pred="{b}"]')
+        tab.wait_for_url(f"**/images?true={a}&pred={b}")
+        count = int(tab.get_attribute("#count", "data-count"))
+        shown = tab.eval_on_selector_all("#grid .card", "els => els.map(e => e.dataset.id)")
+    assert width[0] <= width[1] == 1280 and wrap[0] <= wrap[1]
+    assert len(heads) == 2 * MATRIX_CLASSES and min(size for _, _, size in heads) >= 12
+    for title, text, _ in heads:  # "predicted NAME" / "true NAME": each a real class name, shown as it is
+        name = title.split(" ", 1)[1]
+        assert name in names and text == name
+    assert count == len(shown) == np.sum((y == a) & (p == b)) > 0
+    assert sorted(shown) == sorted(store.ids[i] for i in np.flatnonzero((y == a) & (p == b)))
+    assert problems == []

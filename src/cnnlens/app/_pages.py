@@ -11,7 +11,7 @@ import numpy as np
 from .._errors import CnnlensError
 
 MATRIX_CLASSES = 30
-"""Most classes the confusion matrix shows; with more, those present in the most errors (all pairs are listed)."""
+"""Most classes the confusion matrix shows; with more, those of the most confused pairs (all pairs are listed)."""
 PAIRS = 15
 PER_PAGE = 48
 PAIR_IMAGES = 8
@@ -98,10 +98,8 @@ def overview(store: Any) -> dict[str, Any]:
     ]  # fmt: skip
     errors = cm.copy()
     np.fill_diagonal(errors, 0)
-    shown = present
-    if len(present) > MATRIX_CLASSES:
-        involved = errors.sum(0) + errors.sum(1)
-        shown = sorted(sorted(present, key=lambda c: (-involved[c], c))[:MATRIX_CLASSES])
+    order = np.dstack(np.unravel_index(np.argsort(-errors, axis=None, kind="stable"), errors.shape))[0]
+    shown = present if len(present) <= MATRIX_CLASSES else _most_confused(order, errors, present)
     peak = max(1, int(cm[np.ix_(shown, shown)].max()))
     out["matrix"] = {
         "classes": [{"index": c, "name": classes[c]} for c in shown],
@@ -113,13 +111,28 @@ def overview(store: Any) -> dict[str, Any]:
         "present": len(present),
         "total": k,
     }  # fmt: skip
-    order = np.dstack(np.unravel_index(np.argsort(-errors, axis=None, kind="stable"), errors.shape))[0]
     out["pairs"] = [
         {"true": int(t), "pred": int(p), "true_name": classes[t], "pred_name": classes[p], "count": int(errors[t, p]),
          "share": float(errors[t, p] / max(1, cm[t].sum()))}
         for t, p in order[:PAIRS] if errors[t, p] > 0
     ]  # fmt: skip
     return out
+
+
+def _most_confused(order: Any, errors: Any, present: list[int]) -> list[int]:
+    """`MATRIX_CLASSES` classes for the matrix: those of the most confused pairs (``order``: the pairs, most errors
+    first), up to the first pair that no longer fits; any places left go to the classes in the most errors."""
+    chosen: list[int] = []
+    for t, p in order:
+        if errors[t, p] == 0:
+            break
+        new = [int(c) for c in dict.fromkeys((t, p)) if c not in chosen]
+        if len(chosen) + len(new) > MATRIX_CLASSES:
+            break
+        chosen += new
+    involved = errors.sum(0) + errors.sum(1)
+    rest = sorted((c for c in present if c not in chosen), key=lambda c: (-involved[c], c))
+    return sorted(chosen + rest[: MATRIX_CLASSES - len(chosen)])
 
 
 def sort_keys(store: Any) -> list[dict[str, str]]:
