@@ -47,7 +47,7 @@ def browser_or_skip() -> tuple[str, Any]:
 
 @contextmanager
 def browser() -> Iterator[Any]:
-    """A headless Chromium, closed on leaving (actions time out after 20 s instead of hanging)."""
+    """A headless Chromium, closed on leaving (its start times out after 60 s instead of hanging)."""
     path, sync_playwright = browser_or_skip()
     with sync_playwright() as p:
         chrome = p.chromium.launch(executable_path=path, args=ARGS, timeout=60_000)
