@@ -155,3 +155,38 @@ def test_save_inside_writes_summary_filters_and_maps(tmp_path) -> None:
     assert _no_hooks(model.module)
     one = save_inside(model, digits("field")[0][0], tmp_path / "one", layers="features.1.2")  # a name, not a list
     assert sorted(one) == ["maps_features.1.2", "summary"]
+
+
+def test_spread_layers_keeps_the_first_and_the_last() -> None:
+    from cnnlens.inside._save import spread_layers
+
+    names = [f"c{i}" for i in range(10)]
+    assert spread_layers(names, 4) == ["c0", "c3", "c6", "c9"]
+    assert spread_layers(names, 1) == ["c9"] and spread_layers(names[:3], 6) == names[:3]
+    with pytest.raises(CnnlensError, match="at least 1"):
+        spread_layers(names, 0)
+
+
+def test_save_inside_on_lite0_chooses_layers_for_meaning(lite0, tmp_path) -> None:
+    """Lite0 has 50 convolutions (the old default wrote 98 figures): six spread over the depth, the most active
+    channels of each, filters only where they have a picture (the first layer's in colour; no 1 x 1)."""
+    from PIL import Image
+
+    from cnnlens.data import sample_image
+    from cnnlens.inside import save_inside
+
+    convs = [n for n, m in lite0.module.named_modules() if isinstance(m, nn.Conv2d)]
+    written = save_inside(lite0, sample_image("chelsea"), tmp_path, progress=False)
+    maps = sorted(k for k in written if k.startswith("maps_"))
+    filters = sorted(k for k in written if k.startswith("filters_"))
+    assert len(convs) > 40 and len(maps) == 6 and f"maps_{convs[0]}" in maps and f"maps_{convs[-1]}" in maps
+    shown = [k[len("filters_") :] for k in filters]
+    assert convs[0] in shown
+    assert all(tuple(lite0.module.get_submodule(n).kernel_size) != (1, 1) for n in shown if n != convs[0])
+    skipped = [k[len("maps_") :] for k in maps if k[len("maps_") :] not in shown]
+    assert skipped and "1 x 1 convolutions without a filter picture" in (tmp_path / "layers.txt").read_text()
+    with Image.open(written[f"filters_{convs[0]}"]) as im:  # the first layer's filters drawn in colour
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    assert (np.abs(rgb[..., 0] - rgb[..., 1]) > 40).mean() > 0.01
+    with Image.open(written[maps[0]]) as im:
+        assert im.size[0] < 1400

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import cnnlens
-from _nets import inputs, residual_cnn
+from _nets import Functional, inputs, residual_cnn
 from cnnlens.attribution._masks import feature_masks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -236,3 +236,86 @@ def test_partition_shap_equals_shapley_on_an_additive_game_and_explains_top_k_cl
         for j, c in enumerate(e.info["classes"][i].tolist()):
             sign = 1 if c == 1 else -1
             torch.testing.assert_close(e.info["class_values"][i, j], sign * coef * means[i], atol=1e-4, rtol=1e-4)
+
+
+class SegmentGame(nn.Module):
+    """A game on the segment means ``s`` (over channels and pixels, baseline 0 keeps ``s_i = 0``): class 1 scores
+    ``a . s + s^T B s`` with strong pairwise interactions ``B``, plus (``higher``) a maximum and two three-way
+    products; class 0 is its negative."""
+
+    def __init__(self, labels: T, higher: bool, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        m = int(labels.max()) + 1
+        onehot = torch.nn.functional.one_hot(labels.flatten(), m).float()
+        self.register_buffer("pool", onehot / onehot.sum(0))
+        self.register_buffer("a", torch.randn(m, generator=g) * 0.3)
+        b = torch.randn(m, m, generator=g) * 2.0
+        self.register_buffer("b", (b + b.T) / 2)
+        self.higher = higher
+
+    def forward(self, x: T) -> T:
+        s = x.mean(1).flatten(1) @ self.pool
+        q = s @ self.a + ((s @ self.b) * s).sum(1)
+        if self.higher:
+            q = q + 2 * s.max(1).values + 4 * s[:, 0] * s[:, 1] * s[:, 4] - 3 * s[:, 2] * s[:, 3] * s[:, 5]
+        return torch.stack([-q, q], 1)
+
+
+def segment_game(m: int, higher: bool):
+    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(5)) + 0.5
+    labels = feature_masks(f"grid:{GRIDS[m]}", x)[0]
+    model = SegmentGame(labels[0], higher)
+    return model, x, labels, exact_shapley(model, x, torch.zeros_like(x), labels, 1)
+
+
+@pytest.mark.parametrize("samples", [1, 2, 3, 5, 25])
+def test_shapley_sampling_pairs_every_permutation(samples: int) -> None:
+    """A permutation and its reverse credit each pairwise interaction once to each of its two segments, so paired
+    permutations are exact on a game with pairwise interactions only, for any ``samples`` (odd ones are rounded up
+    to a pair; an unpaired permutation would credit interactions one-sidedly)."""
+    model, x, labels, exact = segment_game(8, higher=False)
+    e = cnnlens.explain(model, x, "shapley_sampling", mask=labels, samples=samples, target=1, seed=samples)
+    assert e.info["permutations"] == samples + samples % 2 and e.info["exact"] == [False]
+    torch.testing.assert_close(segment_values(e), exact, rtol=1e-5, atol=1e-5 * float(exact.abs().max()))
+
+
+def test_shapley_sampling_is_exact_once_its_coalitions_cover_them_all() -> None:
+    """6 segments, 63 coalitions besides the full one: 13 samples (14 paired permutations) could score them all, so
+    all are scored and the values come from the Shapley formula; 12 sample 10 pairs' worth of coalitions."""
+    model, x, labels, exact = segment_game(6, higher=True)
+    e = cnnlens.explain(model, x, "shapley_sampling", mask=labels, samples=13, target=1)
+    assert e.info["exact"] == [True] and e.passes == 1 + 63 == 1 + e.info["coalitions"][0]
+    torch.testing.assert_close(segment_values(e), exact, rtol=1e-5, atol=1e-5 * float(exact.abs().max()))
+    assert e.delta.abs().max() < 1e-4
+    sampled = cnnlens.explain(model, x, "shapley_sampling", mask=labels, samples=12, target=1)
+    assert sampled.info["exact"] == [False] and sampled.passes < 1 + 63
+    assert rel_l1(segment_values(sampled), exact) > 0.01  # the game is hard: sampling alone is not exact here
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:captum")
+def test_shapley_sampling_beats_captum_at_the_same_number_of_passes() -> None:
+    """On a 6-segment game with strong pairwise and higher-order interactions: mean relative L1 error over 10 seeds
+    at several budgets, Captum 0.9's ShapleyValueSampling given at least as many model inputs as ours used."""
+    from captum.attr import ShapleyValueSampling
+
+    model, x, labels, exact = segment_game(6, higher=True)
+    calls = []
+    counted = Functional(lambda t: calls.append(t.shape[0]) or model(t))
+    for samples in (2, 6, 12):
+        ours, theirs, passes = [], [], []
+        for seed in range(10):
+            e = cnnlens.explain(model, x, "shapley_sampling", mask=labels, samples=samples, target=1, seed=seed)
+            ours.append(rel_l1(segment_values(e), exact))
+            passes.append(e.passes)
+        n = math.ceil((max(passes) - 1) / 6)  # Captum: one pass for the baseline, then 6 per permutation
+        for seed in range(10):
+            torch.manual_seed(seed)
+            calls.clear()
+            a = ShapleyValueSampling(counted).attribute(
+                x, baselines=torch.zeros_like(x), target=1, feature_mask=labels[:, None], n_samples=n
+            )
+            assert sum(calls) == 1 + 6 * n >= max(passes)
+            theirs.append(rel_l1(torch.stack([a[0, 0][labels[0] == s][0] for s in range(6)]).double(), exact))
+        # measured (mean relative L1, ours vs Captum): 2 samples 0.34 vs 0.67, 6: 0.16 vs 0.38, 12: 0.13 vs 0.33
+        assert sum(ours) < 0.6 * sum(theirs), (samples, sum(ours) / 10, sum(theirs) / 10)

@@ -49,10 +49,10 @@ def test_table_values_are_the_single_score_means(card: q.Scorecard, net: torch.n
         e = cnnlens.explain(net, xs, method)
         assert row["passes_per_image"] == e.passes / 3
         assert card.per_image[(method, "passes_per_image")] == [e.passes / 3] * 3
-        assert row["seconds_per_image"] > 0
+        assert row["seconds_per_image"] > 0 and row["setup_seconds"] >= 0
     assert card.higher_is_better == {
         "randomization_check": False, "class_discrimination": False, "detail": None,
-        "passes_per_image": False, "seconds_per_image": False,
+        "passes_per_image": False, "seconds_per_image": False, "setup_seconds": False,
     }  # fmt: skip
     assert card.scores[("grad_cam", "detail")].metric == "detail"
 
@@ -87,7 +87,7 @@ def test_text_and_markdown_tables(card: q.Scorecard) -> None:
     md = card.to_markdown().splitlines()
     assert len(md) == 2 + len(METHODS)
     assert md[0] == "| method | randomization_check ↓ | class_discrimination ↓ | detail | passes_per_image ↓ | " \
-        "seconds_per_image ↓ |"  # fmt: skip
+        "seconds_per_image ↓ | setup_seconds ↓ |"  # fmt: skip
     best = card.best("class_discrimination")
     cell = format(card.value(best, "class_discrimination"), ".3g")
     assert f"| **{cell}** |" in md[2 + METHODS.index(best)]

@@ -22,7 +22,6 @@ from cnnlens.report import (
     Report,
     accuracy_note,
     agreement_note,
-    agreement_notes,
     class_notes,
     confidence_note,
     confusion_note,
@@ -34,7 +33,7 @@ from cnnlens.report import (
     sized_options,
     topk_overlap,
 )
-from cnnlens.report._notes import advice_notes, completeness_note, group_note, inside_note, photo_note, scorecard_notes
+from cnnlens.report._notes import advice_notes, completeness_note, group_note, inside_note, photo_note
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -179,19 +178,6 @@ def test_notes_are_exact_sentences() -> None:
     assert agreement_note("grad_cam", "integrated_gradients", 0.63) == (
         "Grad-CAM and integrated gradients agree on 63% of the 10% most important pixels."
     )
-    assert agreement_notes({("saliency", "occlusion"): 0.2, ("grad_cam", "rise"): 0.5}) == [
-        "Grad-CAM and RISE agree on 50% of the 10% most important pixels.",
-        "The least agreement is between saliency and occlusion (20%); two unrelated maps would share about 10%.",
-    ]
-    overlaps = {
-        ("deeplift", "deeplift_shap"): 1.0, ("guided_grad_cam", "grad_cam"): 0.9, ("deeplift", "occlusion"): 0.3,
-        ("grad_cam", "occlusion"): 0.45,
-    }  # fmt: skip
-    families = {"deeplift": "gradient", "deeplift_shap": "gradient", "grad_cam": "cam", "occlusion": "perturbation"}
-    assert agreement_notes(overlaps, 0.2, families)[0] == (
-        "Of methods from different families, Grad-CAM and occlusion agree most: on 45% of the 20% most important "
-        "pixels."
-    )
     assert inside_note("classifier", "3", "8", 0.25, 0.75) == (
         "In the features the final layer (classifier) decides from, the misread 3 looks more like a correct 8: "
         "correlation 0.25 with a correct 3, 0.75 with a correct 8."
@@ -212,9 +198,6 @@ def test_notes_are_exact_sentences() -> None:
     assert photo_note("chelsea", [("tabby", 0.62), ("tiger cat", 0.2)]) == (
         "chelsea: the model answers 'tabby' (62%), then 'tiger cat' (20%)."
     )
-    assert scorecard_notes({"deletion": ("saliency", False), "seconds_per_image": ("cam", False)}) == [
-        "On deletion (lower is better) saliency does best."
-    ]
 
 
 def test_topk_overlap_counts_shared_top_pixels() -> None:
@@ -227,32 +210,44 @@ def test_topk_overlap_counts_shared_top_pixels() -> None:
     assert topk_overlap(a, a[::-1], 0.25) == 0.0
     with pytest.raises(CnnlensError, match="same size"):
         topk_overlap(a, a[:2])
-    from cnnlens.report._explain import agreement, agreement_per_image
+    from cnnlens.report._methods import agreement, agreement_per_image
 
     maps = {"m1": np.stack([a, a]), "m2": np.stack([b, a[::-1]]), "m3": np.stack([-a, a])}
     assert agreement_per_image(maps, 0.25)[("m1", "m2")].tolist() == [0.5, 0.0]
     assert agreement(maps, 0.25) == {("m1", "m2"): 0.25, ("m1", "m3"): 1.0, ("m2", "m3"): 0.25}
 
 
-def test_report_grids_draw_each_map_over_the_gray_image() -> None:
-    from cnnlens.report._figures import maps_grid, photo_grid
-    from cnnlens.viz import to_heatmap
+def test_report_grids_draw_each_signed_map_over_the_gray_image_with_one_colour_bar() -> None:
+    from cnnlens.report._figures import agreement_figure, cluster_order, maps_grid, photo_grid
+    from cnnlens.viz import blended_heat_map, figure_layout
 
     rgb = np.linspace(0, 1, 8 * 8 * 3).reshape(8, 8, 3)
     small = np.arange(16.0).reshape(4, 4)  # a map at a quarter of the image's resolution
     full = -np.arange(64.0).reshape(1, 8, 8)
     fig = maps_grid([rgb, rgb[..., 0]], ["a", "b"], {"saliency": [full, full], "grad_cam": [small, small]})
-    layers = [[np.asarray(im.get_array()) for im in ax.get_images()] for ax in fig.axes]
-    assert [len(x) for x in layers] == [1, 2, 2] * 2 and np.array_equal(layers[0][0], rgb)
-    np.testing.assert_allclose(layers[1][0], rgb.mean(axis=2))  # the image in gray under the map
-    np.testing.assert_allclose(layers[1][1], to_heatmap(full))  # absolute evidence: |-x| normalised
-    np.testing.assert_allclose(layers[2][1], to_heatmap(small, size=(8, 8)))  # resized to the image
-    np.testing.assert_allclose(layers[4][0], rgb[..., 0])  # a gray image stays as it is
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "saliency", "Grad-CAM"]
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert np.array_equal(shown[0].get_images()[0].get_array(), rgb)
+    signed = {"sign": "all", "cmap": "RdBu_r", "alpha": 0.6}
+    np.testing.assert_allclose(shown[1].get_images()[0].get_array(), blended_heat_map(rgb, full, **signed))
+    np.testing.assert_allclose(shown[2].get_images()[0].get_array(), blended_heat_map(rgb, small, **signed))
+    gray = np.repeat(rgb[..., 0][..., None], 3, axis=2)  # a gray image is drawn under its map too
+    np.testing.assert_allclose(shown[4].get_images()[0].get_array(), blended_heat_map(gray, full, **signed))
+    assert [ax.get_title() for ax in shown[:3]] == ["a", "saliency", "Grad-CAM"]
+    layout = figure_layout(fig, 96)
+    assert len(layout["maps"]) == 4 and len(layout["colorbars"]) == 1  # one shared scale, to the right
+    assert all(bar[0] >= m[2] for bar in layout["colorbars"] for m in layout["maps"])
     fig = photo_grid(rgb, {"saliency": full[0], "grad_cam": small}, [("tabby", 0.5)], title="cat", columns=2)
-    assert [ax.get_title() for ax in fig.axes] == ["cat: tabby 50%", "saliency", "Grad-CAM", ""]
-    np.testing.assert_allclose(fig.axes[2].get_images()[1].get_array(), to_heatmap(small, size=(8, 8)))
-    assert not fig.axes[3].axison and not fig.axes[3].get_images()  # the spare cell is blank
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in shown] == ["cat: tabby 50%", "saliency", "Grad-CAM"]
+    spare = [ax for ax in fig.axes if not ax.get_images() and ax.get_label() != "<colorbar>"]
+    assert len(spare) == 1 and not spare[0].axison  # the spare cell is blank
+    similarity = np.array([[1, 0.1, 0.9, 0.2], [0.1, 1, 0.15, 0.8], [0.9, 0.15, 1, 0.1], [0.2, 0.8, 0.1, 1]])
+    order = cluster_order(similarity)
+    assert {frozenset(order[:2]), frozenset(order[2:])} == {frozenset({0, 2}), frozenset({1, 3})}
+    pairs = {(a, b): similarity[i, j] for i, a in enumerate("abcd") for j, b in enumerate("abcd") if i < j}
+    fig = agreement_figure(list("abcd"), pairs, 0.1)
+    matrix = fig.axes[0].get_images()[0].get_array()
+    assert np.allclose(matrix, similarity[np.ix_(order, order)])
     plt.close("all")
 
 
@@ -339,8 +334,11 @@ def test_model_report_tells_the_evaluation(digits_model, tmp_path: Path) -> None
     assert captions[4].startswith(f"{t} read as {p} ({top}): errors")
     assert sum(c.endswith("gradient and CAM methods") for c in captions) == 2
     assert sum(c.endswith("perturbation methods") for c in captions) == 2
-    has_tp = len(ev.groups.true_positives[t]) > 0  # a correct image of the true class, when there is one
-    assert len([c for c in captions if c.startswith("features.")]) == 3 * (1 + has_tp)  # 3 conv layers
+    inside = [c for c in captions if c.startswith("features.")]
+    shown = [f"{t} read as {p}"] + [f"correct {c}" for c in (t, p) if len(ev.groups.true_positives[c])]
+    assert inside == ["features.0.0: what the first layer looks for"] + [
+        f"features.{k}.0: {', '.join(shown)}" for k in range(3)
+    ]  # the first layer's filters, then each conv layer's top channels for the error and correct images
     for img in doc.all("img"):
         with Image.open(io.BytesIO(_decoded(img["src"]))) as im:
             assert im.size == (int(img["width"]), int(img["height"]))
@@ -357,17 +355,29 @@ def test_model_report_scorecard_section_shows_the_scorecard(digits_model, tmp_pa
         digits_model, _subset(digits("field"), 40), tmp_path, methods=["saliency"], perturbation_methods=["occlusion"],
         max_groups=1, per_group=1, progress=False,
     )  # fmt: skip
-    card = json.loads((tmp_path / "metrics.json").read_text())["scorecard"]
+    from cnnlens.report._words import column_title, column_words
+
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    card = saved["scorecard"]
     cells = _Parsed(path.read_text(encoding="utf-8")).sections["how-much-to-trust-the-explanations"]
+    for title, meaning in column_words(card["columns"]).items():  # every column explained in words, in place
+        assert cells[cells.index(title) + 1] == meaning
     start = cells.index("method")
     header = cells[start : start + 1 + len(card["columns"])]
-    assert [h.rstrip(" ↑↓") for h in header[1:]] == card["columns"]
+    assert [h.rstrip(" ↑↓") for h in header[1:]] == [column_title(c) for c in card["columns"]]
+    for column, higher in card["higher_is_better"].items():  # "best" only as the images and seeds allow
+        if higher is not None and "seconds" not in column and "passes" not in column:
+            notes = [n for n in saved["notes"] if n.startswith(f"On {column_title(column)} ")]
+            assert len(notes) == 1 and ("does best" in notes[0] or "no method is clearly best" in notes[0])
     body = cells[start + len(header) : start + len(header) * 3]
     assert body[0] == "saliency" and body[len(header)] == "occlusion"
-    for r, row in enumerate(card["rows"]):
+    assert card["seeds"] == [0, 1]
+    for r, method in enumerate(card["methods"]):
         for c, column in enumerate(card["columns"], start=1):
-            shown, value = body[r * len(header) + c], row[column]
+            shown, value = body[r * len(header) + c], card["means"][column][method]
             assert (shown == "–") if value is None else float(shown) == pytest.approx(value, rel=1e-3, abs=1e-12)
+            seeded = np.array(card["per_seed"][method][column], dtype=float)  # (seeds, images), None -> nan
+            assert seeded.shape[0] == 2 and (value is None or value == pytest.approx(np.nanmean(seeded)))
 
 
 def test_model_report_rejects_bad_input(digits_model, tmp_path: Path) -> None:
@@ -422,3 +432,26 @@ def test_demo_scaled_down_tells_both_stories(digits_model, lite0, tmp_path: Path
     assert f"Accuracy falls from {100 * test.accuracy:.1f}% on the test digits to {100 * field.accuracy:.1f}%" in text
     top = lite0.predict([sample_image("chelsea")], top_k=1)[0][0]
     assert f"chelsea: the model answers '{top[1]}' ({100 * top[2]:.0f}%)" in text
+
+
+def test_texts_match_data_without_mistakes_and_unlabelled_photos(digits_model, tmp_path: Path) -> None:
+    from cnnlens.data import ArrayImages, digits
+
+    test = digits("test")
+    ev = cnnlens.evaluate(digits_model, test, progress=False)
+    right = [i for i in range(len(test)) if ev.y_pred[i] == ev.y_true[i]][:30]
+    clean = ArrayImages(test.images[right], test.labels[right], test.classes, name="clean digits")
+    path = model_report(digits_model, clean, tmp_path / "clean", methods=["saliency"],
+                        perturbation_methods=["occlusion"], scorecard=False, progress=False)  # fmt: skip
+    doc = _Parsed(path.read_text(encoding="utf-8"))
+    text = " ".join(doc.text)
+    assert "The model makes no mistakes on the 30 images of the clean digits." in text
+    assert "It makes no mistakes on these 30 images, so the maps above show what its right answers rest on" in text
+    assert "misread" not in text and "read as" not in text  # nothing speaks of errors that are not there
+    captions = [a["alt"] for a in doc.all("img")]
+    assert "Correct images, one per class: gradient and CAM methods" in captions
+    assert not [c for c in captions if c.startswith("correct ")]  # no grid titled by one class it does not show
+    photos = {"first": test[0][0], "second": test[5][0]}
+    r = photo_report(digits_model, photos, methods=["saliency", "grad_cam"], progress=False)
+    words = " ".join(_Parsed(r.to_html()).text)
+    assert "no true label" in words and not re.search(r"misread|mistake|errors|wrong", words)

@@ -363,7 +363,8 @@ def test_method_grid_content() -> None:
 def test_explanation_panel_keeps_its_signature() -> None:
     image = np.full((16, 16, 3), 0.5)
     fig = viz.explanation_panel(image, {"a": np.ones((3, 16, 16)), "b": np.ones((16, 16))}, [("cat", 0.9)], "t")
-    assert len(image_axes(fig)) == 3 and [a.get_title() for a in fig.axes] == ["t", "a", "b"]
+    assert len(image_axes(fig)) == 3 and [a.get_title() for a in image_axes(fig)] == ["t", "a", "b"]
+    assert [a.get_label() for a in fig.axes].count("<colorbar>") == 1  # one scale for both maps
     assert [t.get_text().strip() for t in fig.axes[0].texts] == ["90.0%  cat"]
     expect = 0.45 * 0.5 + 0.55 * cmap_rgb("inferno", 1.0)  # its defaults: inferno, alpha 0.55, gray underneath
     np.testing.assert_allclose(fig.axes[2].images[0].get_array()[3, 3], expect, atol=1e-6)
@@ -387,3 +388,26 @@ def test_real_explanations_on_the_digits_model() -> None:
     box = viz.bounding_box(maps["grad_cam"][0])
     assert box is not None and 0 <= box[0] < box[2] <= 32 and 0 <= box[1] < box[3] <= 32
     plt.close(fig)
+
+
+def test_figure_layout_matches_the_saved_png_and_finds_maps_and_bars(tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = np.full((16, 16, 3), 0.5)
+    maps = {"a": half_map(16, 16), "b": -half_map(16, 16), "c": np.ones((4, 4))}
+    fig = viz.compare_panel(image, maps, top_k=[("cat", 0.6), ("dog", 0.3)], sign="all")
+    layout = viz.figure_layout(fig, 96)
+    fig.savefig(tmp_path / "p.png", dpi=96, bbox_inches="tight")
+    with Image.open(tmp_path / "p.png") as im:
+        assert abs(im.size[0] - layout["size"][0]) <= 1 and abs(im.size[1] - layout["size"][1]) <= 1
+    assert len(layout["maps"]) == 3 and len(layout["colorbars"]) == 1  # the photo itself is not a map
+    bar = layout["colorbars"][0]
+    assert all(bar[0] >= m[2] for m in layout["maps"])  # the bar is to the right of every map
+    assert min(t[4] for t in layout["texts"]) >= viz.LABEL_PT  # nothing set smaller than 9 points
+    words = [t.get_text() for t in fig.findobj(plt.Text)]
+    assert viz.scale_words("all")[0] in words and {"for", "against"} <= set(words)
+    assert viz.scale_words("positive")[0].startswith("evidence for the class")
+    assert viz.scale_words("absolute", percentile=None)[0].endswith("(share of its maximum)")
+    plt.close(fig)
+    with pytest.raises(CnnlensError, match="sign must be"):
+        viz.scale_words("up")

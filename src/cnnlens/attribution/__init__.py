@@ -24,6 +24,7 @@ def explain(
     baseline: Any = None,
     batch_size: int | None = None,
     seed: int = 0,
+    progress: bool = True,
     **options: Any,
 ) -> Explanation:
     """Attribute the model's decision for ``inputs`` with one registered method.
@@ -31,7 +32,9 @@ def explain(
     ``model``: a cnnlens ``Classifier`` or any ``nn.Module`` returning ``(B, K)`` logits. ``inputs``: a
     ``(B, C, H, W)`` tensor, or images (paths, PIL, arrays) when ``model`` is a ``Classifier``. ``target``:
     ``None`` (predicted class), an int, one int per image, or a callable ``logits -> score per row``.
-    ``batch_size``: most model inputs per forward pass (``None``: automatic). ``options``: the method's own
+    ``batch_size``: most model inputs per forward pass (``None``: automatic). ``progress``: a bar on stderr counts
+    the model passes when the run takes over two seconds; ``False`` silences it and every bar opened inside.
+    ``options``: the method's own
     (see ``cnnlens.methods()``), plus ``smooth=`` ("smoothgrad", "smoothgrad_sq", "vargrad"),
     ``smooth_samples=`` and ``smooth_std=`` for any method.
     """
@@ -42,4 +45,6 @@ def explain(
     else:
         cls = get_method(method) if isinstance(method, str) else method
         instance = cls(**options)
-    return instance(model, inputs, target=target, baseline=baseline, batch_size=batch_size, seed=seed)
+    return instance(
+        model, inputs, target=target, baseline=baseline, batch_size=batch_size, seed=seed, progress=progress
+    )

@@ -11,9 +11,13 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
+from .._display import Displayable
 from .._errors import CnnlensError
 from .._guard import frozen, model_device
+from .._model_checks import explaining, original_module
 from .._options import Option, defaults, describe, validate
+from .._progress import progress as progress_switch
+from .._progress import progress_bar
 from ._baselines import baseline_distribution, single_baseline
 from ._context import Context, Target
 from ._smooth import SMOOTH_OPTIONS, smoothed
@@ -22,8 +26,8 @@ T = torch.Tensor
 
 
 @dataclass
-class Explanation:
-    """What one method says about a batch of inputs."""
+class Explanation(Displayable):
+    """What one method says about a batch of inputs (in a notebook: its maps over its images; ``.plot()``)."""
 
     attributions: T
     """``(B, C, H, W)`` like the inputs (``(B, 1, H, W)`` for map-like methods), on the inputs' device."""
@@ -43,10 +47,28 @@ class Explanation:
     logits: T | None = None
     """The model's logits for the inputs, ``(B, K)`` (``probabilities`` is their softmax), from the passes the
     method made anyway."""
+    inputs: T | None = field(default=None, repr=False)
+    """The explained inputs ``(B, C, H, W)``, kept for pictures (``plot``, the notebook display)."""
+    preprocessing: Any = field(default=None, repr=False)
+    """The classifier's preprocessing when the model was a Classifier (to show the inputs as images)."""
 
     @property
     def predictions(self) -> T:
         return self.probabilities.argmax(1)
+
+    def plot(self, max_images: int = 6, view: str = "blended", sign: str | None = None) -> Any:
+        """A Figure: the first ``max_images`` inputs with this method's map over each and one colour bar
+        (``sign``: default ``all`` when the maps have negative values, else ``positive``)."""
+        from ..viz._notebook import explanation_figure
+
+        return explanation_figure(self, max_images, view, sign)
+
+    def _summary(self) -> list[tuple[str, str]]:
+        rows = [("method", self.method), ("attributions", str(tuple(self.attributions.shape))),
+                ("passes", str(self.passes)), ("seconds", f"{self.seconds:.2f}")]  # fmt: skip
+        if self.delta is not None:
+            rows.append(("max |completeness delta|", f"{self.delta.abs().max().item():.3g}"))
+        return rows
 
     def __repr__(self) -> str:
         d = "" if self.delta is None else f", max |delta|={self.delta.abs().max().item():.3g}"
@@ -111,14 +133,18 @@ class Method:
         baseline: Any = None,
         batch_size: int | None = None,
         seed: int = 0,
+        progress: bool = True,
     ) -> Explanation:
         start = time.perf_counter()
         module, preprocessing = _unwrap(model)
         x = _check_inputs(module, inputs, preprocessing)
         check_run_options(batch_size, seed)
         generator = torch.Generator().manual_seed(int(seed))
-        with frozen(module):
+        # a bar of model passes, shown when the run takes over 2 s; progress=False silences every bar inside
+        bar = progress_bar(desc=self.name, unit="pass", delay=2.0, leave=False, disable=not progress)
+        with progress_switch(progress), bar, frozen(module), explaining(module):
             ctx = Context(module, x, target, batch_size, generator)
+            ctx.bar = bar
             base = self.resolve_baseline(baseline, x, preprocessing)
             if self.options.get("smooth"):
                 attr, delta = smoothed(self.compute, self.options, ctx, base)
@@ -137,6 +163,8 @@ class Method:
             seconds=time.perf_counter() - start,
             info=ctx.info,
             logits=ctx.logits.detach(),
+            inputs=x,
+            preprocessing=preprocessing,
         )
 
 
@@ -152,9 +180,9 @@ def _unwrap(model: Any) -> tuple[nn.Module, Any]:
     """(nn.Module, preprocessing or None) from a Classifier or a module."""
     module = getattr(model, "module", None)
     if isinstance(module, nn.Module) and not isinstance(model, nn.Module):
-        return module, getattr(model, "preprocessing", None)
+        return original_module(module), getattr(model, "preprocessing", None)
     if isinstance(model, nn.Module):
-        return model, None
+        return original_module(model), None
     raise CnnlensError(
         f"model must be a torch.nn.Module returning logits or a cnnlens Classifier; got {type(model).__name__}"
     )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import CnnlensError
+from .._errors import CnnlensError, say
 
 T = torch.Tensor
 BaselineSpec = None | float | int | str | T | Sequence[Any]
@@ -90,8 +90,14 @@ def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Any = None) ->
             return _noise(inputs, preprocessing)
         if spec == "inpaint":
             raise CnnlensError(
-                "baseline='inpaint' depends on the feature mask: pass "
-                "cnnlens.attribution.perturbation.inpaint_baseline(inputs, mask)[:, None] as the baseline"
+                "baseline 'inpaint' depends on a feature mask: "
+                + say(
+                    "pass baseline=inpaint_baseline(inputs, mask), one inpainted image per input (from "
+                    "cnnlens.attribution.perturbation; methods that take a baseline distribution: "
+                    "inpaint_baseline(inputs, mask)[:, None])",
+                    "it works with the perturbation methods (feature_ablation, region_occlusion, kernel_shap, ...), "
+                    "which fill the segments of their own mask",
+                )
             )
         raise CnnlensError(f"unknown baseline {spec!r}; use one of {', '.join(NAMES)}, a number or a tensor")
     if isinstance(spec, torch.Tensor):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +18,9 @@ from torch.overrides import TorchFunctionMode
 from .._capture import capture
 from .._errors import CnnlensError, UnsupportedOperationError, say
 from .._guard import is_scripted
+from .._model_checks import differentiate, gradient_forward
 from .._progress import checkpoint
+from ..models._outputs import describe as describe_output
 from ._memory import auto_batch_size, is_out_of_memory
 
 T = torch.Tensor
@@ -64,6 +67,7 @@ class Context:
         self._targets: T | None = None  # (B,) long, or None with a callable target
         self._auto: int | None = None
         self.info: dict = {}  # method-specific diagnostics, copied to Explanation.info
+        self.bar: Any = None  # a progress bar counting passes (set by Method.__call__), or None
 
     # ---- the model's own view of the inputs -------------------------------------------------------------
     @property
@@ -132,10 +136,12 @@ class Context:
         out = self.model(x)
         self.passes += x.shape[0]
         checkpoint(x.shape[0])
+        if self.bar is not None:
+            self.bar.update(x.shape[0])
         if not isinstance(out, torch.Tensor):
             raise CnnlensError(
                 f"the model returned a {type(out).__name__}, not a tensor of logits. Wrap it so that it returns "
-                f"the (batch, classes) logits, e.g. lambda x: model(x)['logits']"
+                f"the (batch, classes) logits with cnnlens.models.SelectOutput: {describe_output(out)}"
             )
         if out.dim() != 2 or out.shape[0] != x.shape[0]:
             raise CnnlensError(
@@ -241,16 +247,17 @@ class Context:
             xi = x[sl].detach().requires_grad_(not cut)
             batch = xi if reference is None else torch.cat([xi, reference[sl].detach()])
             with torch.enable_grad():
-                with mode if mode is not None else nullcontext(), capture(layers, detach=cut) as outs:
+                rule = mode if mode is not None else nullcontext()
+                with gradient_forward(self.model, batch), rule, capture(layers, detach=cut) as outs:
                     logits = self.forward(batch)[: xi.shape[0]]
                 s = self.select(logits, owner[sl])
                 wrt = outs if cut else [xi, *outs]
-                if start is None:
-                    grads = list(torch.autograd.grad(s.sum(), wrt))
-                else:
+                objective = s
+                if start is not None and s.requires_grad:
                     (g0,) = torch.autograd.grad(s.sum(), logits, retain_graph=True)
                     r0 = start(logits.detach(), g0).detach()  # a scalar objective: d(sum(logits * r0)) = r0
-                    grads = list(torch.autograd.grad((logits * r0).sum(), wrt))
+                    objective = (logits * r0).sum(1)
+                grads = differentiate(objective, wrt, self.model, batch, layers)
             g = None if cut else grads.pop(0)
             if record:
                 logits_parts.append(logits.detach())

@@ -4,11 +4,16 @@ A ``TorchFunctionMode`` sees every activation call during the forward pass: ``nn
 ones and in-place ones), ``F.relu``, ``x.relu_()``, ``x.clamp(min=0)``, ReLU6 (``F.hardtanh``), SiLU, GELU...
 Each one is replaced by an autograd function that computes the same forward value and applies the method's
 rule in the backward pass. Nothing is attached to the model, so nothing can be left behind.
+
+Guided backprop and deconvnet also look at every other call (an allow-list, ``_ops.py``): element-wise
+operations pass their plain gradient only where it is the method's own (linear ones: additions, scaling by
+constants); ReLUs written in other ways (``torch.maximum(x, 0)``, ``x * (x > 0)``, ``torch.where(x > 0, x, 0)``,
+``F.threshold``) get the rule as gates; any other element-wise operation of the activations raises.
 """
 
 from __future__ import annotations
 
-import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -18,60 +23,10 @@ from torch.overrides import TorchFunctionMode
 
 from .._errors import UnsupportedOperationError, say
 from .._options import flag
+from . import _ops, _precision
 
 T = torch.Tensor
 GENERALIZE = flag(False, "apply the rule to activations that are not ReLU-like too (an extension of the method)")
-
-# Activations whose derivative is a 0/1 gate: guided backprop and deconvnet are defined for them.
-_GATES = {"relu", "relu6", "hardtanh", "clamp", "clamp_min", "clip"}
-_SMOOTH = {
-    "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish",
-    "hardswish", "hardsigmoid", "softplus", "sigmoid", "tanh",
-}  # fmt: skip
-_INPLACE = {  # in-place call -> its out-of-place twin
-    torch.relu_: torch.relu,
-    torch.Tensor.relu_: torch.Tensor.relu,
-    F.hardtanh_: F.hardtanh,
-    F.leaky_relu_: F.leaky_relu,
-    F.elu_: F.elu,
-    torch.Tensor.sigmoid_: torch.Tensor.sigmoid,
-    torch.Tensor.tanh_: torch.Tensor.tanh,
-    torch.Tensor.clamp_: torch.Tensor.clamp,
-    torch.Tensor.clamp_min_: torch.Tensor.clamp_min,
-    torch.Tensor.clip_: torch.Tensor.clip,
-}
-
-
-def _name(func: Callable) -> str:
-    return getattr(func, "__name__", "").rstrip("_")
-
-
-def _elementwise_name(func: Callable) -> str | None:
-    base = _INPLACE.get(func, func)
-    name = _name(base)
-    owners = (F, torch, torch.Tensor, torch._C._nn)
-    if (name in _GATES or name in _SMOOTH) and any(getattr(o, name, None) is base for o in owners):
-        return name
-    return None
-
-
-def _split(func: Callable, args: tuple, kwargs: dict) -> tuple[T, Callable[[T], T], bool]:
-    """A call -> (its tensor input, a pure out-of-place function of that input, whether it was in place)."""
-    base = _INPLACE.get(func)
-    if base is not None:
-        return args[0], lambda t: base(t, *args[1:], **kwargs), True
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        sig = None
-    if sig is None or "inplace" not in sig.parameters:
-        return args[0], lambda t: func(t, *args[1:], **kwargs), False
-    bound = sig.bind(*args, **kwargs)
-    bound.apply_defaults()
-    params = dict(bound.arguments)
-    x = params.pop(next(iter(sig.parameters)))
-    inplace = bool(params.pop("inplace"))
-    return x, lambda t: func(t, **params), inplace
 
 
 def _vjp(f: Callable[[T], T], x: T, gy: T) -> T:
@@ -122,18 +77,28 @@ class RuleMode(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None):
         kwargs = kwargs or {}
-        if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
-            name = _elementwise_name(func)
+        if not torch.is_grad_enabled():
+            return func(*args, **kwargs)
+        if args and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
+            name = _ops.activation_name(func)
             if name is not None:
                 self.check(name)
-                self.seen.add(name)
-                x, f, inplace = _split(func, args, kwargs)
-                if not inplace:
-                    return _Activation.apply(x, f, self, name)
-                y = _Activation.apply(x.clone(), f, self, name)
-                return x.copy_(y)
+                return self.rule(func, args, kwargs, 0, name)
             if self.pool_rule and func in (F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d):
                 return self._maxpool(func, args, kwargs)
+        return self.other(func, args, kwargs)
+
+    def rule(self, func: Callable, args: tuple, kwargs: dict, pos: int | str, name: str) -> T:
+        """The call, with the method's rule for the operand at ``pos`` in the backward pass."""
+        self.seen.add(name)
+        x, f, inplace = _ops.at(func, args, kwargs, pos)
+        if not inplace:
+            return _Activation.apply(x, f, self, name)
+        y = _Activation.apply(x.clone(), f, self, name)
+        return x.copy_(y)
+
+    def other(self, func: Callable, args: tuple, kwargs: dict) -> Any:
+        """Any call that is neither an activation nor a pooling the mode has a rule for (subclasses may check)."""
         return func(*args, **kwargs)
 
     def _maxpool(self, func: Callable, args: tuple, kwargs: dict):
@@ -156,15 +121,97 @@ class RuleMode(TorchFunctionMode):
         raise NotImplementedError
 
 
+_AVOID = "Use a method without this assumption (saliency, integrated_gradients, deeplift)"
+
+
 class _GatedMode(RuleMode):
+    """Guided backprop and deconvnet: a rule for ReLU-like gates, the plain gradient for linear operations, an
+    error for any other element-wise operation of the activations.
+
+    Results computed from the activations without a gradient (comparisons, ``.detach()``, arg-max indices) are
+    remembered as masks: a 0/1 mask that multiplies an activation (or selects it in ``where``/``masked_fill``)
+    is a gate; any other use of such a result hides a function of the activations from the rule and raises.
+    """
+
+    def __init__(self, generalize: bool = False) -> None:
+        super().__init__(generalize)
+        self._masks: dict[int, weakref.ref] = {}
+
     def check(self, name: str) -> None:
-        if name not in _GATES and not self.generalize:
+        if name not in _ops.GATES and not self.generalize:
             raise UnsupportedOperationError(
                 f"{self.method} is defined for ReLU-like activations (ReLU, ReLU6, hardtanh, clamp), but this "
-                f"model uses {name}. Use a method without this assumption (saliency, integrated_gradients, "
-                f"deeplift), or pass {say('generalize=True', '--set generalize=True')} to apply the rule to {name} anyway (positive gradients "
-                f"only), knowing that this is an extension of the published method."
+                f"model uses {name}. {_AVOID}, or pass {say('generalize=True', '--set generalize=True')} to apply the "
+                f"rule to {name} anyway (positive gradients only), knowing that this is an extension of the published "
+                f"method."
             )
+
+    def other(self, func: Callable, args: tuple, kwargs: dict) -> Any:
+        ops = _ops.operands(args, kwargs)
+        grad = [k for k, v in ops if isinstance(v, torch.Tensor) and v.requires_grad]
+        masks = [k for k, v in ops if self._is_mask(v)]
+        if not grad and not masks:
+            return func(*args, **kwargs)
+        name = _ops.op_name(func)
+        if name.endswith("_like") or name.startswith("new_"):  # a tensor of the same shape: no values are read
+            return func(*args, **kwargs)
+        if grad and masks:
+            return self._gate_by_mask(func, args, kwargs, name, grad, masks)
+        elementwise = _ops.pointwise(name) and (
+            name not in ("max", "min") or (len(args) > 1 and isinstance(args[1], T))
+        )
+        if grad and elementwise and name not in _ops.NOT_DIFFERENTIABLE and name not in _ops.LINEAR:
+            if name in _ops.SCALING and len(grad) == 1 and (name == "mul" or grad[0] in (0, "input")):
+                return func(*args, **kwargs)  # scaling by a constant
+            if name in _ops.BINARY_GATES and len(grad) == 1:
+                return self.rule(func, args, kwargs, grad[0], name)  # torch.maximum(x, 0): a ReLU
+            if name in _ops.SCALING and len(grad) > 1 and self.generalize:
+                return func(*args, **kwargs)  # a product of activations, its ordinary gradient (the extension)
+            if self.generalize and len(grad) == 1:
+                return self.rule(func, args, kwargs, grad[0], name)
+            what = (
+                "products of activations (x * y, as in squeeze-excitation or attention)"
+                if name in _ops.SCALING
+                else f"'{name}'"
+            )
+            raise self._uncovered(what, generalize=True)
+        out = func(*args, **kwargs)
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and not t.requires_grad:  # computed from activations, without gradient
+                self._masks[id(t)] = weakref.ref(t)
+        return out
+
+    def _is_mask(self, v: Any) -> bool:
+        ref = self._masks.get(id(v)) if isinstance(v, torch.Tensor) else None
+        return ref is not None and ref() is v
+
+    def _gate_by_mask(self, func: Callable, args: tuple, kwargs: dict, name: str, grad: list, masks: list) -> T:
+        """``x * (x > 0)``, ``torch.where(x > 0, x, c)``, ``x.masked_fill(x < 0, c)``: a gate, else an error."""
+        pos = grad[0]
+        gate = name in _ops.MASK_GATES and len(grad) == 1
+        if gate and name == "mul":
+            mask = args[1 - pos] if isinstance(pos, int) and len(args) == 2 else None
+            gate = mask is not None and bool((mask.dtype == torch.bool) or ((mask == 0) | (mask == 1)).all())
+        elif gate and name == "where":
+            gate = masks in ([0], ["condition"]) and pos in (1, 2, "input", "other")
+        elif gate:  # masked_fill
+            gate = masks in ([1], ["mask"]) and pos in (0, "input")
+        if not gate:
+            raise self._uncovered(
+                f"'{name}' with values computed from the activations without a gradient (a comparison, "
+                f".detach(), arg-max indices)",
+                generalize=False,
+            )
+        return self.rule(func, args, kwargs, pos, name)
+
+    def _uncovered(self, what: str, generalize: bool) -> UnsupportedOperationError:
+        extra = f", or pass {say('generalize=True', '--set generalize=True')} to apply the rule to it anyway (an extension of the method)"
+        return UnsupportedOperationError(
+            f"{self.method} applies its rule to ReLU-like activations and passes the gradient of linear operations "
+            f"unchanged, but this model applies {what} to its activations, which is neither: the map would "
+            f"silently be another method's. {_AVOID}, or write the activation as nn.ReLU, F.relu or "
+            f"clamp(min=0){extra if generalize else ''}."
+        )
 
 
 class GuidedMode(_GatedMode):
@@ -200,19 +247,21 @@ class RescaleMode(RuleMode):
     def activation_grad(self, name: str, f: Callable[[T], T], x: T, gy: T) -> T:
         x_in, x_ref = x.chunk(2)
         g_in = gy.chunk(2)[0]
-        dx = x_in - x_ref
-        small = dx.abs() < self.eps
-        with torch.no_grad():
-            g = g_in * (f(x_in) - f(x_ref)) / torch.where(small, torch.ones_like(dx), dx)
+        with torch.no_grad():  # float16/bfloat16: the slopes in float32 (a rounded difference over a tiny dx)
+            rise = _precision.working(f(x_in)) - _precision.working(f(x_ref))
+        dx = _precision.working(x_in) - _precision.working(x_ref)
+        small = _precision.tiny_difference(dx, x_in, x_ref, self.eps)
+        g = _precision.working(g_in) * rise / torch.where(small, torch.ones_like(dx), dx)
         if small.any():  # no secant where input and reference agree: the derivative there
-            g = torch.where(small, _vjp(f, x_in, g_in), g)
+            g = torch.where(small, _precision.working(_vjp(f, x_in, g_in)), g)
+        g = g.to(x.dtype)
         return torch.cat([g, g])
 
     def maxpool_grad(self, x: T, y: T, idx: T, gy: T) -> T:
-        x_in, x_ref = x.chunk(2)
-        y_in, y_ref = y.chunk(2)
+        x_in, x_ref = (_precision.working(t) for t in x.chunk(2))
+        y_in, y_ref = (_precision.working(t) for t in y.chunk(2))
         i_in, i_ref = idx.chunk(2)
-        g_in = gy.chunk(2)[0]
+        g_in = _precision.working(gy.chunk(2)[0])
         top = torch.maximum(y_in, y_ref)
         flat = x_in.flatten(2)
 
@@ -221,6 +270,7 @@ class RescaleMode(RuleMode):
 
         contrib = unpool(g_in * (top - y_ref), i_in) + unpool(g_in * (y_in - top), i_ref)
         dx = x_in - x_ref
-        small = dx.abs() < self.eps
+        small = _precision.tiny_difference(dx, *x.chunk(2), self.eps)
         g = torch.where(small, unpool(g_in, i_in), contrib / torch.where(small, torch.ones_like(dx), dx))
+        g = g.to(x.dtype)
         return torch.cat([g, g])

@@ -46,6 +46,7 @@ def smoothed(
         sub._targets = targets.repeat_interleave(n)
         sub._target_spec = sub._targets
     sub._auto = ctx._auto
+    sub.bar = ctx.bar
     attr, _ = compute(sub, None if baseline is None else baseline.repeat_interleave(n, 0))
     ctx.passes += sub.passes
     a = attr.view(b, n, *attr.shape[1:])

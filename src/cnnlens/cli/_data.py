@@ -138,7 +138,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         classifier = load_classifier(args)
         dataset = open_data(spec, classifier, args)
         result = evaluate(classifier, dataset, batch_size=args.batch_size, progress=not args.no_progress)
-        save_evaluation(result, folder, dataset=dataset)
+        save_evaluation(result, folder, dataset=dataset, progress=not args.no_progress)
         write_metrics_csv(result, folder.file("metrics.csv"))
     print(result.summary())
     for sample, reason in result.skipped[:10]:
@@ -165,7 +165,9 @@ def _cmd_inside(args: argparse.Namespace) -> None:
     check_digits_input(args, [args.image], "IMAGE")
     layers = names_list(args.layers)
     if layers is not None and not layers:
-        raise CnnlensError("--layers is empty; name one or more layers, or leave it out for every Conv2d")
+        raise CnnlensError("--layers is empty; name one or more layers, or leave it out for a spread of convolutions")
+    if args.max_layers < 1:
+        raise CnnlensError(f"--max-layers must be at least 1; got {args.max_layers}")
     image = read_image(args.image)
     out = Path(args.out)
     with output_folder(out, "inside", model=model_name(args), image=args.image) as folder:
@@ -177,7 +179,9 @@ def _cmd_inside(args: argparse.Namespace) -> None:
         for name in layers or []:
             get_layer(classifier, name)  # unknown names fail before any work, with close matches
         check_sizes(classifier, {args.image: image.size})
-        written = save_inside(classifier, image, folder, layers)
+        written = save_inside(
+            classifier, image, folder, layers, max_layers=args.max_layers, progress=not args.no_progress
+        )
     print((out / "layers.txt").read_text(), end="")
     print(f"wrote {len(written) - 1} figure(s) and layers.txt to {out}")
 
@@ -206,8 +210,19 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("inside", parents=[common], help="layer summary, conv filters and feature maps for one image")
     p.add_argument("image", metavar="IMAGE", help="image file, or digits:SPLIT:INDEX (e.g. digits:field:7)")
     p.add_argument(
-        "--layers", default=None, metavar="A,B,...", help="comma-separated layer names (default: every Conv2d)"
+        "--layers",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated layer names (default: --max-layers convolutions spread over the depth)",
     )
+    p.add_argument(
+        "--max-layers",
+        type=int,
+        default=6,
+        metavar="N",
+        help="without --layers: how many convolutions to show, first and last included (default 6)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--out", metavar="DIR", default="out/inside", help="output folder (default out/inside)")
     add_model_options(p)
     p.set_defaults(func=_cmd_inside)

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn import metrics
 
+from cnnlens._display import Displayable
 from cnnlens._errors import CnnlensError
 from cnnlens._files import atomic_open
 from cnnlens.evaluate._groups import Groups, make_groups
 
+DENSE_JSON_CLASSES = 100
+"""Up to this many classes `Evaluation.to_dict` holds the full confusion matrix; beyond, only its non-empty cells
+(``confusion_cells``), so that the file stays small for 1,000 or 10,000 classes."""
+
 
 @dataclass(repr=False)
-class Evaluation:
-    """Predictions of a classifier on a dataset and the metrics computed from them.
+class Evaluation(Displayable):
+    """Predictions of a classifier on a dataset and the metrics computed from them (in a notebook: the summary
+    and the confusion matrix; ``.plot(kind)``).
 
     ``report[c]`` = ``{"precision", "recall", "f1", "support"}`` per class name; ``averages`` the same for
     ``"micro"``, ``"macro"`` and ``"weighted"``. ``roc[c]`` = ``(fpr, tpr, thresholds)`` one-vs-rest per class,
@@ -54,7 +62,6 @@ class Evaluation:
         labels = np.arange(k)
         self.y_pred = self.probabilities.argmax(axis=1)
         self.accuracy = float(metrics.accuracy_score(self.y_true, self.y_pred))
-        self.confusion_matrix = metrics.confusion_matrix(self.y_true, self.y_pred, labels=labels)
         p, r, f, s = metrics.precision_recall_fscore_support(self.y_true, self.y_pred, labels=labels, zero_division=0)
         self.report = {
             c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
@@ -69,6 +76,67 @@ class Evaluation:
         self.no_information_rate = float(np.bincount(self.y_true, minlength=k).max() / n)
         self.roc, self.roc_auc = _roc(self.y_true, self.probabilities, self.classes)
         self.groups: Groups = make_groups(self.y_true, self.y_pred, self.probabilities, self.classes)
+
+    @functools.cached_property
+    def confusion_matrix(self) -> np.ndarray:
+        """``(K, K)`` counts, rows = true class, columns = predicted class (made on first use: with many classes
+        it is large, and `confused_pairs` gives the non-empty cells without it)."""
+        labels = np.arange(len(self.classes))
+        return metrics.confusion_matrix(self.y_true, self.y_pred, labels=labels)
+
+    def confusion_cells(self) -> list[tuple[int, int, int]]:
+        """The non-empty cells of the confusion matrix as ``(true index, predicted index, count)``, row-major;
+        at most one per sample, so small however many classes the model has."""
+        k = len(self.classes)
+        cells, counts = np.unique(self.y_true * k + self.y_pred, return_counts=True)
+        return [(int(c // k), int(c % k), int(n)) for c, n in zip(cells, counts, strict=True)]
+
+    def confused_pairs(self, n: int | None = None) -> list[tuple[str, str, int]]:
+        """The most frequent mistakes as ``(true class, predicted class, count)``, most frequent first (ties in
+        row-major order of the confusion matrix); ``n``: at most that many."""
+        wrong = sorted((-c, t, p) for t, p, c in self.confusion_cells() if t != p)
+        pairs = [(self.classes[t], self.classes[p], -c) for c, t, p in wrong]
+        return pairs if n is None else pairs[: int(n)]
+
+    def classes_to_show(self, limit: int = 20) -> list[int]:
+        """Indices (ascending) of at most ``limit`` classes for a figure or a table: every class when there are
+        no more than ``limit``; else the classes that occur in the data or among the answers, those with the most
+        mistakes (missed plus wrongly given), then the most images, first. The rest are summarised by callers."""
+        k = len(self.classes)
+        if int(limit) < 1:
+            raise CnnlensError(f"limit must be at least 1; got {limit}.")
+        if k <= int(limit):
+            return list(range(k))
+        wrong = self.y_true != self.y_pred
+        errors = np.bincount(self.y_true[wrong], minlength=k) + np.bincount(self.y_pred[wrong], minlength=k)
+        support = np.bincount(self.y_true, minlength=k)
+        present = np.flatnonzero((support > 0) | (np.bincount(self.y_pred, minlength=k) > 0))
+        ranked = sorted(present, key=lambda c: (-errors[c], -support[c], c))
+        return sorted(int(c) for c in ranked[: int(limit)])
+
+    def plot(self, kind: str = "confusion_matrix") -> Any:
+        """A Figure: ``confusion_matrix`` (default), ``metrics`` (per-class precision, recall, F1) or ``roc``;
+        with many classes those in the data and the most confused (`classes_to_show`)."""
+        from cnnlens import viz
+
+        figures = {
+            "confusion_matrix": viz.confusion_matrix_figure,
+            "metrics": viz.metrics_figure,
+            "roc": viz.roc_figure,
+        }
+        if kind not in figures:
+            raise CnnlensError(f"kind must be one of {', '.join(figures)}; got {kind!r}.")
+        return figures[kind](self)
+
+    def _summary(self) -> list[tuple[str, str]]:
+        return [
+            ("samples", f"{len(self.y_true)}" + (f" ({len(self.skipped)} skipped)" if self.skipped else "")),
+            ("classes", f"{len(self.classes)}"),
+            ("accuracy", f"{self.accuracy:.1%}"),
+            ("no-information rate", f"{self.no_information_rate:.1%}"),
+            ("macro F1", f"{self.averages['macro']['f1']:.3f}"),
+            ("macro AUC", f"{self.roc_auc['macro']:.3f}"),
+        ]
 
     def __repr__(self) -> str:
         return (
@@ -137,7 +205,8 @@ class Evaluation:
             "report": self.report,
             "averages": self.averages,
             "roc_auc": {c: num(v) for c, v in self.roc_auc.items()},
-            "confusion_matrix": self.confusion_matrix.tolist(),
+            "confusion_matrix": self.confusion_matrix.tolist() if len(self.classes) <= DENSE_JSON_CLASSES else None,
+            "confusion_cells": [list(c) for c in self.confusion_cells()],
             "groups": self.groups.counts(),
             "most_confident_errors": [self.ids[i] for i in self.groups.most_confident_errors[:20]],
             "skipped": [{"id": i, "reason": r} for i, r in self.skipped],
@@ -145,7 +214,8 @@ class Evaluation:
 
     def summary(self) -> str:
         """A plain-text summary: accuracy against the no-information rate, macro F1 and AUC, worst classes."""
-        worst = sorted(self.report.items(), key=lambda kv: kv[1]["f1"])[:3]
+        present = [c for c in self.classes if self.report[c]["support"] > 0]  # classes absent from the data: F1 0
+        worst = sorted(((c, self.report[c]) for c in present), key=lambda kv: kv[1]["f1"])[:3]
         lines = [
             f"{len(self.y_true)} samples, {len(self.classes)} classes"
             + (f", {len(self.skipped)} skipped" if self.skipped else ""),

@@ -7,15 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from cnnlens._files import OutputFolder, output_folder, save_figure, write_json
+from cnnlens._progress import honours_progress, progress_bar
 from cnnlens.evaluate._evaluation import Evaluation
 
 
+@honours_progress
 def save_evaluation(
-    evaluation: Evaluation, out: str | os.PathLike[str] | OutputFolder, dataset: Any = None, per_class: int = 6
+    evaluation: Evaluation,
+    out: str | os.PathLike[str] | OutputFolder,
+    dataset: Any = None,
+    per_class: int = 6,
+    progress: bool = True,
 ) -> dict[str, Path]:
     """Write ``confusion_matrix.png``, ``roc.png``, ``metrics.png``, ``probabilities.csv`` (every sample),
     ``errors.csv`` (misclassified, most confident first) and ``metrics.json`` to ``out``; with the evaluated
     ``dataset`` also ``samples.png`` (samples per class) and ``errors.png`` (the most confident errors).
+    Figures with many classes show those in the data and the most confused (see `Evaluation.classes_to_show`);
+    a bar (stderr) follows the figures, ``progress=False`` hides it.
 
     ``out`` is held as one run (`cnnlens._files.output_folder`): every file is written atomically, a manifest
     ``cnnlens-run.json`` lists them, the files of an earlier run in ``out`` are replaced, and a folder holding
@@ -36,7 +44,7 @@ def save_evaluation(
     written: dict[str, Path] = {}
     data = getattr(dataset, "name", None) or getattr(dataset, "root", None)
     with output_folder(out, "save_evaluation", data=None if data is None else str(data)) as folder:
-        for name, make in figures.items():
+        for name, make in progress_bar(figures.items(), desc="figures", unit="fig", delay=2.0, leave=False):
             written[name] = save_figure(make(), folder.file(f"{name}.png"))
         written["probabilities"] = evaluation.to_csv(folder.file("probabilities.csv"))
         errors_csv = folder.file("errors.csv")

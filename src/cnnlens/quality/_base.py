@@ -14,8 +14,10 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
+from .._display import Displayable
 from .._errors import CnnlensError
 from .._guard import frozen
+from .._model_checks import explaining
 from .._options import Option, defaults, describe, validate
 from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, Method, explain
@@ -27,8 +29,9 @@ MethodSpec = str | Method | type[Method] | Explanation | Callable[..., T]
 
 
 @dataclass
-class Score:
-    """What one metric says about one method's explanations of a batch of inputs."""
+class Score(Displayable):
+    """What one metric says about one method's explanations of a batch of inputs (in a notebook: its curves or
+    values per image; ``.plot()``)."""
 
     metric: str
     method: str
@@ -49,6 +52,17 @@ class Score:
     @property
     def mean(self) -> float:
         return float(self.values.mean())
+
+    def plot(self) -> Any:
+        """A Figure: the curves (one per image and their mean) of a curve metric, else the value per image."""
+        from ..viz._notebook import score_figure
+
+        return score_figure(self)
+
+    def _summary(self) -> list[tuple[str, str]]:
+        better = {True: "higher", False: "lower", None: "neither (descriptive)"}[self.higher_is_better]
+        return [("metric", self.metric), ("method", self.method), ("mean", f"{self.mean:.4g}"),
+                ("better", better), ("images", str(len(self.values))), ("passes", str(self.passes))]  # fmt: skip
 
     def __repr__(self) -> str:
         arrow = {True: " (higher is better)", False: " (lower is better)", None: ""}[self.higher_is_better]
@@ -311,7 +325,7 @@ class Metric:
                 f"callable), not a finished Explanation"
             )
         generator = torch.Generator().manual_seed(int(seed))
-        with frozen(module):
+        with frozen(module), explaining(module):
             ctx = Context(module, x, target, batch_size, torch.Generator().manual_seed(int(seed)))
             job = Job(model, module, preprocessing, x, ctx, explainer, generator)
             values, curve, curve_x, info = self.compute(job)

@@ -51,9 +51,7 @@ class PointingGame(Metric):
     summary = "1 if the map's maximum lies on the object (box or mask, with a pixel tolerance), else 0 (Zhang et al.)"
     higher_is_better = True
     params = {
-        "boxes": value(
-            None, "per image, the object's boxes (top, left, bottom, right), inclusive pixels", "a list per image"
-        ),
+        "boxes": value(None, "per image, the object's boxes (x0, y0, x1, y1), inclusive pixels", "a list per image"),
         "masks": value(None, "per image, a (H, W) bool mask of the object", "a (B, H, W) bool tensor or a list"),
         "tolerance": number(15, "how far (pixels, Euclidean) the maximum may lie from the object"),
     }

@@ -15,6 +15,7 @@ from scipy import stats
 from torch import nn
 
 from .._errors import CnnlensError
+from .._guard import is_scripted
 from .._options import flag, integer
 from ._base import Job, Metric
 from ._registry import register_metric
@@ -128,6 +129,11 @@ class RandomizationCheck(Metric):
 
     def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
         absolute = self.options["absolute"]
+        if is_scripted(job.module):
+            raise CnnlensError(
+                "randomization_check randomizes the layers in the order they run, which TorchScript code hides (it "
+                "takes no forward hooks); check the model as an nn.Module (load its state dict into its class)"
+            )
         original = maps(job.attributions, absolute)
         try:
             twin = copy.deepcopy(job.module)  # the caller's module is never modified

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._display import Displayable
 from .._errors import CnnlensError
 from .._files import atomic_open
 from .._progress import honours_progress, progress_bar
@@ -33,13 +34,18 @@ DEFAULT_METRICS: dict[str, dict[str, Any]] = {
 }
 """The default metrics and their modest settings (option names a metric does not know are dropped)."""
 
-COST = {"passes_per_image": False, "seconds_per_image": False}
-"""Cost columns (always present): model inputs evaluated and seconds, per image, of one explanation."""
+COST = {"passes_per_image": False, "seconds_per_image": False, "setup_seconds": False}
+"""Cost columns (always present), of one explanation: model inputs evaluated per image (forward passes; a backward
+pass rides along with its forward pass), seconds per image after a warm-up run, and the one-off set-up time (how
+much longer the first run on one image took than an image of the timed run: code paths loaded, memory allocated).
+Time spent outside the model (e.g. FullGrad upsampling every layer's map) is in the seconds, never in the passes.
+"""
 
 
 @dataclass
-class Scorecard:
-    """Mean value of every metric (columns) for every method (rows), with the per-image values behind them."""
+class Scorecard(Displayable):
+    """Mean value of every metric (columns) for every method (rows), with the per-image values behind them (in a
+    notebook: the table, best of each column in bold, and the columns as bars; ``.plot()``)."""
 
     methods: list[str]
     columns: list[str]
@@ -115,6 +121,26 @@ class Scorecard:
                 cells.append(f"**{text}**" if bold and best[c] == r["method"] and not math.isnan(v) else text)
             body.append(cells)
         return header, body
+
+    def plot(self) -> Any:
+        """A Figure: one panel per column, each method's mean as a bar, the best one dark."""
+        from ..viz._notebook import scorecard_figure
+
+        return scorecard_figure(self)
+
+    def _summary_html(self) -> str:
+        import html
+
+        header, body = self._cells(".4g", bold=True)
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+
+        def cell(text: str) -> str:
+            bold = text.startswith("**")
+            text = html.escape(text.strip("*"))
+            return f"<td><b>{text}</b></td>" if bold else f"<td>{text}</td>"
+
+        rows = "".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in body)
+        return f'<table class="cnnlens"><tr>{head}</tr>{rows}</table>'
 
     def to_markdown(self) -> str:
         """A Markdown table; ↑ / ↓ mark the better direction, the best method of each column is bold."""
@@ -215,7 +241,8 @@ def scorecard(
     options given to every method (per-method options win). ``metrics``: names or a mapping name -> options;
     ``None``: ``DEFAULT_METRICS`` (deletion and insertion with 10 steps, ROAD with 5, sensitivity_max with 5
     samples, randomization_check with 3 stages, class_discrimination, detail), those registered. The cost
-    columns ``passes_per_image`` and ``seconds_per_image`` (of one explanation) are always added. A method that
+    columns (``COST``: ``passes_per_image``, ``seconds_per_image`` after a warm-up run on the first image, and the
+    one-off ``setup_seconds``) are always added. A method that
     cannot explain the inputs, or a metric that does not apply to a method (CnnlensError), leaves NaN and a line
     in ``notes``.
     """
@@ -235,6 +262,7 @@ def scorecard(
         for label, (name, opts) in specs.items():
             bar.set_postfix_str(f"{label}: cost")
             try:
+                first = explain(model, x[:1], name, target=_first(target), batch_size=batch_size, seed=seed, **opts)
                 e: Explanation = explain(model, x, name, target=target, batch_size=batch_size, seed=seed, **opts)
             except CnnlensError as err:  # the method cannot explain these inputs: an empty row, not a lost card
                 notes.append(f"{label}: {err}")
@@ -243,6 +271,7 @@ def scorecard(
                 continue
             per_image[(label, "passes_per_image")] = [e.passes / n] * n
             per_image[(label, "seconds_per_image")] = [e.seconds / n] * n
+            per_image[(label, "setup_seconds")] = [max(0.0, first.seconds - e.seconds / n)] * n
             bar.update()
             for metric, metric_opts in metric_specs.items():
                 bar.set_postfix_str(f"{label}: {metric}")
@@ -262,6 +291,13 @@ def scorecard(
         bar.close()
     rows = [{"method": m, **{c: _mean(per_image[(m, c)], scores.get((m, c))) for c in columns}} for m in specs]
     return Scorecard(list(specs), columns, rows, per_image, direction, scores, notes, metric_specs)
+
+
+def _first(target: Any) -> Any:
+    """The target of the first image (an int, None and a callable serve every image as they are)."""
+    if isinstance(target, (list, tuple)) or (hasattr(target, "dim") and target.dim() > 0):
+        return target[:1]
+    return target
 
 
 def _score(

@@ -1,12 +1,12 @@
 """Tell the story: one self-contained HTML report per run (evaluation, errors, activations, explanations side by
 side, explanation quality, plain-language notes), for a labelled data set or a few photos, and the offline demo."""
 
+from ._claims import agreement_claims, best_note, lead, same_computation
 from ._demo import demo
 from ._html import Report, Section
 from ._notes import (
     accuracy_note,
     agreement_note,
-    agreement_notes,
     class_notes,
     confidence_note,
     confusion_note,
@@ -23,16 +23,19 @@ __all__ = [
     "Report",
     "Section",
     "accuracy_note",
+    "agreement_claims",
     "agreement_note",
-    "agreement_notes",
+    "best_note",
     "class_notes",
     "confidence_note",
     "confusion_note",
     "demo",
+    "lead",
     "model_report",
     "most_confused",
     "photo_report",
     "recall_shift_note",
+    "same_computation",
     "shift_note",
     "sized_options",
     "topk_overlap",

@@ -1,24 +1,34 @@
 """The report's explanation sections: chosen errors and true positives explained by every method, the methods'
-agreement and cost, and the quality scorecard (when `cnnlens.quality.scorecard` exists)."""
+agreement and cost, where the evidence lies in words, and the quality scorecard."""
 
 from __future__ import annotations
 
-import itertools
-import warnings
 from typing import Any
 
 import numpy as np
-import torch
 
 from .. import viz
-from .._errors import CnnlensError, CnnlensWarning
-from .._progress import progress_bar
+from .._errors import CnnlensError
 from . import _notes as notes
-from ._figures import maps_grid
+from ._claims import Lead, agreement_claims, best_note, how_measured, lead
+from ._evidence import consensus, where_note
+from ._figures import ALPHA, CMAP, SIGN, agreement_figure, maps_grid
 from ._html import Report
+from ._methods import (
+    AGREEMENT_FRACTION,
+    agreement_per_image,
+    agreement_rows,
+    cost_caption,
+    cost_table,
+    duplicates_note,
+    families,
+    merge_duplicates,
+    warm_up,
+)
 from ._source import Computed
+from ._words import column_title, column_words, table_words
 
-AGREEMENT_FRACTION = 0.1  # share of the most important pixels compared between two maps
+MORE_ERRORS = 8  # misread images of the first group whose maps (gradient and CAM methods) say where evidence lies
 
 
 def _rows(ev: Any, groups: list[dict[str, Any]]) -> list[tuple[int, int, str, int]]:
@@ -33,105 +43,57 @@ def _rows(ev: Any, groups: list[dict[str, Any]]) -> list[tuple[int, int, str, in
             rows.append((g["tp_true"][0], t, f"correct {g['true']}", k))
         if g["tp_predicted"]:
             rows.append((g["tp_predicted"][0], p, f"correct {g['predicted']}", k))
-    if not rows:  # no errors: the most confident true positive of the first classes
-        for c in ev.classes[:3]:
-            tp = ev.groups.true_positives[c]
+    if not rows:  # no errors: the most confident correct image of up to three classes in the data
+        for c in np.unique(ev.y_true)[:3]:
+            tp = ev.groups.true_positives[ev.classes[c]]
             if len(tp):
-                best = int(tp[np.argmax(ev.probabilities[tp, ev.classes.index(c)])])
-                rows.append((best, ev.classes.index(c), f"correct {c}", 0))
+                best = int(tp[np.argmax(ev.probabilities[tp, c])])
+                rows.append((best, int(c), f"correct {ev.classes[c]}", 0))
     return rows
 
 
-def run_methods(
-    classifier: Any, x: torch.Tensor, targets: Any, methods: dict[str, dict[str, Any]], batch_size: int | None,
-    seed: int, progress: bool, desc: str = "explaining",
-) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:  # fmt: skip
-    """Run each method once on the whole batch; returns maps and, per method, seconds, passes, options and the
-    warnings it gave (or the error that stopped it: a method that cannot run on this model is listed, not
-    hidden)."""
-    from .. import explain
-
-    maps, info = {}, {}
-    for m, opts in progress_bar(methods.items(), desc=desc, unit="method"):
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", CnnlensWarning)
-                e = explain(classifier, x, m, target=targets, batch_size=batch_size, seed=seed, **opts)
-        except CnnlensError as err:
-            info[m] = {"error": str(err), "options": opts}
-            continue
-        for w in caught:  # other warnings go on as they came; ours are listed in the cost table
-            if not issubclass(w.category, CnnlensWarning):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        maps[m] = e.attributions.detach().float().cpu().numpy()
-        rel = None
-        if e.delta is not None:
-            gap = e.attributions.flatten(1).sum(1) - e.delta
-            rel = float((e.delta.abs() / gap.abs().clamp_min(1e-12)).mean())
-        said = sorted({str(w.message) for w in caught if issubclass(w.category, CnnlensWarning)})
-        info[m] = {
-            "seconds": round(e.seconds, 3), "passes": int(e.passes), "options": opts, "relative_delta": rel,
-            "warnings": said,
-        }  # fmt: skip
-    return maps, info
-
-
-def families() -> dict[str, str]:
-    """Method name -> its family, the registry's category (gradient, cam, perturbation). Guided Grad-CAM is left
-    out: it is guided backprop masked by Grad-CAM, a relative of both families."""
-    from .. import methods
-
-    return {m.name: m.category for m in methods() if m.name != "guided_grad_cam"}
-
-
-def agreement_per_image(
-    maps: dict[str, np.ndarray], fraction: float = AGREEMENT_FRACTION
-) -> dict[tuple[str, str], np.ndarray]:
-    """Top-``fraction`` overlap (`topk_overlap`) of every pair of methods' maps, one value per image."""
-    top = {m: [notes.top_pixels(a, fraction)[0] for a in maps[m]] for m in maps}
-    return {
-        (a, b): np.array(
-            [len(np.intersect1d(u, v, assume_unique=True)) / len(u) for u, v in zip(top[a], top[b], strict=True)]
+def _intro(errors: bool) -> str:
+    maps = (
+        " Red = pixels that speak for the explained class, blue = against it (the colour bar beside each figure); "
+        "some methods (saliency, the CAMs) only say how much a pixel matters, never against, so they show red only."
+    )
+    if not errors:
+        return (
+            "The model makes no mistakes here, so we look at what its right answers rest on: the most confident "
+            "correct image of up to three classes, explained by every method." + maps
         )
-        for a, b in itertools.combinations(maps, 2)
-    }
+    return (
+        "Which pixels drive each answer. For every misread image we ask two questions: what made the model say "
+        "the wrong class, and what evidence it saw for the right one; correct images of both classes are shown "
+        "for contrast. Gradient and CAM methods read the model's internals; perturbation methods hide parts of "
+        "the image and watch the score." + maps
+    )
 
 
-def agreement(maps: dict[str, np.ndarray], fraction: float = AGREEMENT_FRACTION) -> dict[tuple[str, str], float]:
-    """Mean top-``fraction`` overlap of every pair of methods' maps over the images."""
-    return {pair: float(v.mean()) for pair, v in agreement_per_image(maps, fraction).items()}
+def _extra_errors(ev: Any, groups: list[dict[str, Any]]) -> list[int]:
+    return [int(r) for r in groups[0]["errors"][1:MORE_ERRORS]] if groups else []
 
 
-def agreement_table(methods: list[str], overlaps: dict[tuple[str, str], float]) -> list[dict[str, Any]]:
-    """A symmetric method x method table of overlaps, in percent."""
-    rows = []
-    for a in methods:
-        row: dict[str, Any] = {"method": notes.method_name(a)}
-        for b in methods:
-            v = 1.0 if a == b else overlaps.get((a, b), overlaps.get((b, a)))
-            row[notes.method_name(b)] = "–" if v is None else f"{100 * v:.0f}%"
-        rows.append(row)
-    return rows
+def _where(ev, groups, rows, extra, pixels, extra_pixels, grad_maps, extra_maps) -> str | None:  # type: ignore[no-untyped-def]
+    """The sentence on where the evidence for the first group's wrong class lies (`where_note`)."""
+    if not groups or not grad_maps:
+        return None
+    g = groups[0]
+    size = pixels.shape[1:3]
+    err = [i for i, r in enumerate(rows) if r[3] == 0][0]  # evidence for the predicted class, first error
+    misread = [(pixels[err], consensus([a[err] for a in grad_maps.values()], size))]
+    misread += [(extra_pixels[j], consensus([a[j] for a in extra_maps.values()], size)) for j in range(len(extra))]
+    correct = [
+        (pixels[i], consensus([a[i] for a in grad_maps.values()], size))
+        for i, r in enumerate(rows)
+        if r[3] == 0 and r[2] == f"correct {g['predicted']}"
+    ]
+    return where_note(g["true"], g["predicted"], misread, correct, methods=len(grad_maps))
 
 
-def cost_table(info: dict[str, dict[str, Any]], images: int) -> list[dict[str, Any]]:
-    """Per method: seconds and model passes per image, completeness error, options (or why it did not run)."""
-    rows = []
-    for m, i in info.items():
-        if "error" in i:
-            rows.append({"method": notes.method_name(m), "seconds": None, "passes per image": None, "note": i["error"]})
-            continue
-        rows.append(
-            {
-                "method": notes.method_name(m),
-                "seconds": round(i["seconds"], 2),
-                "passes per image": round(i["passes"] / max(images, 1), 1),
-                "completeness error": None if i["relative_delta"] is None else notes.pct(i["relative_delta"]),
-                "options": ", ".join(f"{k}={v}" for k, v in i["options"].items()) or "defaults",
-                "note": " ".join(i.get("warnings", [])),
-            }
-        )
-    return rows
+def computes(source: Computed) -> bool:
+    """Whether ``source`` computes the maps and scores now (a store reads them: no warm-up, one seed)."""
+    return type(source).explain is Computed.explain and type(source).scorecard is Computed.scorecard
 
 
 def explain_rows(
@@ -139,29 +101,37 @@ def explain_rows(
     gradient: dict[str, dict[str, Any]], perturbation: dict[str, dict[str, Any]],
     batch_size: int | None, seed: int, progress: bool, source: Computed | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The "Explanations" section; returns its notes, a JSON-able summary, the inputs, targets, evaluation rows.
-    ``source``: where the maps come from (default: computed now)."""
+    """The "Explanations" section; returns its notes, the sentence on where the evidence lies, a JSON-able
+    summary, the inputs, the targets and the evaluation rows. ``source``: where the maps come from (default:
+    computed now)."""
     source = source or Computed()
     rows = [r for r in _rows(ev, groups) if source.has(ev, r[0], r[1])]
-    s = report.section(
-        "Explanations",
-        "Which pixels drive each answer. For every misread image we ask two questions: what made the model say "
-        "the wrong class, and what evidence it saw for the right one; correct images of both classes are shown "
-        "for contrast. Gradient and CAM methods read the model's internals; perturbation methods hide parts of "
-        "the image and watch the score. Bright = pixels that move the explained score most.",
-    )
+    s = report.section("Explanations", _intro(bool(groups)))
     if not rows:
         s.text("No images to explain.")
-        return {"notes": [], "summary": {}, "x": None, "targets": None, "rows": None}
+        return {"notes": [], "where": None, "summary": {}, "x": None, "targets": None, "rows": None}
+    wrong = ev.classes.index(groups[0]["predicted"]) if groups else None
+    extra = [r for r in _extra_errors(ev, groups) if source.has(ev, r, wrong)]
     images = [dataset[int(ev.positions[r])][0] for r, _, _, _ in rows]
-    x = classifier.preprocess(images)
-    targets = [t for _, t, _, _ in rows]
+    extra_images = [dataset[int(ev.positions[r])][0] for r in extra]
+    x = classifier.preprocess(images + extra_images)
     explained = [r for r, _, _, _ in rows]
-    pixels = classifier.preprocessing.to_pixels(x)
+    targets = [t for _, t, _, _ in rows] + [wrong] * len(extra)
+    pixels_all = classifier.preprocessing.to_pixels(x)
+    setup = warm_up(classifier, x) if computes(source) else None
+    run = (classifier, x, ev, explained + extra, targets)
+    grad_all, grad_info = source.explain(*run, gradient, batch_size, seed, progress, "gradient/CAM")
+    n = len(rows)
+    x, targets, pixels = x[:n], targets[:n], pixels_all[:n]
+    grad_maps = {m: a[:n] for m, a in grad_all.items()}
     run = (classifier, x, ev, explained, targets)
-    grad_maps, grad_info = source.explain(*run, gradient, batch_size, seed, progress, "gradient/CAM")
     pert_maps, pert_info = source.explain(*run, perturbation, batch_size, seed, progress, "perturbation")
-    all_maps = {**grad_maps, **pert_maps}
+    where = _where(ev, groups, rows, extra, pixels, pixels_all[n:], grad_maps, {m: a[n:] for m, a in grad_all.items()})
+    info = {**grad_info, **pert_info}
+    all_maps = merge_duplicates({**grad_maps, **pert_maps}, info)
+    origin = {i["same_as_shown"]: m for m, i in info.items() if "same_as_shown" in i}
+    grad_shown = {m: a for m, a in all_maps.items() if origin.get(m, m) in grad_maps}
+    pert_shown = {m: a for m, a in all_maps.items() if m not in grad_shown}
     for k in sorted({g for _, _, _, g in rows}):
         idx = [i for i, r in enumerate(rows) if r[3] == k]
         first = rows[idx[0]][0]
@@ -170,80 +140,112 @@ def explain_rows(
             top = [(ev.classes[int(c)], float(ev.probabilities[first, c])) for c in order]
             t, p = ev.classes[ev.y_true[first]], ev.classes[ev.y_pred[first]]
             panel = {notes.method_name(m): a[idx[0]] for m, a in all_maps.items()}
-            fig = viz.compare_panel(
-                pixels[idx[0]], panel, top_k=top, true_label=t, predicted_label=p, title=ev.ids[first]
-            )
+            fig = viz.compare_panel(pixels[idx[0]], panel, top_k=top, true_label=t, predicted_label=p,
+                                    title=ev.ids[first], sign=SIGN, cmap=CMAP, alpha=ALPHA)  # fmt: skip
             s.figure(fig, f"{ev.ids[first]}: a {t} read as {p}, every method's evidence for {p}")
-        for family, maps in (("gradient and CAM methods", grad_maps), ("perturbation methods", pert_maps)):
+        label = rows[idx[0]][2].split(":")[0] if groups else "Correct images, one per class"
+        for family, maps in (("gradient and CAM methods", grad_shown), ("perturbation methods", pert_shown)):
             if maps:
                 fig = maps_grid(
                     [pixels[i] for i in idx], [rows[i][2] for i in idx], {m: a[idx] for m, a in maps.items()}
                 )
-                s.figure(fig, f"{rows[idx[0]][2].split(':')[0]}: {family}")
-    overlaps = agreement(all_maps)
-    said = notes.agreement_notes(overlaps, AGREEMENT_FRACTION, families())
+                s.figure(fig, f"{label}: {family}")
+    said = [where] if where else []
+    per_image = agreement_per_image(all_maps)
+    said += agreement_claims(per_image, AGREEMENT_FRACTION, families(list(all_maps)))
     if len(all_maps) > 1:
         s.table(
-            agreement_table(list(all_maps), overlaps),
+            agreement_rows(per_image),
             caption=f"Agreement: share of the {AGREEMENT_FRACTION:.0%} most important pixels two methods have in "
-            "common (mean over the images above)",
+            f"common (mean over the {n} images above; chance would give {AGREEMENT_FRACTION:.0%}); the pairs that "
+            "agree most and least",
         )
-    info = {**grad_info, **pert_info}
-    s.table(cost_table(info, len(rows)), caption="What each method cost on these images")
+        if len(all_maps) >= 4:
+            overlaps = {pair: float(v.mean()) for pair, v in per_image.items()}
+            s.figure(agreement_figure(list(all_maps), overlaps, AGREEMENT_FRACTION), "Agreement of every two methods")
+    s.table(cost_table(info, n), caption=cost_caption(n, setup))
+    s.words({**column_words(["seconds_per_image", "passes_per_image"]), **table_words("completeness error")})
+    said.append(duplicates_note(info))
     said.append(notes.completeness_note({m: i.get("relative_delta") for m, i in info.items()}))
-    said = [n for n in said if n]
+    said = [t for t in said if t]
     failed = [m for m, i in info.items() if "error" in i]
     if failed:
         said.append(f"Not run on this model: {', '.join(notes.method_name(m) for m in failed)} (see the cost table).")
     s.notes(said)
+    if len(all_maps) > 1:
+        s.text(how_measured(n))
     summary = {
         "images": [{"id": ev.ids[r], "target": ev.classes[t], "title": title} for r, t, title, _ in rows],
         "methods": info,
-        "agreement": {f"{a}|{b}": v for (a, b), v in overlaps.items()},
+        "agreement": {f"{a}|{b}": float(v.mean()) for (a, b), v in per_image.items()},
+        "where": where,
     }
-    return {"notes": said, "summary": summary, "x": x, "targets": targets, "rows": explained, "ev": ev}
+    return {"notes": said, "where": where, "summary": summary, "x": x, "targets": targets, "rows": explained, "ev": ev}
 
 
 def scorecard_section(
     report: Report, classifier: Any, explained: dict[str, Any], gradient: dict[str, dict[str, Any]],
     perturbation: dict[str, dict[str, Any]], batch_size: int | None, seed: int, progress: bool,
-    metrics: Any = None, source: Computed | None = None,
-) -> tuple[list[str], dict[str, Any] | None]:  # fmt: skip
-    """The quality scorecard of the methods on the explained images (notes, ``Scorecard.to_dict()``); nothing
-    when no image was explained. ``metrics``: as `cnnlens.quality.scorecard` takes them (``None``: its default)."""
+    metrics: Any = None, source: Computed | None = None, seeds: int = 2,
+) -> tuple[list[str], dict[str, Any] | None, dict[str, Lead | None]]:  # fmt: skip
+    """The quality scorecard of the methods on the explained images, run with ``seeds`` seeds (``seed``,
+    ``seed + 1``, ...: random methods and metrics draw anew; one when a store gives the scores); returns the
+    notes, the first seed's ``Scorecard.to_dict()`` with the means over every seed and image, and the leader of
+    each quality column. Nothing when no image was explained. ``metrics``: as `cnnlens.quality.scorecard` takes
+    them (``None``: its default). A method is called best on a column only when it leads beyond the uncertainty
+    over the images and seeds (`best_note`)."""
     if explained.get("x") is None:
-        return [], None
+        return [], None, {}
+    from ..quality._scorecard import COST
+
     source = source or Computed()
+    seeds = max(1, int(seeds)) if computes(source) else 1
+
     methods = {**gradient, **perturbation}
     s = report.section(
         "How much to trust the explanations",
         "Measured quality of each method on the images above: whether deleting the pixels a map calls important "
         "really changes the answer (faithfulness), whether the map changes with the model's weights (sanity), "
-        "whether it differs between classes, and what it costs.",
+        "whether it differs between classes, and what it costs. What each column means:",
     )
     try:
-        sc = source.scorecard(
-            classifier, explained["x"], explained.get("ev"), explained["rows"], explained["targets"], methods,
-            metrics, batch_size, seed, progress,
-        )  # fmt: skip
+        cards = [
+            source.scorecard(
+                classifier, explained["x"], explained.get("ev"), explained["rows"], explained["targets"], methods,
+                metrics, batch_size, seed + k, progress,
+            )
+            for k in range(seeds)
+        ]  # fmt: skip
     except CnnlensError as err:
         s.text(f"The scorecard could not be computed: {err}")
-        return [], None
+        return [], None, {}
+    sc = cards[0]
     higher = sc.higher_is_better
+    grid = {c: {m: np.array([card.per_image[(m, c)] for card in cards]) for m in sc.methods} for c in sc.columns}
+    means = {c: {m: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for m, v in grid[c].items()}
+             for c in sc.columns}  # fmt: skip
     arrow = {True: " ↑", False: " ↓", None: ""}
+    s.words(column_words(sc.columns))
+    n = int(explained["x"].shape[0])
     s.table(
-        [[notes.method_name(r["method"]), *(r[c] for c in sc.columns)] for r in sc.rows],
-        columns=["method", *(c + arrow[higher.get(c)] for c in sc.columns)],
-        caption="Scorecard: means over the images above (↑ higher is better, ↓ lower is better; "
-        "see cnnlens.quality.metrics())",
+        [[notes.method_name(m), *(means[c][m] for c in sc.columns)] for m in sc.methods],
+        columns=["method", *(column_title(c) + arrow[higher.get(c)] for c in sc.columns)],
+        caption=f"Scorecard: means over the {n} images above and {len(cards)} seed(s) (↑ higher is better, ↓ lower "
+        "is better)",
     )
-    best = {}
-    for c in sc.columns:
-        try:
-            if higher.get(c) is not None:
-                best[c] = (sc.best(c), bool(higher[c]))
-        except CnnlensError:  # no method has a value in this column
-            continue
-    said = notes.scorecard_notes(best)
+    quality_columns = [c for c in sc.columns if higher.get(c) is not None and c not in COST]
+    said = [best_note(column_title(c), grid[c], bool(higher[c])) for c in quality_columns]
+    said = [t for t in said if t]
     s.notes(said)
-    return said, sc.to_dict()
+    if said:
+        s.text(how_measured(n, len(cards)))
+
+    def clean(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    seeded = {m: {c: [[clean(v) for v in row] for row in grid[c][m]] for c in sc.columns} for m in sc.methods}
+    summary = {
+        **sc.to_dict(), "seeds": [seed + k for k in range(len(cards))], "per_seed": seeded,
+        "means": {c: {m: clean(v) for m, v in means[c].items()} for c in sc.columns},
+    }  # fmt: skip
+    return said, summary, {column_title(c): lead(grid[c], bool(higher[c])) for c in quality_columns}

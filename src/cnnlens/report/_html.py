@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import os
 import re
@@ -28,31 +29,38 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def _figure_png(fig: Figure | str | os.PathLike[str], dpi: int, palette: bool) -> bytes:
+def _figure_png(fig: Figure | str | os.PathLike[str], dpi: int, palette: bool) -> tuple[bytes, dict[str, Any]]:
     """PNG bytes of a Figure (closed afterwards; with ``palette``, reduced to 256 colours when that is smaller:
-    photo overlays shrink about 4x) or of a PNG file (as it is)."""
+    photo overlays shrink about 4x) or of a PNG file (as it is), and the figure's layout (`figure_layout`: where
+    its maps, colour bars and labels are; empty for a file)."""
     if isinstance(fig, Figure):
         import matplotlib.pyplot as plt
         from PIL import Image
 
+        from ..viz import figure_layout
+
         buffer = io.BytesIO()
         try:
-            fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            if fig.get_layout_engine() is None:  # cnnlens figures lay themselves out; others are tightened here
+                fig.tight_layout()
+            fig.set_dpi(dpi)
+            fig.savefig(buffer, format="png", dpi=dpi)
+            layout = figure_layout(fig, dpi, tight=False, drawn=True)
         finally:
             plt.close(fig)
         data = buffer.getvalue()
         if palette:
             with Image.open(io.BytesIO(data)) as im:
                 small = io.BytesIO()
-                im.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(small, format="PNG")
+                im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, kmeans=1).save(small, format="PNG")
             if small.tell() < len(data):
                 data = small.getvalue()
-        return data
+        return data, layout
     if isinstance(fig, (str, os.PathLike)):
         path = Path(fig)
         if not path.is_file():
             raise CnnlensError(f"Figure file {str(path)!r} does not exist; give a matplotlib Figure or a PNG path.")
-        return path.read_bytes()
+        return path.read_bytes(), {}
     raise CnnlensError(f"A figure must be a matplotlib Figure or a PNG path; got {type(fig).__name__}.")
 
 
@@ -84,10 +92,18 @@ class Section:
 
     def figure(self, fig: Figure | str | os.PathLike[str], caption: str = "", dpi: int | None = None) -> Section:
         """Embed a matplotlib Figure (saved as PNG in memory at ``dpi``, default the report's, then closed) or a
-        PNG file as a ``data:`` URI."""
-        data = _figure_png(fig, int(dpi or self._dpi), self._palette)
+        PNG file as a ``data:`` URI. A Figure's layout (its maps, colour bars and labels, in PNG pixels) goes into
+        the image's ``data-layout`` attribute, so that a browser can check what a reader sees."""
+        data, layout = _figure_png(fig, int(dpi or self._dpi), self._palette)
         width, height = _png_size(data)
-        item = {"data": base64.b64encode(data).decode("ascii"), "width": width, "height": height, "caption": caption}
+        item = {
+            "data": base64.b64encode(data).decode("ascii"),
+            "width": width,
+            "height": height,
+            "caption": caption,
+            "layout": json.dumps(layout, separators=(",", ":")) if layout else "",
+            "maps": len(layout.get("maps", [])),
+        }
         if self.blocks and self.blocks[-1]["kind"] == "figures":  # consecutive figures sit side by side
             self.blocks[-1]["entries"].append(item)
         else:
@@ -128,6 +144,15 @@ class Section:
             self.blocks.append({"kind": "notes", "entries": items})
         return self
 
+    def words(self, entries: Mapping[str, str] | Sequence[tuple[str, str]]) -> Section:
+        """A glossary: each term (a column, a method, a word) with what it means in plain words."""
+        items = list(entries.items()) if isinstance(entries, Mapping) else [tuple(e) for e in entries]
+        if any(len(e) != 2 for e in items):
+            raise CnnlensError("words() takes a mapping term -> meaning, or (term, meaning) pairs.")
+        if items:
+            self.blocks.append({"kind": "words", "entries": [(str(t), str(m)) for t, m in items]})
+        return self
+
     def text(self, text: str) -> Section:
         """A paragraph of text."""
         self.blocks.append({"kind": "text", "text": str(text)})
@@ -143,10 +168,11 @@ class Report:
     """A report: a title and sections; ``write(path)`` renders one self-contained HTML file.
 
     ``Report("Digits model").section("Overview", intro="...").figure(fig, "caption").notes([...])``. Figures
-    are drawn at ``dpi``; ``palette=True`` stores them with 256 colours when that makes the file smaller.
+    are drawn at ``dpi`` (96: one point of type is one point on the page when the figure is shown at its size);
+    ``palette=True`` stores them with 256 colours when that makes the file smaller.
     """
 
-    def __init__(self, title: str, subtitle: str = "", dpi: int = 90, palette: bool = True) -> None:
+    def __init__(self, title: str, subtitle: str = "", dpi: int = 96, palette: bool = True) -> None:
         self.title = str(title)
         self.subtitle = str(subtitle)
         self.sections: list[Section] = []

@@ -1,10 +1,12 @@
-"""The report's "Inside the model" section: feature maps of an error and of a correct image, the layer table,
-and how the error's final features compare with correct images of both classes."""
+"""The report's "Inside the model" section: what the first layer looks for, the most active channels of a few
+layers for the misread image next to correct images (one figure per layer, same scale per channel), the layer
+table, and which class the error's final features resemble."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,12 +16,13 @@ from .._guard import frozen
 from . import _notes as notes
 from ._html import Report
 
+CHANNELS = 8  # channels shown per layer
+
 
 def _conv_layers(module: nn.Module) -> list[str]:
-    names = [n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)]
-    if len(names) <= 3:
-        return names
-    return [names[0], names[len(names) // 2], names[-1]]
+    from ..inside._save import spread_layers
+
+    return spread_layers([n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)], 3)
 
 
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -47,36 +50,56 @@ def final_features(classifier: Any, images: list[Any]) -> tuple[str, torch.Tenso
     return name, seen[0].detach().flatten(1).cpu()
 
 
-def inside_section(report: Report, classifier: Any, dataset: Any, ev: Any, group: dict) -> list[str]:
-    """Feature maps of the group's most confident error next to a correct image of its true class, the layer
-    table, and a note on which class the error's final features resemble; returns the notes."""
-    from ..inside import feature_maps, layer_summary
-    from ..viz import feature_maps_figure
-
+def _picks(ev: Any, group: dict | None) -> dict[str, list[int]]:
+    """Row label -> evaluation rows: the group's first error and a correct image of each of its classes; without
+    a group (no mistakes), the most confident correct image."""
+    if group is None:
+        right = np.flatnonzero(ev.y_true == ev.y_pred)
+        best = int(right[np.argmax(ev.probabilities[right, ev.y_pred[right]])])
+        return {f"correct {ev.classes[ev.y_true[best]]}": [best]}
     t, p = group["true"], group["predicted"]
+    picks = {f"{t} read as {p}": group["errors"][:1], f"correct {t}": group["tp_true"][:1]}
+    picks[f"correct {p}"] = group["tp_predicted"][:1]
+    return {k: v for k, v in picks.items() if v}
+
+
+def inside_section(report: Report, classifier: Any, dataset: Any, ev: Any, group: dict | None) -> list[str]:
+    """The section for the group's most confident error (or, without mistakes, a correct image); returns its
+    notes."""
+    from ..inside import conv_filters, feature_maps, layer_summary
+    from ..viz import channel_order, channels_figure, filters_figure
+
+    picks = _picks(ev, group)
+    first_label = next(iter(picks))
+    what = "the misread image" if group is not None else "a correct image"
     s = report.section(
         "Inside the model",
-        f"What the convolution layers respond to: the feature maps (one small image per filter, bright = strong "
-        f"response) of the most confidently misread {t} (read as {p}) next to a {t} the model gets right. Early "
-        "layers respond to strokes and edges, later layers to larger shapes.",
+        f"What the convolution layers respond to. The first layer's filters show the small colour and edge "
+        f"patterns it looks for. Then, for a few layers from the first to the last, the {CHANNELS} channels that "
+        f"respond most to {what}, shown for each image side by side on the same scale (bright = strong "
+        "response): where the rows differ, the model sees the images differently. Early layers respond to strokes "
+        "and edges, later layers to larger shapes.",
     )
-    picks = {
-        "misread": group["errors"][:1],
-        "correct true": group["tp_true"][:1],
-        "correct predicted": group["tp_predicted"][:1],
-    }
-    images = {k: [dataset[int(ev.positions[r])][0] for r in v] for k, v in picks.items() if v}
+    images = {k: dataset[int(ev.positions[v[0]])][0] for k, v in picks.items()}
     layers = _conv_layers(classifier.module)
-    maps = {k: feature_maps(classifier, v, layers) for k, v in images.items()}
+    if layers:
+        s.figure(filters_figure(conv_filters(classifier, layers[0]), title=f"{layers[0]}: the first layer's filters"),
+                 f"{layers[0]}: what the first layer looks for")  # fmt: skip
+    x = classifier.preprocess(list(images.values()))
+    maps = feature_maps(classifier, x, layers)
     for layer in layers:
-        s.figure(feature_maps_figure(maps["misread"][layer][0], max_maps=16), f"{layer}: the {t} read as {p}")
-        if "correct true" in maps:
-            s.figure(feature_maps_figure(maps["correct true"][layer][0], max_maps=16), f"{layer}: a correct {t}")
+        per_image = {label: maps[layer][i] for i, label in enumerate(images)}
+        chosen = channel_order(per_image[first_label].cpu().numpy(), "activation")[:CHANNELS]
+        title = f"{layer}: the {len(chosen)} channels most active on {first_label}"
+        s.figure(channels_figure(per_image, chosen, title), f"{layer}: {', '.join(images)}")
+    # A later part of this section attributes the error to the channels of the last convolution that drive it
+    # (layer attribution): add it here, after the feature maps and before the layer table.
     said = []
-    if len(images) == 3:
-        final = final_features(classifier, [im for v in images.values() for im in v])
+    if group is not None and len(images) == 3:
+        final = final_features(classifier, list(images.values()))
         if final is not None:
             name, f = final
+            t, p = group["true"], group["predicted"]
             said.append(notes.inside_note(name, t, p, _correlation(f[0], f[1]), _correlation(f[0], f[2])))
     summary = layer_summary(classifier)
     shown = [r for r in summary if r.params or r.output_shape is not None][:40]

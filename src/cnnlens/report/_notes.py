@@ -81,8 +81,10 @@ def most_confused(confusion: np.ndarray, classes: Sequence[str], n: int = 3) -> 
     cm = np.asarray(confusion)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
         raise CnnlensError(f"Need a square confusion matrix with one row per class; got shape {cm.shape}.")
-    cells = [(int(cm[i, j]), i, j) for i in range(len(classes)) for j in range(len(classes)) if i != j and cm[i, j]]
-    cells.sort(key=lambda c: -c[0])  # stable: equal counts stay in row-major order
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    rows, cols = np.nonzero(off)  # row-major order
+    cells = sorted(((int(off[i, j]), int(i), int(j)) for i, j in zip(rows, cols, strict=True)), key=lambda c: -c[0])
     return [(str(classes[i]), str(classes[j]), c) for c, i, j in cells[: int(n)]]
 
 
@@ -204,37 +206,6 @@ def agreement_note(a: str, b: str, overlap: float, fraction: float = 0.1) -> str
     return text[0].upper() + text[1:]
 
 
-def agreement_notes(
-    overlaps: Mapping[tuple[str, str], float], fraction: float = 0.1, families: Mapping[str, str] | None = None
-) -> list[str]:
-    """The most and least agreeing pairs of methods, and what chance would give. With ``families`` (method ->
-    category) the most agreeing pair is sought among methods of different families (close relatives such as
-    DeepLIFT and DeepLIFT-SHAP agree by construction); methods without a family are left out of that search."""
-    if not overlaps:
-        return []
-    ranked = sorted(overlaps.items(), key=lambda kv: -kv[1])
-
-    def apart(a: str, b: str) -> bool:
-        return families is not None and None not in (families.get(a), families.get(b)) and families[a] != families[b]
-
-    across = [kv for kv in ranked if apart(*kv[0])]
-    if across:
-        (a, b), v = across[0]
-        notes = [
-            f"Of methods from different families, {method_name(a)} and {method_name(b)} agree most: on "
-            f"{_pct0(v)} of the {_pct0(fraction)} most important pixels."
-        ]
-    else:
-        notes = [agreement_note(*ranked[0][0], ranked[0][1], fraction)]
-    if len(ranked) > 1:
-        (a, b), v = ranked[-1]
-        notes.append(
-            f"The least agreement is between {method_name(a)} and {method_name(b)} ({_pct0(v)}); two unrelated "
-            f"maps would share about {_pct0(fraction)}."
-        )
-    return notes
-
-
 def completeness_note(errors: Mapping[str, float | None], threshold: float = 0.1) -> str | None:
     """Methods whose attributions should add up to the score difference but miss it by more than ``threshold``
     (relative error, mean over images)."""
@@ -270,12 +241,3 @@ def photo_note(photo: str, top: Sequence[tuple[str, float]]) -> str:
     if len(top) > 1:
         text += f", then '{top[1][0]}' ({_pct0(top[1][1])})"
     return text + "."
-
-
-def scorecard_notes(best: Mapping[str, tuple[str, bool]]) -> list[str]:
-    """``{column: (best method, higher_is_better)}`` -> one sentence per column (cost columns left out)."""
-    return [
-        f"On {column.replace('_', ' ')} ({'higher' if higher else 'lower'} is better) {method_name(method)} does best."
-        for column, (method, higher) in best.items()
-        if not any(word in column for word in ("passes", "seconds"))
-    ]

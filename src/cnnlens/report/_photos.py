@@ -9,11 +9,26 @@ from .._errors import CnnlensError
 from .._progress import honours_progress
 from ..viz import compare_panel
 from . import _notes as notes
-from ._explain import AGREEMENT_FRACTION, agreement_per_image, agreement_table, cost_table, families, run_methods
-from ._figures import photo_grid
+from ._claims import agreement_claims, how_measured
+from ._evidence import photo_where_note
+from ._figures import ALPHA, CMAP, SIGN, agreement_figure, photo_grid
 from ._html import Report
+from ._methods import (
+    AGREEMENT_FRACTION,
+    agreement_per_image,
+    agreement_rows,
+    cost_caption,
+    cost_table,
+    duplicates_note,
+    families,
+    merge_duplicates,
+    run_methods,
+    shown_key,
+    warm_up,
+)
 from ._options import Methods, resolve_methods
 from ._story import as_classifier
+from ._words import column_words, table_words
 
 COMPARE_METHODS = ("saliency", "integrated_gradients", "grad_cam", "occlusion")  # the compare panel's subset
 
@@ -51,40 +66,58 @@ def photo_report(
     x = classifier.preprocess(list(images.values()))
     predictions = classifier.predict(x, top_k=int(top_k))
     targets = [p[0][0] for p in predictions]
+    setup = warm_up(classifier, x)
     maps, info = run_methods(classifier, x, targets, chosen, batch_size, seed, progress, "photos")
+    maps = merge_duplicates(maps, info)
     pixels = classifier.preprocessing.to_pixels(x)
-    per_image = agreement_per_image(maps)
-    family = families()
+    size = tuple(pixels.shape[1:3])
     for i, name in enumerate(names):
         top = [(c, p) for _, c, p in predictions[i]]
         s = report.section(
             f"Photo: {name}",
-            f"The model's {len(top)} most likely classes and, for its top class, the map of every method "
-            "(bright = pixels that move the score most). These photos have no true label: the maps show what "
-            "the model looks at, not whether it is right.",
+            f"The model's {len(top)} most likely classes and, for its top class, the map of every method (red = "
+            "pixels that speak for that class, blue = against it; see the colour bar). These photos have no true "
+            "label: the maps show what the model looks at, not whether it is right.",
         )
         s.table([{"rank": k + 1, "class": c, "probability": notes.pct(p)} for k, (c, p) in enumerate(top)])
-        subset = {notes.method_name(m): maps[m][i] for m in COMPARE_METHODS if m in maps}
+        keys = dict.fromkeys(shown_key(info, m) for m in COMPARE_METHODS if m in info)
+        subset = {notes.method_name(k): maps[k][i] for k in keys if k in maps}
         if subset:
             s.figure(
-                compare_panel(pixels[i], subset, top_k=top, predicted_label=top[0][0], title=name),
+                compare_panel(
+                    pixels[i],
+                    subset,
+                    top_k=top,
+                    predicted_label=top[0][0],
+                    title=name,
+                    sign=SIGN,
+                    cmap=CMAP,
+                    alpha=ALPHA,
+                ),  # fmt: skip
                 f"{name}: the photo, its top classes and {len(subset)} methods",
             )
         grid = photo_grid(pixels[i], {m: a[i] for m, a in maps.items()}, top, title=name)
-        s.figure(grid, f"{name}: every method", dpi=72)
-        photo_said = [notes.photo_note(name, top)]
-        photo_said += notes.agreement_notes({k: float(v[i]) for k, v in per_image.items()}, AGREEMENT_FRACTION, family)
-        s.notes(photo_said)
+        s.figure(grid, f"{name}: every method")
+        s.notes([notes.photo_note(name, top), photo_where_note(name, top[0][0], {m: a[i] for m, a in maps.items()},
+                                                                size)])  # fmt: skip
     s = report.section(
         "Methods on the photos",
-        f"How similar the methods' maps are (share of the {AGREEMENT_FRACTION:.0%} most important pixels in common, "
-        "mean over the photos) and what each one cost. Slow methods were run with reduced options (listed).",
+        f"How similar the methods' maps are (share of the {AGREEMENT_FRACTION:.0%} most important pixels two "
+        "methods have in common, over the photos) and what each one cost. Slow methods were run with reduced "
+        "options (listed).",
     )
-    overlaps = {k: float(v.mean()) for k, v in per_image.items()}
+    per_image = agreement_per_image(maps)
     if len(maps) > 1:
-        s.table(agreement_table(list(maps), overlaps), caption="Agreement between methods")
-    s.table(cost_table(info, len(names)), caption="Cost per method (all photos in one call)")
-    said = notes.agreement_notes(overlaps, AGREEMENT_FRACTION, family)
+        s.table(agreement_rows(per_image), caption="The pairs of methods that agree most and least")
+    if len(maps) >= 4:
+        overlaps = {k: float(v.mean()) for k, v in per_image.items()}
+        s.figure(agreement_figure(list(maps), overlaps, AGREEMENT_FRACTION), "Agreement of every two methods")
+    s.table(cost_table(info, len(names)), caption=cost_caption(len(names), setup))
+    s.words({**column_words(["seconds_per_image", "passes_per_image"]), **table_words("completeness error")})
+    said = agreement_claims(per_image, AGREEMENT_FRACTION, families(list(maps)))
+    said.append(duplicates_note(info))
     said.append(notes.completeness_note({m: i.get("relative_delta") for m, i in info.items()}))
     s.notes([n for n in said if n])
+    if len(maps) > 1:
+        s.text(how_measured(len(names)))
     return report

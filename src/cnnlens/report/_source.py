@@ -28,7 +28,7 @@ class Computed:
     ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
         """(maps, info) of each method for the inputs ``x`` (evaluation ``rows``) and ``targets``, as
         `run_methods` returns them."""
-        from ._explain import run_methods
+        from ._methods import run_methods
 
         return run_methods(classifier, x, targets, methods, batch_size, seed, progress, desc)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,12 +14,14 @@ from .._errors import CnnlensError, unknown_name
 from .._files import OutputFolder, output_folder, write_json
 from .._progress import honours_progress, progress_bar
 from . import _notes as notes
+from ._conclusions import conclusions
 from ._explain import explain_rows, scorecard_section
 from ._figures import rows_figure
 from ._html import Report
 from ._inside import inside_section
 from ._options import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
 from ._source import Computed
+from ._words import table_words
 
 
 def as_classifier(model: Any) -> Any:
@@ -71,12 +72,7 @@ def _by_confidence(ev: Any, rows: np.ndarray) -> list[int]:
 def error_groups(ev: Any, max_groups: int) -> list[dict[str, Any]]:
     """The most confused (true, predicted) pairs of an Evaluation, each with its errors and the true positives
     of both classes, most confident first."""
-    pairs = []
-    for t, p in itertools.permutations(ev.classes, 2):
-        rows = ev.groups.confused(t, p)
-        if len(rows):
-            pairs.append((len(rows), ev.classes.index(t), ev.classes.index(p), t, p, rows))
-    pairs.sort(key=lambda g: (-g[0], g[1], g[2]))
+    pairs = [(n, t, p, ev.groups.confused(t, p)) for t, p, n in ev.confused_pairs(int(max_groups))]
     return [
         {
             "true": t,
@@ -87,7 +83,7 @@ def error_groups(ev: Any, max_groups: int) -> list[dict[str, Any]]:
             "tp_predicted": _by_confidence(ev, ev.groups.true_positives[p]),
             "confidence": float(ev.probabilities[rows, ev.y_pred[rows]].mean()),
         }
-        for n, _, _, t, p, rows in pairs[: int(max_groups)]
+        for n, t, p, rows in pairs
     ]
 
 
@@ -95,6 +91,20 @@ def _mean_confidence(ev: Any, wrong: bool) -> float:
     mask = (ev.y_true != ev.y_pred) if wrong else (ev.y_true == ev.y_pred)
     rows = np.flatnonzero(mask)
     return float(ev.probabilities[rows, ev.y_pred[rows]].mean()) if len(rows) else float("nan")
+
+
+TABLE_CLASSES = 20
+"""Most classes a per-class table lists (the others: see metrics.json)."""
+
+
+def _class_list(ev: Any, limit: int = TABLE_CLASSES) -> str:
+    """``10: 0, 1, ..., 9``; with more than ``limit`` classes, the count and those in the data."""
+    k = len(ev.classes)
+    if k <= limit:
+        return f"{k}: {', '.join(ev.classes)}"
+    present = [ev.classes[c] for c in np.unique(ev.y_true)]
+    shown = ", ".join(present[:limit]) + (f" and {len(present) - limit} more" if len(present) > limit else "")
+    return f"{k:,d}; {len(present)} of them in the data: {shown}"
 
 
 def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[str]:
@@ -110,7 +120,7 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
             ["model", classifier.name],
             ["parameters", f"{params:,d}"],
             ["input size", f"{size[0]} × {size[1]} pixels"],
-            ["classes", f"{len(evals[focus].classes)}: {', '.join(evals[focus].classes)}"],
+            ["classes", _class_list(evals[focus])],
         ],
         columns=["", ""],
     )
@@ -129,14 +139,11 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
             }
         )
     s.table(rows, caption="Accuracy per data set")
+    s.words(table_words("accuracy", "no-information rate", "top-3 accuracy", "F1", "AUC"))
     said = [notes.accuracy_note(n, ev.accuracy, ev.no_information_rate, len(ev.y_true)) for n, ev in evals.items()]
     if len(evals) > 1:
         ev = evals[focus]
-        said.append(
-            notes.shift_note(
-                {n: e.accuracy for n, e in evals.items()}, notes.most_confused(ev.confusion_matrix, ev.classes, 1)
-            )
-        )
+        said.append(notes.shift_note({n: e.accuracy for n, e in evals.items()}, ev.confused_pairs(1)))
     said.append(notes.confidence_note(_mean_confidence(evals[focus], True), _mean_confidence(evals[focus], False)))
     s.notes(said)
     return [n for n in said if n]
@@ -155,7 +162,8 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
         s.figure(confusion_matrix_figure(ev), f"Confusion matrix on the {name}")
     ev = evals[focus]
     rows = []
-    for c in ev.classes:
+    shown = [ev.classes[c] for c in ev.classes_to_show(TABLE_CLASSES)]
+    for c in shown:
         row: dict[str, Any] = {"class": c}
         for name, other in evals.items():
             row[f"recall ({name})"] = notes.pct(other.report[c]["recall"])
@@ -164,7 +172,15 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
         row[f"AUC ({focus})"] = round(ev.roc_auc[c], 3)
         row[f"images ({focus})"] = ev.report[c]["support"]
         rows.append(row)
-    s.table(rows, caption="Per-class metrics")
+    left_out = len(ev.classes) - len(shown)
+    more = (
+        f" ({len(shown)} of {len(ev.classes):,d} classes: those in the data with the most mistakes; every class is "
+        "in metrics.json)"
+        if left_out
+        else ""
+    )
+    s.table(rows, caption=f"Per-class metrics{more}")
+    s.words(table_words("recall", "precision", "F1", "AUC"))
     s.figure(metrics_figure(ev), f"Precision, recall and F1 per class on the {focus}")
     s.figure(roc_figure(ev), f"ROC curves on the {focus}")
     said = notes.class_notes(ev.report)
@@ -180,14 +196,17 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
 def _failures(
     report: Report, classifier: Any, dataset: Any, ev: Any, groups: list, per_group: int, focus: str
 ) -> list[str]:
+    if not groups:
+        report.section(
+            "Where it fails", f"The model makes no mistakes on the {len(ev.y_true)} images of the {focus}."
+        ).text("There is no mistake to show; the explanations below show what its right answers rest on.")
+        return []
     s = report.section(
         "Where it fails",
         f"The most frequent mistakes on the {focus}. Each group shows the misread images next to images of the "
-        "true class and of the predicted class that the model gets right, to compare what it sees.",
+        "true class and of the predicted class that the model gets right, to compare what it sees. Above each "
+        "image: the model's answer and how sure it was.",
     )
-    if not groups:
-        s.text("The model makes no mistakes on this data.")
-        return []
     errors = len(ev.groups.most_confident_errors)
     pairs = [(g["true"], g["predicted"], g["count"]) for g in groups]
     said = [notes.confusion_note(pairs, errors)]
@@ -205,16 +224,30 @@ def _failures(
             titles = [f"{ev.classes[ev.y_pred[r]]} {ev.probabilities[r, ev.y_pred[r]]:.0%}" for r in chosen]
             rows.append((label, pixels, titles))
         s.figure(rows_figure(rows), f"{t} read as {p} ({g['count']}): errors, then correct {t} and correct {p}")
-        table = [r for r in ev.probability_table(3) if r["index"] in set(g["errors"][:per_group])]
-        table.sort(key=lambda r: -r["p_predicted"])
-        s.table(
-            table,
-            columns=["id", "true", "predicted", "p_predicted", "p_true", "top2", "p_top2"],
-            caption=f"The {t} read as {p} shown above",
-        )
+        s.table(_error_rows(ev, g["errors"][:per_group]), caption=f"The {t} read as {p} shown above")
         said.append(notes.group_note(t, p, g["count"], g["confidence"]))
     s.notes(said)
     return [n for n in said if n]
+
+
+def _error_rows(ev: Any, rows: list[int]) -> list[dict[str, Any]]:
+    """One row per misread image, in plain words: its answer, how sure, the true class's probability, the
+    second choice."""
+    table = []
+    for r in rows:
+        t, p = int(ev.y_true[r]), int(ev.y_pred[r])
+        second = int(np.argsort(-ev.probabilities[r], kind="stable")[1]) if len(ev.classes) > 1 else p
+        table.append(
+            {
+                "image": ev.ids[r],
+                "true class": ev.classes[t],
+                "read as": ev.classes[p],
+                "how sure": notes.pct(ev.probabilities[r, p]),
+                "probability of the true class": notes.pct(ev.probabilities[r, t]),
+                "second choice": f"{ev.classes[second]} ({notes.pct(ev.probabilities[r, second])})",
+            }
+        )
+    return table
 
 
 @honours_progress
@@ -231,12 +264,14 @@ def add_model_story(
     per_group: int = 4,
     batch_size: int | None = None,
     seed: int = 0,
+    seeds: int = 2,
     progress: bool = True,
     source: Computed | None = None,
 ) -> dict[str, Any]:
     """Append the evaluation-to-explanation sections to ``report``; returns the numbers as a JSON-able dict.
-    ``metrics``: the scorecard's (``None``: its defaults); ``source``: where the evaluation, maps and scores come
-    from (default: computed now; `cnnlens.open_store(...).report` reads them from a store)."""
+    ``metrics``: the scorecard's (``None``: its defaults); ``seeds``: how many seeds the scorecard runs with (its
+    claims hold over the images and these seeds); ``source``: where the evaluation, maps and scores come from
+    (default: computed now; `cnnlens.open_store(...).report` reads them from a store)."""
     source = source or Computed()
     if int(max_groups) < 1 or int(per_group) < 1:
         raise CnnlensError(f"max_groups and per_group must be at least 1; got {max_groups} and {per_group}.")
@@ -257,11 +292,11 @@ def add_model_story(
         said += _per_class(report, evals, focus)
         stages.update()
         groups = error_groups(ev, max_groups)
-        said += _failures(report, classifier, dataset, ev, groups, int(per_group), focus)[:1]
+        said += _failures(report, classifier, dataset, ev, groups, int(per_group), focus)
         stages.update()
         stages.set_postfix_str("inside")
-        if groups:
-            said += inside_section(report, classifier, dataset, ev, groups[0])[-1:]
+        inside = inside_section(report, classifier, dataset, ev, groups[0] if groups else None)
+        said += inside
         stages.update()
         stages.set_postfix_str("explaining")
         explained = explain_rows(
@@ -270,23 +305,36 @@ def add_model_story(
         said += explained["notes"]
         stages.update()
         stages.set_postfix_str("scorecard")
-        card = None
+        card, leads = None, {}
         if scorecard:
-            card_notes, card = scorecard_section(
-                report, classifier, explained, gradient, perturbation, batch_size, seed, progress, metrics, source
+            card_notes, card, leads = scorecard_section(
+                report,
+                classifier,
+                explained,
+                gradient,
+                perturbation,
+                batch_size,
+                seed,
+                progress,
+                metrics,
+                source,
+                seeds,
             )
-            said += card_notes[:3]
+            said += card_notes
         stages.update()
     finally:
         stages.close()
-    advice = notes.advice_notes({n: e.accuracy for n, e in evals.items()}, _mean_confidence(ev, True))
-    conclusions = report.section(
-        "What this means", "The main findings in plain words, computed from the numbers above."
+    accuracies = {n: e.accuracy for n, e in evals.items()}
+    explained_images = 0 if explained.get("x") is None else int(explained["x"].shape[0])
+    summary = conclusions(
+        accuracies, focus, ev, explained.get("where"), inside[-1] if inside else None, leads, explained_images
     )
-    conclusions.notes(said)
+    advice = notes.advice_notes(accuracies, _mean_confidence(ev, True))
+    section = report.section("What this means", "The main findings in plain words, computed from the numbers above.")
+    section.notes(summary)
     if advice:
-        conclusions.text("What to do:").notes(advice)
-    said += advice
+        section.text("What to do:").notes(advice)
+    said += summary + advice
     return {
         "model": classifier.name,
         "focus": focus,
@@ -314,10 +362,10 @@ def model_report(
     with the lowest accuracy is examined). ``options`` (those of `add_model_story`): ``methods`` /
     ``perturbation_methods``: names or name -> options (default: the seed's saliency, integrated gradients,
     DeepLIFT, Grad-CAM, guided Grad-CAM / occlusion, feature ablation, Shapley sampling, KernelSHAP, sized by
-    `sized_options`); ``scorecard=True``; ``max_groups=3`` error groups of ``per_group=4`` images;
-    ``batch_size=None``; ``seed=0``; ``progress=True``. ``out`` is held as one run (atomic files, a manifest
-    ``cnnlens-run.json``, an earlier run's files replaced; other files, symlinks and concurrent runs refused, see
-    `cnnlens.evaluate.save_evaluation`). Returns the HTML file's path.
+    `sized_options`); ``scorecard=True`` (run with ``seeds=2`` seeds); ``max_groups=3`` error groups of
+    ``per_group=4`` images; ``batch_size=None``; ``seed=0``; ``progress=True``. ``out`` is held as one run
+    (atomic files, a manifest ``cnnlens-run.json``, an earlier run's files replaced; other files, symlinks and
+    concurrent runs refused, see `cnnlens.evaluate.save_evaluation`). Returns the HTML file's path.
     """
     for name in options:
         if name not in _story_options():

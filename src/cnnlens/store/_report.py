@@ -84,6 +84,7 @@ class Stored(Computed):
                 per_image[(method, metric)] = [math.nan if r[metric] is None else r[metric] for r in stored]
             per_image[(method, "passes_per_image")] = [r["passes"] for r in stored]
             per_image[(method, "seconds_per_image")] = [r["seconds"] for r in stored]
+            per_image[(method, "setup_seconds")] = [math.nan] * len(stored)  # the run did not measure it apart
             notes |= {"{0} of {2}:{1}".format(*n.split(":", 1), method) for r in stored for n in r["notes"]}
         means = [{"method": m, **{c: float(np.mean(per_image[(m, c)])) for c in columns}} for m in methods]
         direction = {n: get_metric(n).higher_is_better for n in self.store.metrics} | dict(COST)

@@ -4,18 +4,20 @@ Maps: :func:`to_heatmap` (channel reduction, resize, sign mode, outlier-percenti
 map, each an RGB array ``(H, W, 3)`` in [0, 1]: :func:`heat_map`, :func:`blended_heat_map`, :func:`masked_image`,
 :func:`alpha_scaling`, :func:`original_image`; :func:`draw_view` draws any of them on an axes. Masks and boxes:
 :func:`superpixel_boundaries`, :func:`bounding_box`, :func:`draw_bounding_box`. Figures: :func:`compare_panel`,
-:func:`method_grid`, :func:`explanation_panel` and the evaluation / inside figures.
+:func:`method_grid`, :func:`explanation_panel` and the evaluation / inside figures. Legends: every map figure
+carries a colour bar saying what the colours mean (:func:`map_colorbar`, :func:`scale_words`); type is at least
+``LABEL_PT`` points; :func:`figure_layout` tells where maps, colour bars and labels are in a saved figure.
 """
 
 from ._boxes import bounding_box, draw_bounding_box, superpixel_boundaries
 from ._figures import (
     confusion_matrix_figure,
-    feature_maps_figure,
-    filters_figure,
     metrics_figure,
     roc_figure,
     samples_figure,
 )
+from ._layers import channel_order, channels_figure, feature_maps_figure, filters_figure
+from ._legend import LABEL_PT, TITLE_PT, add_colorbar, figure_layout, scale_words, tag_map
 from ._maps import (
     REDUCTIONS,
     SIGNS,
@@ -35,6 +37,7 @@ from ._views import (
     default_cmap,
     draw_view,
     heat_map,
+    map_colorbar,
     map_range,
     masked_image,
     original_image,
@@ -42,14 +45,19 @@ from ._views import (
 )
 
 __all__ = [
+    "LABEL_PT",
     "REDUCTIONS",
     "SIGNS",
+    "TITLE_PT",
     "VIEWS",
+    "add_colorbar",
     "alpha_scaling",
     "apply_sign",
     "as_image",
     "blended_heat_map",
     "bounding_box",
+    "channel_order",
+    "channels_figure",
     "colormap",
     "compare_panel",
     "confusion_matrix_figure",
@@ -58,9 +66,11 @@ __all__ = [
     "draw_view",
     "explanation_panel",
     "feature_maps_figure",
+    "figure_layout",
     "filters_figure",
     "heat_map",
     "map_range",
+    "map_colorbar",
     "masked_image",
     "method_grid",
     "metrics_figure",
@@ -71,6 +81,8 @@ __all__ = [
     "resize_map",
     "roc_figure",
     "samples_figure",
+    "scale_words",
     "superpixel_boundaries",
+    "tag_map",
     "to_heatmap",
 ]

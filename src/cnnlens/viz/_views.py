@@ -14,12 +14,12 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Colormap, Normalize  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 from skimage.color import rgb2gray  # noqa: E402
 
 from .._errors import CnnlensError  # noqa: E402
+from ._legend import TITLE_PT, add_colorbar, scale_words, tag_map  # noqa: E402
 from ._maps import SIGNS, as_image, to_heatmap  # noqa: E402
 
 VIEWS = ("original_image", "heat_map", "blended_heat_map", "masked_image", "alpha_scaling")
@@ -190,22 +190,37 @@ def draw_view(
 ) -> AxesImage:
     """Draw :func:`render` ``(view, image, attribution, **options)`` on ``ax`` (axis lines off); ``options`` are
     render's: sign, cmap, alpha, grayscale, background, percentile, reduce. ``colorbar=True`` adds the map's
-    scale: the colormap over :func:`map_range` for heat views, the [0, 1] weight for masked / alpha views."""
+    scale (:func:`map_colorbar`)."""
     view = view_name(view)
     rgb = render(view, image, attribution, **options)
     shown = ax.imshow(rgb)
+    if view != "original_image":
+        tag_map(shown)
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title is not None:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=TITLE_PT)
     if colorbar and view != "original_image":
-        sign = options.get("sign", "absolute")
-        heat = view in ("heat_map", "blended_heat_map")
-        vmin, vmax = map_range(sign) if heat else (0.0, 1.0)
-        mappable = ScalarMappable(Normalize(vmin, vmax), colormap(options.get("cmap"), sign) if heat else "gray")
-        bar = ax.figure.colorbar(mappable, ax=ax, fraction=0.046, pad=0.03)
-        bar.set_label(f"normalised attribution ({sign})" if heat else "weight", fontsize=7)
-        bar.ax.tick_params(labelsize=7)
+        map_colorbar(ax.figure, ax, view, options.get("sign", "absolute"), options.get("cmap"),
+                     options.get("percentile", 99.0))  # fmt: skip
     return shown
+
+
+def map_colorbar(
+    fig: Any,
+    axes: Any,
+    view: str = "blended_heat_map",
+    sign: str = "absolute",
+    cmap: str | Colormap | None = None,
+    percentile: float | None = 99.0,
+) -> Any:
+    """One colour bar for maps drawn by :func:`draw_view` with these options (``axes``: one or several that
+    share it): the colormap over :func:`map_range` for heat views, the [0, 1] weight in gray for masked / alpha
+    views; labelled in words with the sign and the unit (see :func:`cnnlens.viz.scale_words`)."""
+    view = view_name(view)
+    heat = view in ("heat_map", "blended_heat_map")
+    vmin, vmax = map_range(sign) if heat else (0.0, 1.0)
+    label, ticks = scale_words(sign, percentile, view)
+    return add_colorbar(fig, axes, colormap(cmap, sign) if heat else "gray", vmin, vmax, label, ticks)

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._capture import capture
-from ..._errors import CnnlensError
+from ..._errors import CnnlensError, say
+from ..._guard import is_scripted
 from ..._options import Option, value
 from ...models import get_layer, last_conv_layer
 from .._base import Method
@@ -35,8 +36,7 @@ LAYER = value(
 def resolve_layers(ctx: Context, spec: Any) -> tuple[list[str], list[nn.Module]]:
     """Names and modules of the requested layers; default: the last convolution with spatial output."""
     if spec is None:
-        ctx.passes += 1  # the probe that finds the last convolution
-        spec = [last_conv_layer(ctx.model, input_shape=(1, *ctx.inputs.shape[1:]))]
+        spec = [_default_layer(ctx)]
     elif isinstance(spec, (str, nn.Module)):
         spec = [spec]
     elif not isinstance(spec, Sequence) or not spec:
@@ -44,6 +44,29 @@ def resolve_layers(ctx: Context, spec: Any) -> tuple[list[str], list[nn.Module]]
     names = {id(m): n for n, m in ctx.model.named_modules()}
     modules = [get_layer(ctx.model, s) for s in spec]
     return [names.get(id(m), str(s)) for m, s in zip(modules, spec, strict=True)], modules
+
+
+def _default_layer(ctx: Context) -> str:
+    """The last convolution with a spatial output, found by running the model once on zeros like one input."""
+    if is_scripted(ctx.model) and not any(isinstance(m, nn.Conv2d) for m in ctx.model.modules()):
+        raise CnnlensError(
+            "a CAM captures a layer's activations with a forward hook, which TorchScript code does not take; explain "
+            "the model as an nn.Module (load its state dict into its class), or use a method without hooks "
+            "(saliency, integrated_gradients, occlusion)"
+        )
+    ctx.passes += 1  # the probe
+    try:
+        return last_conv_layer(ctx.model, input_shape=(1, *ctx.inputs.shape[1:]))
+    except CnnlensError as err:
+        cause = err.__cause__
+        why = f"the model failed ({type(cause).__name__}: {cause})" if cause is not None else "found no nn.Conv2d"
+        give = say(
+            "layer='name' (see cnnlens.models.layer_names(model))", "--set layer=NAME (cnnlens inside lists them)"
+        )
+        raise CnnlensError(
+            f"without a layer, a CAM looks for the last convolution with a spatial output by running the model once "
+            f"on zeros shaped like one input, and {why}. Give the layer: {give}"
+        ) from err
 
 
 def check_spatial(name: str, acts: T) -> None:

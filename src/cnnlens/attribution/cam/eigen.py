@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .._context import Context
+from .._precision import working
 from .._registry import register
 from ._base import CamMethod
 
@@ -19,13 +20,13 @@ def first_component(maps: T) -> T:
     positively with the channel-summed activations (the map points where the layer is active, not away).
     """
     b, k, h, w = maps.shape
-    m = maps.flatten(2).transpose(1, 2)  # (B, HW, K)
+    m = working(maps).flatten(2).transpose(1, 2)  # (B, HW, K); the SVD in float32 for float16/bfloat16
     _, _, vh = torch.linalg.svd(m, full_matrices=False)
     proj = m @ vh[:, 0, :, None]  # (B, HW, 1)
     total = m.sum(2, keepdim=True)
     sign = torch.sign(((proj - proj.mean(1, keepdim=True)) * (total - total.mean(1, keepdim=True))).sum(1))
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    return (proj * sign[:, None]).transpose(1, 2).reshape(b, 1, h, w)
+    return (proj * sign[:, None]).transpose(1, 2).reshape(b, 1, h, w).to(maps.dtype)
 
 
 @register

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..._errors import CnnlensError, say
 from .._context import Context
+from .._precision import tolerance, working
 from .._registry import register
 from ._base import CamMethod
 
@@ -47,9 +48,13 @@ class Cam(CamMethod):
                 f"nn.Linear layer; this model has {'no linear layer' if linear is None else 'another one'}. "
                 f"Use grad_cam instead"
             )
-        expected = acts.mean((2, 3)) @ linear.weight.T + (0 if linear.bias is None else linear.bias)
-        logits = ctx.logits
-        if not torch.allclose(expected, logits, rtol=1e-4, atol=1e-4 * float(logits.abs().max())):
+        w = working(linear.weight)
+        pooled = working(acts).mean((2, 3))
+        expected = pooled @ w.T + (0 if linear.bias is None else working(linear.bias))
+        logits = working(ctx.logits)
+        tol = tolerance(acts.dtype, 1e-4)  # float16/bfloat16: the model's own rounding, relative to its terms
+        scale = max(float(logits.abs().max()), float((pooled.abs() @ w.abs().T).max()) if tol > 1e-4 else 0.0)
+        if not torch.allclose(expected, logits, rtol=tol, atol=tol * scale):
             raise CnnlensError(
                 "the model's logits are not its last linear layer applied to the global average of this feature "
                 "map, so CAM's class weights do not explain them; use grad_cam (any architecture) instead"

@@ -9,16 +9,20 @@ import torch
 from ..._errors import CnnlensWarning
 from .._base import Method
 from .._context import Context, sum_per_row
+from .._precision import tolerance, working
 from .._registry import register
 from .._rules import RescaleMode
 
 T = torch.Tensor
 
 
-def _checked(delta: T, gap: T, tolerance: float = 1e-3) -> T:
-    """Warn when attributions do not add up to f(x) - f(baseline): the rescale rule did not cover the model."""
-    rel = delta.abs() / gap.abs().clamp(min=1e-12)
-    if (rel > tolerance).any():
+def _checked(delta: T, gap: T, base: float = 1e-3) -> T:
+    """Warn when attributions do not add up to f(x) - f(baseline): the rescale rule did not cover the model.
+
+    The tolerance is ``base`` relative to ``|f(x) - f(baseline)|``, or eight rounding units of a float16/bfloat16
+    model if that is more (its own rounding)."""
+    rel = working(delta).abs() / working(gap).abs().clamp(min=1e-12)
+    if (rel > tolerance(delta.dtype, base)).any():
         warnings.warn(
             f"DeepLIFT attributions miss f(x) - f(baseline) by up to {float(rel.max()):.1%}: the model uses "
             f"operations the rescale rule does not cover (e.g. products of activations as in squeeze-excitation, "

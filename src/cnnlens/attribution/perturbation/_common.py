@@ -37,19 +37,24 @@ def scores(
     if n_rows == 0:
         empty = ctx.inputs.new_zeros(0)
         return empty if classes is None else (empty, ctx.inputs.new_zeros(0, k))
-    bar = progress_bar(total=n_rows, desc=desc, unit="img", delay=2.0, leave=False)
+    own = ctx.bar is None  # explain()'s bar counts the passes already: give it a total instead of a second bar
+    bar = progress_bar(total=n_rows, desc=desc, unit="img", delay=2.0, leave=False) if own else ctx.bar
+    if not own:
+        bar.total = bar.n + n_rows
 
     def step(sl: slice) -> tuple[T, T | None]:
         with torch.no_grad():
             logits = ctx.forward(build(sl))
-        bar.update(sl.stop - sl.start)
+        if own:
+            bar.update(sl.stop - sl.start)
         extra = None if classes is None else logits.gather(1, classes[owner[sl]])
         return ctx.select(logits, owner[sl]), extra
 
     try:
         parts = ctx.run(step, n_rows)
     finally:
-        bar.close()
+        if own:
+            bar.close()
     out = torch.cat([p[0] for p in parts])
     return out if classes is None else (out, torch.cat([p[1] for p in parts]))
 

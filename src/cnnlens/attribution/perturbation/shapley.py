@@ -38,41 +38,88 @@ def _store(v: T, i: int, phi: T) -> None:
     v[i, : len(phi)] = phi
 
 
+def all_coalitions(m: int) -> T:
+    """Every coalition of ``m`` segments but the full one, as bool rows; row ``k`` is the bitmask ``k``."""
+    k = torch.arange(2**m - 1)
+    return (k[:, None] >> torch.arange(m)) & 1 == 1
+
+
+def shapley_from_table(table: T, m: int) -> T:
+    """Exact Shapley values from the value of every coalition (``table[k]``: the coalition with bitmask ``k``)."""
+    k = torch.arange(2**m)
+    size = ((k[:, None] >> torch.arange(m)) & 1).sum(1)
+    f = [math.factorial(s) for s in range(m + 1)]
+    weight = torch.tensor([f[s] * f[m - s - 1] / f[m] for s in range(m)], dtype=torch.float64)
+    phi = torch.zeros(m, dtype=torch.float64)
+    for j in range(m):
+        without = k[(k >> j) & 1 == 0]
+        phi[j] = (weight[size[without]] * (table[without | (1 << j)] - table[without])).sum()
+    return phi
+
+
 @register
 class ShapleySampling(SegmentMethod):
     name = "shapley_sampling"
-    summary = "Shapley values by permutation sampling: paired (reversed) permutations, each coalition scored once."
-    params = {"mask": mask_option("grid:32"), "samples": integer(25, "random permutations of the segments per image")}
+    summary = (
+        "Shapley values by permutation sampling: paired (reversed) permutations, each coalition scored once, "
+        "exact once the coalitions cover them all."
+    )
+    params = {
+        "mask": mask_option("grid:32"),
+        "samples": integer(25, "random permutations of the segments per image (rounded up to an even number)"),
+    }
     has_delta = True
     spread = True
 
     def values(self, ctx: Context, x: T, base: T, labels: T, counts: list[int], fx: T) -> tuple[T, T]:
-        """Marginal contributions averaged over ``samples`` permutations per image, drawn in pairs (a random
-        order and its reverse: antithetic). Every permutation's contributions sum to f(x) - f(baseline), so
-        efficiency holds exactly. Coalitions shared by several permutations are scored once; f(x) comes from
-        the inputs' pass. Passes: ``B`` + the distinct coalitions (``info["coalitions"]``, at most
-        ``1 + samples x (S - 1)`` per image and baseline)."""
-        n = self.options["samples"]
-        designs, inverses, orders = [], [], []
+        """Marginal contributions averaged over ``n`` permutations per image, ``n`` = ``samples`` rounded up to an
+        even number: random orders, each with its reverse (antithetic pairs, exact on games with pairwise
+        interactions only). Every permutation's contributions sum to f(x) - f(baseline), so efficiency holds
+        exactly. Coalitions shared by several permutations are scored once; f(x) comes from the inputs' pass.
+
+        Whenever the scored coalitions are all ``2^S - 1`` (the full one is f(x)), the values are exact Shapley
+        values, from the formula; and when ``1 + n (S - 1) >= 2^S - 1`` (the permutations could score every
+        coalition) every coalition is scored directly. ``info["exact"]``: per image, whether the values are
+        exact; ``info["permutations"]``: ``n``. Passes: ``B`` + the distinct coalitions (``info["coalitions"]``,
+        at most ``max(1 + n (S - 1), 2^S - 1)`` per image and baseline)."""
+        n = 2 * math.ceil(self.options["samples"] / 2)
+        designs, plans = [], []
         for m in counts:
-            half = [torch.randperm(m, generator=ctx.generator) for _ in range((n + 1) // 2)]
-            perms = torch.stack([p for q in half for p in (q, q.flip(0))][:n])  # (P, m)
+            if m < 64 and 1 + n * (m - 1) >= 2**m - 1:
+                designs.append(all_coalitions(m))
+                plans.append(None)
+                continue
+            half = [torch.randperm(m, generator=ctx.generator) for _ in range(n // 2)]
+            perms = torch.stack([p for q in half for p in (q, q.flip(0))])  # (n, m)
             rank = perms.argsort(1)
-            prefix = rank[:, None, :] < torch.arange(m)[None, :, None]  # (P, m, m): before each position
+            prefix = rank[:, None, :] < torch.arange(m)[None, :, None]  # (n, m, m): before each position
             uniq, inv = torch.unique(prefix.reshape(-1, m), dim=0, return_inverse=True)
             designs.append(uniq)
-            inverses.append(inv.view(n, m))
-            orders.append(perms)
+            plans.append((perms, inv.view(n, m)))
         values, _ = evaluate_designs(ctx, x, base, labels, designs, self.name)
         v = torch.zeros(x.shape[0], max(counts), dtype=x.dtype, device=x.device)
         fb = torch.empty_like(fx)
-        for i, (s, inv, perms) in enumerate(zip(values, inverses, orders, strict=True)):
-            chain = torch.cat([s[inv.to(s.device)], fx[i].expand(n, 1)], dim=1)  # (P, m + 1)
+        exact = []
+        for i, (s, design, plan) in enumerate(zip(values, designs, plans, strict=True)):
+            m = counts[i]
+            exact.append(len(design) == 2**m - 1)  # every coalition scored: the formula, not the samples
+            if exact[-1]:
+                table = torch.empty(2**m, dtype=torch.float64)
+                table[(design.long() << torch.arange(m)).sum(1)] = s.double().cpu()
+                table[-1] = float(fx[i])
+                _store(v, i, shapley_from_table(table, m).to(v))
+                fb[i] = float(table[0])
+                continue
+            assert plan is not None
+            perms, inv = plan
+            chain = torch.cat([s[inv.to(s.device)], fx[i].expand(n, 1)], dim=1)  # (n, m + 1)
             marginal = chain.diff(dim=1)  # contribution of perms[p, k] at position k
-            phi = torch.zeros(counts[i], dtype=x.dtype, device=x.device)
+            phi = torch.zeros(m, dtype=x.dtype, device=x.device)
             phi.index_add_(0, perms.flatten().to(x.device), marginal.flatten())
             _store(v, i, phi / n)
             fb[i] = chain[0, 0]
+        before = ctx.info.get("exact", exact)  # several baselines: exact only if exact for each
+        ctx.info.update(exact=[a and b for a, b in zip(before, exact, strict=True)], permutations=n)
         return v, fb
 
 

@@ -33,7 +33,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..._errors import CnnlensError, UnsupportedOperationError
-from .._rules import _elementwise_name, _split
+from .. import _ops
 from ._layer import Layer, conv_layer
 from .composites import Composite
 from .rules import RULES, Rule, stabilize
@@ -155,7 +155,7 @@ class RelevanceMode(TorchFunctionMode):
             return func(*args, **kwargs)
         self._check_sources(func, args, kwargs)
         handler = _HANDLERS.get(func)
-        activation = _elementwise_name(func) if handler is None else None
+        activation = _ops.activation_name(func) if handler is None else None
         if handler is not None:
             out = handler(self, func, args, kwargs)
         elif activation is not None:
@@ -297,7 +297,7 @@ class RelevanceMode(TorchFunctionMode):
         return self._overwrite(args[0], out) if in_place else out
 
     def _activation(self, func: Callable, args: tuple, kwargs: dict, name: str) -> T:
-        x, f, in_place = _split(func, args, kwargs)
+        x, f, in_place = _ops.at(func, args, kwargs, 0)
         if not (isinstance(x, T) and x.requires_grad):
             return func(*args, **kwargs)
         self._record(self._where(), name, "pass")
