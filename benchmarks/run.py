@@ -1,5 +1,5 @@
 """``make bench``: every benchmark suite in turn (start-up, gradient methods, CAMs, layer methods, perturbation,
-LRP, quality, store).
+LRP, quality, dataset runs, concepts, the app).
 
 ``--quick`` is passed on to each suite; ``--suites`` picks some. A suite's own options: run it alone,
 ``.venv/bin/python benchmarks/X.py --help``.
@@ -23,6 +23,7 @@ SUITES = (
     "quality",
     "store",
     "concepts",
+    "app",
 )
 
 

@@ -3,51 +3,24 @@ Playwright. Nothing is wider than a 1,400 px window, labels in figures are at le
 and every figure with a map has a colour bar beside each map (checked from the figure's layout, and by pixels).
 
 Without Chromium these tests are skipped with the reason; with CNNLENS_REQUIRE_BROWSER=1 (set by CI) they fail
-instead, so that a browser check can never be skipped silently where it must run.
+instead, so that a browser check can never be skipped silently where it must run (`_browser`, shared with the
+app's browser tests).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _browser import browser
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 WIDTH = 1400
 MIN_PX = 9 * 96 / 72  # 9 points on a CSS page (96 px per inch): 12 px
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]  # fmt: skip
-
-
-def _chromium() -> str | None:
-    for name in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if name and os.access(name, os.X_OK):
-            return name
-    return None
-
-
-def _browser_or_skip() -> tuple[str, object]:
-    reason = None
-    path = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "Playwright is not installed (pip install playwright; it is in the dev extras)"
-    else:
-        if path is None:
-            reason = "no Chromium found (Debian: apt-get install -y chromium)"
-    if reason is not None:
-        if os.environ.get("CNNLENS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"browser checks are required here (CNNLENS_REQUIRE_BROWSER=1) but cannot run: {reason}")
-        pytest.skip(reason)
-    return path, sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +52,11 @@ def report_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def page(report_file: Path):
-    path, sync_playwright = _browser_or_skip()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": WIDTH, "height": 900})
-            tab.goto(report_file.as_uri())
-            tab.wait_for_load_state("load")
-            yield tab
-        finally:
-            browser.close()
+    with browser() as chrome:
+        tab = chrome.new_page(viewport={"width": WIDTH, "height": 900})
+        tab.goto(report_file.as_uri())
+        tab.wait_for_load_state("load")
+        yield tab
 
 
 def test_nothing_is_wider_than_the_window(page) -> None:
@@ -197,12 +165,12 @@ def test_the_colour_bar_is_drawn_where_the_layout_says(page, tmp_path: Path) -> 
 
 
 def test_without_a_browser_the_checks_skip_with_the_reason_or_fail_where_required(monkeypatch) -> None:
-    import test_browser
+    import _browser
 
-    monkeypatch.setattr(test_browser, "_chromium", lambda: None)
+    monkeypatch.setattr(_browser, "chromium", lambda: None)
     monkeypatch.delenv("CNNLENS_REQUIRE_BROWSER", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no Chromium found"):
-        _browser_or_skip()
+        _browser.browser_or_skip()
     monkeypatch.setenv("CNNLENS_REQUIRE_BROWSER", "1")  # as CI sets it
     with pytest.raises(pytest.fail.Exception, match="required here"):
-        _browser_or_skip()
+        _browser.browser_or_skip()

@@ -213,7 +213,7 @@ def test_every_command_has_one_default_model_stated_in_its_help() -> None:
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     takers = {name: p for name, p in sub.choices.items() if any("--model" in a.option_strings for a in p._actions)}
-    assert sorted(takers) == ["concepts", "evaluate", "explain", "inside", "report", "run", "scorecard"]
+    assert sorted(takers) == ["concepts", "evaluate", "explain", "inside", "report", "run", "scorecard", "view"]
     for parser in takers.values():
         action = next(a for a in parser._actions if "--model" in a.option_strings)
         assert action.default is None and f"default {DEFAULT_MODEL}, the ImageNet photo classifier" in action.help

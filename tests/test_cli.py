@@ -109,6 +109,7 @@ def test_metrics_lists_the_quality_registry(capsys: pytest.CaptureFixture[str]) 
 
 COMMANDS = [
     "methods", "metrics", "models", "explain", "scorecard", "evaluate", "inside", "report", "demo", "run", "concepts",
+    "view",
 ]  # fmt: skip
 
 

@@ -78,7 +78,7 @@ def test_readme_cli_synopsis_names_only_real_options() -> None:
     """Each ``--option`` the synopsis shows under a command is one of that command's options."""
     usage = _cli_section().split("```\n", 2)[1]
     blocks = re.findall(r"^cnnlens (\w+)(.*?)(?=^cnnlens |\Z)", usage, re.M | re.S)
-    assert len(blocks) == 12  # report twice: with --data and with --store
+    assert len(blocks) == 14  # report and view twice: with --data and with --store / a STORE; concepts
     shown = 0
     for command, text in blocks:
         for option in re.findall(r"--[a-z][a-z-]*", text):
@@ -96,11 +96,8 @@ def test_readme_cli_model_options_and_examples_are_real() -> None:
         r"`(--[a-z-]+)", section.split("Every command that takes a model accepts", 1)[1].split(";")[0]
     )
     assert len(promised) == 9
-    takers = [
-        c
-        for c in ("explain", "scorecard", "evaluate", "inside", "report", "run", "concepts")
-        if "--model" in _options(c)
-    ]
+    commands = ("explain", "scorecard", "evaluate", "inside", "report", "run", "concepts", "view")
+    takers = [c for c in commands if "--model" in _options(c)]
     assert len(takers) == 7
     for command in takers:
         assert set(promised) <= _options(command), command

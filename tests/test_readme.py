@@ -211,6 +211,16 @@ def check_what_the_store_keeps() -> None:
     assert images_per_chunk(2 * 1024, 32) == 32 and images_per_chunk(2 * 1024 + 1, 32) == 16  # up to 64 KiB
 
 
+def check_app_sizes() -> None:
+    from cnnlens.app._pages import MATRIX_CLASSES, PAIRS, PER_PAGE
+    from cnnlens.app._state import DEFAULT_MAX_PASSES
+    from cnnlens.cli import build_parser
+
+    assert (MATRIX_CLASSES, PAIRS, PER_PAGE, DEFAULT_MAX_PASSES) == (30, 15, 48, 100_000)
+    view = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices["view"]
+    assert next(a for a in view._actions if "--max-passes" in a.option_strings).default == DEFAULT_MAX_PASSES
+
+
 CLAIMS = {
     "accuracy falls from about 98% to about 52%": check_digits_drop,
     "about 98% accuracy on the clean test split and about 52% on the field split": check_digits_drop,
@@ -223,6 +233,10 @@ CLAIMS = {
     'a share of its own top 1% of magnitudes (), so "1" is "as strong as this map gets"': check_share_of_top_1_percent,
     "all of them up to 100 classes, else the top 10": check_what_the_store_keeps,
     "small maps grouped up to 64 KiB": check_what_the_store_keeps,
+    "the matrix shows 30 of those present": check_app_sizes,
+    "the 15 most confused pairs are listed below it": check_app_sizes,
+    "48 to a page": check_app_sizes,
+    "model inputs (default 100,000": check_app_sizes,
 }
 """Each sentence of the README that states a measured number, and the check that the code produces it."""
 
@@ -309,6 +323,8 @@ NOT_MEASUREMENTS = [
     r"Zarr v3",
     r"32x32 digits model",
     r"224x224 one",
+    r"top-5 accuracy",
+    r"Jinja2",
 ]
 """Numbers that are names, versions, or definitions rather than measurements."""
 

@@ -39,6 +39,7 @@ def _run(code: str) -> dict:
         "from cnnlens.cli import main; main(['metrics', '--markdown'])",
         "from cnnlens.cli import main; main(['methods', 'saliency', 'grad_cam'])",
         "from cnnlens.cli import main; main(['methods', 'occlusion', '--options'])",
+        "from cnnlens.cli import main; main(['view', '--help'])",
     ],
 )
 def test_starting_loads_nothing_heavy(code: str) -> None:

@@ -2,7 +2,7 @@
 
 ``import cnnlens`` is light: the subpackages (``cnnlens.models``, ``cnnlens.data``, ``cnnlens.attribution``,
 ``cnnlens.concepts``, ``cnnlens.evaluate``, ``cnnlens.inside``, ``cnnlens.quality``, ``cnnlens.viz``, ``cnnlens.report``, ``cnnlens.store``,
-``cnnlens.cli``)
+``cnnlens.app``, ``cnnlens.cli``)
 and the names below are imported on first use (PEP 562), so that torch, scikit-learn and matplotlib load only when
 something needs them. ``cnnlens.evaluate`` is the function `evaluate`; its package is ``cnnlens.evaluate`` in
 ``from cnnlens.evaluate import save_evaluation``.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import CnnlensError, CnnlensWarning, UnsupportedOperationError
 
 if TYPE_CHECKING:
+    from . import app as app
     from . import attribution as attribution
     from . import cli as cli
     from . import concepts as concepts
@@ -68,18 +69,9 @@ _NAMES = {
     "open_store": "store",
 }
 _SUBPACKAGES = (
-    "attribution",
-    "cli",
-    "concepts",
-    "data",
-    "evaluate",
-    "inside",
-    "models",
-    "quality",
-    "report",
-    "store",
+    "app", "attribution", "cli", "concepts", "data", "evaluate", "inside", "models", "quality", "report", "store",
     "viz",
-)
+)  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -50,3 +50,25 @@ def honours_progress(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+_WATCHER: ContextVar[Callable[[int], None] | None] = ContextVar("cnnlens_watcher", default=None)
+
+
+@contextmanager
+def watching(callback: Callable[[int], None]) -> Iterator[None]:
+    """Inside the block (in this thread), every model call of the attribution engine reports the inputs it
+    evaluated to ``callback(n)`` once it is done; an exception ``callback`` raises stops the work there (the
+    model is restored as on any error). The local app counts passes and cancels a computation this way."""
+    token = _WATCHER.set(callback)
+    try:
+        yield
+    finally:
+        _WATCHER.reset(token)
+
+
+def checkpoint(passes: int) -> None:
+    """Report ``passes`` model inputs just evaluated to the watcher of this thread, if any (see `watching`)."""
+    callback = _WATCHER.get()
+    if callback is not None:
+        callback(passes)

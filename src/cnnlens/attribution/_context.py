@@ -31,6 +31,7 @@ from .._capture import capture
 from .._errors import CnnlensError, UnsupportedOperationError, say
 from .._guard import is_scripted
 from .._model_checks import differentiate, gradient_forward
+from .._progress import checkpoint
 from ..models import Cut, State, cut_at, get_layer, last_conv_layer
 from ..models._outputs import describe as describe_output
 from ._layer_axis import LayerAxis
@@ -264,6 +265,7 @@ class Context(LayerAxis):
         self.shared.passes += rows
         if part is not None:
             self.shared.rows[part] += rows
+        checkpoint(rows)  # a cancellable caller (the app's on-demand computation) may stop the run here
         if self.shared.bar is not None:
             self.shared.bar.update(rows)
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from .._errors import CnnlensError, CnnlensWarning, cli_words
 from .._files import command_line
-from . import _concepts, _data, _explain, _listing, _quality, _report, _run
+from . import _concepts, _data, _explain, _listing, _quality, _report, _run, _view
 from ._explain import explain_images
 
 __all__ = ["build_parser", "explain_images", "main"]
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _report.add_parsers(sub, common)
     _run.add_parsers(sub, common)
     _concepts.add_parsers(sub, common)
+    _view.add_parsers(sub, common)
     return parser
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .._errors import CnnlensError, CnnlensWarning
 from .._guard import frozen
+from .._progress import checkpoint
 from ._settings import Job, shard_seed
 
 T = torch.Tensor
@@ -96,8 +97,11 @@ def _predict(job: Job, x: T) -> T:
     """Logits of ``x`` in chunks of ``batch_size`` (the model frozen, no gradients)."""
     module = job.classifier.module
     size = job.batch_size or x.shape[0]
+    parts = []
     with frozen(module), torch.no_grad():
-        parts = [job.classifier.check_logits(module(x[i : i + size])) for i in range(0, x.shape[0], size)]
+        for i in range(0, x.shape[0], size):
+            parts.append(job.classifier.check_logits(module(x[i : i + size])))
+            checkpoint(parts[-1].shape[0])
     return torch.cat(parts)
 
 
@@ -269,7 +273,7 @@ def _predictions(
     forward pass when only the labels are explained. Images that cannot be explained or predicted fail."""
     job, rows = work.job, work.rows
     first = None
-    if job.explain == "label":
+    if job.explain == "label" or not job.methods:  # no methods: a store of predictions (explained on demand)
         logits = _predict(job, x)
         work.passes += x.shape[0]
     else:

@@ -114,10 +114,16 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
 
 def _parquet(rows: list[dict[str, Any]], schema: Any) -> bytes:
     import pyarrow as pa
+
+    return parquet_bytes(pa.Table.from_pylist(rows, schema=schema))
+
+
+def parquet_bytes(table: Any) -> bytes:
+    """``table`` as the bytes of a Parquet file."""
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer)
+    pq.write_table(table, buffer)
     return buffer.getvalue()
 
 
@@ -260,34 +266,41 @@ class StoreWriter:
         write_bytes(self.root / IMAGES / name, _parquet(result.images, images_schema()))
 
     def _array(self, key: tuple[str, str], block: np.ndarray, meta: dict[str, Any]) -> Any:
-        import zarr
-
-        if key in self._arrays:
-            return self._arrays[key]
-        group = zarr.open_group(self.root / MAPS, mode="a")
-        path = f"{key[0]}/{key[1]}"
-        size, shard = self.manifest["dataset"]["size"], self.manifest["shard_size"]
-        shape = (size, *block.shape[1:])
-        try:
-            array = group[path]
-        except KeyError:
-            array = None
-        if array is not None and tuple(array.shape[1:]) != shape[1:]:
-            raise CnnlensError(
-                f"the store's maps of {path} have shape {tuple(array.shape)}, but this run makes maps of shape "
-                f"{shape}; the store is damaged or was written by another program: choose another output folder"
-            )
-        if array is None:
-            per = images_per_chunk(block[0].nbytes, shard)
-            array = group.create_array(
-                path,
-                shape=shape,
-                chunks=(per, *block.shape[1:]),
-                shards=(shard, *block.shape[1:]),
-                dtype="float16",
-                fill_value=np.nan,
-                attributes={"method": key[0], "explains": key[1], "images_per_chunk": per, **meta},
-            )
-        # every chunk is written (NaN rows are ours to write): no comparison of each chunk with the fill value
-        self._arrays[key] = array.with_config({"write_empty_chunks": True})
+        if key not in self._arrays:
+            self._arrays[key] = map_array(self.root, self.manifest, key, block, meta)
         return self._arrays[key]
+
+
+def map_array(
+    root: Path, manifest: dict[str, Any], key: tuple[str, str], block: np.ndarray, meta: dict[str, Any]
+) -> Any:
+    """The Zarr array ``maps/LABEL/KIND`` of ``key`` for maps shaped like ``block[0]`` (created if missing: one row
+    per image of the data set, a Zarr shard per run shard), ready for whole-chunk writes."""
+    import zarr
+
+    group = zarr.open_group(root / MAPS, mode="a")
+    path = f"{key[0]}/{key[1]}"
+    size, shard = manifest["dataset"]["size"], manifest["shard_size"]
+    shape = (size, *block.shape[1:])
+    try:
+        array = group[path]
+    except KeyError:
+        array = None
+    if array is not None and tuple(array.shape[1:]) != shape[1:]:
+        raise CnnlensError(
+            f"the store's maps of {path} have shape {tuple(array.shape)}, but this run makes maps of shape "
+            f"{shape}; the store is damaged or was written by another program: choose another output folder"
+        )
+    if array is None:
+        per = images_per_chunk(block[0].nbytes, shard)
+        array = group.create_array(
+            path,
+            shape=shape,
+            chunks=(per, *block.shape[1:]),
+            shards=(shard, *block.shape[1:]),
+            dtype="float16",
+            fill_value=np.nan,
+            attributes={"method": key[0], "explains": key[1], "images_per_chunk": per, **meta},
+        )
+    # every chunk is written (NaN rows are ours to write): no comparison of each chunk with the fill value
+    return array.with_config({"write_empty_chunks": True})

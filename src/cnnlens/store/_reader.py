@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from .._errors import CnnlensError, say, unknown_name
+from ._kinds import ADDED, Added, added_rows, kinds
 from ._layout import EXPLANATIONS, IMAGES, MAPS, PART, explanations_schema, images_schema, read_manifest
 from ._settings import FORMAT
 
-KINDS = ("predicted", "label")
+_SHARED = ("_opened", "_parts")
 
 
 def open_store(path: str | os.PathLike[str]) -> Store:
@@ -21,12 +22,42 @@ def open_store(path: str | os.PathLike[str]) -> Store:
     return Store(path)
 
 
-def _table(folder: Path, schema: Any) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class _Parts:
+    """The Parquet parts of a store, each file read once: on `read` again only new or changed files are read (a
+    finished part is never rewritten; a run started afresh writes new files)."""
 
-    parts = sorted(p for p in folder.iterdir() if PART.match(p.name)) if folder.is_dir() else []
-    tables = [pq.read_table(p, schema=schema) for p in parts]
+    def __init__(self) -> None:
+        self._tables: dict[Path, tuple[tuple[int, int], Any]] = {}
+
+    def read(self, folder: Path, pattern: Any, schema: Any) -> list[Any]:
+        """The tables of the files in ``folder`` whose names match ``pattern``, in name order."""
+        import pyarrow.parquet as pq
+
+        names = sorted(p.name for p in folder.iterdir() if pattern.match(p.name)) if folder.is_dir() else []
+        tables = []
+        for name in names:
+            path = folder / name
+            try:
+                info = path.stat()
+            except FileNotFoundError:  # removed since it was listed (a run started afresh)
+                continue
+            stamp = (info.st_mtime_ns, info.st_size)
+            known = self._tables.get(path)
+            if known is None or known[0] != stamp or known[1].schema != schema:
+                known = (stamp, pq.read_table(path, schema=schema))
+                self._tables[path] = known
+            tables.append(known[1])
+        return tables
+
+    def remember(self, path: Path, table: Any) -> None:
+        """``table`` is what the file ``path`` (just written) holds: not read back."""
+        info = path.stat()
+        self._tables[path] = ((info.st_mtime_ns, info.st_size), table)
+
+
+def _concat(tables: list[Any], schema: Any) -> Any:
+    import pyarrow as pa
+
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
@@ -44,6 +75,19 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.root = Path(path)
+        self._opened: dict[str, Any] = {}  # the model and data set, once opened and checked
+        self._parts = _Parts()
+        self.refresh()
+
+    def copy(self) -> Store:
+        """Another reader of the same store, as this one is now: it can be refreshed on its own (reading only what
+        changed), and shares this one's opened model and data set."""
+        other = object.__new__(Store)
+        other.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_") or k in _SHARED})
+        return other
+
+    def refresh(self) -> Store:
+        """Read the store again from disk: shards a run finished and explanations added since (returns itself)."""
         manifest = read_manifest(self.root) if self.root.is_dir() else None
         if manifest is None:
             raise CnnlensError(f"{self.root} is not a cnnlens store (no manifest.json); make one with cnnlens run")
@@ -52,21 +96,55 @@ class Store:
                 f"{self.root} is a store of format {manifest.get('format')!r}; this cnnlens reads {FORMAT!r}: open it "
                 f"with the cnnlens version that wrote it ({manifest.get('cnnlens')}), or run again into a new store"
             )
+        for name in ("_positions", "_rows", "_explained", "_stored_labels"):
+            self.__dict__.pop(name, None)
         self.manifest: dict[str, Any] = manifest
-        """What the run computes: model, data set, methods and metrics with their options, seeds, version."""
-        self.images = _table(self.root / IMAGES, images_schema()).sort_by("position")
+        """What the run computes: model, data set, methods and metrics with their options, seeds, version; and
+        ``added``, the methods explained on demand since (`explain`)."""
+        import pyarrow.compute as pc
+
+        images = self._parts.read(self.root / IMAGES, PART, images_schema())
+        self.images = _concat(images, images_schema()).sort_by("position")
         """One row per image of the finished shards (an ``images`` part is a shard's commit mark)."""
-        explanations = _table(self.root / EXPLANATIONS, explanations_schema(self.metrics))
-        done = set(self.images.column("position").to_pylist())
-        keep = [p in done for p in explanations.column("position").to_pylist()]  # parts of unfinished shards: no
-        self.explanations = explanations.filter(np.asarray(keep, dtype=bool)) if keep else explanations
-        """One row per (image, method, class explained) of the finished shards."""
+        schema = explanations_schema(self.metrics)
+        run = _concat(self._parts.read(self.root / EXPLANATIONS, PART, schema), schema)
+        explanations = added_rows(run, self._parts.read(self.root / EXPLANATIONS, ADDED, schema))
+        done = pc.is_in(explanations.column("position"), value_set=self.images.column("position"))
+        self.explanations = explanations.filter(done)  # parts of unfinished shards are not read
+        """One row per (image, method, class explained) of the finished shards, those added on demand included."""
+        return self
 
     # ---- what the store holds ----------------------------------------------------------------------------
     @property
     def methods(self) -> list[str]:
         """Method labels, in the run's order."""
         return list(self.manifest["methods"])
+
+    @property
+    def added(self) -> dict[str, dict[str, Any]]:
+        """Methods explained on demand after the run (`explain`), label -> ``{"method": name, "options": {...}}``;
+        they explain the images they were asked for, not every image. (A label is listed once rows of it are
+        stored: an addition killed before its rows were written leaves no trace.)"""
+        stored = self._stored_labels
+        return {k: v for k, v in (self.manifest.get("added") or {}).items() if k in stored}
+
+    @functools.cached_property
+    def _stored_labels(self) -> set[str]:
+        import pyarrow.compute as pc
+
+        return set(pc.unique(self.explanations.column("method")).to_pylist())
+
+    @property
+    def labels(self) -> list[str]:
+        """Every method label with explanations in the store: the run's `methods`, then the `added` ones."""
+        return self.methods + [a for a in self.added if a not in self.manifest["methods"]]
+
+    def method_of(self, label: str) -> tuple[str, dict[str, Any]]:
+        """(registry name, options) of the method stored under ``label``."""
+        spec = self.manifest["methods"].get(label) or (self.manifest.get("added") or {}).get(label)
+        if spec is None:
+            raise unknown_name("method in this store", label, self.labels)
+        return spec["method"], dict(spec["options"])
 
     @property
     def metrics(self) -> list[str]:
@@ -140,24 +218,24 @@ class Store:
             )
         return self._positions[image_id], image_id
 
-    def explanation(self, image_id: str, method: str, explains: str = "predicted") -> dict[str, Any]:
+    def explanation(self, image_id: str, method: str, explains: str | int = "predicted") -> dict[str, Any]:
         """The ``explanations`` row of ``method`` for one image; ``explains="label"`` gives the true class's
-        explanation (that of the predicted class when the two agree)."""
-        if method not in self.methods:
-            raise unknown_name("method in this store", method, self.methods)
-        if explains not in KINDS:
-            raise CnnlensError(f"explains must be 'predicted' or 'label'; got {explains!r}")
+        explanation (that of the predicted class when the two agree), an int that of this class index (stored as
+        ``"predicted"`` or ``"label"`` when it is one of them, else as ``"class-K"``; see `explain`)."""
+        if method not in self.labels:
+            raise unknown_name("method in this store", method, self.labels)
         position, _ = self._position_of(image_id)
-        i = self._explained.get((position, method, explains))
-        if i is None and explains == "label":
-            row = self.row(image_id)
-            if row["ok"] and row["label"] == row["predicted"]:
-                i = self._explained.get((position, method, "predicted"))
-        if i is None:
-            row = self.row(image_id)
-            why = f"it failed: {row['error']}" if not row["ok"] else f"the run explained {self.manifest['explain']!r}"
-            raise CnnlensError(f"no {method} explanation of the {explains} class for {image_id!r}: {why}")
-        return self.explanations.slice(i, 1).to_pylist()[0]
+        row = self.row(image_id)
+        for kind in kinds(row, explains, len(self.classes)):
+            i = self._explained.get((position, method, kind))
+            if i is not None:
+                return self.explanations.slice(i, 1).to_pylist()[0]
+        why = f"it failed: {row['error']}" if not row["ok"] else f"the run explained {self.manifest['explain']!r}"
+        what = f"class {explains}" if isinstance(explains, int) else f"the {explains} class"
+        raise CnnlensError(
+            f"no {method} explanation of {what} for {image_id!r}: {why}; add one with "
+            f"{say('Store.explain', 'the app (cnnlens view)')}"
+        )
 
     # ---- maps -----------------------------------------------------------------------------------------------
     def _array(self, method: str, explains: str) -> Any:
@@ -165,7 +243,7 @@ class Store:
 
         return zarr.open_group(self.root / MAPS, mode="r")[f"{method}/{explains}"]
 
-    def map(self, image_id: str, method: str, explains: str = "predicted", size: str | None = None) -> np.ndarray:
+    def map(self, image_id: str, method: str, explains: str | int = "predicted", size: str | None = None) -> np.ndarray:
         """The map of one image as float32 ``(C, h, w)``: ``C`` is 1 for map methods, the input's channels (or a
         layer's units, for attributions to a layer) otherwise; ``h, w`` the input size, or the layer's for
         single-layer CAMs and layer attributions, or the input size divided by ``downsample`` (see `resolution`).
@@ -188,7 +266,7 @@ class Store:
         return up[0].numpy()
 
     def maps(
-        self, method: str, ids: list[str] | None = None, explains: str = "predicted", size: str | None = None
+        self, method: str, ids: list[str] | None = None, explains: str | int = "predicted", size: str | None = None
     ) -> np.ndarray:
         """``map`` of several images (default: every image the method explained), stacked ``(n, C, h, w)``."""
         if ids is None:
@@ -197,7 +275,7 @@ class Store:
             raise CnnlensError(f"no stored {method} maps to read")
         return np.stack([self.map(i, method, explains, size) for i in ids])
 
-    def has(self, image_id: str, method: str, explains: str = "predicted") -> bool:
+    def has(self, image_id: str, method: str, explains: str | int = "predicted") -> bool:
         """Whether the store holds ``method``'s explanation of ``image_id`` for that class."""
         try:
             self.explanation(image_id, method, explains)
@@ -208,8 +286,16 @@ class Store:
     def resolution(self, method: str, explains: str = "predicted") -> dict[str, Any]:
         """How ``method``'s maps are kept: ``{"resolution": ..., "input_size": [H, W], ...}`` with resolution
         ``"input"``, ``"downsampled"`` (``"factor"``), ``"layer"`` (a single-layer CAM at its ``"layer"``'s
-        resolution, which the method upsamples) or ``"layer_attribution"`` (attributions to a layer's units)."""
-        return dict(self._array(method, explains).attrs)
+        resolution, which the method upsamples) or ``"layer_attribution"`` (attributions to a layer's units).
+        ``explains``: the stored kind, ``"predicted"``, ``"label"`` or ``"class-K"`` (any one of them: a method
+        keeps its maps the same way for every class)."""
+        import zarr
+
+        group = zarr.open_group(self.root / MAPS, mode="r")
+        if method not in group:
+            raise unknown_name("method in this store", method, self.labels)
+        keys = sorted(group[method].array_keys(), key=lambda k: k != explains)
+        return dict(group[method][keys[0]].attrs)
 
     # ---- numbers --------------------------------------------------------------------------------------------
     def probabilities(self) -> tuple[list[str], np.ndarray]:
@@ -255,17 +341,47 @@ class Store:
     # ---- the model and the images ----------------------------------------------------------------------------
     def model(self, model: Any = None) -> Any:
         """The store's model as a `Classifier`: reopened from the manifest (a bundled name or a model file, with
-        the stored classes and preprocessing), or ``model`` checked; its weights must hash to the stored SHA-256."""
+        the stored classes and preprocessing), or ``model`` checked; its weights must hash to the stored SHA-256.
+        Opened and checked once: later calls without ``model`` return the same object."""
         from ._report import open_model
 
-        return open_model(self, model)
+        if model is None and "model" in self._opened:
+            return self._opened["model"]
+        self._opened["model"] = open_model(self, model)
+        return self._opened["model"]
 
     def dataset(self, data: Any = None) -> Any:
         """The store's data set (``dataset[position] -> (image, label)``): reopened from the manifest's spec, or
-        ``data`` (e.g. after the images moved) checked to list the same ids, labels and classes in order."""
+        ``data`` (e.g. after the images moved) checked to list the same ids, labels and classes in order. Opened
+        and checked once: later calls without ``data`` return the same object."""
         from ._report import open_data
 
-        return open_data(self, data)[1]
+        if data is None and "data" in self._opened:
+            return self._opened["data"]
+        self._opened["data"] = open_data(self, data)[1]
+        return self._opened["data"]
+
+    def explain(
+        self, ids: str | list[str], method: str, explains: str | int = "predicted", *, label: str | None = None,
+        score: bool = True, model: Any = None, data: Any = None, batch_size: int | None = None,
+        progress: bool = True, **options: Any,
+    ) -> Added:  # fmt: skip
+        """Explain more: ``method`` (any registered one, with ``options``) for the images ``ids`` and one class
+        each (``explains``: ``"predicted"``, ``"label"`` or a class index), computed with the store's model and
+        data (`model`, `dataset`; or ``model`` / ``data`` as there) and written to the store with a run's
+        guarantees (under its lock, maps then the rows that commit them, each file atomically); the store is then
+        read again. Explanations already stored are kept, not computed again. Stored under ``label`` (default:
+        the label of the same method with the same options, else the method's name, else ``NAME-2``, ...), listed
+        in `added` unless it is one of the run's `methods`. ``score``: score with the store's metrics too. Seeds:
+        an image is explained with its shard's seed, as a run would. Returns an `Added` (label, images explained,
+        images that could not be, with the reason). Raises ``CnnlensError`` for unknown ids, options, classes, or
+        while a run writes the store."""
+        from ._added import explain_more
+
+        return explain_more(
+            self, ids, method, explains, label=label, score=score, model=model, data=data, batch_size=batch_size,
+            progress=progress, options=options,
+        )  # fmt: skip
 
     # ---- the report ---------------------------------------------------------------------------------------
     def report(self, out: str | os.PathLike[str], *, model: Any = None, data: Any = None, **options: Any) -> Path:

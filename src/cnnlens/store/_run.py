@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,7 +137,8 @@ def run(
     CAMs at their layer's resolution; ``downsample=f`` averages other maps over f x f blocks) and each quality
     metric's score. ``model``: a Classifier, a bundled name or a model file. ``dataset``: a data set object or a
     spec (``"digits:field"``, a class-folder tree, a CSV). ``methods`` / ``metrics``: names, or mappings
-    name -> options (as in `cnnlens.quality.scorecard`); ``metrics=None``: no scores. ``explain``: the class
+    name -> options (as in `cnnlens.quality.scorecard`); ``methods=[]``: predictions only (explanations can be
+    added later, `Store.explain`); ``metrics=None``: no scores. ``explain``: the class
     explained, ``"predicted"``, ``"label"`` or ``"both"`` (the label's explanation added where it differs from the
     prediction). Images go in fixed shards of ``shard_size``, each explained and scored with its own seed derived
     from ``seed``, so the store does not depend on the order, process or machine that computes the shards.
@@ -183,8 +184,10 @@ def run_loaded(
     address: str | None,
     workers: int | None,
     progress: bool,
+    opened: Callable[[], None] | None = None,
 ) -> RunSummary:
-    """`run` on a loaded Classifier and an opened data set (``sources`` says where they came from)."""
+    """`run` on a loaded Classifier and an opened data set (``sources`` says where they came from); ``opened()``
+    is called once the store is open (its manifest written or checked, its lock held) and work starts."""
     from .. import __version__
     from ..attribution._base import check_run_options
 
@@ -195,6 +198,8 @@ def run_loaded(
         raise CnnlensError(f"backend must be 'local' or 'ray'; got {backend!r}")
     if address is not None and backend != "ray":
         raise CnnlensError("address is the Ray cluster to use; give it with backend='ray'")
+    if metrics and not methods:
+        raise CnnlensError("metrics score the methods' explanations; give methods too, or no metrics")
     job = Job(
         classifier=classifier, dataset=data, methods=resolve_methods(methods), metrics=resolve_metrics(metrics),
         explain=explain, top_k=_top_k(top_k, classifier.num_classes),
@@ -209,6 +214,8 @@ def run_loaded(
     manifest["run"] = {"backend": backend, "batch_size": batch_size}
     start = time.perf_counter()
     with progress_switch(progress), StoreWriter(out, manifest) as writer:
+        if opened is not None:
+            opened()
         done = writer.done()
         pending = [k for k in range(job.shards) if k not in done]
         already = sum(b - a for a, b in map(job.bounds, done))

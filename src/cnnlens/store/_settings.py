@@ -31,8 +31,9 @@ EXPLANATION_COLUMNS = (
     "position", "id", "method", "explains", "target", "seconds", "passes", "delta", "attribution_sum",
     "map_scale", "warnings", "notes",
 )  # fmt: skip
-RUN_ONLY = ("created", "run")
-"""Manifest entries that describe one run, not what is computed: they may differ when a run is resumed."""
+RUN_ONLY = ("created", "run", "added")
+"""Manifest entries that describe one run, not what is computed: they may differ when a run is resumed (``added``:
+the methods added after the run, `Store.explain`)."""
 
 
 @dataclass
@@ -90,6 +91,8 @@ def resolve_methods(methods: Any) -> dict[str, tuple[str, dict[str, Any]]]:
     from ..attribution import get_method
     from ..quality._scorecard import _method_specs
 
+    if isinstance(methods, (Sequence, Mapping)) and not isinstance(methods, str) and len(methods) == 0:
+        return {}  # a store of predictions only; methods are added to it later (`Store.explain`)
     resolved = {}
     for label, (name, opts) in _method_specs(methods, {}).items():
         given = {k: v for k, v in opts.items() if k != "baseline"}

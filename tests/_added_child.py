@@ -1,0 +1,79 @@
+"""A child process that adds explanations to a store (`Store.explain`) and dies by SIGKILL at a chosen moment.
+
+``python _added_child.py MOMENT STORE CACHE``: add occlusion maps of `IDS` to ``STORE`` with the digits model cached
+in ``CACHE``, and kill the process (as ``kill -9`` does) at ``MOMENT``:
+
+- ``maps``: halfway through writing a map file of the addition (Zarr's temporary file half written);
+- ``rows``: halfway through writing the addition's rows (its commit mark), the maps and the manifest in place.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+ADDITION: dict[str, Any] = {"method": "occlusion", "explains": "label", "window": 8, "stride": 8}
+COUNT = 6  # the first images of the store: shards 0 and 1 (shard size 32) hold some
+
+
+def ids(store: Any) -> list[str]:
+    return store.ids[:COUNT] + store.ids[40 : 40 + COUNT]
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _arm(moment: str) -> None:
+    if moment == "rows":
+        from cnnlens._files import atomic_path
+        from cnnlens.store import _added
+
+        def write_bytes(path: Path, data: bytes) -> Path:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data[: len(data) // 2])
+                _die()
+            return Path(path)
+
+        _added.write_bytes = write_bytes
+    elif moment == "maps":
+        import zarr.storage._local as local
+
+        real = local._put
+
+        def put(path: Path, value: Any, exclusive: bool = False) -> int:
+            if "/occlusion/" in Path(path).as_posix() and "/c/" in Path(path).as_posix():
+                data = bytes(value.as_buffer_like())
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                with local._atomic_write(Path(path), "wb") as f:
+                    f.write(data[: len(data) // 2])
+                    f.flush()
+                    _die()
+            return real(path, value, exclusive)
+
+        local._put = put
+    else:
+        raise SystemExit(f"unknown moment {moment!r}")
+
+
+def main(argv: list[str]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from cnnlens.models import digits_cnn
+    from cnnlens.store import open_store
+
+    moment, root, cache = argv
+    _arm(moment)
+    store = open_store(root)
+    options = {k: v for k, v in ADDITION.items() if k not in ("method", "explains")}
+    store.explain(ids(store), ADDITION["method"], ADDITION["explains"], model=digits_cnn(cache_dir=cache, progress=False),
+                  progress=False, **options)  # fmt: skip
+    raise SystemExit("the addition finished: the kill never happened")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
