@@ -98,7 +98,7 @@ def test_readme_cli_model_options_and_examples_are_real() -> None:
     assert len(promised) == 9
     commands = ("explain", "scorecard", "evaluate", "inside", "report", "run", "concepts", "view")
     takers = [c for c in commands if "--model" in _options(c)]
-    assert len(takers) == 7
+    assert len(takers) == 8
     for command in takers:
         assert set(promised) <= _options(command), command
     examples = re.findall(r"`cnnlens ([^`]+)`", section.split("Example:", 1)[1])
