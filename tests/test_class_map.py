@@ -157,7 +157,8 @@ def test_the_cli_names_the_folders_and_the_fixes_work(photos, tmp_path: Path, ca
     err = capsys.readouterr().err
     assert "Found (images): cat (3), coffee (3), rocket (3)" in err
     assert "Close class names: cat: tabby cat; coffee: coffee mug; rocket: none" in err
-    assert "--class-map 'cat=tabby cat,coffee=coffee mug,rocket=CLASS'" in err and "--unlabelled" in err
+    assert "--class-map 'cat=tabby cat,coffee=coffee mug,rocket=CLASS'" in err
+    assert f"cnnlens evaluate {photos.data} --unlabelled" in err  # the command that has the flag, from any command
     assert not API_WORDS.search(err), err
     assert not (tmp_path / "x").exists()
     # fix 1: the class map the message suggests (rocket by index), inline or as a file
@@ -266,6 +267,17 @@ def test_a_bundled_name_wins_over_a_file_and_dot_slash_loads_the_file(tmp_path: 
     top3 = json.loads(Path("o/summary.json").read_text())["images"][0]["top3"]
     assert {t["class"] for t in top3} <= {"0", "1", "2"}  # the file's 3 classes, not ImageNet's
     assert np.load("o/x.npz")["saliency"].shape == (3, 16, 16)
+
+
+def test_run_names_the_command_that_lists_unlabelled_images(photos, tmp_path: Path, capsys) -> None:
+    """`cnnlens run` has no --unlabelled: its advice names the evaluate command, and that command works."""
+    argv = ["run", "--data", str(photos.data), *photos.model, "--methods", "saliency", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    advice = f"cnnlens evaluate {photos.data} --unlabelled"
+    assert advice in err
+    args = [*advice.split()[1:], *photos.model, "--no-progress", "--out", str(tmp_path / "u")]
+    assert main(args) == 0 and (tmp_path / "u" / "predictions.csv").exists()
 
 
 def test_unlabelled_mode_reports_what_it_does_not_use(photos, tmp_path: Path, capsys) -> None:

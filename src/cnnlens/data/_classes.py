@@ -136,7 +136,8 @@ def resolve_class_map(class_map: Mapping[str, str | int] | None, classes: Sequen
 
 
 def mismatch_message(where: str, found: Mapping[str, int], classes: Sequence[str], kind: str = "folder") -> str:
-    """Why nothing in ``where`` matched ``classes`` (``found``: folder or label -> images) and how to fix it."""
+    """Why nothing in the folder or file ``where`` matched ``classes`` (``found``: folder or label -> images) and
+    how to fix it."""
     shown = ", ".join(f"{f} ({n})" for f, n in list(found.items())[:10]) + (" ..." if len(found) > 10 else "")
     preview = ", ".join(list(classes)[:5]) + (" ..." if len(classes) > 5 else "")
     close = {f: close_classes(f, classes) for f in list(found)[:10]}
@@ -149,10 +150,10 @@ def mismatch_message(where: str, found: Mapping[str, int], classes: Sequence[str
         "model.predict(images, top_k=5)"
     )
     cli = (
-        f"--class-map {example} (or a file of {kind}=class lines; a class name or index), or pass --unlabelled "
-        "to list each image's top-5 classes without scoring them"
+        f"--class-map {example} (or a file of {kind}=class lines; a class name or index), or list each image's "
+        f"top-5 classes without scoring them: cnnlens evaluate {shlex.quote(where)} --unlabelled"
     )
     return (
-        f"none of the {kind}s in {where} is one of the {len(classes)} class names ({preview}). Found (images): "
+        f"none of the {kind}s in {where!r} is one of the {len(classes)} class names ({preview}). Found (images): "
         f"{shown}. Close class names: {hints}. Map them with {say(api, cli)}"
     )

@@ -189,7 +189,7 @@ class ImageFolder(ImageFiles):
         if unmatched:
             found = {f: sum(p.suffix.lower() in suffixes for p in _Walk()(root / f)) for f in unmatched}
             if not items and classes is not None:
-                raise CnnlensError(mismatch_message(repr(str(root)), found, names))
+                raise CnnlensError(mismatch_message(str(root), found, names))
             self._unmatched(found, names)
         self._problems(walk.problems, f"unusable entr(ies) under {str(root)!r}")
         if empty_folders:
@@ -302,7 +302,7 @@ class CsvImages(ImageFiles):
         index = {name: i for i, name in enumerate(names)} | resolve_class_map(class_map, names)
         if classes is not None and good and not any(label in index for _, label in good):
             found = Counter(label for _, label in good)
-            raise CnnlensError(mismatch_message(repr(str(path)), dict(found), names, kind="label"))
+            raise CnnlensError(mismatch_message(str(path), dict(found), names, kind="label"))
         unknown = [(str(f), f"label {label!r} is not one of the classes") for f, label in good if label not in index]
         super().__init__([(f, index[label]) for f, label in good if label in index], names, on_error)
         self.path = path
