@@ -23,7 +23,8 @@ Two ways to cut, the same numbers:
 Tracing (and checking a traced cut against the model) is done once per model state: the traced parts are kept
 for a model while it lives (held weakly: a cut never keeps a model alive) and used again only while the model
 has the same modules, parameter and buffer tensors (same objects, unchanged in place: ``Tensor._version``),
-forward hooks and attributes of the traced modules; any change traces again.
+forward hooks and attributes of the traced modules; any change traces again. (A change made through
+``tensor.data``, which moves no version counter, keeps the traced parts: they read the model's weights live.)
 """
 
 from __future__ import annotations
