@@ -43,7 +43,7 @@ from torch import nn
 from .._capture import capture
 from .._errors import CnnlensError
 from .._guard import frozen
-from ._graph import Split, Untraceable
+from ._graph import Split, Untraceable, acts_per_unit
 from ._layers import get_layer
 
 T = torch.Tensor
@@ -137,6 +137,17 @@ class Cut:
         self.reason = reason
         self._head = self._tail = self._inner = None
         self._traced = None
+
+    @property
+    def per_unit(self) -> bool:
+        """Whether the tail is ``sum over units of phi_u(a_u)`` plus a constant (traced path only; see
+        ``acts_per_unit``): then every path between two layer outputs gives each unit the same integral."""
+        if self._traced is None:
+            return False
+        if self._traced.per_unit is None:
+            modules = dict(self.model.named_modules())
+            self._traced.per_unit = acts_per_unit(self._traced.tail.graph, modules, self._traced.kinds)
+        return self._traced.per_unit
 
     def checked(self, check: str, x: T) -> bool:
         """Whether the traced path passed ``check`` (e.g. ``"logits"``) for inputs like ``x`` (their row shape,
@@ -236,6 +247,7 @@ class _Traced:
     tail: fx.GraphModule
     inner: fx.GraphModule
     checked: set[tuple] = field(default_factory=set)
+    per_unit: bool | None = None
 
 
 # model -> {layer name: (fingerprint, traced parts or why tracing failed)}; weak keys: a cut never keeps a model alive
