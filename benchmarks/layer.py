@@ -7,8 +7,9 @@ its predicted class, a zero baseline, in one process:
   ``LayerConductance`` / ``LayerIntegratedGradients`` with their defaults (50 steps, Gauss-Legendre), and with
   ``internal_batch_size`` = our batch size where that is faster for Captum (its better time counts). Printed: our
   time / Captum's, and each one's completeness error ``|sum(attr) - (f(x) - f(x0))| / |f(x) - f(x0)|`` (no values
-  skip these layers, so the layer's units carry all of it). Ours run with their defaults (conductance: 16 head
-  points, refined to 1%; layer IG: 50 steps through the tail only).
+  skip these layers, so the layer's units carry all of it). Ours run with their defaults (conductance: the head at 16
+  points at ``_blocks.15``, at the two ends at ``_conv_head`` whose tail acts on each unit separately, refined to
+  1%; layer IG: 50 steps through the tail only).
 * ``ablation_cam`` at ``_conv_head`` (1280 channels): ours (the head once, one tail pass per channel) against the
   way it ran before the cut (a forward hook zeroing one channel per row, the whole model per row, the same batch
   size), and the largest map difference relative to the map's maximum; then each one's largest difference
