@@ -15,6 +15,7 @@ from torch import nn
 import cnnlens
 from _nets import init_, inputs
 from cnnlens._guard import frozen
+from cnnlens.attribution.perturbation._drilldown import _coarse, uncertainty
 from cnnlens.attribution.perturbation.occlusion import windows
 from cnnlens.data import sample_image
 from cnnlens.models._incremental import Incremental
@@ -206,3 +207,23 @@ def test_approximate_mode_reports_its_error_against_exact() -> None:
     ]
     assert err["spearman"] == pytest.approx(sum(rho) / 2, abs=1e-6)
     assert all(n < 121 for n in a.info["computed_windows"])  # 11 x 11 windows, not all computed
+
+
+def test_drill_down_ranks_windows_by_the_range_of_the_coarse_drops_they_interpolate() -> None:
+    cy, cx = _coarse(4), _coarse(5)  # 4 x 5 windows: coarse rows 0, 2, 3 and columns 0, 2, 4
+    assert (cy, cx) == ([0, 2, 3], [0, 2, 4])
+    coarse = torch.tensor([[[1.0, 5.0, 2.0], [0.0, 9.0, 4.0], [3.0, 3.0, 3.0]]], dtype=torch.float64)
+    # by hand: window (1, 1) interpolates coarse 1, 5, 0, 9 (range 9); (0, 3) reads 5, 2; (1, 2) reads 5, 9; ...
+    want = [[0, 4, 0, 3, 0], [1, 9, 4, 7, 2], [0, 9, 0, 5, 0], [0, 0, 0, 0, 0]]
+    got = uncertainty(coarse, cy, cx, 4, 5).view(4, 5)
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64))
+
+
+def test_approximate_mode_with_every_window_drilled_equals_exact() -> None:
+    model = init_(DepthwiseSeparable())
+    x = inputs(1, h=20, w=20, seed=11)
+    opts = {"window": 4, "stride": 2, "baseline": "zero"}
+    a = cnnlens.explain(model, x, "occlusion", incremental="approximate", drill_down=1.0, **opts)
+    exact = cnnlens.explain(model, x, "occlusion", incremental="off", **opts)
+    assert a.info["inference"] == "approximate" and a.info["computed_windows"] == [81]
+    torch.testing.assert_close(a.attributions, exact.attributions, atol=1e-5, rtol=0)

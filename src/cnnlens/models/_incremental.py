@@ -389,24 +389,30 @@ def _box(region: T, size: tuple[int, int]) -> tuple[tuple[T, T], tuple[int, int]
 
 def _read(clean: T, patch: Patch | None, y: T, x: T, shape: tuple[int, int], fill: float) -> T:
     """Rows of a map, each cut at ``y`` / ``x`` to ``shape``: the patch where it lies, the clean value elsewhere and
-    ``fill`` outside the map (N, C, h, w)."""
+    ``fill`` outside the map (N, C, h, w). Copied row by row as slices (plain memory copies: gathering with index
+    tensors costs several times more on a CPU)."""
     h, w = shape
     if patch is not None and patch.value.shape[2:] == shape and torch.equal(patch.y, y) and torch.equal(patch.x, x):
         return patch.value  # the patch is the box asked for (1 x 1 convolutions, the larger operand of a sum)
     c = clean[0]
-    _, height, width = c.shape
-    dev = y.device
-    iy = y[:, None] + torch.arange(h, device=dev)
-    ix = x[:, None] + torch.arange(w, device=dev)
-    out = c[:, iy.clamp(0, height - 1)[:, :, None], ix.clamp(0, width - 1)[:, None, :]].permute(1, 0, 2, 3)
+    channels, height, width = c.shape
+    ys, xs = y.tolist(), x.tolist()
+    inside = min(ys) >= 0 and min(xs) >= 0 and max(ys) + h <= height and max(xs) + w <= width
+    out = c.new_empty(len(ys), channels, h, w) if inside else c.new_full((len(ys), channels, h, w), fill)
+    for r, (top, left) in enumerate(zip(ys, xs, strict=True)):
+        _paste(out[r], c, top, left, 0, 0, height, width)
     if patch is not None:
         ph, pw = patch.value.shape[2:]
-        ry, rx = iy - patch.y[:, None], ix - patch.x[:, None]
-        inside = ((ry >= 0) & (ry < ph))[:, :, None] & ((rx >= 0) & (rx < pw))[:, None, :]
-        rows = torch.arange(len(y), device=dev)[:, None, None]
-        pv = patch.value[rows, :, ry.clamp(0, ph - 1)[:, :, None], rx.clamp(0, pw - 1)[:, None, :]]
-        out = torch.where(inside[:, None], pv.permute(0, 3, 1, 2), out)
-    valid = ((iy >= 0) & (iy < height))[:, :, None] & ((ix >= 0) & (ix < width))[:, None, :]
-    if not bool(valid.all()):
-        out = out.masked_fill(~valid[:, None], fill)
-    return out.contiguous()
+        for r, (top, left, py, px) in enumerate(zip(ys, xs, patch.y.tolist(), patch.x.tolist(), strict=True)):
+            _paste(out[r], patch.value[r], top, left, py, px, min(ph, height - py), min(pw, width - px))
+    return out
+
+
+def _paste(out: T, src: T, top: int, left: int, sy: int, sx: int, sh: int, sw: int) -> None:
+    """Copy into ``out`` (C, h, w), a box of the map at ``top`` / ``left``, the part of ``src`` (C, >= sh, >= sw),
+    which lies on the map at ``sy`` / ``sx`` with size ``sh`` x ``sw``, that falls inside the box and the map."""
+    h, w = out.shape[1:]
+    a0, a1 = max(top, sy, 0), min(top + h, sy + sh)
+    b0, b1 = max(left, sx, 0), min(left + w, sx + sw)
+    if a1 > a0 and b1 > b0:
+        out[:, a0 - top : a1 - top, b0 - left : b1 - left] = src[:, a0 - sy : a1 - sy, b0 - sx : b1 - sx]

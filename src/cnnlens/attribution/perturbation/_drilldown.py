@@ -3,8 +3,11 @@ projective-field threshold, and its error against the exact map.
 
 Stage one computes every other window on each axis (and the last one), with each changed region cut to
 ``field_threshold`` of its feature map's side; the drops of the other windows are interpolated (bilinear on the
-window grid). Stage two recomputes the ``drill_down`` fraction of all windows where that interpolated map is
-highest (and not yet computed); the remaining windows keep their interpolated drop.
+window grid). Stage two recomputes the ``drill_down`` fraction of all windows where the interpolation is least
+certain: the largest range (max - min) of the coarse drops it reads (an interpolated window between two very
+different drops is where the coarse map can be most wrong, in value and in rank); the remaining windows keep their
+interpolated drop. On EfficientNet-Lite0 this choice keeps a higher rank correlation with the exact map than
+drilling down where the interpolated drop is highest, for the same number of windows.
 """
 
 from __future__ import annotations
@@ -41,6 +44,22 @@ def _interpolation(coarse: list[int], n: int) -> T:
     return m
 
 
+def _corners(coarse: list[int], n: int) -> tuple[T, T]:
+    """Per index of ``0..n-1``: the first and the last coarse position (into ``coarse``) its interpolation reads."""
+    m = _interpolation(coarse, n) > 0
+    first = m.to(torch.int8).argmax(1)
+    last = len(coarse) - 1 - m.flip(1).to(torch.int8).argmax(1)
+    return first, last
+
+
+def uncertainty(coarse: T, cy: list[int], cx: list[int], ny: int, nx: int) -> T:
+    """``(B, ny * nx)``: for each window, the range of the coarse drops ``coarse`` (B, len(cy), len(cx)) its
+    bilinear interpolation reads (0 for coarse windows)."""
+    (y0, y1), (x0, x1) = _corners(cy, ny), _corners(cx, nx)
+    c = torch.stack([coarse[:, a][:, :, b] for a in (y0, y1) for b in (x0, x1)])  # (4, B, ny, nx)
+    return (c.amax(0) - c.amin(0)).flatten(1)
+
+
 def approximate_drops(
     ctx: Context, eng: Incremental, base: T, boxes: list[tuple[int, int, int, int]], options: dict, desc: str
 ) -> T | None:
@@ -71,7 +90,8 @@ def approximate_drops(
     known[:, first] = True
     out[:, first] = d1.view(b, -1).double()
     k = round(float(options["drill_down"]) * n)
-    chosen = [out[i].masked_fill(known[i], -torch.inf).argsort(descending=True)[: max(0, k)] for i in range(b)]
+    score = uncertainty(coarse, cy, cx, ny, nx).to(x.device)
+    chosen = [score[i].masked_fill(known[i], -torch.inf).argsort(descending=True)[: max(0, k)] for i in range(b)]
     chosen = [c[~known[i, c]] for i, c in enumerate(chosen)]
     if sum(len(c) for c in chosen):
         d2 = drops(chosen)
