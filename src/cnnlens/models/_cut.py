@@ -277,6 +277,8 @@ def _fingerprint(model: nn.Module, layer: nn.Module, name: str) -> tuple:
 
 
 def _cached(model: nn.Module, name: str, layer: nn.Module) -> _Traced | str | None:
+    if isinstance(model, torch.jit.ScriptModule):  # never traced: nothing to keep
+        return None
     try:
         fingerprint, found = _CACHE.get(model, {}).get(name, (None, None))
     except TypeError:  # a model that cannot be weakly referenced is never cached
@@ -285,6 +287,8 @@ def _cached(model: nn.Module, name: str, layer: nn.Module) -> _Traced | str | No
 
 
 def _store(model: nn.Module, name: str, layer: nn.Module, found: _Traced | str) -> None:
+    if isinstance(model, torch.jit.ScriptModule):
+        return
     with suppress(TypeError):  # a model that cannot be weakly referenced is never cached
         _CACHE.setdefault(model, {})[name] = (_fingerprint(model, layer, name), found)
 
