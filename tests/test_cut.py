@@ -166,15 +166,21 @@ def test_the_head_runs_once_per_image() -> None:
         for n in rows
     ]
     try:
-        for steps in (5, 20):
+        for steps in (5, 20, 20):
             rows.update(stem=0, fc=0)
+            first = 3 if steps == 5 else 0  # the model's own logits: the cut is checked against them once
             e = cnnlens.explain(model, x, "layer_integrated_gradients", layer="head", steps=steps, target=1)
-            # stem: the logits, the head on the images and on the baseline; fc: the same three and the steps
-            assert rows == {"stem": 3 * 3, "fc": 3 * 3 + 3 * steps}
+            # stem: the head on the images and on the baseline; fc: the tail on both and the steps
+            assert rows == {"stem": 2 * 3 + first, "fc": 2 * 3 + first + 3 * steps}
             assert e.info["rows"] == {"head": 6, "tail": 6 + 3 * steps} and e.info["cut"]["path"] == "traced"
         rows.update(stem=0, fc=0)
         cnnlens.explain(model, x, "ablation_cam", layer="head", target=1)
-        assert rows["stem"] == 2 * 3  # the CAM's own activations pass and the head; the 8 channels: tail only
+        assert rows["stem"] == 3  # the head gives the CAM's activations; the 8 channels: tail only
+        with torch.no_grad():
+            model.get_submodule("stem").weight.mul_(1.0)  # changed in place: traced and checked again
+        rows.update(stem=0, fc=0)
+        cnnlens.explain(model, x, "layer_integrated_gradients", layer="head", steps=5, target=1)
+        assert rows == {"stem": 3 * 3, "fc": 3 * 3 + 3 * 5}
     finally:
         for h in handles:
             h.remove()

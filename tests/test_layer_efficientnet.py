@@ -57,6 +57,11 @@ def test_conductance_and_layer_ig_at_the_head_conv_converge_to_the_closed_form(l
         assert e.delta.abs().item() <= 2e-3 * abs(exact.sum().item())
         assert e.info["cut"]["path"] == "traced"
     assert cond.info["rows"]["head"] == 3 and lig[1].info["rows"]["head"] == 2
+    default = cnnlens.explain(lite0, x, "layer_conductance", baseline=x0, target=target, layer="_conv_head")
+    assert default.info["per_unit_tail"] and default.info["rows"]["head"] == 2  # every path gives the same
+    sixteen = cnnlens.explain(lite0, x, "layer_conductance", baseline=x0, target=target, layer="_conv_head", points=16)
+    assert error(default) < min(0.02, error(sixteen))  # units crossing ReLU6's kinks: the tail's quadrature
+    assert abs(default.delta.item()) <= 0.01 * abs(exact.sum().item())
 
 
 @pytest.mark.parametrize("name", ["layer_deeplift", "layer_deeplift_shap"])

@@ -242,6 +242,8 @@ CLAIMS = {
 
 CHECKED_ELSEWHERE = {
     "Ours is within 1% by default": "test_layer_efficientnet.test_layer_ig_and_conductance_adaptive_at_blocks_15",
+    "the head runs at 16 points, or at the two ends only": "test_layer_efficientnet (16 head rows at _blocks.15, 2 at "
+    "_conv_head) and test_per_unit_tail",
     "within 2% at 220 samples on 8 segments": "test_perturbation_shapley.test_kernel_shap_error_shrinks_as_samples_grow",
     "(1e-5)": "test_quality_faithfulness (infidelity and max-sensitivity against Captum, rtol 1e-5)",
     "keeps correlation 1.0 under randomization while saliency on Lite0 falls to ~0.2": "test_quality_sanity.test_randomization_check_known_result_on_lite0",

@@ -306,7 +306,7 @@ class Context(LayerAxis):
         if self.batch_size is not None:
             return self.batch_size
         if self._auto is None:
-            self._auto = auto_batch_size(self.model, self.inputs)
+            self._auto = auto_batch_size(self.model, self.inputs, layer=self.layer is not None)
         return self._auto
 
     def run(self, fn: Callable[[slice], Any], n_rows: int, rows_per_item: int = 1) -> list:

@@ -19,14 +19,21 @@ Two ways to cut, the same numbers:
   the layer's output replaced. Slower (every tail row runs the whole model), never different.
 
 ``Cut.path`` says which one runs and ``Cut.reason`` why the traced one was given up.
+
+Tracing (and checking a traced cut against the model) is done once per model state: the traced parts are kept
+for a model while it lives (held weakly: a cut never keeps a model alive) and used again only while the model
+has the same modules, parameter and buffer tensors (same objects, unchanged in place: ``Tensor._version``),
+forward hooks and attributes of the traced modules; any change traces again. (A change made through
+``tensor.data``, which moves no version counter, keeps the traced parts: they read the model's weights live.)
 """
 
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,7 +43,7 @@ from torch import nn
 from .._capture import capture
 from .._errors import CnnlensError
 from .._guard import frozen
-from ._graph import Split, Untraceable
+from ._graph import Split, Untraceable, acts_per_unit
 from ._layers import get_layer
 
 T = torch.Tensor
@@ -107,10 +114,19 @@ class Cut:
         self._head: Callable | None = None
         self._tail: Callable | None = None
         self._inner: Callable | None = None
-        try:
-            self._trace()
-        except Untraceable as err:
-            self.fall_back(str(err))
+        self._traced: _Traced | None = None
+        found = _cached(model, self.name, self.layer)
+        if found is None:
+            try:
+                found = self._trace()
+            except Untraceable as err:
+                found = str(err)
+            _store(model, self.name, self.layer, found)
+        if isinstance(found, str):
+            self.fall_back(found)
+        else:
+            self._traced, self.graph, self._kinds = found, found.graph, found.kinds
+            self._head, self._tail, self._inner = found.head, found.tail, found.inner
 
     @property
     def path(self) -> str:
@@ -120,6 +136,28 @@ class Cut:
         """Use full forward passes with the layer's output captured or replaced from now on."""
         self.reason = reason
         self._head = self._tail = self._inner = None
+        self._traced = None
+
+    @property
+    def per_unit(self) -> bool:
+        """Whether the tail is ``sum over units of phi_u(a_u)`` plus a constant (traced path only; see
+        ``acts_per_unit``): then every path between two layer outputs gives each unit the same integral."""
+        if self._traced is None:
+            return False
+        if self._traced.per_unit is None:
+            modules = dict(self.model.named_modules())
+            self._traced.per_unit = acts_per_unit(self._traced.tail.graph, modules, self._traced.kinds)
+        return self._traced.per_unit
+
+    def checked(self, check: str, x: T) -> bool:
+        """Whether the traced path passed ``check`` (e.g. ``"logits"``) for inputs like ``x`` (their row shape,
+        dtype and device) since the model last changed."""
+        return self._traced is not None and (check, *_signature(x)) in self._traced.checked
+
+    def passed(self, check: str, x: T) -> None:
+        """Record that the traced path passed ``check`` for inputs like ``x`` (see :meth:`checked`)."""
+        if self._traced is not None:
+            self._traced.checked.add((check, *_signature(x)))
 
     # ---- the three functions --------------------------------------------------------------------------------
     def head(self, x: T) -> tuple[T, State]:
@@ -154,7 +192,7 @@ class Cut:
         return self._inner(x)
 
     # ---- tracing and splitting ------------------------------------------------------------------------------
-    def _trace(self) -> None:
+    def _trace(self) -> _Traced:
         if isinstance(self.model, torch.jit.ScriptModule) or any(
             isinstance(m, torch.jit.ScriptModule) for m in self.model.modules()
         ):
@@ -186,12 +224,9 @@ class Cut:
             )
         if not nodes:
             raise Untraceable(f"the traced graph does not call {self.name} as a module")
-        self.graph = graph
         split = Split(graph, nodes[0], {n: m for n, m in self.model.named_modules()})
-        self._kinds = split.kinds
-        self._head = fx.GraphModule(self.model, split.head_graph())
-        self._tail = fx.GraphModule(self.model, split.tail_graph())
-        self._inner = fx.GraphModule(self.model, split.inner_graph())
+        parts = [fx.GraphModule(self.model, g) for g in (split.head_graph(), split.tail_graph(), split.inner_graph())]
+        return _Traced(graph, list(split.kinds), *parts)
 
 
 def cut_at(model: nn.Module, layer: str | nn.Module) -> Cut:
@@ -200,6 +235,62 @@ def cut_at(model: nn.Module, layer: str | nn.Module) -> Cut:
     Raises ``CnnlensError`` for a layer that is not in the model or that runs more than once per forward pass.
     """
     return Cut(model, layer)
+
+
+@dataclass
+class _Traced:
+    """A traced cut's parts (they refer to the model's submodules, never to the model itself)."""
+
+    graph: fx.Graph
+    kinds: list[str]
+    head: fx.GraphModule
+    tail: fx.GraphModule
+    inner: fx.GraphModule
+    checked: set[tuple] = field(default_factory=set)
+    per_unit: bool | None = None
+
+
+# model -> {layer name: (fingerprint, traced parts or why tracing failed)}; weak keys: a cut never keeps a model alive
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(x: T) -> tuple:
+    return tuple(x.shape[1:]), x.dtype, x.device
+
+
+def _fingerprint(model: nn.Module, layer: nn.Module, name: str) -> tuple:
+    """What a traced cut depends on: the modules (which objects, where), every parameter and buffer (which tensor,
+    its in-place version, storage, dtype), the hooks, and the attributes of the modules whose code was traced."""
+    from torch.nn.modules import module as registry
+
+    parts = name.split(".")
+    ancestors = {id(model.get_submodule(".".join(parts[:i]))) for i in range(len(parts))}
+    out: list = [id(layer), len(registry._global_forward_hooks), len(registry._global_forward_pre_hooks)]
+    for n, m in model.named_modules(remove_duplicate=False):
+        out.append((n, id(m), type(m)))
+        if id(m) in ancestors:
+            out.append((len(m._forward_hooks), len(m._forward_pre_hooks)))
+            out.extend((k, id(v)) for k, v in vars(m).items() if k != "training")  # traced in eval mode
+    for n, t in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+        out.append((n, id(t), t._version, t.data_ptr(), t.dtype, t.device, tuple(t.shape)))
+    return tuple(out)
+
+
+def _cached(model: nn.Module, name: str, layer: nn.Module) -> _Traced | str | None:
+    if isinstance(model, torch.jit.ScriptModule):  # never traced: nothing to keep
+        return None
+    try:
+        fingerprint, found = _CACHE.get(model, {}).get(name, (None, None))
+    except TypeError:  # a model that cannot be weakly referenced is never cached
+        return None
+    return found if found is not None and fingerprint == _fingerprint(model, layer, name) else None
+
+
+def _store(model: nn.Module, name: str, layer: nn.Module, found: _Traced | str) -> None:
+    if isinstance(model, torch.jit.ScriptModule):
+        return
+    with suppress(TypeError):  # a model that cannot be weakly referenced is never cached
+        _CACHE.setdefault(model, {})[name] = (_fingerprint(model, layer, name), found)
 
 
 def _hooks(m: nn.Module | None) -> bool:

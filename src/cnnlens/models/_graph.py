@@ -166,3 +166,63 @@ def _is_tensor(node: fx.Node, seen: dict | None = None) -> bool:
             result = any(_is_tensor(a, seen) for a in args)
     seen[node] = result
     return result
+
+
+# ---- whether a tail acts on each unit of the layer separately ------------------------------------------------------
+_PER_UNIT = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.ELU, nn.Softplus,
+    nn.Hardswish, nn.Hardsigmoid, nn.Mish,
+)  # fmt: skip
+_KEEP = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)  # identities in eval mode
+_PER_UNIT_NAMES = {"relu", "relu_", "relu6", "hardtanh", "sigmoid", "tanh", "silu", "gelu", "elu", "leaky_relu"}
+_PER_UNIT_NAMES |= {"softplus", "hardswish", "hardsigmoid", "mish", "clamp", "clamp_", "clip"}
+_AFFINE_MODULES = (nn.Linear, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.Flatten)
+_AFFINE_METHODS = {"view", "reshape", "flatten", "contiguous", "clone", "squeeze", "unsqueeze", "mean", "sum"}
+_AFFINE_FUNCTIONS = {"flatten", "reshape", "squeeze", "unsqueeze", "mean", "sum"}
+_ADD = {operator.add, operator.sub}
+_SCALE = {operator.mul, operator.truediv}
+
+
+def acts_per_unit(tail: fx.Graph, modules: dict[str, nn.Module], kinds: list[str]) -> bool:
+    """Whether the tail's output is ``sum over units u of phi_u(a_u)`` plus a constant (``a``: the layer's output):
+    functions of one unit each (eval-mode BatchNorm, activations), then affine maps only (pooling, linear layers,
+    reshapes), and no value carried across the cut that varies with the input (a skip connection). Then the
+    gradient of the tail at unit ``u`` depends on ``a_u`` alone, and an integral of it along any path from ``a0``
+    to ``a1`` is ``phi_u(a1_u) - phi_u(a0_u)``. Conservative: anything else answers ``False``."""
+    if any(k == "rows" for k in kinds):
+        return False
+    tag: dict[fx.Node, str] = {}  # "unit": a function of one unit each; "affine": affine in such; else constant
+    for node in tail.nodes:
+        deps = [tag[d] for d in node.all_input_nodes if d in tag]
+        if node.op == "placeholder":
+            if node.name == "activation":
+                tag[node] = "unit"
+            continue
+        if node.op == "output" or not deps:
+            continue
+        kind = "affine" if "affine" in deps else "unit"
+        module = modules.get(str(node.target)) if node.op == "call_module" else None
+        name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", "")
+        if isinstance(module, _KEEP) or (node.op == "call_method" and name in ("contiguous", "clone")):
+            tag[node] = kind
+        elif (
+            isinstance(module, _PER_UNIT)
+            or (isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None)
+            or (node.op in ("call_method", "call_function") and name in _PER_UNIT_NAMES)
+        ):
+            if kind != "unit" or len(node.all_input_nodes) != 1:
+                return False
+            tag[node] = "unit"
+        elif isinstance(module, _AFFINE_MODULES) or (
+            node.op in ("call_method", "call_function") and name in (_AFFINE_METHODS | _AFFINE_FUNCTIONS)
+        ):
+            if len(deps) != 1:
+                return False
+            tag[node] = "affine"
+        elif node.op == "call_function" and (node.target in _ADD or (node.target in _SCALE and len(deps) == 1)):
+            if node.target is operator.truediv and node.args[0] not in tag:
+                return False  # a constant divided by a unit is not affine in it
+            tag[node] = "affine"
+        else:
+            return False
+    return True

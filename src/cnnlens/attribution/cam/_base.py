@@ -69,11 +69,7 @@ class CamMethod(Method):
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
         names, layers, inputs = self.target_layers(ctx)
-        if self.uses_gradients:
-            b = ctx.backward(ctx.inputs, ctx.owners(), layers=layers, input_grad=False)
-            acts, grads = b.outputs, b.layer_grads
-        else:
-            acts, grads = ctx.layer_outputs(layers, inputs), [None] * len(layers)
+        acts, grads = self.activations(ctx, layers, inputs)
         maps = []
         for name, layer, a, g in zip(names, layers, acts, grads, strict=True):
             check_spatial(name, a)
@@ -85,6 +81,13 @@ class CamMethod(Method):
         if len(maps) == 1:
             return upsample(maps[0], size), None
         return torch.stack([upsample_rescaled(m, size) for m in maps]).mean(0), None
+
+    def activations(self, ctx: Context, layers: list[nn.Module], inputs: bool) -> tuple[list[T], list[T | None]]:
+        """Each layer's output (or input) for the images, and with ``uses_gradients`` its gradient."""
+        if self.uses_gradients:
+            b = ctx.backward(ctx.inputs, ctx.owners(), layers=layers, input_grad=False)
+            return b.outputs, list(b.layer_grads)
+        return ctx.layer_outputs(layers, inputs), [None] * len(layers)
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
         raise NotImplementedError

@@ -61,6 +61,10 @@ class AblationCam(CamMethod):
     summary = "Ablation-CAM: channel weight = relative drop of the target score when the channel is zeroed."
     uses_gradients = False
 
+    def activations(self, ctx: Context, layers: list[nn.Module], inputs: bool) -> tuple[list[T], list[T | None]]:
+        """The layer's output from the head of the cut model (the view ``layer_map`` uses)."""
+        return [ctx.at_layer(layer).inputs for layer in layers], [None] * len(layers)
+
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
         """One tail pass per active channel and image: the model is cut at the layer, its head ran once."""
         view = ctx.at_layer(layer)

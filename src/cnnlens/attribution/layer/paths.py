@@ -67,7 +67,13 @@ class LayerConductance(LayerMethod):
     summary = "Conductance: the score's flow through each unit along the input path (sums to f(x) - f(baseline))."
     params = {
         **LayerMethod.params,
-        "points": integer(16, "points on the input path where the layer's output is computed (head passes)", minimum=2),
+        "points": integer(
+            None,
+            "points on the input path where the layer's output is computed (head passes); None: 2 where the tail "
+            "acts on each unit separately (every path gives the same conductance), else 16",
+            minimum=2,
+            none=True,
+        ),
         "steps": integer(64, "tail passes per image, Gauss-Legendre nodes spread over the segments between points"),
         "tolerance": number(
             0.01,
@@ -90,6 +96,11 @@ class LayerConductance(LayerMethod):
         whatever ``points`` is. Each unit's value converges as ``1 / points**2`` on smooth models (``1 / points``
         where ReLUs bend the path; not at all needed when the tail acts on each unit separately, as after the last
         convolution of most CNNs) and as ``1 / steps`` where a unit crosses a ReLU's kink in the tail.
+        ``points=None`` takes 16, or 2 where the tail is ``sum over units u of phi_u(y_u)`` plus a constant
+        (eval-mode BatchNorm and activations, then pooling and linear layers only, nothing skipping the layer: e.g.
+        after the last convolution of EfficientNet-Lite, ResNet or VGG-style heads): then the tail's gradient at a
+        unit depends on that unit alone, every path gives it ``phi_u(y_u(x)) - phi_u(y_u(x0))``, and the head needs
+        to run at the two ends only (``info["points"]``, ``info["per_unit_tail"]``).
         ``info["passes_per_image"]``: tail passes per image (adaptive mode). Where values skip
         the layer (a residual connection around it), their share of the score's change is left out of the
         attributions: ``delta`` is minus that share (``tolerance`` applies to the total).
@@ -97,7 +108,9 @@ class LayerConductance(LayerMethod):
         assert baseline is not None
         _, layer = self.target_layer(ctx)
         view = ctx.at_layer(layer)
+        per_unit = ctx.shared.cut(layer).per_unit  # False on the hooked path
         n, b, x = self.options["points"], ctx.n, ctx.inputs
+        n = n if n is not None else 2 if per_unit else 16
         mid = torch.linspace(0, 1, n, dtype=x.dtype, device=x.device)[1:-1]
         rows = baseline.repeat_interleave(n - 2, 0) + mid.repeat(b).view(-1, *[1] * (x.dim() - 1)) * (
             x - baseline
@@ -135,5 +148,5 @@ class LayerConductance(LayerMethod):
         group = image.repeat_interleave(n - 1)
         flows, info = integrate(gradients, acts[first], acts[first + 1], gap, options, group, self.name)
         attr = flows.view(b, n - 1, *flows.shape[1:]).sum(1)
-        ctx.info.update(info, activations=view.inputs)
+        ctx.info.update(info, activations=view.inputs, points=n, per_unit_tail=per_unit)
         return attr, sum_per_row(attr) - gap
