@@ -58,7 +58,7 @@ class Client:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             job = json.loads(self.get("/api/job")[2])["job"]
-            if job["state"] != "running":
+            if job["state"] != "running" and job.get("stored") != "storing":  # computed, and stored behind
                 return job
             time.sleep(0.05)
         raise AssertionError("the computation did not end")

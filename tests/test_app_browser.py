@@ -106,6 +106,7 @@ def test_overview_then_a_cell_then_an_image_then_a_method_on_demand(app) -> None
     tab.wait_for_selector("figure[data-label=occlusion]:not(.missing) img", timeout=120_000)
     tab.wait_for_function(f"() => ({LOADED})(document.querySelector('figure[data-label=occlusion] img'))")
     assert "done" in tab.inner_text("#job .job-state") and "occlusion" in tab.inner_text("#job .job-title")
+    tab.wait_for_selector("#job[data-stored=stored]", state="attached")  # shown at once, stored behind
     after = open_store(root)
     assert after.added == {"occlusion": after.added["occlusion"]} and after.method_of("occlusion")[1]["window"] == 4
     image = after.dataset()[row["position"]][0]

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from .._errors import CnnlensError
 from . import _pages as pages
 from ._jobs import Busy, Job
+from ._pending import Result
 from ._pictures import THUMB, check_look, colorbar, fit, map_picture, png
 from ._state import AppState
 
@@ -242,15 +243,17 @@ class Pages:
             self.state.model()
             if self.state.dataset() is None:
                 raise CnnlensError(self.state.data_problem or "the data set cannot be opened")
-            from ..store._added import explain_more
+            from ..store._added import compute_more
 
-            # a reader of its own, not read again after: the pages' reader reads what changed at their next request
-            added = explain_more(
-                self.state.store.copy(), image_id, method, target, label=None, score=score, model=None, data=None,
-                batch_size=self.state.batch_size, progress=False, options=values, reread=False,
+            # shown at once from memory, stored behind by the app's writer (see _pending.py)
+            added, options, computed = compute_more(
+                self.state.store, image_id, method, target, label=None, score=score, model=None, data=None,
+                batch_size=self.state.batch_size, progress=False, options=values,
             )  # fmt: skip
             if added.failed:
                 raise CnnlensError(f"{method} cannot explain {image_id!r}: {added.failed[image_id]}")
+            if computed:
+                self.state.pending.add(Result(added.label, method, options, computed, job))
             job.link = page
             return added.label
 
