@@ -80,7 +80,7 @@ class Pending:
         return done.wait(timeout)
 
     def _write_all(self) -> None:
-        from ..store._added import write_more
+        from ..store import _added
 
         while True:
             item = self._queue.get()
@@ -89,7 +89,7 @@ class Pending:
                 continue
             job = item.job
             try:
-                write_more(self._store(), item.label, item.method, item.options, item.computed)
+                _added.write_more(self._store(), item.label, item.method, item.options, item.computed)
             except Exception as err:  # noqa: BLE001 - reported on the computation's line and in the log
                 reason = " ".join(str(err).split()) if isinstance(err, CnnlensError) else f"{type(err).__name__}: {err}"
                 log.error("storing %s failed: %s", item.label, reason, exc_info=not isinstance(err, CnnlensError))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,6 +36,16 @@ def _templates() -> Any:
     return env
 
 
+def shown_path(root: Path) -> tuple[str, str]:
+    """(the store's folder as the user knows it: relative to the working folder when inside it, else as given;
+    its whole path)."""
+    whole = root.resolve()
+    try:
+        return str(whole.relative_to(Path.cwd().resolve())), str(whole)
+    except (ValueError, OSError):
+        return str(root), str(whole)
+
+
 def explains_param(text: str) -> str | int:
     """``predicted``, ``label`` or a class index, as the pages send it."""
     if text in ("", "predicted"):
@@ -61,7 +72,7 @@ class Pages:
         store = self.state.store
         job = self.state.jobs.current
         body = self.env.get_template(template).render(
-            title=self.title, store=store, job=None if job is None else job.public(),
+            title=self.title, store=store, store_path=shown_path(store.root), job=None if job is None else job.public(),
             job_json=json.dumps(None if job is None else job.public()), **context,
         )  # fmt: skip
         return HTMLResponse(body, status_code=status)
