@@ -175,8 +175,8 @@ def test_imputation_equals_the_dense_reference_on_larger_grids_with_separators()
         img = torch.randn(c, h, w, generator=g).double()
         yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         smooth = torch.sin(yy / 4.0) + torch.cos(xx / 5.0)  # a smooth map: contiguous holes
-        for score in (torch.rand(h, w, generator=g), smooth):
-            order = score.flatten().argsort(descending=True).argsort().view(h, w)
+        for relevance in (torch.rand(h, w, generator=g), smooth):
+            order = relevance.flatten().argsort(descending=True).argsort().view(h, w)
             for fraction in (0.1, 0.5, 0.9, 0.98):
                 miss = order < int(fraction * h * w)
                 got = linear_imputation(img, miss).numpy()
