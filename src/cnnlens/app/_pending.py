@@ -38,11 +38,11 @@ class Result:
 class Pending:
     """The results not yet stored, and the thread that stores them (started on the first `add`).
 
-    ``refresh()``: called after each write, before the result leaves memory: reads the store again (the app's
-    `AppState.reread`)."""
+    ``store()``: the store as on disk now, to write into; ``refresh()``: called after each write, before the
+    result leaves memory, reads the store again (the app gives its `AppState._disk` for both)."""
 
     def __init__(self, store: Any, refresh: Any) -> None:
-        self._store = store  # () -> the store as on disk (to write into)
+        self._store = store
         self._refresh = refresh
         self._lock = threading.Lock()
         self._results: list[Result] = []
@@ -55,6 +55,8 @@ class Pending:
 
     def add(self, result: Result) -> None:
         """Show ``result`` now; store it behind."""
+        if result.job is not None:
+            result.job.stored = "storing"  # before the writer can say how it went
         with self._lock:
             self._results.append(result)
             self.generation += 1
@@ -62,8 +64,6 @@ class Pending:
                 self._thread = threading.Thread(target=self._write_all, name="cnnlens-app-writer", daemon=True)
                 self._thread.start()
             self._queue.put(result)
-        if result.job is not None:
-            result.job.stored = "storing"
 
     def snapshot(self) -> tuple[list[Result], int]:
         """(the results not yet stored, `generation`), as one moment saw them."""
