@@ -1,5 +1,6 @@
 """What the app holds while it runs: the store (read again when a run or an addition changed it), its model and
-data set (opened once, on first need), the pictures already drawn, and the one computation at a time."""
+data set (opened once, on first need), the pictures already drawn, the one computation at a time, and the
+on-demand results shown from memory until its writer has stored them (`_pending.py`)."""
 
 from __future__ import annotations
 
