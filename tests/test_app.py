@@ -58,7 +58,7 @@ class Client:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             job = json.loads(self.get("/api/job")[2])["job"]
-            if job["state"] != "running":
+            if job["state"] != "running" and job.get("stored") != "storing":  # computed, and stored behind
                 return job
             time.sleep(0.05)
         raise AssertionError("the computation did not end")
@@ -364,6 +364,12 @@ def test_cli_view_usage_errors_name_the_fix(tmp_path, capsys) -> None:
     assert "is not a cnnlens store (no manifest.json); make one with cnnlens run" in capsys.readouterr().err
     assert main(["view", str(digits_store()), "--out", str(tmp_path / "x")]) == 2
     assert "--out names the store that --data creates" in capsys.readouterr().err
+    assert main(["view", str(digits_store()), "--model", "efficientnet_lite0"]) == 2
+    err = capsys.readouterr().err
+    assert "--model efficientnet_lite0 is not the model the store" in err and "(digits_cnn, its weights differ)" in err
+    assert "leave --model out to use the store's own model" in err
+    assert main(["view", "--help"]) == 0
+    assert "with a STORE: the store's own model" in " ".join(capsys.readouterr().out.split())
     assert main(["view", "--data", "digits:field"]) == 2
     assert "Pass --model digits_cnn" in capsys.readouterr().err
     with socket.socket() as busy:

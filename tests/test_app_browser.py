@@ -26,9 +26,16 @@ LOADED = "img => img.complete && img.naturalWidth > 0"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    root = store_copy(tmp_path_factory.mktemp("browser-app"))
+    here = tmp_path_factory.mktemp("browser-app")
+    (here / "out").mkdir()
+    root = store_copy(here).rename(here / "out" / "field-store")
     shots = tmp_path_factory.mktemp("screenshots")
-    with running(root, model=trained_digits()) as base, browser() as chrome:
+    # served as README's `cnnlens view out/field-store`: the pages name it so (not by its temporary path)
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        running(_chdir(mp, here), model=trained_digits()) as base,
+        browser() as chrome,
+    ):
         tab = chrome.new_page(viewport={"width": 1280, "height": 900})
         tab.set_default_timeout(30_000)
         problems: list[str] = []
@@ -42,6 +49,11 @@ def app(tmp_path_factory):
         Path(keep).mkdir(parents=True, exist_ok=True)
         for shot in shots.glob("*.png"):
             Image.open(shot).convert("RGB").quantize(256).save(Path(keep) / shot.name, optimize=True)
+
+
+def _chdir(mp: pytest.MonkeyPatch, folder: Path) -> str:
+    mp.chdir(folder)
+    return "out/field-store"
 
 
 def _shot(tab, shots: Path, name: str, whole: bool = True) -> None:
@@ -62,6 +74,7 @@ def test_overview_then_a_cell_then_an_image_then_a_method_on_demand(app) -> None
 
     # the overview: accuracy, no-information rate and every matrix cell are the store's
     tab.goto(base)
+    assert tab.inner_text("footer code") == "out/field-store"  # as the user named it, not a temporary path
     assert float(tab.get_attribute("#accuracy", "data-value")) == pytest.approx(np.mean(y == p), abs=1e-12)
     assert tab.inner_text("#accuracy") == f"{100 * np.mean(y == p):.1f}%"
     assert float(tab.get_attribute("#nir", "data-value")) == pytest.approx(np.bincount(y).max() / len(y), abs=1e-12)
@@ -106,6 +119,7 @@ def test_overview_then_a_cell_then_an_image_then_a_method_on_demand(app) -> None
     tab.wait_for_selector("figure[data-label=occlusion]:not(.missing) img", timeout=120_000)
     tab.wait_for_function(f"() => ({LOADED})(document.querySelector('figure[data-label=occlusion] img'))")
     assert "done" in tab.inner_text("#job .job-state") and "occlusion" in tab.inner_text("#job .job-title")
+    tab.wait_for_selector("#job[data-stored=stored]", state="attached")  # shown at once, stored behind
     after = open_store(root)
     assert after.added == {"occlusion": after.added["occlusion"]} and after.method_of("occlusion")[1]["window"] == 4
     image = after.dataset()[row["position"]][0]

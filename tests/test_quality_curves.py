@@ -167,6 +167,22 @@ def test_imputation_recovers_a_ramp_and_single_pixels() -> None:
         linear_imputation(img, torch.ones(7, 9, dtype=torch.bool))
 
 
+def test_imputation_equals_the_dense_reference_on_larger_grids_with_separators() -> None:
+    """Grids past the nested-dissection leaf (separators split them, recursively), every fraction, scattered and
+    blob-shaped holes, holes on the borders, one channel and three: the sparse solve equals the dense one."""
+    g = torch.Generator().manual_seed(11)
+    for h, w, c in [(23, 31, 3), (40, 17, 1)]:
+        img = torch.randn(c, h, w, generator=g).double()
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        smooth = torch.sin(yy / 4.0) + torch.cos(xx / 5.0)  # a smooth map: contiguous holes
+        for relevance in (torch.rand(h, w, generator=g), smooth):
+            order = relevance.flatten().argsort(descending=True).argsort().view(h, w)
+            for fraction in (0.1, 0.5, 0.9, 0.98):
+                miss = order < int(fraction * h * w)
+                got = linear_imputation(img, miss).numpy()
+                np.testing.assert_allclose(got, _dense_imputation(img.numpy(), miss.numpy()), rtol=1e-9, atol=1e-11)
+
+
 def test_noisy_imputation_adds_seeded_noise_on_removed_pixels_only() -> None:
     img = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(1))
     miss = torch.rand(6, 6, generator=torch.Generator().manual_seed(2)) < 0.4

@@ -43,6 +43,8 @@ class Job:
     result: Any = None
     link: str | None = None
     """The page that shows the result."""
+    stored: str | None = None
+    """For a result stored behind (`Pending`): ``storing``, ``stored`` or ``not stored: WHY``."""
     cancel_asked: bool = False
     ended_event: threading.Event = field(default_factory=threading.Event, repr=False)
     """Set when the computation ends (long polls wait on it)."""
@@ -60,6 +62,7 @@ class Job:
         return {
             "number": self.number, "title": self.title, "state": self.state, "passes": self.passes,
             "total": self.total, "seconds": round(self.seconds, 2), "message": self.message, "link": self.link,
+            "stored": self.stored,
             "ended_ago": None if self.ended is None else round(time.monotonic() - self.ended, 1),
         }  # fmt: skip
 

@@ -171,9 +171,12 @@ def serve(
 
 
 def _stop_job(app: Any) -> None:
+    """Cancel the running computation, then store what was computed and not yet stored."""
     state = app.app.state.cnnlens
     if state.jobs.cancel() is not None:
         state.jobs.wait(30)
+    if not state.pending.flush(120):
+        log.error("some explanations computed on demand could not be stored in time; they are lost")
 
 
 @contextmanager

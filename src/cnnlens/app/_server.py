@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from .._errors import CnnlensError
 from . import _pages as pages
 from ._jobs import Busy, Job
+from ._pending import Result
 from ._pictures import THUMB, check_look, colorbar, fit, map_picture, png
 from ._state import AppState
 
@@ -32,6 +34,16 @@ def _templates() -> Any:
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
     env.filters["num"] = lambda v, d=3: "n/a" if v is None else f"{v:.{d}g}" if abs(v) < 1e4 else f"{v:,.0f}"
     return env
+
+
+def shown_path(root: Path) -> tuple[str, str]:
+    """(the store's folder as the user knows it: relative to the working folder when inside it, else as given;
+    its whole path)."""
+    whole = root.resolve()
+    try:
+        return str(whole.relative_to(Path.cwd().resolve())), str(whole)
+    except (ValueError, OSError):
+        return str(root), str(whole)
 
 
 def explains_param(text: str) -> str | int:
@@ -60,7 +72,7 @@ class Pages:
         store = self.state.store
         job = self.state.jobs.current
         body = self.env.get_template(template).render(
-            title=self.title, store=store, job=None if job is None else job.public(),
+            title=self.title, store=store, store_path=shown_path(store.root), job=None if job is None else job.public(),
             job_json=json.dumps(None if job is None else job.public()), **context,
         )  # fmt: skip
         return HTMLResponse(body, status_code=status)
@@ -242,15 +254,17 @@ class Pages:
             self.state.model()
             if self.state.dataset() is None:
                 raise CnnlensError(self.state.data_problem or "the data set cannot be opened")
-            from ..store._added import explain_more
+            from ..store._added import compute_more
 
-            # a reader of its own, not read again after: the pages' reader reads what changed at their next request
-            added = explain_more(
-                self.state.store.copy(), image_id, method, target, label=None, score=score, model=None, data=None,
-                batch_size=self.state.batch_size, progress=False, options=values, reread=False,
+            # shown at once from memory, stored behind by the app's writer (see _pending.py)
+            added, options, computed = compute_more(
+                self.state.store, image_id, method, target, label=None, score=score, model=None, data=None,
+                batch_size=self.state.batch_size, progress=False, options=values,
             )  # fmt: skip
             if added.failed:
                 raise CnnlensError(f"{method} cannot explain {image_id!r}: {added.failed[image_id]}")
+            if computed:
+                self.state.pending.add(Result(added.label, method, options, computed, job))
             job.link = page
             return added.label
 

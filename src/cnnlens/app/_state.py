@@ -1,5 +1,6 @@
 """What the app holds while it runs: the store (read again when a run or an addition changed it), its model and
-data set (opened once, on first need), the pictures already drawn, and the one computation at a time."""
+data set (opened once, on first need), the pictures already drawn, the one computation at a time, and the
+on-demand results shown from memory until its writer has stored them (`_pending.py`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from .._errors import CnnlensError
 from ._jobs import Jobs
+from ._pending import Pending, with_pending
 
 DEFAULT_MAX_PASSES = 100_000
 """The app's size limit: most model inputs one on-demand computation may evaluate (``--max-passes``)."""
@@ -65,6 +67,9 @@ class AppState:
         self.summaries = Cache(4)
         self._stamp = self._changes()
         self._lock = threading.Lock()
+        self.pending = Pending(self._disk, self._disk)
+        """On-demand results shown from memory until the store holds them."""
+        self._shown: tuple[Any, int, Any] | None = None  # (store on disk, pending generation, what pages read)
         self._open_lock = threading.Lock()
         self.data_problem: str | None = None
         """Why the data set cannot be opened (pages then show maps without photos), once tried."""
@@ -80,8 +85,7 @@ class AppState:
                 out.append(0)
         return tuple(out)
 
-    @property
-    def store(self) -> Any:
+    def _disk(self) -> Any:
         """The store as it is on disk now (a new `Store` object after a change; the old one stays as it was for
         pages being drawn from it)."""
         stamp = self._changes()
@@ -92,10 +96,21 @@ class AppState:
         return self._store
 
     @property
+    def store(self) -> Any:
+        """The store as the pages show it: as on disk now, with the on-demand results not yet stored."""
+        results, generation = self.pending.snapshot()  # first: a result leaves it only once the disk has it
+        disk = self._disk()
+        shown = self._shown
+        if shown is None or shown[0] is not disk or shown[1] != generation:
+            shown = (disk, generation, with_pending(disk, results))
+            self._shown = shown
+        return shown[2]
+
+    @property
     def version(self) -> tuple[int, ...]:
-        """Changes when the store does (part of every cached picture's key)."""
+        """Changes when the store shown does (part of every cached picture's key)."""
         self.store  # noqa: B018 - reads the store again if it changed
-        return self._stamp
+        return (*self._stamp, self.pending.generation)
 
     # ---- model, data, photos -------------------------------------------------------------------------------------
     def model(self) -> Any:

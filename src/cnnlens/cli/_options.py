@@ -71,16 +71,17 @@ DEFAULT_MODEL = "efficientnet_lite0"
 """The model of every command when ``--model`` is not given: the bundled ImageNet photo classifier."""
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """``--model`` and everything that says how to load and feed it."""
+def add_model_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--model`` and everything that says how to load and feed it. ``default``: what ``--model``'s help says
+    is used without it (default: the bundled photo classifier)."""
     g = p.add_argument_group("model options")
+    default = default or f"default {DEFAULT_MODEL}, the ImageNet photo classifier; digits_cnn for the bundled digits"
     g.add_argument(
         "--model",
         default=None,
         metavar="M",
-        help="bundled name (see `cnnlens models`), TorchScript file or state-dict file with --arch (default "
-        f"{DEFAULT_MODEL}, the ImageNet photo classifier; digits_cnn for the bundled digits). A bundled name wins "
-        "over a file of that name; write ./NAME for the file",
+        help=f"bundled name (see `cnnlens models`), TorchScript file or state-dict file with --arch ({default}). "
+        "A bundled name wins over a file of that name; write ./NAME for the file",
     )
     g.add_argument(
         "--arch",

@@ -8,7 +8,14 @@ from typing import Any
 
 from .._errors import CnnlensError
 from ._data import DATA_HELP, add_class_map, open_data
-from ._options import add_model_options, check_digits_input, load_classifier, model_name, positive_int
+from ._options import (
+    DEFAULT_MODEL,
+    add_model_options,
+    check_digits_input,
+    load_classifier,
+    model_name,
+    positive_int,
+)
 
 
 def _port(text: str) -> int:
@@ -25,6 +32,25 @@ def _given_model(args: argparse.Namespace) -> bool:
     return any(
         getattr(args, k) is not None for k in ("model", "arch", "classes", "input_size", "resize", "mean", "std")
     )
+
+
+def _store_model(store: Any, args: argparse.Namespace) -> Any:
+    """The model given with a STORE, which must be the store's own."""
+    try:
+        return store.model(load_classifier(args))
+    except CnnlensError as err:
+        if "weights differ" not in str(err):
+            raise
+        spec = store.manifest["model"]
+        raise CnnlensError(
+            f"--model {args.model or DEFAULT_MODEL} is not the model the store {args.store} was made with "
+            f"({spec['name']}, its weights differ); leave --model out to use the store's own model"
+            + (
+                ""
+                if spec.get("source")
+                else " (or give that very model: it was given to cnnlens run as a Python object)"
+            )
+        ) from None
 
 
 def _cmd_view(args: argparse.Namespace) -> None:
@@ -44,8 +70,8 @@ def _cmd_view(args: argparse.Namespace) -> None:
             raise CnnlensError("--out names the store that --data creates; with a STORE leave it out")
         store = open_store(args.store)
         model = None
-        if _given_model(args):
-            model = store.model(load_classifier(args))  # checked against the store's weights now, not at first use
+        if _given_model(args):  # checked against the store's weights now, not at first use
+            model = _store_model(store, args)
         where = f"the store {args.store}"
         serve(store, model=model, data=args.data, **common)
         print("cnnlens view: stopped")
@@ -109,5 +135,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "skipped and listed",
     )
     add_class_map(p)
-    add_model_options(p)
+    add_model_options(
+        p,
+        default=f"with a STORE: the store's own model, reopened from it; give --model only where it cannot be "
+        f"(a model given to cnnlens run as a Python object, or a model file since moved), and it must be that model. "
+        f"With --data: default {DEFAULT_MODEL}, the ImageNet photo classifier; digits_cnn for the bundled digits",
+    )
     p.set_defaults(func=_cmd_view)

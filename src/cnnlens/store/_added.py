@@ -72,6 +72,25 @@ def explain_more(
     """See `Store.explain` (``reread=False``: the store object is not read again after the addition, for a caller
     that reads the store with another object)."""
     start = time.perf_counter()
+    added, options, computed = compute_more(
+        store, ids, method, explains, label=label, score=score, model=model, data=data, batch_size=batch_size,
+        progress=progress, options=options,
+    )  # fmt: skip
+    if computed:
+        write_more(store, added.label, method, options, computed)
+        if reread:
+            store.refresh()
+    added.seconds = time.perf_counter() - start
+    return added
+
+
+def compute_more(
+    store: Any, ids: Any, method: str, explains: str | int, *, label: str | None, score: bool, model: Any,
+    data: Any, batch_size: int | None, progress: bool, options: dict[str, Any],
+) -> tuple[Added, dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    """The computing half of `explain_more`, nothing written: (the `Added`, every option of the method, what
+    `write_more` stores: per (kind, shard) the positions, rows, float16 maps and their array's metadata)."""
+    start = time.perf_counter()
     ids = [ids] if isinstance(ids, str) else list(ids)
     if not ids:
         raise CnnlensError("no images to explain: give one or more image ids of the store")
@@ -92,7 +111,7 @@ def explain_more(
             continue
         todo[(kind, row["position"] // shard_size)].append((row["position"], target))
     if not todo:
-        return added
+        return added, options, []
     with progress_switch(progress):
         classifier, dataset = store.model(model), store.dataset(data)
         job = Job(
@@ -103,13 +122,8 @@ def explain_more(
         )  # fmt: skip
         unscored = bool(store.metrics) and not score
         computed = [_compute(job, kind, shard, pairs, added, unscored) for (kind, shard), pairs in todo.items()]
-    computed = [c for c in computed if c is not None]
-    if computed:
-        _write(store, label, method, options, computed)
-        if reread:
-            store.refresh()
     added.seconds = time.perf_counter() - start
-    return added
+    return added, options, [c for c in computed if c is not None]
 
 
 def _compute(
@@ -162,9 +176,9 @@ def _compute(
     return {"kind": kind, "positions": [positions[i] for i in keep], "maps": compact, "meta": meta, "rows": rows}
 
 
-def _write(store: Any, label: str, method: str, options: dict[str, Any], computed: list[dict[str, Any]]) -> None:
+def write_more(store: Any, label: str, method: str, options: dict[str, Any], computed: list[dict[str, Any]]) -> None:
     """Under the store's lock: the maps, the label in the manifest, then the rows (the commit; a label without
-    rows is not listed)."""
+    rows is not listed). ``computed``: from `compute_more`."""
     import pyarrow as pa
 
     lock = Lock(store.root)

@@ -61,7 +61,10 @@ function showJob(job) {
   const passes = `${job.passes.toLocaleString()} model pass${job.passes === 1 ? "" : "es"}`;
   const state = job.state === "running" ? `${passes} · ${job.seconds.toFixed(1)} s`
     : job.state === "done" ? `done: ${passes} in ${job.seconds.toFixed(1)} s` : job.message;
-  $(".job-state", bar).textContent = state;
+  // shown at once, stored behind: a failed write is said here (the map is then computed again when asked)
+  const failed = job.stored && job.stored.startsWith("not stored");
+  $(".job-state", bar).textContent = failed ? `${state} · ${job.stored}` : state;
+  bar.dataset.stored = job.stored || "";
   $(".job-cancel", bar).hidden = job.state !== "running";
   const link = $(".job-link", bar);
   link.hidden = !(job.state === "done" && job.link);
@@ -93,6 +96,17 @@ async function poll(reloadWhenDone) {
   }
 }
 
+async function watchStoring(number) {
+  for (let i = 0; i < 240; i++) {  // until the result is stored, or its write failed (then said on the bar)
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const { job } = await (await fetch("/api/job")).json();
+    if (!job || job.number !== number || job.stored !== "storing") {
+      if (job && job.number === number) showJob(job);
+      return;
+    }
+  }
+}
+
 function setupJob() {
   const bar = $("#job");
   if (!bar) return;
@@ -100,6 +114,7 @@ function setupJob() {
   // a computation that ended a while ago is not news any more
   if (job && !(job.state === "done" && job.ended_ago > 60)) showJob(job);
   if (job && job.state === "running") poll(false);
+  if (job && job.state === "done" && job.stored === "storing") watchStoring(job.number);
   $(".job-cancel", bar).addEventListener("click", async () => {
     const { data } = await postJSON("/api/cancel", {});
     if (data.job) showJob(data.job);
