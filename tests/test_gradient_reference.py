@@ -647,18 +647,37 @@ def test_adaptive_ig_reaches_its_tolerance(model_name) -> None:
     assert (delta.abs() <= 0.01 * gap.abs() + 1e-6).all(), (delta, gap)
     per_image = r.info["passes_per_image"]
     assert len(per_image) == 3 and all(p >= 2 + 4 for p in per_image)
-    assert sum(per_image) == r.passes  # f(x), f(x0) and 2 Gauss points per interval, per image
+    assert sum(per_image) == r.passes  # f(x), f(x0) and the nodes of the Simpson panels, per image
     # and the result is the IG integral, not just any completeness-satisfying map
     fine = cnnlens.explain(model, x, "integrated_gradients", baseline=x0, target=TARGETS, steps=256)
     rel = (r.attributions - fine.attributions).flatten(1).norm(dim=1) / fine.attributions.flatten(1).norm(dim=1)
     assert (rel < 0.1).all(), rel
 
 
+@pytest.mark.parametrize("model_name", ["tanh", "relu6", "residual_module"])
+def test_adaptive_ig_converges_to_the_ig_integral(model_name) -> None:
+    """A tight tolerance gives the integral that many-step Gauss-Legendre IG approximates (a slow reference, 4096
+    nodes), not just any map that adds up; the same call gives the same result; no node is evaluated twice."""
+    model = COMPLETENESS_NETS[model_name]()
+    x, x0 = _nets.inputs(3, scale=2.5), _nets.inputs(3, seed=7, scale=0.3)
+    run = lambda: cnnlens.explain(model, x, "integrated_gradients", baseline=x0, target=TARGETS,  # noqa: E731
+                                  tolerance=1e-3, max_passes=4000)  # fmt: skip
+    r = run()
+    slow = cnnlens.explain(model, x, "integrated_gradients", baseline=x0, target=TARGETS, steps=4096).attributions
+    rel = (r.attributions - slow).flatten(1).norm(dim=1) / slow.flatten(1).norm(dim=1)
+    assert (rel < 1e-2).all(), rel
+    torch.testing.assert_close(run().attributions, r.attributions, rtol=0, atol=0)
+    # Simpson panels share their end nodes: 2 * panels + 1 nodes, plus f(x) and f(x0)
+    for used, panels in zip(r.info["passes_per_image"], r.info["intervals_per_image"], strict=True):
+        assert used == 2 + 2 * panels + 1
+
+
 def test_adaptive_ig_warns_when_the_budget_runs_out(net, x, x0) -> None:
     with pytest.warns(CnnlensWarning, match="did not reach tolerance"):
         r = cnnlens.explain(net, x, "integrated_gradients", baseline=x0, target=TARGETS, tolerance=1e-9, max_passes=12)
-    assert r.info["passes_per_image"] == [12, 12, 12]  # the first round (steps=50 by default) is capped too
-    assert r.passes == 36
+    # the first round (steps=50 by default) is capped too: 9 path nodes (4 panels; a refinement adds 2) + f(x), f(x0)
+    assert r.info["passes_per_image"] == [11, 11, 11]
+    assert r.passes == 33
     with pytest.raises(cnnlens.CnnlensError, match="max_passes"):
         cnnlens.explain(net, x, "integrated_gradients", baseline=x0, tolerance=0.01, max_passes=3)
 
