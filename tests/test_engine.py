@@ -38,8 +38,9 @@ X = torch.randn(3, 3, 8, 8)
         ("saliency", {}, [3]),  # one pass gives gradients and logits
         # logits, baseline scores, then 3 x 10 path points in as few passes of <= 4 as possible
         ("integrated_gradients", {"steps": 10}, [3, 3] + [4] * 7 + [2]),
-        # each pass holds inputs and their references: 2 + 2, then 1 + 1; then the baseline scores
-        ("deeplift", {}, [4, 2, 3]),
+        # pairs of (reference, input) passes of 2 pairs, then 1 (a chunk of pairs is held at once); the
+        # reference passes give the baseline scores
+        ("deeplift", {}, [2, 2, 1, 1]),
         # logits, then 3 x 5 noisy path points
         ("gradient_shap", {"samples": 5, "stdev": 0.1}, [3, 4, 4, 4, 3]),
     ],

@@ -138,7 +138,7 @@ def test_deeplift_and_deeplift_shap_completeness(lite0, x, target, plain) -> Non
     delta = r.attributions.sum().item() - gap  # completeness error computed here, not taken from the method
     assert abs(delta) <= 1e-3 * abs(gap), (delta, gap)
     assert abs(r.delta.item() - delta) <= 1e-3 * abs(gap)
-    assert r.passes == 3
+    assert r.passes == 2  # a pass of the baseline (which scores it too), a pass of the image
     # the rescale rule is doing something: DeepLIFT is not (x - 0) * gradient here
     assert (r.attributions - x * plain).abs().max() > 0.1 * r.attributions.abs().max()
 

@@ -521,6 +521,60 @@ def test_deeplift_scores_the_baselines_for_the_predicted_classes(batch_size) -> 
         assert (net(x0).argmax(1) != predicted).any()  # the baselines' own top classes would give other scores
 
 
+class _InPlaceAfter(torch.nn.Module):
+    """Changes an activation's output in place after the activation ran (``in_place=False``: the same function
+    written without it)."""
+
+    def __init__(self, in_place: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.fc, self.in_place = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Linear(4, 3), in_place
+
+    def forward(self, x: T) -> T:
+        h = torch.relu(self.conv(x))
+        h = h.mul_(2).add_(1) if self.in_place else h * 2 + 1
+        return self.fc(torch.relu(h - 1.5).mean((2, 3)))
+
+
+def test_deeplift_when_the_model_changes_a_reference_value_in_place() -> None:
+    """The reference pass's activation output is changed in place later in the pass: DeepLIFT records copies and
+    gives what it gives on the same function written without in-place operations, complete."""
+    x = _nets.inputs(3)
+    x0 = torch.full_like(x, 0.2)
+    for method, base in (("deeplift", x0), ("deeplift_shap", torch.stack([x0, -x0], 1))):
+        ours = cnnlens.explain(_InPlaceAfter(True), x, method, baseline=base, target=1)
+        plain = cnnlens.explain(_InPlaceAfter(False), x, method, baseline=base, target=1)
+        assert_close(ours.attributions, plain.attributions, rtol=1e-6)
+        assert (ours.delta.abs() < 1e-5).all()
+
+
+class _Branches(torch.nn.Module):
+    """Takes another branch (and runs another number of activations) when the image is bright."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.fc = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Linear(4, 3)
+
+    def forward(self, x: T) -> T:
+        h = torch.relu(self.conv(x))
+        if float(x.detach().mean()) > 0.5:
+            h = torch.relu(h - 0.1)
+        return self.fc(h.mean((2, 3)))
+
+
+def test_deeplift_refuses_a_model_that_runs_other_activations_on_the_baseline() -> None:
+    x = torch.full((1, 3, 8, 8), 0.9)
+    with pytest.raises(cnnlens.CnnlensError, match="other activations on the baseline") as err:
+        cnnlens.explain(_Branches(), x, "deeplift", baseline="zero")
+    assert "integrated_gradients" in str(err.value)
+    e = cnnlens.explain(_Branches(), x, "integrated_gradients", baseline="zero", target=0)  # the advice runs
+    gap = scores(_Branches(), x, torch.tensor([0])) - scores(_Branches(), torch.zeros_like(x), torch.tensor([0]))
+    torch.testing.assert_close(e.delta, e.attributions.flatten(1).sum(1) - gap, rtol=0, atol=1e-5)  # delta is honest
+    same = cnnlens.explain(_Branches(), x, "deeplift", baseline=torch.full_like(x, 0.6))  # the same branch: fine
+    assert same.delta.abs().item() < 1e-5
+
+
 def test_relu6_net_saturates_somewhere() -> None:
     """The ReLU6 completeness case above is not vacuous: some pre-activations exceed 6."""
     model, seen = _nets.act_net("relu6"), []
@@ -593,18 +647,37 @@ def test_adaptive_ig_reaches_its_tolerance(model_name) -> None:
     assert (delta.abs() <= 0.01 * gap.abs() + 1e-6).all(), (delta, gap)
     per_image = r.info["passes_per_image"]
     assert len(per_image) == 3 and all(p >= 2 + 4 for p in per_image)
-    assert sum(per_image) == r.passes  # f(x), f(x0) and 2 Gauss points per interval, per image
+    assert sum(per_image) == r.passes  # f(x), f(x0) and the nodes of the Simpson panels, per image
     # and the result is the IG integral, not just any completeness-satisfying map
     fine = cnnlens.explain(model, x, "integrated_gradients", baseline=x0, target=TARGETS, steps=256)
     rel = (r.attributions - fine.attributions).flatten(1).norm(dim=1) / fine.attributions.flatten(1).norm(dim=1)
     assert (rel < 0.1).all(), rel
 
 
+@pytest.mark.parametrize("model_name", ["tanh", "relu6", "residual_module"])
+def test_adaptive_ig_converges_to_the_ig_integral(model_name) -> None:
+    """A tight tolerance gives the integral that many-step Gauss-Legendre IG approximates (a slow reference, 4096
+    nodes), not just any map that adds up; the same call gives the same result; no node is evaluated twice."""
+    model = COMPLETENESS_NETS[model_name]()
+    x, x0 = _nets.inputs(3, scale=2.5), _nets.inputs(3, seed=7, scale=0.3)
+    run = lambda: cnnlens.explain(model, x, "integrated_gradients", baseline=x0, target=TARGETS,  # noqa: E731
+                                  tolerance=1e-3, max_passes=4000)  # fmt: skip
+    r = run()
+    slow = cnnlens.explain(model, x, "integrated_gradients", baseline=x0, target=TARGETS, steps=4096).attributions
+    rel = (r.attributions - slow).flatten(1).norm(dim=1) / slow.flatten(1).norm(dim=1)
+    assert (rel < 1e-2).all(), rel
+    torch.testing.assert_close(run().attributions, r.attributions, rtol=0, atol=0)
+    # Simpson panels share their end nodes: 2 * panels + 1 nodes, plus f(x) and f(x0)
+    for used, panels in zip(r.info["passes_per_image"], r.info["intervals_per_image"], strict=True):
+        assert used == 2 + 2 * panels + 1
+
+
 def test_adaptive_ig_warns_when_the_budget_runs_out(net, x, x0) -> None:
     with pytest.warns(CnnlensWarning, match="did not reach tolerance"):
         r = cnnlens.explain(net, x, "integrated_gradients", baseline=x0, target=TARGETS, tolerance=1e-9, max_passes=12)
-    assert r.info["passes_per_image"] == [12, 12, 12]  # the first round (steps=50 by default) is capped too
-    assert r.passes == 36
+    # the first round (steps=50 by default) is capped too: 9 path nodes (4 panels; a refinement adds 2) + f(x), f(x0)
+    assert r.info["passes_per_image"] == [11, 11, 11]
+    assert r.passes == 33
     with pytest.raises(cnnlens.CnnlensError, match="max_passes"):
         cnnlens.explain(net, x, "integrated_gradients", baseline=x0, tolerance=0.01, max_passes=3)
 
@@ -770,8 +843,8 @@ EXACT_PASSES = {
     "deconvnet": B,
     "integrated_gradients": B + B + B * S,  # logits, baseline scores, path points
     "gradient_shap": B + B * NS,  # logits, sample points (no delta with noise: no baseline scores)
-    "deeplift": 2 * B + B,  # (input, reference) pairs, baseline scores
-    "deeplift_shap": B + 2 * B * K + B * K,  # logits, pairs per baseline, baseline scores
+    "deeplift": 2 * B,  # a reference pass and an input pass per pair (the baselines are scored in the first)
+    "deeplift_shap": B + 2 * B * K,  # logits, the two passes per (image, baseline) pair
 }
 
 

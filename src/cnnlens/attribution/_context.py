@@ -37,6 +37,7 @@ from ..models._outputs import describe as describe_output
 from ._layer_axis import LayerAxis
 from ._memory import auto_batch_size, is_out_of_memory
 from ._neuron import Neuron
+from ._rules import ReferenceChanged
 
 T = torch.Tensor
 Target = None | int | list | tuple | T | Callable[[T], T]
@@ -72,6 +73,8 @@ class Backward(NamedTuple):
     """Each requested layer's output for the reference rows (with ``reference=``; else empty)."""
     state_grads: list[T]
     """With ``state_grad=True``: ``d score / d value`` of each row-wise value crossing the layer (else empty)."""
+    reference_scores: T | None = None
+    """The explained score of each reference row, for its paired row's target (with ``reference=``)."""
 
 
 class _Shared:
@@ -357,8 +360,7 @@ class Context(LayerAxis):
     ) -> tuple[T, T]:
         """(scores, d score / d x) for every row, chunked. ``mode`` is active during forward passes only.
 
-        ``reference``: one reference row per row; each chunk is run as ``cat([x, reference])`` (DeepLIFT) and
-        only the first half is scored.
+        ``reference``: one reference row per row (DeepLIFT): see ``backward``.
         """
         b = self.backward(x, owner, mode=mode, reference=reference)
         assert b.grad is not None
@@ -381,7 +383,12 @@ class Context(LayerAxis):
         gradients). ``state``: see ``evaluate``; ``state_grad``: also the gradients w.r.t. its row-wise values
         (the flow through what skips the layer). ``start``: ``(logits, d score / d logits) -> (N, K)``, what the
         backward pass starts from at the logits in place of ``d score / d logits`` (relevance propagation's
-        initial relevance). Rows that are the inputs themselves also give the logits."""
+        initial relevance). Rows that are the inputs themselves also give the logits.
+
+        ``reference``: one reference row per row. Each chunk runs the references first (no backward pass through
+        them; ``mode.recording()`` around it, if the mode has it, lets the mode keep their values, e.g. DeepLIFT's
+        reference activations), then the rows (inside ``mode.replaying()``); the references' scores, each for its
+        row's target, and their layer outputs come from that pass."""
         record = self._recording(x)
         if not record and self.neuron is None:
             _ = self.targets
@@ -397,10 +404,18 @@ class Context(LayerAxis):
         cut = not input_grad and len(layers) == 1
 
         def step(sl: slice) -> tuple:
+            try:
+                return attempt(sl)
+            except ReferenceChanged:  # the model changed a recorded reference value in place: record copies
+                mode.copies = True  # type: ignore[union-attr]
+                return attempt(sl)
+
+        def attempt(sl: slice) -> tuple:
             xi = x[sl].detach().requires_grad_(not cut)
-            n = xi.shape[0]
-            batch = xi if reference is None else torch.cat([xi, reference[sl].detach()])
-            own = owner[sl] if reference is None else torch.cat([owner[sl], owner[sl]])
+            own = owner[sl]
+            paired = nullcontext()
+            if reference is not None:
+                ref_out, ref_outs, paired = self._reference_pass(reference[sl], own, mode, layers, cut)
             st, flows = None if state is None else state[sl], []
             if st is not None and state_grad:
                 values = [
@@ -410,26 +425,28 @@ class Context(LayerAxis):
                 st = State(tuple(values), st.kinds)
                 flows = [v for v, k in zip(values, st.kinds, strict=True) if k == "rows"]
             rule = mode if mode is not None else nullcontext()
-            at, called = self._diagnosis(batch)  # a model that refuses gradients is diagnosed on its own inputs
+            at, called = self._diagnosis(xi)  # a model that refuses gradients is diagnosed on its own inputs
             watch = gradient_forward(self.model, at)
             with torch.enable_grad():
-                with watch, rule, capture(layers, detach=cut) as outs:
-                    out = self._output(batch, own, st)
+                with watch, rule, paired, capture(layers, detach=cut) as outs:
+                    out = self._output(xi, own, st)
                 s = self._score(out, own)  # outside the rule: the score's selection is not the model's
-                s, objective = s[:n], s[:n]
+                objective = s
                 if start is not None and s.requires_grad:
                     (g0,) = torch.autograd.grad(s.sum(), out, retain_graph=True)
-                    r0 = start(out[:n].detach(), g0[:n]).detach()  # a scalar objective: d(sum(logits * r0)) = r0
-                    objective = (out[:n] * r0).sum(1)
+                    r0 = start(out.detach(), g0).detach()  # a scalar objective: d(sum(logits * r0)) = r0
+                    objective = (out * r0).sum(1)
                 wrt = [*outs, *flows] if cut else [xi, *outs, *flows]
                 grads = differentiate(objective, wrt, self.model, at, layers, optional=len(flows), inputs=called)
             g = None if cut else grads.pop(0)
             sg = [torch.zeros_like(v) if d is None else d for v, d in zip(flows, grads[len(outs) :], strict=True)]
             grads = grads[: len(outs)]
             if record:
-                logits_parts.append(out[:n].detach())
-            refs = [o[n:].detach() for o in outs] if reference is not None else []
-            return s.detach(), g, [o[:n].detach() for o in outs], [lg[:n] for lg in grads], refs, sg
+                logits_parts.append(out.detach())
+            refs, ref_s = [], None
+            if reference is not None:
+                refs, ref_s = ref_outs, self._paired_scores(ref_out, out.detach(), own)
+            return s.detach(), g, [o.detach() for o in outs], grads, refs, sg, ref_s
 
         parts = self.run(step, x.shape[0], rows_per_item=1 if reference is None else 2)
         if record:
@@ -443,7 +460,35 @@ class Context(LayerAxis):
             [cat([p[3][i] for p in parts]) for i in range(k)],
             [cat([p[4][i] for p in parts]) for i in range(k)] if reference is not None else [],
             [cat([p[5][i] for p in parts]) for i in range(len(parts[0][5]))] if parts else [],
+            cat([p[6] for p in parts]) if reference is not None else None,
         )
+
+    def _reference_pass(
+        self, ref: T, owner: T, mode: AbstractContextManager | None, layers: Sequence[nn.Module], cut: bool
+    ) -> tuple[Any, list[T], AbstractContextManager]:
+        """The forward pass of one chunk of reference rows: ``(output, layer outputs, the mode's replaying
+        context for the rows' pass)``. Run like the rows' pass (gradients on, so the mode sees the same
+        operations), inside ``mode.recording()``; nothing is differentiated."""
+        r = ref.detach().requires_grad_(not cut)
+        record = getattr(mode, "recording", None)
+        at, _ = self._diagnosis(r)
+        rule, recording = mode or nullcontext(), record() if record is not None else nullcontext()
+        with (
+            torch.enable_grad(),
+            gradient_forward(self.model, at),
+            rule,
+            recording,
+            capture(layers, detach=cut) as outs,
+        ):
+            out = self._output(r, owner)
+        replay = getattr(mode, "replaying", None)
+        return out.detach(), [o.detach() for o in outs], replay() if replay is not None else nullcontext()
+
+    def _paired_scores(self, ref_out: Any, out: T, owner: T) -> T:
+        """Scores of reference rows, each for the target of the row it is paired with (``out``: the rows')."""
+        if self._explained is None and self._targets is None and self._target_spec is None:
+            return ref_out.gather(1, out.argmax(1, keepdim=True))[:, 0]  # recording pass: the rows' top classes
+        return self._score(ref_out, owner)
 
     def _diagnosis(self, batch: T) -> tuple[T, str]:
         """What a gradient-cut error runs the model on to find the cause (the model's own inputs, also for a layer

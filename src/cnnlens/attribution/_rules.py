@@ -14,15 +14,16 @@ constants); ReLUs written in other ways (``torch.maximum(x, 0)``, ``x * (x > 0)`
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .._errors import UnsupportedOperationError, say
+from .._errors import CnnlensError, UnsupportedOperationError, say
 from .._options import flag
 from . import _ops, _precision
 
@@ -51,36 +52,39 @@ class _Activation(torch.autograd.Function):
 
 
 class _Rescale(torch.autograd.Function):
-    """An activation on ``cat([inputs, references])`` whose backward pass is DeepLIFT's rescale rule. The rise
-    ``f(x) - f(x0)`` is taken from the forward values, so ``f`` runs once (again only where a derivative is due)."""
+    """An activation whose backward pass is DeepLIFT's rescale rule, given the reference's input ``x_ref`` and
+    output ``y_ref`` at this activation (recorded by the reference pass). The rise ``f(x) - f(x0)`` is taken from
+    the forward values, so ``f`` runs once (again only where a derivative is due)."""
 
     @staticmethod
-    def forward(ctx: Any, x: T, f: Callable[[T], T], mode: RescaleMode) -> T:
+    def forward(ctx: Any, x: T, f: Callable[[T], T], mode: RescaleMode, x_ref: T, y_ref: T) -> T:
         y = f(x)
-        y_in, y_ref = y.chunk(2)
         ctx.f, ctx.mode = f, mode
-        ctx.save_for_backward(x, _precision.working(y_in) - _precision.working(y_ref))
+        ctx.save_for_backward(x, x_ref, _precision.working(y) - _precision.working(y_ref))
         return y
 
     @staticmethod
     def backward(ctx: Any, gy: T) -> tuple:
-        x, rise = ctx.saved_tensors
-        return ctx.mode.rescale_grad(ctx.f, x, rise, gy), None, None
+        x, x_ref, rise = ctx.saved_tensors
+        return ctx.mode.rescale_grad(ctx.f, x, x_ref, rise, gy), None, None, None, None
 
 
-class _MaxPool(torch.autograd.Function):
+class _RescalePool(torch.autograd.Function):
+    """2-D max pooling whose backward pass routes each window's difference from the reference (recorded by the
+    reference pass: input, output, arg-max indices) to the arg-max positions of the input and the reference."""
+
     @staticmethod
-    def forward(ctx: Any, x: T, kw: dict, mode: RuleMode) -> tuple[T, T]:
+    def forward(ctx: Any, x: T, kw: dict, mode: RescaleMode, ref: tuple[T, T, T]) -> tuple[T, T]:
         y, idx = F.max_pool2d_with_indices(x, **kw)
         ctx.mode = mode
-        ctx.save_for_backward(x, y, idx)
+        ctx.save_for_backward(x, y, idx, *ref)
         ctx.mark_non_differentiable(idx)
         return y, idx
 
     @staticmethod
     def backward(ctx: Any, gy: T, _gidx: T) -> tuple:
-        x, y, idx = ctx.saved_tensors
-        return ctx.mode.maxpool_grad(x, y, idx, gy), None, None
+        x, y, idx, x_ref, y_ref, i_ref = ctx.saved_tensors
+        return ctx.mode.maxpool_grad((x, x_ref), (y, y_ref), (idx, i_ref), gy), None, None, None
 
 
 class RuleMode(TorchFunctionMode):
@@ -131,16 +135,17 @@ class RuleMode(TorchFunctionMode):
         if kw.get("stride") in (None, []):
             kw["stride"] = kw["kernel_size"]
         self.seen.add("max_pool2d")
-        y, idx = _MaxPool.apply(args[0], kw, self)
+        y, idx = self.pool(args[0], kw)
         return (y, idx) if want_idx else y
+
+    def pool(self, x: T, kw: dict) -> tuple[T, T]:
+        """``max_pool2d_with_indices(x, **kw)`` with the method's rule in its backward pass (with ``pool_rule``)."""
+        raise NotImplementedError
 
     def check(self, name: str) -> None:
         """Raise when the method has no rule for this activation (subclasses decide)."""
 
     def activation_grad(self, name: str, f: Callable[[T], T], x: T, gy: T) -> T:
-        raise NotImplementedError
-
-    def maxpool_grad(self, x: T, y: T, idx: T, gy: T) -> T:
         raise NotImplementedError
 
 
@@ -277,40 +282,106 @@ class DeconvMode(_GatedMode):
         return gy.clamp(min=0)
 
 
-class RescaleMode(RuleMode):
-    """DeepLIFT rescale rule on a batch ``cat([inputs, references])``: secant slopes instead of derivatives.
+class ReferenceChanged(Exception):
+    """A recorded reference value was modified in place after the reference pass: record copies instead."""
 
-    Every elementwise activation gets the multiplier ``(f(x) - f(x0)) / (x - x0)`` (the derivative where
-    ``|x - x0| < eps``); max pooling routes each window's difference to the arg-max positions of the input and
-    the reference. Both halves get the input half's multipliers, so the input half's gradient is exact.
+
+class RescaleMode(RuleMode):
+    """DeepLIFT rescale rule: secant slopes instead of derivatives, from a reference pass and an input pass.
+
+    ``with mode.recording():`` around the forward pass of the references records, at every activation and max
+    pooling in the order they run, the reference's values; ``with mode.replaying():`` around the forward pass of
+    the inputs (the same number of rows, paired row by row) gives each of them the rule: every elementwise
+    activation gets the multiplier ``(f(x) - f(x0)) / (x - x0)`` (the derivative where ``|x - x0| < eps``); max
+    pooling routes each window's difference to the arg-max positions of the input and the reference. Only the
+    inputs' forward pass builds the graph the backward pass runs through (a pass of ``n`` rows, not ``2n``).
     """
 
     method = "deeplift"
     pool_rule = True
     eps = 1e-10
 
+    def __init__(self, generalize: bool = False) -> None:
+        super().__init__(generalize)
+        self._state = ""  # "record", "replay" or "" (outside both: an error)
+        self._values: list[tuple] = []  # per activation / pooling: the reference's tensors and their versions
+        self._next = 0
+        self.copies = False  # record copies (after a model modified a recorded value in place)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        self._state, self._values = "record", []
+        try:
+            yield
+        finally:
+            self._state = ""
+
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[None]:
+        self._state, self._next = "replay", 0
+        try:
+            yield
+            if self._next != len(self._values):
+                raise self._differs()
+        finally:
+            self._state, self._values = "", []
+
+    def _record(self, *ts: T) -> None:
+        ts = tuple(t.detach().clone() if self.copies else t.detach() for t in ts)
+        self._values.append((ts, tuple(t._version for t in ts)))
+
+    def _take(self, x: T, kind: int) -> tuple[T, ...]:
+        if self._state != "replay":
+            raise RuntimeError("RescaleMode: the inputs' forward pass runs inside replaying(), after recording()")
+        if self._next >= len(self._values):
+            raise self._differs()
+        ts, versions = self._values[self._next]
+        self._next += 1
+        if len(ts) != kind or ts[0].shape != x.shape:
+            raise self._differs()
+        if any(t._version != v for t, v in zip(ts, versions, strict=True)):
+            raise ReferenceChanged
+        return ts
+
+    def _differs(self) -> CnnlensError:
+        return CnnlensError(
+            f"{self.method}: the model ran other activations on the baseline than on the input (control flow that "
+            f"depends on the values), so they cannot be paired; choose a baseline on which the model takes the same "
+            f"path, or use integrated_gradients, which needs no pairing"
+        )
+
     def apply(self, x: T, f: Callable[[T], T], name: str, others_need_grad: bool) -> T:
-        return _Rescale.apply(x, f, self)
+        if self._state == "record":
+            y = f(x)
+            self._record(x, y)
+            return y
+        x_ref, y_ref = self._take(x, 2)
+        return _Rescale.apply(x, f, self, x_ref, y_ref)
 
-    def rescale_grad(self, f: Callable[[T], T], x: T, rise: T, gy: T) -> T:
-        """The multipliers times the incoming gradient of the input half, for both halves."""
-        x_in, x_ref = x.chunk(2)
-        g_in = gy.chunk(2)[0]
-        dx = _precision.working(x_in) - _precision.working(x_ref)
-        small = _precision.tiny_difference(dx, x_in, x_ref, self.eps)
+    def pool(self, x: T, kw: dict) -> tuple[T, T]:
+        if self._state == "record":
+            y, idx = F.max_pool2d_with_indices(x, **kw)
+            self._record(x, y, idx)
+            return y, idx
+        return _RescalePool.apply(x, kw, self, self._take(x, 3))
+
+    def rescale_grad(self, f: Callable[[T], T], x: T, x_ref: T, rise: T, gy: T) -> T:
+        """The multipliers times the incoming gradient."""
+        dx = _precision.working(x) - _precision.working(x_ref)
+        small = _precision.tiny_difference(dx, x, x_ref, self.eps)
         if small.any():  # no secant where input and reference agree: the derivative there
-            g = _precision.working(g_in) * rise / dx.masked_fill(small, 1.0)
-            g = torch.where(small, _precision.working(_vjp(f, x_in, g_in)), g)
+            g = _precision.working(gy) * rise / dx.masked_fill(small, 1.0)
+            g = torch.where(small, _precision.working(_vjp(f, x, gy)), g)
         else:
-            g = _precision.working(g_in) * rise / dx
-        g = g.to(x.dtype)
-        return torch.cat([g, g])
+            g = _precision.working(gy) * rise / dx
+        return g.to(x.dtype)
 
-    def maxpool_grad(self, x: T, y: T, idx: T, gy: T) -> T:
-        x_in, x_ref = (_precision.working(t) for t in x.chunk(2))
-        y_in, y_ref = (_precision.working(t) for t in y.chunk(2))
-        i_in, i_ref = idx.chunk(2)
-        g_in = _precision.working(gy.chunk(2)[0])
+    def maxpool_grad(self, x: tuple[T, T], y: tuple[T, T], idx: tuple[T, T], gy: T) -> T:
+        """``x``, ``y``, ``idx``: (input, reference) pairs of the pooling's input, output and arg-max indices."""
+        x_in, x_ref = (_precision.working(t) for t in x)
+        y_in, y_ref = (_precision.working(t) for t in y)
+        i_in, i_ref = idx
+        g_in = _precision.working(gy)
         top = torch.maximum(y_in, y_ref)
         flat = x_in.flatten(2)
 
@@ -319,7 +390,6 @@ class RescaleMode(RuleMode):
 
         contrib = unpool(g_in * (top - y_ref), i_in) + unpool(g_in * (y_in - top), i_ref)
         dx = x_in - x_ref
-        small = _precision.tiny_difference(dx, *x.chunk(2), self.eps)
+        small = _precision.tiny_difference(dx, *x, self.eps)
         g = torch.where(small, unpool(g_in, i_in), contrib / torch.where(small, torch.ones_like(dx), dx))
-        g = g.to(x.dtype)
-        return torch.cat([g, g])
+        return g.to(x[0].dtype)

@@ -46,9 +46,10 @@ class DeepLift(Method):
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T]:
         assert baseline is not None
-        grads = ctx.input_gradients(RescaleMode(), reference=baseline)
-        attr = (ctx.inputs - baseline) * grads
-        gap = ctx.target_scores() - ctx.scores(baseline, ctx.owners())
+        b = ctx.backward(ctx.inputs, ctx.owners(), mode=RescaleMode(), reference=baseline)
+        assert b.grad is not None and b.reference_scores is not None
+        attr = (ctx.inputs - baseline) * b.grad
+        gap = ctx.target_scores() - b.reference_scores  # the baselines were scored in the same passes
         return attr, checked(sum_per_row(attr) - gap, gap)
 
 
@@ -65,8 +66,8 @@ class DeepLiftShap(Method):
         x, k = ctx.inputs, baseline.shape[1]
         refs = baseline.flatten(0, 1)
         owners = ctx.owners(k)
-        _, grads = ctx.gradients(x.repeat_interleave(k, 0), owners, mode=RescaleMode(), reference=refs)
-        attr = ((x.repeat_interleave(k, 0) - refs) * grads).view(baseline.shape).mean(1)
-        ref_scores = ctx.scores(refs, owners).view(-1, k).mean(1)
-        gap = ctx.target_scores() - ref_scores
+        b = ctx.backward(x.repeat_interleave(k, 0), owners, mode=RescaleMode(), reference=refs)
+        assert b.grad is not None and b.reference_scores is not None
+        attr = ((x.repeat_interleave(k, 0) - refs) * b.grad).view(baseline.shape).mean(1)
+        gap = ctx.target_scores() - b.reference_scores.view(-1, k).mean(1)  # scored in the same passes
         return attr, checked(sum_per_row(attr) - gap, gap)

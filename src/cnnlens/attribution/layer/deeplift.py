@@ -14,11 +14,13 @@ from ._base import LayerMethod
 T = torch.Tensor
 
 
-def _rescaled(ctx: Context, layer: torch.nn.Module, x: T, refs: T, owner: T) -> tuple[T, T, T]:
-    """``(layer output of x, of the references, DeepLIFT multipliers at the layer)`` for rows paired with
-    references: the rescale rule on every activation after the layer, one pass per pair."""
+def _rescaled(ctx: Context, layer: torch.nn.Module, x: T, refs: T, owner: T) -> tuple[T, T, T, T]:
+    """``(layer output of x, of the references, DeepLIFT multipliers at the layer, the references' scores)`` for
+    rows paired with references: the rescale rule on every activation after the layer, a forward pass of each
+    reference and one of each row with its backward pass."""
     b = ctx.backward(x, owner, mode=RescaleMode(), reference=refs, layers=[layer], input_grad=False)
-    return b.outputs[0], b.reference_outputs[0], b.layer_grads[0]
+    assert b.reference_scores is not None
+    return b.outputs[0], b.reference_outputs[0], b.layer_grads[0], b.reference_scores
 
 
 @register
@@ -33,9 +35,9 @@ class LayerDeepLift(LayerMethod):
         every path from the input to the output goes through the layer (a warning says when they do not)."""
         assert baseline is not None
         _, layer = self.target_layer(ctx)
-        a, a0, m = _rescaled(ctx, layer, ctx.inputs, baseline, ctx.owners())
+        a, a0, m, ref_scores = _rescaled(ctx, layer, ctx.inputs, baseline, ctx.owners())
         attr = (a - a0) * m
-        gap = ctx.target_scores() - ctx.scores(baseline, ctx.owners())
+        gap = ctx.target_scores() - ref_scores
         ctx.info["activations"] = a
         return attr, checked(sum_per_row(attr) - gap, gap, layer=ctx.info["layer"])
 
@@ -51,9 +53,10 @@ class LayerDeepLiftShap(LayerMethod):
         assert baseline is not None
         _, layer = self.target_layer(ctx)
         k = baseline.shape[1]
-        a, a0, m = _rescaled(ctx, layer, ctx.inputs.repeat_interleave(k, 0), baseline.flatten(0, 1), ctx.owners(k))
+        refs = baseline.flatten(0, 1)
+        a, a0, m, ref_scores = _rescaled(ctx, layer, ctx.inputs.repeat_interleave(k, 0), refs, ctx.owners(k))
         attr = ((a - a0) * m).view(ctx.n, k, *a.shape[1:]).mean(1)
-        gap = ctx.target_scores() - ctx.scores(baseline.flatten(0, 1), ctx.owners(k)).view(-1, k).mean(1)
+        gap = ctx.target_scores() - ref_scores.view(-1, k).mean(1)
         ctx.info["activations"] = a[::k]
         return attr, checked(sum_per_row(attr) - gap, gap, layer=ctx.info["layer"])
 
