@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import cnnlens
 from _app_store import digits_store, many_classes_store, store_copy
@@ -368,6 +369,12 @@ def test_cli_view_usage_errors_name_the_fix(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "--model efficientnet_lite0 is not the model the store" in err and "(digits_cnn, its weights differ)" in err
     assert "leave --model out to use the store's own model" in err
+    from cnnlens.cli import build_parser
+    from cnnlens.cli._view import _given_model
+
+    args = build_parser().parse_args(["view", str(digits_store())])  # the advice applied: --model left out
+    assert not _given_model(args)  # so the app uses the store's own model, which loads:
+    assert open_store(digits_store()).model().module(torch.zeros(1, 3, 8, 8)).shape == (1, 10)
     assert main(["view", "--help"]) == 0
     assert "with a STORE: the store's own model" in " ".join(capsys.readouterr().out.split())
     assert main(["view", "--data", "digits:field"]) == 2

@@ -564,9 +564,14 @@ class _Branches(torch.nn.Module):
 
 
 def test_deeplift_refuses_a_model_that_runs_other_activations_on_the_baseline() -> None:
-    x = torch.full((1, 3, 8, 8), 0.9)
+    from test_contract import _assert_unchanged, _snapshot
+
+    x, model = torch.full((1, 3, 8, 8), 0.9), _Branches().train()
+    model.fc.weight.requires_grad_(False)
+    before = _snapshot(model)
     with pytest.raises(cnnlens.CnnlensError, match="other activations on the baseline") as err:
-        cnnlens.explain(_Branches(), x, "deeplift", baseline="zero")
+        cnnlens.explain(model, x, "deeplift", baseline="zero")
+    _assert_unchanged(model, before)  # raised mid-run: no hook, flag, requires_grad or value left changed
     assert "integrated_gradients" in str(err.value)
     e = cnnlens.explain(_Branches(), x, "integrated_gradients", baseline="zero", target=0)  # the advice runs
     gap = scores(_Branches(), x, torch.tensor([0])) - scores(_Branches(), torch.zeros_like(x), torch.tensor([0]))
