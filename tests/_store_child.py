@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,28 @@ def _half(path: Path, data: bytes) -> None:
         _die()
 
 
+def tear_zarr_chunk(match: Callable[[str], bool], nth: int = 1) -> None:
+    """Make Zarr die halfway through writing the ``nth`` chunk file whose path ``match``es (its temporary file half
+    written, never renamed)."""
+    import zarr.storage._local as local
+
+    real_put, seen = local._put, []
+
+    def put(path: Path, value: Any, exclusive: bool = False) -> int:
+        if match(Path(path).as_posix()):
+            seen.append(path)
+            if len(seen) == nth:
+                data = bytes(value.as_buffer_like())
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                with local._atomic_write(Path(path), "wb") as f:
+                    f.write(data[: len(data) // 2])
+                    f.flush()
+                    _die()
+        return real_put(path, value, exclusive)
+
+    local._put = put
+
+
 def _arm(moment: str) -> None:
     from cnnlens.store import _layout
 
@@ -76,23 +99,7 @@ def _arm(moment: str) -> None:
 
         _layout.write_bytes = write_bytes
     elif moment == "maps":
-        import zarr.storage._local as local
-
-        real_put, seen = local._put, []
-
-        def put(path: Path, value: Any, exclusive: bool = False) -> int:
-            if "/c/2/" in Path(path).as_posix():
-                seen.append(path)
-                if len(seen) == 2:
-                    data = bytes(value.as_buffer_like())
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
-                    with local._atomic_write(Path(path), "wb") as f:
-                        f.write(data[: len(data) // 2])
-                        f.flush()
-                        _die()
-            return real_put(path, value, exclusive)
-
-        local._put = put
+        tear_zarr_chunk(lambda posix: "/c/2/" in posix, nth=2)
     else:
         raise SystemExit(f"unknown moment {moment!r}")
 
