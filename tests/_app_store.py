@@ -59,3 +59,20 @@ def many_classes_store(folder: Path, names: list[str] | None = None):
     data = ArrayImages(images, labels, names)
     run(model, data, [], out=Path(folder) / "s", progress=False)
     return Path(folder) / "s", model, data
+
+
+def named_store(folder: Path, class_names: list[str], ids: list[str], name: str):
+    """A saliency store of the first ``len(ids)`` digits of the field split, the trained digits model renamed:
+    its classes ``class_names`` (ten), the images ``ids``, the data set ``name`` (e.g. HTML that must stay text).
+    Returns (root, model, data)."""
+    from cnnlens.data import ArrayImages, digits
+    from cnnlens.models import Classifier
+    from cnnlens.store import run
+
+    base = trained_digits()
+    model = Classifier(base.module, base.preprocessing, class_names=class_names, name="evil")
+    field = digits("field")
+    n = len(ids)
+    data = ArrayImages(field.images[:n], field.labels[:n], class_names, ids=ids, name=name)
+    run(model, data, ["saliency"], out=Path(folder) / "s", progress=False)
+    return Path(folder) / "s", model, data

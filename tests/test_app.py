@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import cnnlens
-from _app_store import digits_store, many_classes_store, store_copy
+from _app_store import digits_store, many_classes_store, named_store, store_copy
 from _digits_session import trained_digits
 from cnnlens.app import create_app, running
 from cnnlens.store import open_store
@@ -261,16 +261,9 @@ def test_unexpected_errors_are_one_line_and_logged(served, monkeypatch, caplog) 
 
 
 def test_class_names_and_ids_are_escaped(tmp_path) -> None:
-    from cnnlens.data import ArrayImages, digits
-    from cnnlens.models import Classifier
-
     evil = ['<script>alert("c")</script>', '"><img src=x onerror=alert(1)>', *[f"c{i}" for i in range(2, 10)]]
-    base = trained_digits()
-    model = Classifier(base.module, base.preprocessing, class_names=evil, name="evil")
-    field = digits("field")
     ids = [f"<b>x{i}</b>'\"&" for i in range(16)]
-    data = ArrayImages(field.images[:16], field.labels[:16], evil, ids=ids, name="<i>evil</i>")
-    cnnlens.run(model, data, ["saliency"], out=tmp_path / "s", progress=False)
+    _, model, data = named_store(tmp_path, evil, ids, "<i>evil</i>")
     with running(tmp_path / "s", model=model, data=data) as base_url:
         client = Client(base_url)
         pages = [client.text("/"), client.text("/images"), client.text("/image?id=" + urllib.parse.quote(ids[0])),

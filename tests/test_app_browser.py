@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import cnnlens
-from _app_store import METHODS, many_classes_store, store_copy
+from _app_store import METHODS, many_classes_store, named_store, store_copy
 from _browser import browser
 from _digits_session import trained_digits
 from cnnlens.app import running
@@ -149,17 +149,10 @@ def test_overview_then_a_cell_then_an_image_then_a_method_on_demand(app) -> None
 
 
 def test_html_in_names_and_ids_stays_text_in_the_browser(app, tmp_path) -> None:
-    from cnnlens.data import ArrayImages, digits
-    from cnnlens.models import Classifier
-
     tab, _, _, _, problems = app
     evil = ["<img src=x onerror=alert(1)>", '"><script>alert(2)</script>', *[f"c{i}" for i in range(2, 10)]]
-    base_model = trained_digits()
-    model = Classifier(base_model.module, base_model.preprocessing, class_names=evil, name="evil")
-    field = digits("field")
     ids = [f"<svg onload=alert({i})>" for i in range(8)]
-    data = ArrayImages(field.images[:8], field.labels[:8], evil, ids=ids, name="evil")
-    cnnlens.run(model, data, ["saliency"], out=tmp_path / "s", progress=False)
+    _, model, data = named_store(tmp_path, evil, ids, "evil")
     dialogs: list[str] = []
     tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     with running(tmp_path / "s", model=model, data=data) as base:
