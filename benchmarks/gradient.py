@@ -339,9 +339,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16, help="our batch_size = Captum's internal_batch_size")
     p.add_argument("--only", nargs="*", default=None, help="run only these methods (names as in the table)")
     p.add_argument("--no-ladder", action="store_true", help="skip the IG steps-to-1%% comparison")
+    p.add_argument("--ladder-only", action="store_true", help="run only the IG steps-to-1%% comparison")
+    p.add_argument(
+        "--rungs",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"Captum step counts tried in the IG ladder (default {LADDER})",
+    )
+    p.add_argument(
+        "--quadratures",
+        nargs="+",
+        choices=CAPTUM_QUADRATURES,
+        default=list(CAPTUM_QUADRATURES),
+        help="Captum quadratures in the IG ladder (default: all)",
+    )
     args = p.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
-    ladder = QUICK_LADDER if args.quick else LADDER
+    ladder = tuple(args.rungs) if args.rungs else QUICK_LADDER if args.quick else LADDER
     bs = args.batch_size
 
     import captum
@@ -354,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for case in cases(s, bs):
-        if args.only and case.name not in args.only:
+        if args.ladder_only or (args.only and case.name not in args.only):
             continue
         log(f"{case.name} vs captum.attr.{case.captum_name} (warm-up + {repeats}) ...")
         rows.append(measure(s, case, repeats))
@@ -364,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     ladder_results, warns = [], []
     if not args.no_ladder:
         log("integrated gradients: steps to 1% completeness ...")
-        for q in CAPTUM_QUADRATURES:
+        for q in args.quadratures:
             ladder_results.append(captum_ladder(s, q, ladder, bs))
         res, warns = ours_adaptive(s, bs)
         ladder_results.append(res)
@@ -387,8 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         "diff: max over images of max|ours - Captum| / max|ours|; |δ|/gap: max over images of "
         "|sum(attr) - (f(x) - f(x0))| / |f(x) - f(x0)| (x0 averaged over the drawn baselines for SHAP)"
     )
-    print()
-    print_table(rows)
+    if rows:
+        print()
+        print_table(rows)
     if ladder_results:
         print()
         print(f"Integrated gradients: fewest steps with |δ| <= {TOLERANCE:.0%} of |f(x) - f(x0)| on both images")

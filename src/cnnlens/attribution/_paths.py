@@ -176,6 +176,9 @@ def _adaptive(
     return diff * total, info
 
 
+_RATIO, _RATIO_MIN, _RATIO_MAX, _AIM = 0.5, 0.3, 0.9, 0.9
+
+
 Scored = Callable[[Rows, T, T], tuple[T, T]]
 """``(points, path index, alpha) -> (f at the points (N,), gradients of f at the points (N, ...))``."""
 
@@ -209,7 +212,12 @@ def simpson_adaptive(
     panels = [list(first) for _ in range(p)]
     todo = [sorted({t for pn in first for t in pn}) for _ in range(p)]
     rel = [math.inf] * p
+    ratio = [_RATIO] * p  # per path: children's |error| / parent's |error| seen at the last bisections
+    parents: list[float] = [0.0] * p
+    children: list[list[tuple[float, float, float]]] = [[] for _ in range(p)]
+    rounds = 0
     while any(todo):
+        rounds += 1
         flat = [(i, t) for i, ts in enumerate(todo) for t in ts]
         path = torch.tensor([i for i, _ in flat], device=start.device)
         alpha = torch.tensor([t for _, t in flat], dtype=start.dtype, device=start.device)
@@ -224,19 +232,27 @@ def simpson_adaptive(
             rel[i] = abs(sum(errors)) / g
             if rel[i] <= tol and sum(abs(e) for e in errors) <= tol * g:  # no luck from errors that cancel
                 continue
+            if parents[i] > 0:
+                kids = sum(abs(_panel_error(nodes[i], pn)) for pn in children[i])
+                ratio[i] = min(max(kids / parents[i], _RATIO_MIN), _RATIO_MAX)
             order = sorted(range(len(errors)), key=lambda j: -abs(errors[j]))
-            rest = sum(abs(e) for e in errors)
+            predicted = sum(abs(e) for e in errors)
             spare = (room - len(nodes[i])) // 2
             split = []
+            fair = tol * g / len(errors)  # each panel's share of the target
             for j in order[:spare]:
-                split.append(j)
-                rest -= abs(errors[j])
-                if rest <= 2 * tol * g:  # bisected panels' errors shrink: leave the rest to later rounds
+                if split and abs(errors[j]) <= fair:
                     break
+                split.append(j)
+                predicted -= (1 - ratio[i]) * abs(errors[j])
+                if predicted <= _AIM * tol * g:  # enough bisections for this round to finish, as predicted
+                    break
+            parents[i], children[i] = sum(abs(errors[j]) for j in split), []
             for j in sorted(split, reverse=True):
                 a, m, b = panels[i].pop(j)
-                panels[i] += [(a, (a + m) / 2, m), (m, (m + b) / 2, b)]
+                children[i] += [(a, (a + m) / 2, m), (m, (m + b) / 2, b)]
                 todo[i] += [(a + m) / 2, (m + b) / 2]
+            panels[i] += children[i]
     total = torch.zeros_like(start)
     for i in range(p):
         for pn in panels[i]:
@@ -252,7 +268,8 @@ def simpson_adaptive(
             stacklevel=5,
         )
     used = [2 + len(n) for n in nodes]
-    return diff * total, {"passes_per_image": used, "intervals_per_image": [len(pn) for pn in panels]}
+    info = {"passes_per_image": used, "intervals_per_image": [len(pn) for pn in panels], "rounds": rounds}
+    return diff * total, info
 
 
 def _panel_error(nodes: dict[float, tuple[float, float, T]], panel: tuple[float, float, float]) -> float:
