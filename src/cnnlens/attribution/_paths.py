@@ -176,7 +176,8 @@ def _adaptive(
     return diff * total, info
 
 
-_RATIO, _RATIO_MIN, _RATIO_MAX, _AIM = 0.5, 0.3, 0.9, 0.9
+_RATIO, _RATIO_MIN, _RATIO_MAX = 0.5, 0.3, 0.9  # children's |error| / parent's |error|: first guess, bounds
+_AIM = 0.9  # a round aims at this fraction of the target, so that a slightly optimistic prediction still finishes
 
 
 Scored = Callable[[Rows, T, T], tuple[T, T]]
@@ -194,10 +195,13 @@ def simpson_adaptive(
     ``f`` at every node too, so each panel's own error is known exactly: its Simpson sum of ``h(alpha) = (end -
     start) . grad f`` minus ``f(b) - f(a)``. A path is done when ``|delta|`` and the sum of its panels' absolute
     errors are both within ``tolerance * |gap|`` (no luck from errors that cancel). Each round bisects, in one
-    batch for all paths, the panels with the largest errors until the rest sum to at most twice the tolerance. The
+    batch for all paths, the panels with the largest errors, as many as the path needs to finish in that round as
+    predicted by its last bisections (children's summed |error| / their parent's, kept within [0.3, 0.9]; 0.5 at
+    first), but never a panel whose error is within its even share ``tolerance * |gap| / panels``. The
     first round has ``steps`` nodes (rounded up to an odd number, at most 17) on panels that are shorter near both
     ends of the path, where f often changes fastest; ``f(start)`` and ``f(end)`` (given) count in the ``max_passes``
-    budget of each path as 2 passes.
+    budget of each path as 2 passes. Every pass is a forward and backward pass of one row (no forward-only rows):
+    ``info["passes_per_image"]`` is 2 plus the number of nodes; ``info["rounds"]`` counts the batched rounds.
     """
     tol, budget = float(options["tolerance"]), int(options["max_passes"])
     diff = end - start
