@@ -176,10 +176,6 @@ def _adaptive(
     return diff * total, info
 
 
-_RATIO, _RATIO_MIN, _RATIO_MAX = 0.5, 0.3, 0.9  # children's |error| / parent's |error|: first guess, bounds
-_AIM = 0.9  # a round aims at this fraction of the target, so that a slightly optimistic prediction still finishes
-
-
 Scored = Callable[[Rows, T, T], tuple[T, T]]
 """``(points, path index, alpha) -> (f at the points (N,), gradients of f at the points (N, ...))``."""
 
@@ -195,9 +191,7 @@ def simpson_adaptive(
     ``f`` at every node too, so each panel's own error is known exactly: its Simpson sum of ``h(alpha) = (end -
     start) . grad f`` minus ``f(b) - f(a)``. A path is done when ``|delta|`` and the sum of its panels' absolute
     errors are both within ``tolerance * |gap|`` (no luck from errors that cancel). Each round bisects, in one
-    batch for all paths, the panels with the largest errors, as many as the path needs to finish in that round as
-    predicted by its last bisections (children's summed |error| / their parent's, kept within [0.3, 0.9]; 0.5 at
-    first), but never a panel whose error is within its even share ``tolerance * |gap| / panels``. The
+    batch for all paths, the panels with the largest errors until the rest sum to at most twice the tolerance. The
     first round has ``steps`` nodes (rounded up to an odd number, at most 17) on panels that are shorter near both
     ends of the path, where f often changes fastest; ``f(start)`` and ``f(end)`` (given) count in the ``max_passes``
     budget of each path as 2 passes. Every pass is a forward and backward pass of one row (no forward-only rows):
@@ -216,9 +210,6 @@ def simpson_adaptive(
     panels = [list(first) for _ in range(p)]
     todo = [sorted({t for pn in first for t in pn}) for _ in range(p)]
     rel = [math.inf] * p
-    ratio = [_RATIO] * p  # per path: children's |error| / parent's |error| seen at the last bisections
-    parents: list[float] = [0.0] * p
-    children: list[list[tuple[float, float, float]]] = [[] for _ in range(p)]
     rounds = 0
     while any(todo):
         rounds += 1
@@ -236,27 +227,19 @@ def simpson_adaptive(
             rel[i] = abs(sum(errors)) / g
             if rel[i] <= tol and sum(abs(e) for e in errors) <= tol * g:  # no luck from errors that cancel
                 continue
-            if parents[i] > 0:
-                kids = sum(abs(_panel_error(nodes[i], pn)) for pn in children[i])
-                ratio[i] = min(max(kids / parents[i], _RATIO_MIN), _RATIO_MAX)
             order = sorted(range(len(errors)), key=lambda j: -abs(errors[j]))
-            predicted = sum(abs(e) for e in errors)
+            rest = sum(abs(e) for e in errors)
             spare = (room - len(nodes[i])) // 2
             split = []
-            fair = tol * g / len(errors)  # each panel's share of the target
             for j in order[:spare]:
-                if split and abs(errors[j]) <= fair:
-                    break
                 split.append(j)
-                predicted -= (1 - ratio[i]) * abs(errors[j])
-                if predicted <= _AIM * tol * g:  # enough bisections for this round to finish, as predicted
+                rest -= abs(errors[j])
+                if rest <= 2 * tol * g:  # bisected panels' errors shrink: leave the rest to later rounds
                     break
-            parents[i], children[i] = sum(abs(errors[j]) for j in split), []
             for j in sorted(split, reverse=True):
                 a, m, b = panels[i].pop(j)
-                children[i] += [(a, (a + m) / 2, m), (m, (m + b) / 2, b)]
+                panels[i] += [(a, (a + m) / 2, m), (m, (m + b) / 2, b)]
                 todo[i] += [(a + m) / 2, (m + b) / 2]
-            panels[i] += children[i]
     total = torch.zeros_like(start)
     for i in range(p):
         for pn in panels[i]:
