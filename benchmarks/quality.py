@@ -5,6 +5,13 @@ numbers must agree and only the time differs; the same batch size for both (Capt
 ``max_examples_per_batch``). Deletion / insertion / ROAD have no Captum counterpart: their time is set beside
 the floor, the time of the same number of plain forward passes at the same batch size. Best of ``--repeats``
 after a warm-up; the headline is our time / theirs.
+
+Then deletion and insertion on ``chelsea`` with a fixed Grad-CAM map, at 20 and 100 steps, with incremental
+inference (``incremental="exact"``, the default) beside full passes (``incremental="off"``): seconds, counted
+passes (an incremental row counts as its multiply-add fraction), rows computed incrementally, their mean
+multiply-add fraction and the largest difference of the curves (probability, and logit untimed).
+``--curves``: that table only; ``--threads``: torch's intra-op threads (1 gives steadier ratios on a shared
+machine).
 """
 
 from __future__ import annotations
@@ -71,9 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="1 timed repeat")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, --quick 1)")
     p.add_argument("--batch-size", type=int, default=16, help="model inputs per forward pass, both libraries")
+    p.add_argument("--curves", action="store_true", help="only deletion / insertion, incremental vs full passes")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = p.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     bs = args.batch_size
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.curves:
+        return curves(repeats, bs)
 
     log("loading EfficientNet-Lite0 and sample images ...")
     model = cnnlens.load_model("efficientnet_lite0")
@@ -141,6 +154,44 @@ def main(argv: list[str] | None = None) -> int:
         d = "-" if diff is None else f"{diff:.1e}"
         print(f"{name:<28} {a / b:>10.2f}x {a:>8.3f} {b:>8.3f} {who:>7} {d:>12} {passes:>7}")
     print("floor: the same number of plain forward passes at the same batch size (no perturbing, no sorting)")
+    print()
+    return curves(repeats, bs)
+
+
+def curves(repeats: int, bs: int) -> int:
+    """Deletion and insertion on chelsea (Grad-CAM map), incremental inference beside full passes."""
+    log("deletion / insertion, incremental vs full passes ...")
+    model = cnnlens.load_model("efficientnet_lite0")
+    x = model.preprocess([sample_images()["chelsea"]])
+    attr = cnnlens.explain(model, x, "grad_cam").attributions
+    head = (f"{'curve':<16} {'full s':>7} {'incr s':>7} {'full/incr':>9} {'full passes':>11} {'incr passes':>11} "
+            f"{'incr rows':>9} {'mult-adds':>9} {'max |diff| p':>12} {'logit':>8}")  # fmt: skip
+    lines = []
+    for metric in ("deletion", "insertion"):
+        for steps in (20, 100):
+            log(f"{metric}, {steps} steps ...")
+
+            def run(mode: str, output: str = "probability", m: str = metric, k: int = steps) -> Any:
+                return score(m, model, x, attr_fn(attr), steps=k, batch_size=bs, incremental=mode, output=output,
+                             progress=False)  # fmt: skip
+
+            t_full, full = best_of(lambda: run("off"), repeats)
+            t_inc, inc = best_of(lambda: run("exact"), repeats)
+            logit = float((run("exact", "logit").curve - run("off", "logit").curve).abs().max())
+            diff = float((inc.curve - full.curve).abs().max())
+            rows = f"{inc.info['incremental_rows']}/{inc.info['incremental_rows'] + inc.info['full_rows']}"
+            lines.append(
+                f"{f'{metric} {steps}':<16} {t_full:>7.2f} {t_inc:>7.2f} {t_full / t_inc:>8.2f}x {full.passes:>11.1f} "
+                f"{inc.passes:>11.1f} {rows:>9} {inc.info.get('multiply_adds', float('nan')):>9.3f} {diff:>12.1e} "
+                f"{logit:>8.1e}"
+            )
+    print(f"deletion / insertion on efficientnet_lite0, chelsea, Grad-CAM map; {torch.get_num_threads()} threads, "
+          f"batch {bs}, best of {repeats}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    print("\n".join(lines))
+    print("incr: incremental='exact' (the default); full: incremental='off'; mult-adds: mean fraction of a full "
+          "pass's multiply-adds of an incremental row")  # fmt: skip
     return 0
 
 

@@ -10,8 +10,10 @@ box area (each batch computed at its largest box). Full forward passes run the r
 * rows whose box covers more than :data:`MAX_AREA` of the image;
 * an image's rows after the first batch that cost more than :data:`MAX_FRACTION` of a full pass's multiply-adds
   (measured on EfficientNet-Lite0 on one thread: above it an incremental row takes about a full pass's time);
-* every row of an image with fewer than :data:`MIN_ROWS` small rows (the clean run and the check row would cost
-  more than they save), of a model that does not trace, or with ``incremental="off"``.
+* every row of an image with fewer than :data:`MIN_ROWS` small rows per pass of overhead (the clean run and the
+  check row would cost more than the rows save): one pass for deletion (its start image is the input, whose
+  logits are known, so its first row is free), two for insertion (its start image needs its own pass anyway);
+* every row of a model that does not trace, and with ``incremental="off"``.
 
 Passes count honestly: one per clean run and per check row, and each incremental row as the fraction of a full
 pass's multiply-adds (of convolutions and linear layers) it cost.
@@ -29,9 +31,9 @@ from ..attribution.perturbation._incremental import changed_scores, engine, full
 from ._base import Job
 
 T = torch.Tensor
-MAX_AREA = 0.5
+MAX_AREA = 0.25
 MAX_FRACTION = 0.75
-MIN_ROWS = 3
+MIN_ROWS = 4
 
 
 def mask_boxes(ranks: T, counts: T) -> T:
@@ -72,14 +74,15 @@ def curve_scores(
     small = (area > 0) & (area <= MAX_AREA)
     per_image = torch.zeros(job.n, dtype=torch.long, device=owner.device).index_add_(0, owner, small.long())
     most = int(per_image.max()) if len(owner) else 0
+    minimum = MIN_ROWS * (1 if start is job.inputs else 2)  # per pass of overhead: see the module docstring
     eng = None
-    if setting != "off" and most < MIN_ROWS:
+    if setting != "off" and most < minimum:
         full(ctx, f"at most {most} rows per image change pixels inside a box of at most {MAX_AREA:.0%} of the "
-                  f"image: incremental inference pays off from {MIN_ROWS}")  # fmt: skip
+                  f"image: incremental inference pays off from {minimum}")  # fmt: skip
     else:
-        eng = engine(ctx, setting, most, minimum=MIN_ROWS)
+        eng = engine(ctx, setting, most, minimum=minimum)
     if eng is not None:
-        images = per_image >= MIN_ROWS
+        images = per_image >= minimum
         rows = (small & images[owner]).nonzero()[:, 0]
         if start is job.inputs:  # deletion: the inputs' logits are known
             reference = ctx.logits
@@ -107,16 +110,18 @@ def curve_scores(
             out[first] = float("nan")
         else:
             out[rows] = s
+    done = int((~out.isnan() & small).sum())  # rows computed incrementally (not the start images)
     rest = out.isnan().nonzero()[:, 0]
     if len(rest):
         part = Rows(len(rest), lambda sl: make(rest[sl]))
         out[rest] = job.scores(part, owner[rest], output, desc=desc)
-    return out, _info(ctx.info, len(owner) - len(rest), len(rest), small, eng is not None)
+    return out, _info(ctx.info, done, len(owner) - done, eng is not None)
 
 
-def _info(info: dict, incremental: int, full_rows: int, small: T, ran: bool) -> dict[str, Any]:
-    """``inference`` (``"incremental"`` when any row ran so, else ``"full"``), the rows of each path, the mean
-    multiply-add fraction of the incremental rows and why the others ran whole."""
+def _info(info: dict, incremental: int, full_rows: int, ran: bool) -> dict[str, Any]:
+    """``inference`` (``"incremental"`` when any row ran so, else ``"full"``), the rows of each path (a start
+    image counts as full: its own pass), the mean multiply-add fraction of the incremental rows and why the
+    others ran whole."""
     out: dict[str, Any] = {"inference": "incremental" if incremental else "full", "incremental_rows": incremental,
                            "full_rows": full_rows}  # fmt: skip
     if incremental:
@@ -126,6 +131,6 @@ def _info(info: dict, incremental: int, full_rows: int, small: T, ran: bool) -> 
         out["inference_reason"] = reason or (
             f"rows whose changed pixels' bounding box covers more than {MAX_AREA:.0%} of the image, rows after a "
             f"batch that cost more than {MAX_FRACTION:.0%} of a full pass's multiply-adds, and images with fewer "
-            f"than {MIN_ROWS} smaller rows run as full passes"
+            f"than {MIN_ROWS} smaller rows per pass of overhead run as full passes (as does each curve's start image)"
         )
     return out
