@@ -101,7 +101,9 @@ def curve_scores(
             n = torch.arange(len(r), device=r.device)
             return changed(rows[r])[n[:, None, None], iy[:, :, None], ix[:, None, :]][:, None]
 
-        score = lambda logits, own: job.output_scores(logits, own, output)  # noqa: E731
+        def score(logits: T, own: T) -> T:
+            return job.output_scores(logits, own, output)
+
         s = changed_scores(
             ctx, eng, end, owner[rows], boxes[rows], inside, desc,
             clean=start, reference=reference, score=score, max_fraction=MAX_FRACTION,
