@@ -32,7 +32,7 @@ from torch import nn
 from .._guard import frozen
 from ._cut import _attributes, _hooks, _restore
 from ._graph import Untraceable, _mutated
-from ._regions import cat_inputs, is_binary, is_pointwise, pad_of, window_of
+from ._regions import batchnorm_affine, cat_inputs, in_place, is_binary, is_pointwise, pad_of, window_of
 
 T = torch.Tensor
 
@@ -78,7 +78,7 @@ def _expand(v: Any, n: int) -> Any:
 class Incremental:
     """``model`` traced for incremental inference; see the module docstring. Build inside ``frozen(model)``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, fold: bool = True, channels_last: bool = True) -> None:
         if isinstance(model, torch.jit.ScriptModule) or any(
             isinstance(m, torch.jit.ScriptModule) for m in model.modules()
         ):
@@ -120,6 +120,10 @@ class Incremental:
             self.mutating.add(m)
         self._plan: list[tuple[fx.Node, str, Any]] | None = None
         self._sizes: dict[int, dict[fx.Node, Any]] = {}
+        self.fold, self.channels_last = fold, channels_last
+        self._folded: dict[fx.Node, Any] = {}  # convolution -> its Window with the next BatchNorm folded in
+        self._alias: set[fx.Node] = set()  # those BatchNorms: their value is the convolution's
+        self._windows: set[fx.Node] = set()  # convolutions and pooling (their changed values are fresh tensors)
 
     # ---- the clean run ----------------------------------------------------------------------------------------
     def _call(self, node: fx.Node, args: tuple, kwargs: dict) -> Any:
@@ -146,6 +150,10 @@ class Incremental:
                 kwargs = fx.node.map_arg(n.kwargs, lambda a: values[a])
                 values[n] = self._call(n, args, kwargs)  # type: ignore[arg-type]
         logits = values[self.output]
+        if self.channels_last:  # the changed copies run in channels-last layout (faster convolutions on a CPU)
+            for n in self.dependent:
+                if _is_4d(values.get(n)) and n.op != "output":
+                    values[n] = values[n].contiguous(memory_format=torch.channels_last)
         if not isinstance(logits, torch.Tensor):
             raise Untraceable(f"the model returns a {type(logits).__name__}, not a tensor of logits")
         if self._plan is None:
@@ -177,12 +185,20 @@ class Incremental:
             one = dep == [first] and _is_4d(values[first]) and _is_4d(v)
             window = window_of(n, module, const) if one else None
             pad = pad_of(n, module) if one else None
-            if window is not None:
+            if n in self._alias:
+                kind, extra, macs = "alias", None, 0
+            elif window is not None:
                 kind, extra, macs = "window", window, v.numel() * window.macs_per_output
+                self._windows.add(n)
+                bn = _next_batchnorm(n, self.modules) if self.fold and window.conv is not None else None
+                if bn is not None:
+                    extra = window.folded(*bn[1])
+                    self._folded[n] = extra
+                    self._alias.add(bn[0])
             elif pad is not None:
                 kind, extra = "pad", pad
             elif one and is_pointwise(n, module) and v.shape == values[first].shape:
-                kind = "pointwise"
+                kind, extra = "pointwise", self._owned(first, n) and in_place(n, module)
             elif spatial and _is_map(v, v) and is_binary(n):
                 kind, extra = "binary", others
             elif spatial and _is_map(v, v) and cat_inputs(n) is not None and not others:
@@ -190,6 +206,13 @@ class Incremental:
             self.full_macs += macs
             plan.append((n, kind, (extra, macs)))
         return plan
+
+    def _owned(self, a: fx.Node, reader: fx.Node) -> bool:
+        """Whether ``reader`` is the only reader of ``a``'s changed value and that value is a fresh tensor (a
+        convolution's or pooling's output, also through a folded BatchNorm): an activation may then overwrite it."""
+        if list(a.users) != [reader]:
+            return False
+        return a in self._alias or a in self._windows
 
     # ---- a batch of changed copies ----------------------------------------------------------------------------
     def run(self, clean: Clean, patch: T, y: T, x: T, region: T, field: float | None = None) -> tuple[T, float]:
@@ -199,17 +222,26 @@ class Incremental:
         linear layers). ``field``: the projective-field threshold of the approximate mode (``None``: exact)."""
         assert self._plan is not None
         n = patch.shape[0]
+        if self.channels_last:
+            patch = patch.contiguous(memory_format=torch.channels_last)
         env: dict[fx.Node, Any] = {self.input: Patch(patch, y, x, region)}
         sizes = self._sizes_for(clean, n)
         macs = 0
         for node, kind, (extra, full) in self._plan:
             if kind == "size":
                 continue
+            if kind == "alias":  # a BatchNorm folded into the convolution before it
+                if node.args[0] in env:
+                    env[node] = env[node.args[0]]  # type: ignore[index]
+                continue
             changed = [a for a in node.all_input_nodes if a in env]
             if not changed:
                 continue
+            if kind == "pointwise" and extra and isinstance(env[node.args[0]], Full):  # type: ignore[index]
+                env[node] = Full(extra(env[node.args[0]].value))  # type: ignore[index]
+                continue
             if kind == "generic" or any(isinstance(env[a], Full) for a in changed):
-                env[node] = Full(self._generic(node, clean, env, sizes, n))
+                env[node] = Full(self._generic(node, clean, env, sizes, n, kind))
                 macs += n * full
                 continue
             if kind == "binary" and any(a in env for a in extra):
@@ -217,7 +249,7 @@ class Incremental:
                 continue
             out = self._local(node, kind, extra, clean, env, field)
             if isinstance(out, Full):  # the change reaches the whole map: run the operation as it is
-                env[node] = Full(self._generic(node, clean, env, sizes, n))
+                env[node] = Full(self._generic(node, clean, env, sizes, n, kind))
                 macs += n * full
             elif out is not None:
                 env[node] = out
@@ -238,6 +270,8 @@ class Incremental:
             return Patch(p.value, p.y + extra[0], p.x + extra[1], p.region + shift)
         if kind == "pointwise":
             p = env[node.args[0]]
+            if extra:
+                return Patch(extra(p.value), p.y, p.x, p.region)
             args = (p.value, *fx.node.map_arg(node.args[1:], lambda a: clean.values[a]))
             kwargs = fx.node.map_arg(node.kwargs, lambda a: clean.values[a])
             return Patch(self._call(node, args, kwargs), p.y, p.x, p.region)  # type: ignore[arg-type]
@@ -283,9 +317,17 @@ class Incremental:
             return _read(v, e, e.y.new_zeros(n), e.x.new_zeros(n), (v.shape[2], v.shape[3]), 0.0)
         return _expand(clean.values[a], n)
 
-    def _generic(self, node: fx.Node, clean: Clean, env: dict, sizes: dict, n: int) -> Any:
-        args = fx.node.map_arg(node.args, lambda a: self._arg(a, clean, env, sizes, n))
-        kwargs = fx.node.map_arg(node.kwargs, lambda a: self._arg(a, clean, env, sizes, n))
+    def _generic(self, node: fx.Node, clean: Clean, env: dict, sizes: dict, n: int, kind: str = "generic") -> Any:
+        if node in self._folded:
+            return self._folded[node].full(self._arg(node.args[0], clean, env, sizes, n))  # type: ignore[arg-type]
+
+        def arg(a: fx.Node) -> Any:
+            v = self._arg(a, clean, env, sizes, n)
+            # operations outside the known rules get the layout the model's own code expects (``view`` and such)
+            return v.contiguous() if kind == "generic" and isinstance(v, torch.Tensor) else v
+
+        args = fx.node.map_arg(node.args, arg)
+        kwargs = fx.node.map_arg(node.kwargs, arg)
         return self._call(node, args, kwargs)  # type: ignore[arg-type]
 
     def _sizes_for(self, clean: Clean, n: int) -> dict[fx.Node, Any]:
@@ -297,6 +339,15 @@ class Incremental:
                     sizes[node] = self._generic(node, clean, {}, sizes, n)
             self._sizes[n] = sizes
         return self._sizes[n]
+
+
+def _next_batchnorm(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[fx.Node, tuple[T, T]] | None:
+    """The eval-mode BatchNorm that is the only reader of convolution ``node``, and its scale and shift."""
+    users = list(node.users)
+    if len(users) != 1 or users[0].op != "call_module" or users[0].args[:1] != (node,) or len(users[0].args) != 1:
+        return None
+    affine = batchnorm_affine(modules.get(str(users[0].target)))
+    return None if affine is None else (users[0], affine)
 
 
 def _fetch(gm: fx.GraphModule, target: str) -> Any:
@@ -398,7 +449,10 @@ def _read(clean: T, patch: Patch | None, y: T, x: T, shape: tuple[int, int], fil
     channels, height, width = c.shape
     ys, xs = y.tolist(), x.tolist()
     inside = min(ys) >= 0 and min(xs) >= 0 and max(ys) + h <= height and max(xs) + w <= width
-    out = c.new_empty(len(ys), channels, h, w) if inside else c.new_full((len(ys), channels, h, w), fill)
+    layout = torch.channels_last if clean.dim() == 4 and not clean.is_contiguous() else torch.contiguous_format
+    out = torch.empty((len(ys), channels, h, w), dtype=c.dtype, device=c.device, memory_format=layout)
+    if not inside:
+        out.fill_(fill)
     for r, (top, left) in enumerate(zip(ys, xs, strict=True)):
         _paste(out[r], c, top, left, 0, 0, height, width)
     if patch is not None:
