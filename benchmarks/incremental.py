@@ -31,7 +31,7 @@ from _common import log
 from cnnlens.data import sample_image
 
 T = torch.Tensor
-APPROXIMATE = ((1.0, 0.2), (1.0, 0.1), (0.8, 0.2), (0.5, 0.1))  # (field_threshold, drill_down); first: defaults
+APPROXIMATE = ((1.0, 0.15), (1.0, 0.1), (1.0, 0.2), (0.8, 0.15))  # (field_threshold, drill_down); first: defaults
 OTHERS = ("coffee", "astronaut")
 
 
