@@ -259,7 +259,23 @@ def assert_unchanged(model: nn.Module, before: dict) -> None:
     }
 
 
-@pytest.mark.parametrize("net", [StridedDilated, DepthwiseSeparable])
+class Padded(nn.Module):
+    """Zero padding layers before convolutions (TensorFlow-style "same" padding), some symmetric, one not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p1, self.c1, self.b1 = nn.ZeroPad2d(1), nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)
+        self.p2, self.c2, self.b2 = nn.ZeroPad2d(2), nn.Conv2d(8, 8, 5, groups=8), nn.BatchNorm2d(8)
+        self.p3, self.c3 = nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(8, 8, 3, stride=2)
+        self.c4, self.fc = nn.Conv2d(8, 6, 3), nn.Linear(6, 3)
+
+    def forward(self, x: T) -> T:
+        x = F.relu6(self.b2(self.c2(self.p2(torch.relu(self.b1(self.c1(self.p1(x))))))))
+        x = self.c4(F.pad(self.c3(self.p3(x)), (1, 1, 1, 1))).relu()
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("net", [StridedDilated, DepthwiseSeparable, Padded])
 def test_folded_batchnorm_and_channels_last_equal_full_inference_and_the_plain_engine(net) -> None:
     model = init_(net())
     if net is StridedDilated:
@@ -271,6 +287,8 @@ def test_folded_batchnorm_and_channels_last_equal_full_inference_and_the_plain_e
         inc = Incremental(model)
         inc.clean(x)
     assert inc._alias  # BatchNorms were folded into their convolutions
+    if net is Padded:  # the symmetric paddings are left to the convolutions reading them
+        assert sorted(p.name for p in inc._skipped) == ["p1", "p2", "pad"]
     got, ref = incremental_logits(model, x, boxes, base)
     plain, _ = incremental_logits(model, x, boxes, base, fold=False, channels_last=False)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)

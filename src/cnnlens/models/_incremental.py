@@ -32,7 +32,16 @@ from torch import nn
 from .._guard import frozen
 from ._cut import _attributes, _hooks, _restore
 from ._graph import Untraceable, _mutated
-from ._regions import batchnorm_affine, cat_inputs, in_place, is_binary, is_pointwise, pad_of, window_of
+from ._regions import (
+    batchnorm_affine,
+    cat_inputs,
+    in_place,
+    is_binary,
+    is_pointwise,
+    pad_of,
+    symmetric_zero_pad,
+    window_of,
+)
 
 T = torch.Tensor
 
@@ -53,6 +62,14 @@ class Full:
     """A changed value computed whole, one row per changed copy."""
 
     value: Any
+
+
+@dataclass
+class Unpadded(Full):
+    """A changed value computed whole, before a zero padding ``pad`` (rows, columns) that the convolution reading
+    it applies itself (no padded copy)."""
+
+    pad: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -124,6 +141,8 @@ class Incremental:
         self._folded: dict[fx.Node, Any] = {}  # convolution -> its Window with the next BatchNorm folded in
         self._alias: set[fx.Node] = set()  # those BatchNorms: their value is the convolution's
         self._windows: set[fx.Node] = set()  # convolutions and pooling (their changed values are fresh tensors)
+        self._convs: dict[fx.Node, Any] = {}  # convolution -> its Window (with a folded BatchNorm)
+        self._skipped: dict[fx.Node, tuple[int, int]] = {}  # zero padding read only by a convolution
 
     # ---- the clean run ----------------------------------------------------------------------------------------
     def _call(self, node: fx.Node, args: tuple, kwargs: dict) -> Any:
@@ -195,6 +214,11 @@ class Incremental:
                     extra = window.folded(*bn[1])
                     self._folded[n] = extra
                     self._alias.add(bn[0])
+                if window.conv is not None:
+                    self._convs[n] = extra
+                    sym = symmetric_zero_pad(first, self.modules.get(str(first.target))) if first else None
+                    if sym is not None and list(first.users) == [n] and window.padding == (0, 0):  # type: ignore[union-attr]
+                        self._skipped[first] = sym  # type: ignore[index]
             elif pad is not None:
                 kind, extra = "pad", pad
             elif one and is_pointwise(n, module) and v.shape == values[first].shape:
@@ -236,6 +260,9 @@ class Incremental:
                 continue
             changed = [a for a in node.all_input_nodes if a in env]
             if not changed:
+                continue
+            if kind == "pad" and node in self._skipped and isinstance(env[node.args[0]], Full):  # type: ignore[index]
+                env[node] = Unpadded(env[node.args[0]].value, self._skipped[node])  # type: ignore[index]
                 continue
             if kind == "pointwise" and extra and isinstance(env[node.args[0]], Full):  # type: ignore[index]
                 env[node] = Full(extra(env[node.args[0]].value))  # type: ignore[index]
@@ -318,8 +345,10 @@ class Incremental:
         return _expand(clean.values[a], n)
 
     def _generic(self, node: fx.Node, clean: Clean, env: dict, sizes: dict, n: int, kind: str = "generic") -> Any:
-        if node in self._folded:
-            return self._folded[node].full(self._arg(node.args[0], clean, env, sizes, n))  # type: ignore[arg-type]
+        if node in self._convs:
+            a = node.args[0]
+            pad = env[a].pad if isinstance(env.get(a), Unpadded) else None
+            return self._convs[node].full(self._arg(a, clean, env, sizes, n), pad)  # type: ignore[arg-type]
 
         def arg(a: fx.Node) -> Any:
             v = self._arg(a, clean, env, sizes, n)

@@ -59,10 +59,13 @@ class Window:
     macs_per_output: int  # multiply-adds per output value (0 for pooling)
     conv: tuple | None = None  # a convolution's (weight, bias, stride, padding as given, dilation, groups)
 
-    def full(self, x: T) -> T:
-        """A convolution run on whole maps, with its padding."""
+    def full(self, x: T, pad: tuple[int, int] | None = None) -> T:
+        """A convolution run on whole maps, with its padding (``pad``: with this zero padding instead, of a
+        padding node before it that was skipped)."""
         assert self.conv is not None
         weight, bias, stride, padding, dilation, groups = self.conv
+        if pad is not None:
+            return F.conv2d(x, weight, bias, stride, pad, dilation, groups)
         if self.padding == (0, 0) and padding != "same":
             return self.run(x)
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -242,6 +245,22 @@ def pad_of(node: fx.Node, module: nn.Module | None) -> tuple[int, int] | None:
         pads = (*a["pad"], 0, 0)[:4]
         return (pads[2], pads[0])
     return None
+
+
+def symmetric_zero_pad(node: fx.Node, module: nn.Module | None) -> tuple[int, int] | None:
+    """``(rows, columns)`` of a zero padding node that pads both sides of each axis alike, else ``None``."""
+    if isinstance(module, (nn.ZeroPad2d, nn.ConstantPad2d)):
+        pads, value = tuple(module.padding), getattr(module, "value", 0.0)
+    elif module is None and node.op == "call_function" and node.target is F.pad:
+        a = _bound(node, ["input", "pad", "mode", "value"], [None, None, "constant", None])
+        if a is None or a["mode"] != "constant" or len(a["pad"]) != 4:
+            return None
+        pads, value = tuple(a["pad"]), a["value"] or 0.0
+    else:
+        return None
+    if len(pads) != 4 or value != 0 or pads[0] != pads[1] or pads[2] != pads[3] or min(pads) < 0:
+        return None
+    return (int(pads[2]), int(pads[0]))
 
 
 def is_pointwise(node: fx.Node, module: nn.Module | None) -> bool:
