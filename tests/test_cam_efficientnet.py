@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 import cnnlens
 from cnnlens.data import sample_image
+from cnnlens.models import _layers
 from test_cam_reference import (
     assert_close,
     bias_layers,
@@ -69,9 +70,12 @@ def test_block_14_is_residual(lite0, x) -> None:
 
 
 def test_default_layer_is_the_head_conv(lite0, x, target) -> None:
+    _layers._FOUND.pop(lite0.module, None)  # forget a probe an earlier test ran
     r = cnnlens.explain(lite0, x, "grad_cam", target=target)
     assert r.info["layers"] == [HEAD]
     assert r.passes == 2  # the probe and the Grad-CAM pass
+    again = cnnlens.explain(lite0, x, "grad_cam", target=target)
+    assert again.passes == 1 and torch.equal(again.attributions, r.attributions)  # the probe's answer was kept
 
 
 @pytest.mark.parametrize(

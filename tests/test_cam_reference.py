@@ -18,6 +18,7 @@ from torch import nn
 
 import _nets
 import cnnlens
+from cnnlens.models import _layers
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning:captum"),
@@ -281,6 +282,7 @@ def test_guided_grad_cam_equals_captum(net, x, layer) -> None:
 
 
 def test_default_layer_is_the_last_spatial_conv(net, x) -> None:
+    _layers._FOUND.pop(net, None)  # forget a probe an earlier test ran
     r = cnnlens.explain(net, x, "grad_cam", target=TARGETS)
     assert r.info["layers"] == ["head"]
     assert r.passes == 3 + 1  # one probe finds the layer
@@ -660,3 +662,45 @@ def test_cam_refuses_a_callable_target(net, x) -> None:
 def test_bad_layer_spec(net, x) -> None:
     with pytest.raises(cnnlens.CnnlensError, match="layer must be a dotted layer name, a module, a list of them"):
         cnnlens.explain(net, x, "grad_cam", layer=[])
+
+
+class _TwoConvs(nn.Module):
+    """Its last convolution depends on an attribute: ``b`` runs after ``a`` unless ``use_b`` is False."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 5)
+        self.use_b = True
+
+    def forward(self, x: T) -> T:
+        x = torch.relu(self.a(x))
+        if self.use_b:
+            x = torch.relu(self.b(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_default_layer_probe_is_kept_until_the_model_changes(x) -> None:
+    torch.manual_seed(0)
+    model = _TwoConvs()
+
+    def run(**kw: object) -> cnnlens.Explanation:
+        return cnnlens.explain(model, x, "grad_cam", target=TARGETS, **kw)
+
+    first, second = run(), run()
+    assert first.info["layers"] == second.info["layers"] == ["b"]
+    assert (first.passes, second.passes) == (3 + 1, 3)  # one pass per image; the second call reuses the probe
+    model.use_b = False  # the forward now ends at conv a: the probe must run again
+    third = run()
+    assert third.info["layers"] == ["a"] and third.passes == 3 + 1
+    assert_close(third.attributions, run(layer="a").attributions)
+    model.use_b = True
+    model.b = nn.Conv2d(4, 4, 3, padding=1)  # another module in its place: probed again
+    assert run().passes == 3 + 1
+    h = model.a.register_forward_hook(lambda *_: None)  # a hook may change the forward: probed again
+    try:
+        assert run().passes == 3 + 1
+    finally:
+        h.remove()
+    x_big = torch.cat([x, x], dim=3)  # another input size: probed again
+    assert cnnlens.explain(model, x_big, "grad_cam", target=TARGETS).passes == 3 + 1

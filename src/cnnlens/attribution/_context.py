@@ -32,7 +32,8 @@ from .._errors import CnnlensError, UnsupportedOperationError, say
 from .._guard import is_scripted
 from .._model_checks import differentiate, gradient_forward
 from .._progress import checkpoint
-from ..models import Cut, State, cut_at, get_layer, last_conv_layer
+from ..models import Cut, State, cut_at, get_layer
+from ..models._layers import probed_last_conv
 from ..models._outputs import describe as describe_output
 from ._layer_axis import LayerAxis
 from ._memory import auto_batch_size, is_out_of_memory
@@ -113,9 +114,10 @@ class Context(LayerAxis):
         neuron: Neuron | None = None,
     ) -> None:
         shared = _Shared(model, batch_size, generator if generator is not None else torch.Generator().manual_seed(0))
-        if neuron is not None and neuron.layer is None:  # the last convolution, found by one probe pass
-            shared.passes += 1
-            neuron = Neuron(last_conv_layer(model, input_shape=(1, *inputs.shape[1:])), neuron.spec)
+        if neuron is not None and neuron.layer is None:  # the last convolution, found by a probe pass (kept)
+            name, probed = probed_last_conv(model, (1, *inputs.shape[1:]))
+            shared.passes += int(probed)
+            neuron = Neuron(name, neuron.spec)
         self._setup(shared, inputs, target, neuron)
         if neuron is not None:
             cut = shared.cut(neuron.layer)

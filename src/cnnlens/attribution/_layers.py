@@ -10,7 +10,8 @@ from torch import nn
 from .._errors import CnnlensError, say
 from .._guard import is_scripted
 from .._options import value
-from ..models import get_layer, last_conv_layer
+from ..models import get_layer
+from ..models._layers import probed_last_conv
 from ._context import Context
 
 LAYERS = value(
@@ -28,16 +29,18 @@ LAYER = value(
 
 
 def default_layer(ctx: Context) -> str:
-    """The last convolution with spatial output, found by one probe pass (counted) on zeros shaped like one input."""
+    """The last convolution with spatial output, found by one probe pass (counted) on zeros shaped like one input;
+    the probe runs once per model state and input shape (``cnnlens.models._layers.probed_last_conv``)."""
     if is_scripted(ctx.model) and not any(isinstance(m, nn.Conv2d) for m in ctx.model.modules()):
         raise CnnlensError(
             "this method captures a layer's activations with a forward hook, which TorchScript code does not take; "
             "explain the model as an nn.Module (load its state dict into its class), or use a method without hooks "
             "(saliency, integrated_gradients, occlusion)"
         )
-    ctx.count(1)
     try:
-        return last_conv_layer(ctx.model, input_shape=(1, *ctx.inputs.shape[1:]))
+        name, probed = probed_last_conv(ctx.model, (1, *ctx.inputs.shape[1:]))
+        ctx.count(int(probed))
+        return name
     except CnnlensError as err:
         cause = err.__cause__
         why = f"the model failed ({type(cause).__name__}: {cause})" if cause is not None else "found no nn.Conv2d"

@@ -112,6 +112,14 @@ def pointwise(name: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)
+def _signature(func: Callable) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+
+
 def at(func: Callable, args: tuple, kwargs: dict, pos: int | str) -> tuple[T, Callable[[T], T], bool]:
     """A call as a function of one operand (positional index or keyword): ``(operand, pure function, in place)``.
 
@@ -126,10 +134,7 @@ def at(func: Callable, args: tuple, kwargs: dict, pos: int | str) -> tuple[T, Ca
     base = out_of_place(func)
     if base is not None:
         return operand, with_operand(base), True
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        sig = None
+    sig = _signature(func)
     if sig is None or "inplace" not in sig.parameters or pos != 0:
         return operand, with_operand(func), False
     bound = sig.bind(*args, **kwargs)  # F.relu(x, inplace=True) and friends: the flag becomes False

@@ -45,6 +45,7 @@ from .._errors import CnnlensError
 from .._guard import frozen
 from ._graph import Split, Untraceable, acts_per_unit
 from ._layers import get_layer
+from ._state import state_fingerprint
 
 T = torch.Tensor
 
@@ -261,19 +262,9 @@ def _signature(x: T) -> tuple:
 def _fingerprint(model: nn.Module, layer: nn.Module, name: str) -> tuple:
     """What a traced cut depends on: the modules (which objects, where), every parameter and buffer (which tensor,
     its in-place version, storage, dtype), the hooks, and the attributes of the modules whose code was traced."""
-    from torch.nn.modules import module as registry
-
     parts = name.split(".")
     ancestors = {id(model.get_submodule(".".join(parts[:i]))) for i in range(len(parts))}
-    out: list = [id(layer), len(registry._global_forward_hooks), len(registry._global_forward_pre_hooks)]
-    for n, m in model.named_modules(remove_duplicate=False):
-        out.append((n, id(m), type(m)))
-        if id(m) in ancestors:
-            out.append((len(m._forward_hooks), len(m._forward_pre_hooks)))
-            out.extend((k, id(v)) for k, v in vars(m).items() if k != "training")  # traced in eval mode
-    for n, t in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
-        out.append((n, id(t), t._version, t.data_ptr(), t.dtype, t.device, tuple(t.shape)))
-    return tuple(out)
+    return (id(layer), *state_fingerprint(model, ancestors))
 
 
 def _cached(model: nn.Module, name: str, layer: nn.Module) -> _Traced | str | None:

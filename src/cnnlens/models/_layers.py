@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import weakref
+from contextlib import suppress
 
 import torch
 from torch import nn
 
 from cnnlens._errors import CnnlensError
-from cnnlens._guard import frozen
+from cnnlens._guard import frozen, is_scripted
 from cnnlens.models._classifier import Classifier
+from cnnlens.models._state import state_fingerprint
+
+# model -> {(input shape, dtype, device): (state fingerprint, layer name)}; weak keys: never keeps a model alive
+_FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _as_module(model: nn.Module | Classifier) -> nn.Module:
@@ -62,21 +68,43 @@ def last_conv_layer(model: nn.Module | Classifier, input_shape: tuple[int, ...] 
     """Dotted name of the last ``nn.Conv2d`` executed whose output is larger than 1x1.
 
     The model is run once on zeros of ``input_shape`` (default: the classifier's input size,
-    else ``(1, 3, 224, 224)``) in eval mode; training flags and hooks are restored afterwards.
+    else ``(1, 3, 224, 224)``) in eval mode; training flags and hooks are restored afterwards. The answer is kept
+    per model state and input shape (see :func:`probed_last_conv`).
     """
     root = _as_module(model)
     if input_shape is None:
         prep = model.preprocessing if isinstance(model, Classifier) else None
         input_shape = (1, 3, *prep.input_size) if prep is not None else (1, 3, 224, 224)
+    return probed_last_conv(root, input_shape)[0]
+
+
+def probed_last_conv(root: nn.Module, input_shape: tuple[int, ...]) -> tuple[str, bool]:
+    """``(last_conv_layer(root, input_shape), whether the model ran for it)``: the probe runs once per model state
+    (its modules, parameters, buffers, hooks and attributes; :func:`~cnnlens.models._state.state_fingerprint`),
+    input shape, dtype and device; models with TorchScript inside are probed every time."""
+    param = next(iter(root.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    key = (tuple(input_shape), dtype, device)
+    if is_scripted(root):
+        return _probe(root, input_shape, device, dtype), True
+    with suppress(TypeError):  # a model that cannot be weakly referenced is never cached
+        seen, name = _FOUND.get(root, {}).get(key, (None, None))
+        if name is not None and seen == state_fingerprint(root):
+            return name, False
+    name = _probe(root, input_shape, device, dtype)
+    with suppress(TypeError):
+        _FOUND.setdefault(root, {})[key] = (state_fingerprint(root), name)
+    return name, True
+
+
+def _probe(root: nn.Module, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> str:
     convs = [(name, m) for name, m in root.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise CnnlensError(
             f"{type(root).__name__} has no nn.Conv2d layers (TorchScript models cannot be searched); "
             "pass the layer name yourself."
         )
-    param = next(iter(root.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     executed: list[str] = []
 
     def make_hook(name: str):
