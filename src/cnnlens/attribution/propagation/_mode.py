@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,71 +34,32 @@ from torch.overrides import TorchFunctionMode
 
 from ..._errors import CnnlensError, UnsupportedOperationError
 from .. import _ops
+from ._functions import (
+    _BN_ARGS,
+    _CONV_ARGS,
+    _DIVISIONS,
+    _IN_PLACE,
+    _LINEAR_MAPS,
+    _MAX_POOLS,
+    _PRODUCTS,
+    _ROUTES,
+    _SUMS,
+    Tn,
+    _bind,
+    _carries,
+    _interpolation_mode,
+    _LinearFn,
+    _op_name,
+    _PassFn,
+    _ShareFn,
+    _tensors,
+    _zero,
+)
 from ._layer import Layer, conv_layer
 from .composites import Composite
-from .rules import RULES, Rule, stabilize
+from .rules import RULES, Rule
 
 T = torch.Tensor
-_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-_BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
-_HALF = (torch.float16, torch.bfloat16)
-
-
-class _LinearFn(torch.autograd.Function):
-    """Forward: the layer call as the model made it. Backward: the rule's input relevance."""
-
-    @staticmethod
-    def forward(ctx: Any, x: T, layer: Layer, rule: Rule, run: Callable[[], T]) -> T:
-        z = run()
-        ctx.layer, ctx.rule = layer, rule
-        # a copy: an in-place activation may overwrite the output before the backward pass
-        ctx.save_for_backward(x, z.clone() if rule.uses_output(layer) else None)
-        return z
-
-    @staticmethod
-    def backward(ctx: Any, r: T) -> tuple:
-        x, z = ctx.saved_tensors
-        layer = ctx.layer
-        if x.dtype in _HALF:  # the rules' divisions in float32
-            bias = None if layer.bias is None else layer.bias.float()
-            layer = replace(layer, weight=layer.weight.float(), bias=bias)
-            zf = None if z is None else z.float()
-            return ctx.rule.relevance(layer, x.float(), zf, r.float()).to(x.dtype), None, None, None
-        return ctx.rule.relevance(layer, x, z, r), None, None, None
-
-
-class _ShareFn(torch.autograd.Function):
-    """Forward: ``f(*xs)``, linear in the ``xs``. Backward: each ``x`` gets ``x * J^T (R / stab(y))``, its share of
-    the output relevance in proportion to its contribution (``f_eff``: ``f`` without additive constants when
-    biases are left out)."""
-
-    @staticmethod
-    def forward(ctx: Any, f: Callable, f_eff: Callable, eps: float, *xs: T) -> T:
-        ctx.f_eff, ctx.eps = f_eff, eps
-        ctx.save_for_backward(*xs)
-        return f(*xs)
-
-    @staticmethod
-    def backward(ctx: Any, r: T) -> tuple:
-        xs = ctx.saved_tensors
-        with torch.enable_grad():
-            leaves = [x.detach().requires_grad_(True) for x in xs]
-            y = ctx.f_eff(*leaves)
-            s = (r / stabilize(y.detach(), ctx.eps)).detach()
-            grads = torch.autograd.grad((y * s).sum(), leaves)  # J^T s
-        return (None, None, None, *(x * g for x, g in zip(xs, grads, strict=True)))
-
-
-class _PassFn(torch.autograd.Function):
-    """Forward: ``f(x)`` (same shape). Backward: the relevance unchanged."""
-
-    @staticmethod
-    def forward(ctx: Any, x: T, f: Callable[[T], T]) -> T:
-        return f(x)
-
-    @staticmethod
-    def backward(ctx: Any, r: T) -> tuple:
-        return r, None
 
 
 @dataclass
@@ -350,76 +311,6 @@ class RelevanceMode(TorchFunctionMode):
         )
 
 
-def _tensors(args: tuple, kwargs: dict | None = None) -> list[T]:
-    """The relevance-carrying tensors among the arguments (also inside lists and tuples)."""
-    out = []
-    for a in itertools.chain(args, (kwargs or {}).values()):
-        for t in a if isinstance(a, (list, tuple)) else (a,):
-            if isinstance(t, T) and t.requires_grad:
-                out.append(t)
-    return out
-
-
-def _carries(args: tuple, kwargs: dict) -> bool:
-    """Whether any tensor among the arguments (or in a list of them) requires grad, i.e. carries relevance."""
-    for a in itertools.chain(args, kwargs.values()):
-        if isinstance(a, T):
-            if a.requires_grad:
-                return True
-        elif isinstance(a, (list, tuple)) and any(isinstance(t, T) and t.requires_grad for t in a):
-            return True
-    return False
-
-
-def _bind(names: tuple[str, ...], args: tuple, kwargs: dict) -> dict[str, Any]:
-    """A call's arguments by name (positional ones named by ``names``)."""
-    return {**dict(zip(names, args, strict=False)), **kwargs}
-
-
-def _zero(v: Any) -> Any:
-    return torch.zeros_like(v) if isinstance(v, T) else 0
-
-
-def _interpolation_mode(args: tuple, kwargs: dict) -> str:
-    return str(kwargs.get("mode", args[3] if len(args) > 3 else "nearest"))
-
-
-def _op_name(func: Callable) -> str:
-    qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
-    module = getattr(func, "__module__", None) or ""
-    if "boolean_dispatch" in qual or module in ("torch.nn.functional", "torch._C._nn"):
-        return f"F.{getattr(func, '__name__', qual)}"
-    return qual.replace("_VariableFunctionsClass", "torch").replace("TensorBase", "Tensor")
-
-
-Tn = torch.Tensor
-_IN_PLACE = {
-    Tn.add_: Tn.add, Tn.__iadd__: Tn.add, Tn.sub_: Tn.sub, Tn.__isub__: Tn.sub,
-    Tn.mul_: Tn.mul, Tn.__imul__: Tn.mul, Tn.div_: Tn.div, Tn.__itruediv__: Tn.div, Tn.neg_: Tn.neg,
-}  # fmt: skip
-_SUMS = {torch.add, Tn.add, torch.sub, Tn.sub, torch.subtract, Tn.subtract, torch.rsub, Tn.__rsub__}
-_PRODUCTS = {torch.mul, Tn.mul, torch.multiply, Tn.multiply}
-_DIVISIONS = {torch.div, Tn.div, torch.divide, Tn.divide, torch.true_divide, Tn.true_divide}
-_LINEAR_MAPS = _PRODUCTS | _DIVISIONS | {
-    torch.neg, Tn.neg, torch.sum, Tn.sum, torch.mean, Tn.mean, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.interpolate,
-}  # fmt: skip
-_MAX_POOLS = {
-    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.max_pool1d_with_indices, F.max_pool2d_with_indices,
-    F.max_pool3d_with_indices, torch.max_pool1d, torch.max_pool2d, torch.max_pool3d, F.adaptive_max_pool1d,
-    F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.adaptive_max_pool1d_with_indices,
-    F.adaptive_max_pool2d_with_indices, F.adaptive_max_pool3d_with_indices,
-}  # fmt: skip
-_ROUTES = _MAX_POOLS | {
-    Tn.view, Tn.view_as, Tn.reshape, Tn.reshape_as, torch.reshape, Tn.flatten, torch.flatten, Tn.unflatten,
-    torch.unflatten, Tn.permute, torch.permute, Tn.transpose, torch.transpose, Tn.t, Tn.squeeze, torch.squeeze,
-    Tn.unsqueeze, torch.unsqueeze, Tn.contiguous, Tn.clone, torch.clone, Tn.expand, Tn.expand_as, Tn.repeat,
-    Tn.__getitem__, Tn.narrow, torch.narrow, Tn.select, torch.select, Tn.split, torch.split, Tn.chunk,
-    torch.chunk, Tn.unbind, torch.unbind, torch.cat, torch.concat, torch.concatenate, torch.stack, Tn.to,
-    Tn.type, Tn.float, Tn.double, Tn.half, Tn.bfloat16, Tn.flip, torch.flip, Tn.roll, torch.roll, Tn.movedim,
-    torch.movedim, F.pixel_shuffle, F.pixel_unshuffle, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
-    F.alpha_dropout, F.feature_alpha_dropout, Tn.requires_grad_, Tn.detach,
-}  # fmt: skip
 _HANDLERS: dict[Callable, Callable] = {
     **dict.fromkeys((F.conv1d, F.conv2d, F.conv3d, F.linear), RelevanceMode._linear),
     F.batch_norm: RelevanceMode._batch_norm,
