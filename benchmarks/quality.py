@@ -5,12 +5,20 @@ numbers must agree and only the time differs; the same batch size for both (Capt
 ``max_examples_per_batch``). Deletion / insertion / ROAD have no Captum counterpart: their time is set beside
 the floor, the time of the same number of plain forward passes at the same batch size. Best of ``--repeats``
 after a warm-up; the headline is our time / theirs.
+
+Then deletion and insertion on ``chelsea`` with a fixed Grad-CAM map, at 20 and 100 steps, with incremental
+inference (``incremental="exact"``, the default) beside full passes (``incremental="off"``): seconds, counted
+passes (an incremental row counts as its multiply-add fraction), rows computed incrementally, their mean
+multiply-add fraction and the largest difference of the curves (probability, and logit untimed).
+``--curves``: that table only; ``--threads``: torch's intra-op threads (1 gives steadier ratios on a shared
+machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,9 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="1 timed repeat")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, --quick 1)")
     p.add_argument("--batch-size", type=int, default=16, help="model inputs per forward pass, both libraries")
+    p.add_argument("--curves", action="store_true", help="only deletion / insertion, incremental vs full passes")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = p.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     bs = args.batch_size
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.curves:
+        return curves(repeats, bs)
 
     log("loading EfficientNet-Lite0 and sample images ...")
     model = cnnlens.load_model("efficientnet_lite0")
@@ -141,7 +155,61 @@ def main(argv: list[str] | None = None) -> int:
         d = "-" if diff is None else f"{diff:.1e}"
         print(f"{name:<28} {a / b:>10.2f}x {a:>8.3f} {b:>8.3f} {who:>7} {d:>12} {passes:>7}")
     print("floor: the same number of plain forward passes at the same batch size (no perturbing, no sorting)")
+    print()
+    return curves(repeats, bs)
+
+
+def curves(repeats: int, bs: int) -> int:
+    """Deletion and insertion on chelsea, incremental inference beside full passes, for two maps: Grad-CAM's and
+    a compact one (a Gaussian bump, sigma 20 pixels, at Grad-CAM's peak), whose early steps change small boxes."""
+    log("deletion / insertion, incremental vs full passes ...")
+    model = cnnlens.load_model("efficientnet_lite0")
+    x = model.preprocess([sample_images()["chelsea"]])
+    cam = cnnlens.explain(model, x, "grad_cam").attributions
+    peak = divmod(int(cam[0].sum(0).argmax()), cam.shape[-1])
+    yy, xx = torch.meshgrid(torch.arange(224.0), torch.arange(224.0), indexing="ij")
+    bump = torch.exp(-((yy - peak[0]) ** 2 + (xx - peak[1]) ** 2) / (2 * 20.0**2))[None, None]
+    head = (f"{'map':<9} {'curve':<14} {'full cpu s':>10} {'incr cpu s':>10} {'full/incr':>9} {'full passes':>11} "
+            f"{'incr passes':>11} {'incr rows':>9} {'mult-adds':>9} {'max |diff| p':>12} {'logit':>8}")  # fmt: skip
+    lines = []
+    for name, attr in (("grad_cam", cam), ("bump", bump)):
+        for metric in ("deletion", "insertion"):
+            for steps in (20, 100):
+                log(f"{name}: {metric}, {steps} steps ...")
+
+                def run(mode: str, output: str = "probability", m: str = metric, k: int = steps, a: T = attr) -> Any:
+                    return score(m, model, x, attr_fn(a), steps=k, batch_size=bs, incremental=mode, output=output,
+                                 progress=False)  # fmt: skip
+
+                t_full, full = cpu_best_of(lambda: run("off"), repeats)
+                t_inc, inc = cpu_best_of(lambda: run("exact"), repeats)
+                logit = float((run("exact", "logit").curve - run("off", "logit").curve).abs().max())
+                diff = float((inc.curve - full.curve).abs().max())
+                rows = f"{inc.info['incremental_rows']}/{inc.info['incremental_rows'] + inc.info['full_rows']}"
+                lines.append(
+                    f"{name:<9} {f'{metric} {steps}':<14} {t_full:>10.2f} {t_inc:>10.2f} {t_full / t_inc:>8.2f}x "
+                    f"{full.passes:>11.1f} {inc.passes:>11.1f} {rows:>9} "
+                    f"{inc.info.get('multiply_adds', float('nan')):>9.3f} {diff:>12.1e} {logit:>8.1e}"
+                )
+    print(f"deletion / insertion on efficientnet_lite0, chelsea; {torch.get_num_threads()} threads, batch {bs}, "
+          f"best of {repeats}, CPU seconds of this process (steadier than wall time on a shared machine)")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    print("\n".join(lines))
+    print("incr: incremental='exact' (the default); full: incremental='off'; incr rows: rows computed "
+          "incrementally; mult-adds: their mean fraction of a full pass's multiply-adds")  # fmt: skip
     return 0
+
+
+def cpu_best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """(least CPU time of this process, last result) of ``repeats`` calls after one warm-up call."""
+    fn()
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.process_time()
+        out = fn()
+        times.append(time.process_time() - start)
+    return min(times), out
 
 
 def attr_fn(attr: T) -> Callable[..., T]:

@@ -15,7 +15,7 @@ from torch import nn
 import cnnlens
 from _nets import init_, inputs
 from cnnlens._guard import frozen
-from cnnlens.attribution.perturbation._drilldown import _coarse, uncertainty
+from cnnlens.attribution.perturbation._drilldown import _coarse, rank_uncertainty, uncertainty
 from cnnlens.attribution.perturbation.occlusion import windows
 from cnnlens.data import sample_image
 from cnnlens.models._incremental import Incremental
@@ -90,11 +90,13 @@ def occluded(x: T, boxes: list[tuple[int, int, int, int]], base: T) -> T:
     return rows
 
 
-def incremental_logits(model: nn.Module, x: T, boxes: list[tuple[int, int, int, int]], base: T) -> tuple[T, T]:
+def incremental_logits(
+    model: nn.Module, x: T, boxes: list[tuple[int, int, int, int]], base: T, **engine: bool
+) -> tuple[T, T]:
     """(incremental logits, full forward logits) of ``x`` with each box replaced by ``base``."""
     h, w = x.shape[2:]
     with frozen(model), torch.no_grad():
-        inc = Incremental(model)
+        inc = Incremental(model, **engine)
         clean = inc.clean(x)
         bx = torch.tensor(boxes)
         bh, bw = int((bx[:, 1] - bx[:, 0]).max()), int((bx[:, 3] - bx[:, 2]).max())
@@ -227,3 +229,103 @@ def test_approximate_mode_with_every_window_drilled_equals_exact() -> None:
     exact = cnnlens.explain(model, x, "occlusion", incremental="off", **opts)
     assert a.info["inference"] == "approximate" and a.info["computed_windows"] == [81]
     torch.testing.assert_close(a.attributions, exact.attributions, atol=1e-5, rtol=0)
+
+
+def test_rank_uncertainty_counts_the_windows_within_half_the_range_by_hand() -> None:
+    interpolated = torch.tensor([[0.0, 0.1, 0.2, 5.0, 9.0]], dtype=torch.float64)
+    spread = torch.tensor([[0.5, 0.0, 0.2, 8.0, 2.0]], dtype=torch.float64)
+    # 0.0 +- 0.25 holds 0.0, 0.1, 0.2; no spread: 0; 0.2 +- 0.1 holds 0.1, 0.2; 5 +- 4: 5 and 9; 9 +- 1: 9
+    want = torch.tensor([[3.0, 0.0, 2.0, 2.0, 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(rank_uncertainty(interpolated, spread), want)
+
+
+def snapshot(model: nn.Module) -> dict:
+    return {
+        "state": {k: (v.clone(), v.stride()) for k, v in model.state_dict().items()},
+        "grad": {k: p.requires_grad for k, p in model.named_parameters()},
+        "training": [m.training for m in model.modules()],
+        "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()),
+        "inplace": [getattr(m, "inplace", None) for m in model.modules()],
+    }
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    after = snapshot(model)
+    assert after["state"].keys() == before["state"].keys()
+    for k, (v, stride) in before["state"].items():  # same values and layout (not channels-last, not folded)
+        assert torch.equal(after["state"][k][0], v) and after["state"][k][1] == stride, k
+    assert {k: after[k] for k in ("grad", "training", "hooks", "inplace")} == {
+        k: before[k] for k in ("grad", "training", "hooks", "inplace")
+    }
+
+
+class Padded(nn.Module):
+    """Zero padding layers before convolutions (TensorFlow-style "same" padding), some symmetric, one not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p1, self.c1, self.b1 = nn.ZeroPad2d(1), nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)
+        self.p2, self.c2, self.b2 = nn.ZeroPad2d(2), nn.Conv2d(8, 8, 5, groups=8), nn.BatchNorm2d(8)
+        self.p3, self.c3 = nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(8, 8, 3, stride=2)
+        self.c4, self.fc = nn.Conv2d(8, 6, 3), nn.Linear(6, 3)
+
+    def forward(self, x: T) -> T:
+        x = F.relu6(self.b2(self.c2(self.p2(torch.relu(self.b1(self.c1(self.p1(x))))))))
+        x = self.c4(F.pad(self.c3(self.p3(x)), (1, 1, 1, 1))).relu()
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("net", [StridedDilated, DepthwiseSeparable, Padded])
+def test_folded_batchnorm_and_channels_last_equal_full_inference_and_the_plain_engine(net) -> None:
+    model = init_(net())
+    if net is StridedDilated:
+        model.bn.weight.requires_grad_(False)
+    before = snapshot(model)
+    x, base = inputs(1, h=21, w=18, seed=12), inputs(1, h=21, w=18, seed=13)
+    boxes = windows(21, 18, (5, 4), (3, 3))
+    with frozen(model), torch.no_grad():
+        inc = Incremental(model)
+        inc.clean(x)
+    assert inc._alias  # BatchNorms were folded into their convolutions
+    if net is Padded:  # the symmetric paddings are left to the convolutions reading them
+        assert sorted(p.name for p in inc._skipped) == ["p1", "p2", "pad"]
+    got, ref = incremental_logits(model, x, boxes, base)
+    plain, _ = incremental_logits(model, x, boxes, base, fold=False, channels_last=False)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain, ref, atol=1e-5, rtol=0)
+    assert_unchanged(model, before)
+
+
+def test_the_model_is_untouched_also_when_incremental_inference_raises(monkeypatch) -> None:
+    import cnnlens.models._regions as regions
+
+    model = init_(DepthwiseSeparable())  # 1 x 1 convolutions run as matrix products on channels-last maps
+    before = snapshot(model)
+    x = inputs(1, h=16, w=16, seed=14)
+
+    def boom(*args: object) -> T:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(regions, "_matmul", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        cnnlens.explain(model, x, "occlusion", window=4, stride=2)
+    assert_unchanged(model, before)
+    monkeypatch.undo()
+    e = cnnlens.explain(model, x, "occlusion", window=4, stride=2)
+    assert e.info["inference"] == "incremental"
+    assert_unchanged(model, before)
+
+
+def test_lite0_folded_channels_last_engine_equals_full_inference(lite0, one_thread) -> None:
+    model = lite0.module
+    before = snapshot(model)
+    x = lite0.preprocess([sample_image("coffee")])
+    boxes = [(0, 16, 0, 16), (208, 224, 208, 224), (100, 116, 50, 66), (0, 16, 200, 224), (96, 128, 96, 128)]
+    got, ref = incremental_logits(model, x, boxes, torch.zeros_like(x))
+    with frozen(model), torch.no_grad():
+        inc = Incremental(model)
+        inc.clean(x)
+    assert len(inc._alias) == 49  # every convolution of Lite0 has its BatchNorm folded in
+    assert (ref - ref[:1]).abs().max() > 1e-2
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    assert_unchanged(model, before)

@@ -70,15 +70,17 @@ def test_csv_round_trip_and_json(card: q.Scorecard, tmp_path) -> None:
 
 
 def test_best_honours_the_direction(card: q.Scorecard) -> None:
+    decided = 0
     for column in card.columns:
         means = {r["method"]: r[column] for r in card.rows}
         if card.higher_is_better[column] is None:
             with pytest.raises(cnnlens.CnnlensError, match="descriptive"):
                 card.best(column)
             continue
-        assert means["saliency"] != means["grad_cam"], column  # the test below could go either way
         pick = max if card.higher_is_better[column] else min
-        assert card.best(column) == pick(means, key=means.__getitem__)
+        assert means[card.best(column)] == pick(means.values()), column
+        decided += means["saliency"] != means["grad_cam"]  # a column where the direction decides
+    assert decided >= 3
     with pytest.raises(cnnlens.CnnlensError, match="no column"):
         card.best("nope")
 

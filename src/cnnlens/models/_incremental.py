@@ -9,6 +9,12 @@ can reach (a box per row, the same size for the whole batch; see :mod:`cnnlens.m
 from the clean outputs. Operations with global reach (global pooling, flatten, linear, anything unknown) run on
 the full, by then small, tensors. The result equals full re-inference up to float rounding.
 
+Each multiply-add costs less than in the model's own forward pass (``fold`` / ``channels_last`` turn the first two
+off): an eval-mode BatchNorm read only after a convolution is folded into a copy of that convolution's weights;
+maps are kept channels-last (CPU convolutions run faster on them); 1 x 1 convolutions run as one matrix product;
+an activation overwrites a fresh value nothing else reads; a symmetric zero padding read only by a convolution is
+left to that convolution when the map is computed whole. The model's parameters and buffers are never changed.
+
 Cost is counted in multiply-adds of convolutions and linear layers (other operations are not counted):
 ``Incremental.run`` returns the fraction of a full forward pass's multiply-adds the batch cost, per row.
 
@@ -21,7 +27,6 @@ Models that do not trace, have hooks, or use in-place operations whose input is 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,20 +37,19 @@ from torch import nn
 from .._guard import frozen
 from ._cut import _attributes, _hooks, _restore
 from ._graph import Untraceable, _mutated
-from ._regions import cat_inputs, is_binary, is_pointwise, pad_of, window_of
+from ._regions import (
+    batchnorm_affine,
+    cat_inputs,
+    in_place,
+    is_binary,
+    is_pointwise,
+    pad_of,
+    symmetric_zero_pad,
+    window_of,
+)
+from ._tiles import Patch, _box, _capped, _read, _union
 
 T = torch.Tensor
-
-
-@dataclass
-class Patch:
-    """A changed 4-d map: ``value`` (N, C, h, w) at rows ``y`` / columns ``x`` (N,); the clean value elsewhere.
-    ``region`` (N, 4: top, bottom, left, right) bounds where it may differ from the clean value."""
-
-    value: T
-    y: T
-    x: T
-    region: T
 
 
 @dataclass
@@ -53,6 +57,14 @@ class Full:
     """A changed value computed whole, one row per changed copy."""
 
     value: Any
+
+
+@dataclass
+class Unpadded(Full):
+    """A changed value computed whole, before a zero padding ``pad`` (rows, columns) that the convolution reading
+    it applies itself (no padded copy)."""
+
+    pad: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -78,7 +90,7 @@ def _expand(v: Any, n: int) -> Any:
 class Incremental:
     """``model`` traced for incremental inference; see the module docstring. Build inside ``frozen(model)``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, fold: bool = True, channels_last: bool = True) -> None:
         if isinstance(model, torch.jit.ScriptModule) or any(
             isinstance(m, torch.jit.ScriptModule) for m in model.modules()
         ):
@@ -120,6 +132,12 @@ class Incremental:
             self.mutating.add(m)
         self._plan: list[tuple[fx.Node, str, Any]] | None = None
         self._sizes: dict[int, dict[fx.Node, Any]] = {}
+        self.fold, self.channels_last = fold, channels_last
+        self._folded: dict[fx.Node, Any] = {}  # convolution -> its Window with the next BatchNorm folded in
+        self._alias: set[fx.Node] = set()  # those BatchNorms: their value is the convolution's
+        self._windows: set[fx.Node] = set()  # convolutions and pooling (their changed values are fresh tensors)
+        self._convs: dict[fx.Node, Any] = {}  # convolution -> its Window (with a folded BatchNorm)
+        self._skipped: dict[fx.Node, tuple[int, int]] = {}  # zero padding read only by a convolution
 
     # ---- the clean run ----------------------------------------------------------------------------------------
     def _call(self, node: fx.Node, args: tuple, kwargs: dict) -> Any:
@@ -146,6 +164,10 @@ class Incremental:
                 kwargs = fx.node.map_arg(n.kwargs, lambda a: values[a])
                 values[n] = self._call(n, args, kwargs)  # type: ignore[arg-type]
         logits = values[self.output]
+        if self.channels_last:  # the changed copies run in channels-last layout (faster convolutions on a CPU)
+            for n in self.dependent:
+                if _is_4d(values.get(n)) and n.op != "output":
+                    values[n] = values[n].contiguous(memory_format=torch.channels_last)
         if not isinstance(logits, torch.Tensor):
             raise Untraceable(f"the model returns a {type(logits).__name__}, not a tensor of logits")
         if self._plan is None:
@@ -177,12 +199,25 @@ class Incremental:
             one = dep == [first] and _is_4d(values[first]) and _is_4d(v)
             window = window_of(n, module, const) if one else None
             pad = pad_of(n, module) if one else None
-            if window is not None:
+            if n in self._alias:
+                kind, extra, macs = "alias", None, 0
+            elif window is not None:
                 kind, extra, macs = "window", window, v.numel() * window.macs_per_output
+                self._windows.add(n)
+                bn = _next_batchnorm(n, self.modules) if self.fold and window.conv is not None else None
+                if bn is not None:
+                    extra = window.folded(*bn[1])
+                    self._folded[n] = extra
+                    self._alias.add(bn[0])
+                if window.conv is not None:
+                    self._convs[n] = extra
+                    sym = symmetric_zero_pad(first, self.modules.get(str(first.target))) if first else None
+                    if sym is not None and list(first.users) == [n] and window.padding == (0, 0):  # type: ignore[union-attr]
+                        self._skipped[first] = sym  # type: ignore[index]
             elif pad is not None:
                 kind, extra = "pad", pad
             elif one and is_pointwise(n, module) and v.shape == values[first].shape:
-                kind = "pointwise"
+                kind, extra = "pointwise", self._owned(first, n) and in_place(n, module)
             elif spatial and _is_map(v, v) and is_binary(n):
                 kind, extra = "binary", others
             elif spatial and _is_map(v, v) and cat_inputs(n) is not None and not others:
@@ -190,6 +225,13 @@ class Incremental:
             self.full_macs += macs
             plan.append((n, kind, (extra, macs)))
         return plan
+
+    def _owned(self, a: fx.Node, reader: fx.Node) -> bool:
+        """Whether ``reader`` is the only reader of ``a``'s changed value and that value is a fresh tensor (a
+        convolution's or pooling's output, also through a folded BatchNorm): an activation may then overwrite it."""
+        if list(a.users) != [reader]:
+            return False
+        return a in self._alias or a in self._windows
 
     # ---- a batch of changed copies ----------------------------------------------------------------------------
     def run(self, clean: Clean, patch: T, y: T, x: T, region: T, field: float | None = None) -> tuple[T, float]:
@@ -199,17 +241,29 @@ class Incremental:
         linear layers). ``field``: the projective-field threshold of the approximate mode (``None``: exact)."""
         assert self._plan is not None
         n = patch.shape[0]
+        if self.channels_last:
+            patch = patch.contiguous(memory_format=torch.channels_last)
         env: dict[fx.Node, Any] = {self.input: Patch(patch, y, x, region)}
         sizes = self._sizes_for(clean, n)
         macs = 0
         for node, kind, (extra, full) in self._plan:
             if kind == "size":
                 continue
+            if kind == "alias":  # a BatchNorm folded into the convolution before it
+                if node.args[0] in env:
+                    env[node] = env[node.args[0]]  # type: ignore[index]
+                continue
             changed = [a for a in node.all_input_nodes if a in env]
             if not changed:
                 continue
+            if kind == "pad" and node in self._skipped and isinstance(env[node.args[0]], Full):  # type: ignore[index]
+                env[node] = Unpadded(env[node.args[0]].value, self._skipped[node])  # type: ignore[index]
+                continue
+            if kind == "pointwise" and extra and isinstance(env[node.args[0]], Full):  # type: ignore[index]
+                env[node] = Full(extra(env[node.args[0]].value))  # type: ignore[index]
+                continue
             if kind == "generic" or any(isinstance(env[a], Full) for a in changed):
-                env[node] = Full(self._generic(node, clean, env, sizes, n))
+                env[node] = Full(self._generic(node, clean, env, sizes, n, kind))
                 macs += n * full
                 continue
             if kind == "binary" and any(a in env for a in extra):
@@ -217,7 +271,7 @@ class Incremental:
                 continue
             out = self._local(node, kind, extra, clean, env, field)
             if isinstance(out, Full):  # the change reaches the whole map: run the operation as it is
-                env[node] = Full(self._generic(node, clean, env, sizes, n))
+                env[node] = Full(self._generic(node, clean, env, sizes, n, kind))
                 macs += n * full
             elif out is not None:
                 env[node] = out
@@ -238,6 +292,8 @@ class Incremental:
             return Patch(p.value, p.y + extra[0], p.x + extra[1], p.region + shift)
         if kind == "pointwise":
             p = env[node.args[0]]
+            if extra:
+                return Patch(extra(p.value), p.y, p.x, p.region)
             args = (p.value, *fx.node.map_arg(node.args[1:], lambda a: clean.values[a]))
             kwargs = fx.node.map_arg(node.kwargs, lambda a: clean.values[a])
             return Patch(self._call(node, args, kwargs), p.y, p.x, p.region)  # type: ignore[arg-type]
@@ -283,9 +339,19 @@ class Incremental:
             return _read(v, e, e.y.new_zeros(n), e.x.new_zeros(n), (v.shape[2], v.shape[3]), 0.0)
         return _expand(clean.values[a], n)
 
-    def _generic(self, node: fx.Node, clean: Clean, env: dict, sizes: dict, n: int) -> Any:
-        args = fx.node.map_arg(node.args, lambda a: self._arg(a, clean, env, sizes, n))
-        kwargs = fx.node.map_arg(node.kwargs, lambda a: self._arg(a, clean, env, sizes, n))
+    def _generic(self, node: fx.Node, clean: Clean, env: dict, sizes: dict, n: int, kind: str = "generic") -> Any:
+        if node in self._convs:
+            a = node.args[0]
+            pad = env[a].pad if isinstance(env.get(a), Unpadded) else None
+            return self._convs[node].full(self._arg(a, clean, env, sizes, n), pad)  # type: ignore[arg-type]
+
+        def arg(a: fx.Node) -> Any:
+            v = self._arg(a, clean, env, sizes, n)
+            # operations outside the known rules get the layout the model's own code expects (``view`` and such)
+            return v.contiguous() if kind == "generic" and isinstance(v, torch.Tensor) else v
+
+        args = fx.node.map_arg(node.args, arg)
+        kwargs = fx.node.map_arg(node.kwargs, arg)
         return self._call(node, args, kwargs)  # type: ignore[arg-type]
 
     def _sizes_for(self, clean: Clean, n: int) -> dict[fx.Node, Any]:
@@ -297,6 +363,15 @@ class Incremental:
                     sizes[node] = self._generic(node, clean, {}, sizes, n)
             self._sizes[n] = sizes
         return self._sizes[n]
+
+
+def _next_batchnorm(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[fx.Node, tuple[T, T]] | None:
+    """The eval-mode BatchNorm that is the only reader of convolution ``node``, and its scale and shift."""
+    users = list(node.users)
+    if len(users) != 1 or users[0].op != "call_module" or users[0].args[:1] != (node,) or len(users[0].args) != 1:
+        return None
+    affine = batchnorm_affine(modules.get(str(users[0].target)))
+    return None if affine is None else (users[0], affine)
 
 
 def _fetch(gm: fx.GraphModule, target: str) -> Any:
@@ -346,73 +421,3 @@ def _generic_macs(node: fx.Node, module: nn.Module | None, v: Any, values: dict)
         w = values.get(w) if isinstance(w, fx.Node) else None
         return v.numel() * w[0].numel() if isinstance(w, torch.Tensor) else 0
     return 0
-
-
-def _capped(region: T, size: tuple[int, int], field: float | None) -> T:
-    """Regions cut to ``field`` times the map's height and width around their centres (approximate mode)."""
-    if field is None:
-        return region
-    out = region.clone()
-    for axis, (a, b) in enumerate(((0, 1), (2, 3))):
-        cap = max(1, math.ceil(field * size[axis]))
-        extent = region[:, b] - region[:, a]
-        cut = (extent - cap).clamp(min=0)
-        out[:, a] = region[:, a] + cut // 2
-        out[:, b] = torch.where(cut > 0, out[:, a] + cap, region[:, b])
-    return out
-
-
-def _union(regions: list[T]) -> T:
-    big = torch.iinfo(torch.long).max
-    out = None
-    for r in regions:
-        empty = (r[:, 1] <= r[:, 0]) | (r[:, 3] <= r[:, 2])
-        r = r.clone()
-        r[empty] = torch.tensor([big, -big, big, -big], device=r.device)
-        out = r if out is None else torch.stack([torch.minimum(out[:, 0], r[:, 0]), torch.maximum(out[:, 1], r[:, 1]),
-                                                 torch.minimum(out[:, 2], r[:, 2]), torch.maximum(out[:, 3], r[:, 3])], 1)  # fmt: skip
-    assert out is not None
-    return out
-
-
-def _box(region: T, size: tuple[int, int]) -> tuple[tuple[T, T], tuple[int, int]] | None:
-    """One box size for every row that holds each row's region, placed inside the map; ``None`` when all are empty."""
-    h = int((region[:, 1] - region[:, 0]).clamp(min=0).max())
-    w = int((region[:, 3] - region[:, 2]).clamp(min=0).max())
-    if h == 0 or w == 0:
-        return None
-    h, w = min(h, size[0]), min(w, size[1])
-    y = region[:, 0].clamp(0, size[0] - h)
-    x = region[:, 2].clamp(0, size[1] - w)
-    return (y, x), (h, w)
-
-
-def _read(clean: T, patch: Patch | None, y: T, x: T, shape: tuple[int, int], fill: float) -> T:
-    """Rows of a map, each cut at ``y`` / ``x`` to ``shape``: the patch where it lies, the clean value elsewhere and
-    ``fill`` outside the map (N, C, h, w). Copied row by row as slices (plain memory copies: gathering with index
-    tensors costs several times more on a CPU)."""
-    h, w = shape
-    if patch is not None and patch.value.shape[2:] == shape and torch.equal(patch.y, y) and torch.equal(patch.x, x):
-        return patch.value  # the patch is the box asked for (1 x 1 convolutions, the larger operand of a sum)
-    c = clean[0]
-    channels, height, width = c.shape
-    ys, xs = y.tolist(), x.tolist()
-    inside = min(ys) >= 0 and min(xs) >= 0 and max(ys) + h <= height and max(xs) + w <= width
-    out = c.new_empty(len(ys), channels, h, w) if inside else c.new_full((len(ys), channels, h, w), fill)
-    for r, (top, left) in enumerate(zip(ys, xs, strict=True)):
-        _paste(out[r], c, top, left, 0, 0, height, width)
-    if patch is not None:
-        ph, pw = patch.value.shape[2:]
-        for r, (top, left, py, px) in enumerate(zip(ys, xs, patch.y.tolist(), patch.x.tolist(), strict=True)):
-            _paste(out[r], patch.value[r], top, left, py, px, min(ph, height - py), min(pw, width - px))
-    return out
-
-
-def _paste(out: T, src: T, top: int, left: int, sy: int, sx: int, sh: int, sw: int) -> None:
-    """Copy into ``out`` (C, h, w), a box of the map at ``top`` / ``left``, the part of ``src`` (C, >= sh, >= sw),
-    which lies on the map at ``sy`` / ``sx`` with size ``sh`` x ``sw``, that falls inside the box and the map."""
-    h, w = out.shape[1:]
-    a0, a1 = max(top, sy, 0), min(top + h, sy + sh)
-    b0, b1 = max(left, sx, 0), min(left + w, sx + sw)
-    if a1 > a0 and b1 > b0:
-        out[:, a0 - top : a1 - top, b0 - left : b1 - left] = src[:, a0 - sy : a1 - sy, b0 - sx : b1 - sx]

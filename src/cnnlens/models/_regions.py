@@ -57,6 +57,30 @@ class Window:
     fill: float  # the value of the padding (0, or -inf for max pooling)
     run: Any  # tile (N, C, h, w) -> output of that tile, with no padding
     macs_per_output: int  # multiply-adds per output value (0 for pooling)
+    conv: tuple | None = None  # a convolution's (weight, bias, stride, padding as given, dilation, groups)
+
+    def full(self, x: T, pad: tuple[int, int] | None = None) -> T:
+        """A convolution run on whole maps, with its padding (``pad``: with this zero padding instead, of a
+        padding node before it that was skipped)."""
+        assert self.conv is not None
+        weight, bias, stride, padding, dilation, groups = self.conv
+        if pad is not None:
+            return F.conv2d(x, weight, bias, stride, pad, dilation, groups)
+        if self.padding == (0, 0) and padding != "same":
+            return self.run(x)
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    def folded(self, scale: T, shift: T) -> Window:
+        """This convolution followed by ``y * scale + shift`` per output channel (an eval-mode BatchNorm) as one."""
+        assert self.conv is not None
+        weight, bias, stride, padding, dilation, groups = self.conv
+        w = (weight.detach().double() * scale.double().view(-1, 1, 1, 1)).to(weight.dtype)
+        b = (shift.double() if bias is None else bias.detach().double() * scale.double() + shift.double()).to(
+            weight.dtype
+        )
+        out = conv_window(w, b, stride, padding, dilation, groups)
+        assert out is not None
+        return out
 
     def outputs(self, region: T, size: tuple[int, int]) -> T:
         """The region of the output changed by ``region`` (``(N, 4)`` top, bottom, left, right) of the input."""
@@ -73,6 +97,32 @@ class Window:
         pos = tuple(start[i] * self.stride[i] - self.padding[i] for i in range(2))
         size = tuple((shape[i] - 1) * self.stride[i] + self.dilation[i] * (self.kernel[i] - 1) + 1 for i in range(2))
         return pos, size  # type: ignore[return-value]
+
+
+def _matmul(x: T, matrix: T, bias: T | None) -> T:
+    """A 1 x 1 convolution of a channels-last map ``x`` (N, C, h, w) as one matrix product (``matrix``: (C, O));
+    PyTorch's CPU convolution copies such maps to another layout first."""
+    n, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(-1, c)
+    y = rows @ matrix if bias is None else torch.addmm(bias, rows, matrix)
+    return y.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+
+def in_place(node: fx.Node, module: nn.Module | None) -> Any:
+    """An in-place version ``f(x) -> x`` of an activation node (for a value nothing else reads), else ``None``."""
+    if node.kwargs or len(node.args) != 1:
+        return None
+    if isinstance(module, nn.ReLU6):
+        return lambda v: F.hardtanh_(v, 0.0, 6.0)
+    if isinstance(module, nn.Hardtanh):
+        return lambda v: F.hardtanh_(v, module.min_val, module.max_val)
+    if isinstance(module, nn.ReLU) or (node.op == "call_function" and node.target in (F.relu, torch.relu)):
+        return torch.relu_
+    if isinstance(module, nn.SiLU) or (node.op == "call_function" and node.target is F.silu):
+        return lambda v: F.silu(v, inplace=True)
+    if node.op == "call_function" and node.target is F.relu6:
+        return lambda v: F.hardtanh_(v, 0.0, 6.0)
+    return None
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -95,11 +145,16 @@ def conv_window(weight: T, bias: T | None, stride: Any, padding: Any, dilation: 
     if pad is None:
         return None
 
+    matrix = weight.detach().reshape(weight.shape[0], -1).t() if kernel == (1, 1) and groups == 1 else None
+
     def run(tile: T) -> T:
+        if matrix is not None and stride == (1, 1) and tile.is_contiguous(memory_format=torch.channels_last):
+            return _matmul(tile, matrix, bias)
         return F.conv2d(tile, weight, bias, stride, 0, dilation, groups)
 
     macs = int(weight.shape[1] * kernel[0] * kernel[1])
-    return Window(kernel, stride, pad, dilation, 0.0, run, macs)  # type: ignore[arg-type]
+    conv = (weight, bias, stride, padding, dilation, groups)
+    return Window(kernel, stride, pad, dilation, 0.0, run, macs, conv)  # type: ignore[arg-type]
 
 
 def pool_window(kind: str, kernel: Any, stride: Any, padding: Any, dilation: Any, **extra: Any) -> Window | None:
@@ -192,6 +247,22 @@ def pad_of(node: fx.Node, module: nn.Module | None) -> tuple[int, int] | None:
     return None
 
 
+def symmetric_zero_pad(node: fx.Node, module: nn.Module | None) -> tuple[int, int] | None:
+    """``(rows, columns)`` of a zero padding node that pads both sides of each axis alike, else ``None``."""
+    if isinstance(module, (nn.ZeroPad2d, nn.ConstantPad2d)):
+        pads, value = tuple(module.padding), getattr(module, "value", 0.0)
+    elif module is None and node.op == "call_function" and node.target is F.pad:
+        a = _bound(node, ["input", "pad", "mode", "value"], [None, None, "constant", None])
+        if a is None or a["mode"] != "constant" or len(a["pad"]) != 4:
+            return None
+        pads, value = tuple(a["pad"]), a["value"] or 0.0
+    else:
+        return None
+    if len(pads) != 4 or value != 0 or pads[0] != pads[1] or pads[2] != pads[3] or min(pads) < 0:
+        return None
+    return (int(pads[2]), int(pads[0]))
+
+
 def is_pointwise(node: fx.Node, module: nn.Module | None) -> bool:
     """Whether a node applies one function to every value of its first argument on its own."""
     if module is not None:
@@ -203,6 +274,20 @@ def is_pointwise(node: fx.Node, module: nn.Module | None) -> bool:
     if node.op == "call_function":
         return node.target in POINTWISE_FUNCTIONS
     return node.op == "call_method" and node.target in POINTWISE_METHODS
+
+
+def batchnorm_affine(module: nn.Module | None) -> tuple[T, T] | None:
+    """``(scale, shift)`` per channel of an eval-mode ``BatchNorm2d`` (``y = x * scale + shift``), else ``None``."""
+    if not isinstance(module, nn.BatchNorm2d) or module.training or module.running_mean is None:
+        return None
+    var, mean = module.running_var.double(), module.running_mean.double()  # type: ignore[union-attr]
+    scale = (var + module.eps).rsqrt()
+    if module.weight is not None:
+        scale = scale * module.weight.detach().double()
+    shift = -mean * scale
+    if module.bias is not None:
+        shift = shift + module.bias.detach().double()
+    return scale, shift
 
 
 def is_binary(node: fx.Node) -> bool:

@@ -43,8 +43,9 @@ class Score(Displayable):
     """Per-image curve ``(B, n)`` for curve metrics (deletion, insertion, ROAD, randomization), else ``None``."""
     curve_x: T | None = None
     """The curve's x axis ``(n,)`` (fraction of pixels removed, layers randomized, ...)."""
-    passes: int = 0
-    """Model inputs evaluated by the metric, including explanations it recomputed (where known)."""
+    passes: float = 0
+    """Model inputs evaluated by the metric, including explanations it recomputed (where known); a row computed
+    by incremental inference counts as the fraction of a full pass's multiply-adds it cost."""
     seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class Score(Displayable):
     def _summary(self) -> list[tuple[str, str]]:
         better = {True: "higher", False: "lower", None: "neither (descriptive)"}[self.higher_is_better]
         return [("metric", self.metric), ("method", self.method), ("mean", f"{self.mean:.4g}"),
-                ("better", better), ("images", str(len(self.values))), ("passes", str(self.passes))]  # fmt: skip
+                ("better", better), ("images", str(len(self.values))), ("passes", f"{self.passes:.6g}")]  # fmt: skip
 
     def __repr__(self) -> str:
         arrow = {True: " (higher is better)", False: " (lower is better)", None: ""}[self.higher_is_better]
@@ -234,16 +235,14 @@ class Job:
         if output not in ("logit", "probability"):
             raise CnnlensError(f"output must be 'logit' or 'probability'; got {output!r}")
         ctx = self.ctx
-        targets = self.targets
+        _ = self.targets  # resolved on the inputs' logits before any row is scored
         bar = progress_bar(total=rows.shape[0], desc=desc or "scoring", unit="img", delay=2.0, leave=False)
 
         def step(sl: slice) -> T:
             with torch.no_grad():
                 logits, _ = ctx.evaluate(rows[sl], owner[sl])
             bar.update(sl.stop - sl.start)
-            if output == "probability":
-                logits = torch.softmax(logits, dim=1)
-            return logits.gather(1, targets[owner[sl]][:, None])[:, 0]
+            return self.output_scores(logits, owner[sl], output)
 
         try:
             parts = ctx.run(step, rows.shape[0])
@@ -251,11 +250,18 @@ class Job:
             bar.close()
         return torch.cat(parts) if parts else self.inputs.new_zeros(0)
 
+    def output_scores(self, logits: T, owner: T, output: str = "logit") -> T:
+        """The target's ``output`` (``"logit"`` or ``"probability"``: softmax) of each row of ``logits`` (N, K),
+        row ``i`` explaining image ``owner[i]``."""
+        if output == "probability":
+            logits = torch.softmax(logits, dim=1)
+        return logits.gather(1, self.targets[owner][:, None])[:, 0]
+
     def owners(self, repeat: int = 1) -> T:
         return self.ctx.owners(repeat)
 
     @property
-    def passes(self) -> int:
+    def passes(self) -> float:
         return self.ctx.passes + self.explain_passes
 
     def randn(self, *shape: int) -> T:

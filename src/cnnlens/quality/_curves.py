@@ -24,7 +24,9 @@ from .._errors import CnnlensError
 from .._options import Option, choice, integer, number, value
 from ..attribution._baselines import single_baseline
 from ..attribution._context import Rows
+from ..attribution.perturbation._incremental import incremental_option
 from ._base import Job, Metric
+from ._curve_rows import curve_scores, mask_boxes
 from ._registry import register_metric
 
 T = torch.Tensor
@@ -55,6 +57,7 @@ def _auc(curve: T, x: T) -> T:
 
 SIGN = choice("positive", _SIGNS, "rank pixels by signed value (evidence for the class first) or by size")
 OUTPUT = choice("probability", _OUTPUTS, "score the target's softmax probability or its logit")
+INCREMENTAL = incremental_option()
 
 
 def _steps(default: int, minimum: int = 1) -> Option:
@@ -79,7 +82,14 @@ def _pixels(job: Job, steps: int) -> int:
 class _PixelCurve(Metric):
     """Deletion and insertion: change the top-ranked pixels step by step and score every step (``output``: the
     target's softmax probability or its logit); the value is the trapezoid area under the curve over
-    ``curve_x`` (0..1)."""
+    ``curve_x`` (0..1).
+
+    ``incremental="exact"`` (default): rows whose changed pixels lie inside a small box (the early steps of a
+    concentrated map) are computed by incremental inference from the curve's start image (deletion: the input,
+    insertion: the baseline), equal to full forward passes up to float rounding; the others run whole
+    (``"off"``: all rows run whole). ``info``: ``inference``, ``incremental_rows``, ``full_rows``,
+    ``multiply_adds`` (mean fraction of a full pass's multiply-adds of an incremental row, which is what it
+    counts in ``passes``) and ``inference_reason`` (why rows ran whole); see ``cnnlens.quality._curve_rows``."""
 
     kind = "curve"
     insert = False
@@ -97,16 +107,20 @@ class _PixelCurve(Metric):
         k1 = steps + 1
         start, end = (base, x) if self.insert else (x, base)
 
-        def make(sl: slice) -> T:
-            r = torch.arange(sl.start, sl.stop, device=x.device)
-            img, k = r // k1, r % k1
-            changed = (ranks[img] < counts[k][:, None, None])[:, None]
-            return torch.where(changed, end[img], start[img])
+        def changed(r: T) -> T:
+            return ranks[r // k1] < counts[r % k1][:, None, None]
+
+        def make(r: T) -> T:
+            img = r // k1
+            return torch.where(changed(r)[:, None], end[img], start[img])
 
         owner = job.owners(k1)
-        curve = job.scores(Rows(job.n * k1, make), owner, o["output"], desc=self.name).view(job.n, k1)
+        boxes = mask_boxes(ranks, counts)
+        curve, info = curve_scores(
+            job, make, owner, boxes, changed, start, end, o["output"], o["incremental"], self.name
+        )
         curve_x = counts.double() / n_pix
-        return _auc(curve, curve_x), curve, curve_x, {}
+        return _auc(curve.view(job.n, k1), curve_x), curve.view(job.n, k1), curve_x, info
 
 
 @register_metric
@@ -119,7 +133,13 @@ class Deletion(_PixelCurve):
     name = "deletion"
     summary = "area under the target score as the top-ranked pixels are replaced by a baseline (Petsiuk et al.)"
     higher_is_better = False
-    params = {"steps": _steps(20), "baseline": _baseline(None), "sign": SIGN, "output": OUTPUT}
+    params = {
+        "steps": _steps(20),
+        "baseline": _baseline(None),
+        "sign": SIGN,
+        "output": OUTPUT,
+        "incremental": INCREMENTAL,
+    }
 
 
 @register_metric
@@ -130,7 +150,13 @@ class Insertion(_PixelCurve):
     name = "insertion"
     summary = "area under the target score as the top-ranked pixels are restored into a blurred image (Petsiuk)"
     higher_is_better = True
-    params = {"steps": _steps(20), "baseline": _baseline("blur"), "sign": SIGN, "output": OUTPUT}
+    params = {
+        "steps": _steps(20),
+        "baseline": _baseline("blur"),
+        "sign": SIGN,
+        "output": OUTPUT,
+        "incremental": INCREMENTAL,
+    }
     insert = True
 
 

@@ -44,15 +44,16 @@ class RunSummary:
     failed: int
     """Images in the store that failed (unreadable, or a method could not explain them), with reasons in the table."""
     seconds: float
-    passes: int
-    """Model inputs evaluated by this run: predictions, explanations and quality metrics."""
+    passes: float
+    """Model inputs evaluated by this run: predictions, explanations and quality metrics (a partial pass of
+    incremental inference counts as its fraction of the multiply-adds; printed rounded)."""
     backend: str
 
     def __str__(self) -> str:
         rate = self.computed / self.seconds if self.seconds > 0 else 0.0
         return (
             f"{self.images} images in {self.store}: {self.computed} computed now ({rate:.1f} images/s, "
-            f"{self.seconds:.1f} s, {self.passes} model passes, backend {self.backend}), {self.already} already "
+            f"{self.seconds:.1f} s, {self.passes:,.0f} model passes, backend {self.backend}), {self.already} already "
             f"there; {self.failed} failed"
         )
 

@@ -25,8 +25,9 @@ from .._context import Context
 
 T = torch.Tensor
 Inside = Callable[[T, T, T, int, int], T]  # (rows, y, x, h, w) -> (n, 1, h, w) bool: the changed pixels
-_CHUNK = 16  # changed copies per incremental batch (on a CPU larger batches fall out of cache)
+_CHUNK = 8  # changed copies per incremental batch (on a CPU larger batches fall out of cache: 8 ran fastest on Lite0)
 MIN_COPIES = 16
+_GROWTH = 2.0  # largest box area in one batch, as a multiple of its smallest
 
 
 def incremental_option(approximate: bool = False) -> Option:
@@ -40,14 +41,14 @@ def incremental_option(approximate: bool = False) -> Option:
     )
 
 
-def engine(ctx: Context, setting: str, copies: int) -> Incremental | None:
+def engine(ctx: Context, setting: str, copies: int, minimum: int = MIN_COPIES) -> Incremental | None:
     """The model traced for incremental inference, or ``None`` (``ctx.info`` then says why); ``copies``: changed
-    copies per image (below :data:`MIN_COPIES` the clean run and the check would cost more than they save)."""
+    copies per image (below ``minimum`` the clean run and the check would cost more than they save)."""
     reason = None
     if setting == "off":
         reason = "turned off (incremental='off')"
-    elif copies < MIN_COPIES:
-        reason = f"{copies} changed copies per image: incremental inference pays off from {MIN_COPIES}"
+    elif copies < minimum:
+        reason = f"{copies} changed copies per image: incremental inference pays off from {minimum}"
     elif ctx.layer is not None:
         reason = "attributions at a layer run the rest of the network, not the model"
     elif ctx.neuron is not None:
@@ -96,14 +97,28 @@ def changed_scores(
     desc: str = "",
     field: float | None = None,
     label: str = "incremental",
+    *,
+    clean: T | None = None,
+    reference: T | None = None,
+    score: Callable[[T, T], T] | None = None,
+    max_fraction: float | None = None,
 ) -> T | None:
     """Explained scores of rows: image ``owner[r]`` with its pixels ``inside`` box ``boxes[r]`` (top, bottom,
     left, right) taken from ``base`` (B, C, H, W). ``field``: approximate mode's projective-field threshold;
-    ``label``: the path ``info["inference"]`` names. ``None`` when the traced graph does not reproduce the model (then ``ctx.info`` says so)."""
-    x = ctx.inputs
+    ``label``: the path ``info["inference"]`` names. ``None`` when the traced graph does not reproduce the model
+    (then ``ctx.info`` says so).
+
+    ``clean``: the images the rows change (B, C, H, W; default the inputs) and ``reference`` their logits from
+    the model (default the inputs' logits), against which each clean run is checked; ``score``: ``(logits,
+    owner) -> scores`` (default the explained score). Each image's rows run in batches of boxes of similar area,
+    smallest first; with ``max_fraction``, once a batch costs more than that fraction of a full pass's
+    multiply-adds, the image's larger rows are left out (NaN) for the caller to run whole."""
+    x = ctx.inputs if clean is None else clean
+    reference = ctx.logits if reference is None else reference
+    score = ctx.select if score is None else score
     height, width = x.shape[2:]
     _ = ctx.target_scores()
-    out, cost = x.new_zeros(len(owner)), 0.0
+    out, cost, done = x.new_full((len(owner),), float("nan")), 0.0, 0
     size = ctx.batch_size or _CHUNK
     own = ctx.bar is None  # explain()'s bar counts the passes already (here fractions): give it a total
     bar = progress_bar(total=len(owner), desc=desc, unit="img", delay=2.0, leave=False) if own else ctx.bar
@@ -111,15 +126,13 @@ def changed_scores(
         bar.total = bar.n + len(owner)
     try:
         for i in owner.unique().tolist():
-            idx = (owner == i).nonzero()[:, 0]
             with torch.no_grad():
-                clean = eng.clean(x[i : i + 1])
+                clean_run = eng.clean(x[i : i + 1])
             ctx.count(1)
-            if not _close(clean.logits[0], ctx.logits[i]):
+            if not _close(clean_run.logits[0], reference[i]):
                 full(ctx, "the traced graph's logits differ from the model's")
                 return None
-            for start in range(0, len(idx), size):
-                rows = idx[start : start + size]
+            for b, rows in enumerate(_batches((owner == i).nonzero()[:, 0], boxes, size)):
                 bx = boxes[rows]
                 h, w = int((bx[:, 1] - bx[:, 0]).max()), int((bx[:, 3] - bx[:, 2]).max())
                 y, left = bx[:, 0].clamp(max=height - h), bx[:, 2].clamp(max=width - w)
@@ -127,22 +140,38 @@ def changed_scores(
                     inside(rows, y, left, h, w), crop(base[i], y, left, h, w), crop(x[i], y, left, h, w)
                 )
                 with torch.no_grad():
-                    logits, frac = eng.run(clean, patch, y, left, bx, field)
+                    logits, frac = eng.run(clean_run, patch, y, left, bx, field)
                     first = logits[:1] if field is None else None
-                    if start == 0 and not _checked(ctx, eng, clean, x[i], patch, y, left, bx, first):
+                    if b == 0 and not _checked(ctx, eng, clean_run, x[i], patch, y, left, bx, first):
                         full(ctx, "incremental inference differs from a full forward pass on this model")
                         return None
-                out[rows] = ctx.select(ctx._check_logits(logits, len(rows)), owner[rows])
+                out[rows] = score(ctx._check_logits(logits, len(rows)), owner[rows])
                 ctx.count(frac * len(rows))  # type: ignore[arg-type]
-                cost += frac * len(rows)
+                cost, done = cost + frac * len(rows), done + len(rows)
                 if own:
                     bar.update(len(rows))
+                if max_fraction is not None and frac > max_fraction:
+                    break
     finally:
         if own:
             bar.close()
-    ctx.info.update(inference=label, multiply_adds=cost / len(owner))
+    ctx.info.update(inference=label, multiply_adds=cost / max(done, 1))
     ctx.info.pop("inference_reason", None)
     return out
+
+
+def _batches(idx: T, boxes: T, size: int) -> list[T]:
+    """Rows ``idx`` in batches of at most ``size``, smallest box first, a new batch wherever the box area grows
+    more than :data:`_GROWTH` times the batch's first (a batch computes every row at its largest box)."""
+    bx = boxes[idx]
+    area = ((bx[:, 1] - bx[:, 0]) * (bx[:, 3] - bx[:, 2])).tolist()
+    order = sorted(range(len(area)), key=area.__getitem__)
+    out: list[list[int]] = []
+    for r in order:
+        if not out or len(out[-1]) == size or area[r] > _GROWTH * area[out[-1][0]]:
+            out.append([])
+        out[-1].append(r)
+    return [idx[torch.tensor(b, device=idx.device)] for b in out]
 
 
 def _checked(

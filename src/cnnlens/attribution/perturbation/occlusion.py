@@ -58,8 +58,8 @@ class Occlusion(SegmentMethod):
             open_min=True,
         ),
         "drill_down": number(
-            0.2,
-            "approximate mode: fraction of the windows recomputed where the coarse map is least certain",
+            0.15,
+            "approximate mode: fraction of the windows recomputed where the coarse map's ranks are least certain",
             minimum=0.0,
             maximum=1.0,
         ),
@@ -80,8 +80,9 @@ class Occlusion(SegmentMethod):
         image and baseline (``info["inference"]``, ``info["multiply_adds"]``). ``incremental="approximate"``
         (Nakandala et al., SIGMOD 2019): each changed region is cut to ``field_threshold`` of its feature map's
         side, and windows are computed in two stages, every other window on each axis first, then the
-        ``drill_down`` fraction of all windows where the interpolated coarse map is least certain (the largest
-        range of the coarse drops it reads; the others keep the interpolated value); ``report_error=True`` also runs the exact mode and reports the error in
+        ``drill_down`` fraction of all windows where the interpolated coarse map's ranks are least certain (how
+        many windows' drops lie within the range of the coarse drops its interpolation reads; the others keep the
+        interpolated value); ``report_error=True`` also runs the exact mode and reports the error in
         ``info["approximate_error"]``.
         """
         assert baseline is not None
