@@ -181,6 +181,9 @@ def test_imputation_equals_the_dense_reference_on_larger_grids_with_separators()
                 miss = order < int(fraction * h * w)
                 got = linear_imputation(img, miss).numpy()
                 np.testing.assert_allclose(got, _dense_imputation(img.numpy(), miss.numpy()), rtol=1e-9, atol=1e-11)
+                single = linear_imputation(img.float(), miss)  # solved in float32: within its rounding
+                assert single.dtype == torch.float32
+                np.testing.assert_allclose(single.double().numpy(), got, rtol=0, atol=2e-5 * np.abs(got).max())
 
 
 def test_noisy_imputation_adds_seeded_noise_on_removed_pixels_only() -> None:

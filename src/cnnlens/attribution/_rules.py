@@ -186,7 +186,7 @@ class _GatedMode(RuleMode):
     def other(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         ops = _ops.operands(args, kwargs)
         grad = [k for k, v in ops if isinstance(v, torch.Tensor) and v.requires_grad]
-        masks = [k for k, v in ops if self._is_mask(v)]
+        masks = [k for k, v in ops if self._is_mask(v)] if self._masks else []
         if not grad and not masks:
             return func(*args, **kwargs)
         name = _ops.op_name(func)

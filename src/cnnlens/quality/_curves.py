@@ -215,7 +215,8 @@ def _neighbour_table(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 def linear_imputation(image: T, missing: T) -> T:
     """``image`` ``(C, H, W)`` with every ``missing`` pixel (``(H, W)`` bool) replaced by the weighted mean of
     its in-image 8-neighbours (direct 1/6, diagonal 1/12), all missing pixels solved jointly as one sparse
-    linear system (Rong et al. 2022). Some pixel must be known."""
+    linear system (Rong et al. 2022), in single precision for a float32 (or half) image, else in double. Some pixel
+    must be known."""
     c, h, w = image.shape
     miss = missing.detach().cpu().numpy().astype(bool).ravel()
     out = image.detach().clone()
@@ -236,11 +237,13 @@ def linear_imputation(image: T, missing: T) -> T:
     table, weights = _neighbour_table(h, w)
     q, wq = table[unknown], weights[unknown]  # (n, 8): neighbours of each unknown, 0-weight outside
     couples = miss[q] & (wq > 0)  # neighbours that are unknown too
-    img = image.detach().cpu().double().numpy().reshape(c, -1)
-    b = -np.einsum("cnk,nk->nc", img[:, q], np.where(couples, 0.0, wq))  # known neighbours move to the right
+    work = np.float64 if image.dtype == torch.float64 else np.float32  # the solve rounds like the image
+    img = image.detach().cpu().to(torch.float64 if work is np.float64 else torch.float32).numpy().reshape(c, -1)
+    b = -np.einsum("cnk,nk->nc", img[:, q], np.where(couples, 0.0, wq)).astype(work)  # known neighbours: right side
     i = np.concatenate([np.repeat(np.arange(n), couples.sum(1)), np.arange(n)])
     j = np.concatenate([position[q[couples]], np.arange(n)])
-    a = coo_matrix((np.concatenate([wq[couples], -wq.sum(1)]), (i, j)), shape=(n, n)).tocsc()
+    values = np.concatenate([wq[couples], -wq.sum(1)]).astype(work)
+    a = coo_matrix((values, (i, j)), shape=(n, n)).tocsc()
     lu = splu(a, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
     solved = np.asarray(lu.solve(b)).reshape(n, c)
     flat = out.view(c, -1)
