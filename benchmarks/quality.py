@@ -181,8 +181,8 @@ def curves(repeats: int, bs: int) -> int:
                     return score(m, model, x, attr_fn(a), steps=k, batch_size=bs, incremental=mode, output=output,
                                  progress=False)  # fmt: skip
 
-                t_full, full = cpu_best_of(lambda: run("off"), repeats)
-                t_inc, inc = cpu_best_of(lambda: run("exact"), repeats)
+                t_full, full = best_of(lambda: run("off"), repeats, time.process_time)
+                t_inc, inc = best_of(lambda: run("exact"), repeats, time.process_time)
                 logit = float((run("exact", "logit").curve - run("off", "logit").curve).abs().max())
                 diff = float((inc.curve - full.curve).abs().max())
                 rows = f"{inc.info['incremental_rows']}/{inc.info['incremental_rows'] + inc.info['full_rows']}"
@@ -199,17 +199,6 @@ def curves(repeats: int, bs: int) -> int:
     print("incr: incremental='exact' (the default); full: incremental='off'; incr rows: rows computed "
           "incrementally; mult-adds: their mean fraction of a full pass's multiply-adds")  # fmt: skip
     return 0
-
-
-def cpu_best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """(least CPU time of this process, last result) of ``repeats`` calls after one warm-up call."""
-    fn()
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.process_time()
-        out = fn()
-        times.append(time.process_time() - start)
-    return min(times), out
 
 
 def attr_fn(attr: T) -> Callable[..., T]:
