@@ -34,6 +34,7 @@ from torch import nn
 import cnnlens
 from _common import best_of, log
 from _gradient_print import load_average
+from cnnlens._capture import capture
 from cnnlens.attribution._memory import auto_batch_size
 from cnnlens.data import sample_image
 from cnnlens.models import _cut, get_layer
@@ -93,13 +94,8 @@ def exact_ablation_cam(model: nn.Module, x: T, target: int) -> T:
     w[target, c] / (h w) relu6(bn(a_u))`` plus the bias, so zeroing channel ``k`` changes the score by
     ``sum over its units of phi(0) - phi(a_u)``. The layer's output is captured in float32 (what both ways
     ablate); everything after it is float64."""
-    store = []
-    handle = model._conv_head.register_forward_hook(lambda _m, _a, out: store.append(out.detach()))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
+    with torch.no_grad(), capture([model._conv_head]) as store:
+        model(x)
     a = store[0][0].double()
     bn, w = model._bn1, model._fc.weight[target].double()
 

@@ -15,6 +15,7 @@ import _nets
 import cnnlens
 from cnnlens._guard import frozen
 from cnnlens.models import cut_at
+from test_cam_reference import _layer_output
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 T = torch.Tensor
@@ -33,20 +34,9 @@ def test_per_unit_tails_are_recognised_and_only_they(kind) -> None:
         assert cut_at(act, "pool").per_unit  # flatten and linear only
 
 
-def _layer_output(net: nn.Module, v: T) -> T:
-    store = []
-    h = net.head.register_forward_hook(lambda _m, _a, o: store.append(o.detach()))
-    try:
-        with torch.no_grad():
-            net(v)
-    finally:
-        h.remove()
-    return store[0]
-
-
 def exact_per_unit_conductance(net: nn.Module, x: T, x0: T, target: T) -> T:
     """``F(y0 with unit u set to y1_u) - F(y0)`` for every unit of ``head``: the conductance of a per-unit tail."""
-    y1, y0 = _layer_output(net, x), _layer_output(net, x0)
+    y1, y0 = _layer_output(net, "head", x), _layer_output(net, "head", x0)
     out = torch.zeros_like(y1)
     for i in range(x.shape[0]):
         n = y1[i].numel()
