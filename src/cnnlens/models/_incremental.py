@@ -133,7 +133,6 @@ class Incremental:
         self._plan: list[tuple[fx.Node, str, Any]] | None = None
         self._sizes: dict[int, dict[fx.Node, Any]] = {}
         self.fold, self.channels_last = fold, channels_last
-        self._folded: dict[fx.Node, Any] = {}  # convolution -> its Window with the next BatchNorm folded in
         self._alias: set[fx.Node] = set()  # those BatchNorms: their value is the convolution's
         self._windows: set[fx.Node] = set()  # convolutions and pooling (their changed values are fresh tensors)
         self._convs: dict[fx.Node, Any] = {}  # convolution -> its Window (with a folded BatchNorm)
@@ -207,7 +206,6 @@ class Incremental:
                 bn = _next_batchnorm(n, self.modules) if self.fold and window.conv is not None else None
                 if bn is not None:
                     extra = window.folded(*bn[1])
-                    self._folded[n] = extra
                     self._alias.add(bn[0])
                 if window.conv is not None:
                     self._convs[n] = extra
