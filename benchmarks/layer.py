@@ -34,9 +34,9 @@ from torch import nn
 import cnnlens
 from _common import best_of, log
 from _gradient_print import load_average
-from cnnlens._capture import capture
-from cnnlens.attribution._memory import auto_batch_size
+from cnnlens.core.hooks import capture
 from cnnlens.data import sample_image
+from cnnlens.engine import auto_batch_size
 from cnnlens.models import _cut, get_layer
 
 T = torch.Tensor

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import cnnlens._files as files
+import cnnlens.core.files as files
 
 moment, count, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
 calls = {"file": 0, "replace": 0}

@@ -48,7 +48,7 @@ def _die() -> None:
 
 def _half(path: Path, data: bytes) -> None:
     """Write half of ``data`` to ``atomic_path(path)``'s temporary file, then die (the rename never happens)."""
-    from cnnlens._files import atomic_path
+    from cnnlens.core.files import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_bytes(data[: len(data) // 2])

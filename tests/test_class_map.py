@@ -18,8 +18,8 @@ from PIL import Image
 
 import cnnlens
 from cnnlens import CnnlensError, CnnlensWarning
-from cnnlens._errors import cli_words
 from cnnlens.cli import build_parser, main
+from cnnlens.core.errors import cli_words
 from cnnlens.data import CsvImages, ImageFolder
 from cnnlens.data._classes import close_classes, imagenet_names, read_class_map
 
@@ -210,7 +210,7 @@ def test_the_cli_on_a_stray_folder(photos, tmp_path: Path, capsys) -> None:
 
 
 def test_every_command_has_one_default_model_stated_in_its_help() -> None:
-    from cnnlens.cli._options import DEFAULT_MODEL
+    from cnnlens.cli._model_flags import DEFAULT_MODEL
 
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     takers = {name: p for name, p in sub.choices.items() if any("--model" in a.option_strings for a in p._actions)}

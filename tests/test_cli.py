@@ -235,7 +235,7 @@ def test_preprocessing_options_change_only_what_they_name() -> None:
     """As ``--help`` says: ``--input-size`` alone drops the model's own resize-then-crop; ``--resize`` keeps one;
     ``--mean`` / ``--std`` leave the sizes (and the interpolation) alone; one value stands for all three channels."""
     from cnnlens.cli import build_parser
-    from cnnlens.cli._options import _preprocessing
+    from cnnlens.cli._model_flags import _preprocessing
     from cnnlens.models import Preprocessing
 
     own = Preprocessing((224, 224), 256, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), interpolation="bicubic")

@@ -62,7 +62,7 @@ class _Spy:
         self.bars: list = []
 
     def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        from cnnlens._progress import progress_bar
+        from cnnlens.core.progress import progress_bar
 
         bar = progress_bar(*args, **kwargs)
         bar.shown = not bar.disable  # (closing a bar disables it)

@@ -17,7 +17,7 @@ from torch import nn
 
 import _nets
 import cnnlens
-from cnnlens._guard import frozen
+from cnnlens.core.model_guard import frozen
 from cnnlens.models import cut_at
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlens._errors import CnnlensError
+from cnnlens.core.errors import CnnlensError
 from cnnlens.data import SAMPLE_IMAGES, load_image, sample_image, sample_images
 
 

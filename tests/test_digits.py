@@ -11,7 +11,7 @@ import cnnlens.models._digits as digits_module
 from _digits_session import digits_cache, trained_digits
 from cnnlens import CnnlensError, load_model
 from cnnlens.data import digits
-from cnnlens.evaluate import evaluate
+from cnnlens.evaluation import evaluate
 from cnnlens.models import bundled_models, digits_cnn
 from cnnlens.models._digits import DIGITS_PREPROCESSING, digits_tensors
 

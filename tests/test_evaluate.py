@@ -1,4 +1,4 @@
-"""cnnlens.evaluate: metrics against a hand-made example and scikit-learn, groups, tables, the model left alone."""
+"""cnnlens.evaluation: metrics against a hand-made example and scikit-learn, groups, tables, the model left alone."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch import nn
 
 from cnnlens import CnnlensError, CnnlensWarning
 from cnnlens.data import ImageFolder
-from cnnlens.evaluate import Evaluation, evaluate
+from cnnlens.evaluation import Evaluation, evaluate
 from cnnlens.models import Classifier, Preprocessing
 
 # -- a hand-made 3-class example: 7 samples, 3 errors -------------------------------------------------
@@ -282,7 +282,7 @@ def test_corrupt_file_is_skipped_and_reported_or_raises(tmp_path: Path) -> None:
 def test_skipped_samples_keep_rows_mapped_to_dataset_positions_and_everything_is_saved(tmp_path: Path) -> None:
     import json
 
-    from cnnlens.evaluate import save_evaluation
+    from cnnlens.evaluation import save_evaluation
 
     bad = _folder_with_corrupt_file(tmp_path / "data")
     data = ImageFolder(tmp_path / "data")

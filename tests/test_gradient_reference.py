@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import _nets
 import cnnlens
 from cnnlens import CnnlensWarning, UnsupportedOperationError
-from cnnlens.attribution._context import Context
+from cnnlens.engine import Context
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning:captum"),  # its notes about hooks and requires_grad

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlens._guard import frozen
+from cnnlens.core.model_guard import frozen
 
 
 class Counting(nn.Module):

@@ -87,7 +87,7 @@ def test_an_absurd_strip_is_refused_and_its_fix_works(tmp_path: Path) -> None:
 
 def test_bombs_and_strips_are_per_file_errors_in_a_dataset(tmp_path: Path) -> None:
     import cnnlens
-    from cnnlens.evaluate import evaluate
+    from cnnlens.evaluation import evaluate
 
     for k in range(2):
         _png(tmp_path / "a" / f"{k}.png", 30 + k)

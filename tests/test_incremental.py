@@ -14,9 +14,9 @@ from torch import nn
 
 import cnnlens
 from _nets import init_, inputs
-from cnnlens._guard import frozen
 from cnnlens.attribution.perturbation._drilldown import _coarse, rank_uncertainty, uncertainty
 from cnnlens.attribution.perturbation.occlusion import windows
+from cnnlens.core.model_guard import frozen
 from cnnlens.data import sample_image
 from cnnlens.models._incremental import Incremental
 

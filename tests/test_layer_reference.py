@@ -18,7 +18,7 @@ from torch import nn
 import _nets
 import cnnlens
 from cnnlens import CnnlensError
-from cnnlens.attribution._context import Context
+from cnnlens.engine import Context
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning:captum"),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlens.evaluate import Evaluation
+from cnnlens.evaluation import Evaluation
 from cnnlens.viz import confusion_matrix_figure, metrics_figure, roc_figure
 
 ROOT = Path(__file__).resolve().parents[1]

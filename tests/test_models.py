@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnlens._errors import CnnlensError
+from cnnlens.core.errors import CnnlensError
 from cnnlens.data import sample_image
 from cnnlens.models import (
     Classifier,

@@ -16,7 +16,7 @@ from PIL import Image
 
 import cnnlens
 from cnnlens import quality
-from cnnlens.evaluate import Evaluation
+from cnnlens.evaluation import Evaluation
 from test_contract import C, H, W, _model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,9 +7,9 @@ import torch
 
 import cnnlens
 from cnnlens import CnnlensError
-from cnnlens._options import Option, choice, integer, number, validate
 from cnnlens.attribution._smooth import SMOOTH_OPTIONS
 from cnnlens.cli import main
+from cnnlens.core.options import Option, choice, integer, number, validate
 from cnnlens.quality import get_metric, metrics
 
 

@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 
 from cnnlens import CnnlensError
-from cnnlens._files import LOCK, MANIFEST, TMP_PREFIX, atomic_path, output_folder, write_json, write_text
 from cnnlens.cli import main
 from cnnlens.cli._explain import output_names
+from cnnlens.core.files import LOCK, MANIFEST, TMP_PREFIX, atomic_path, output_folder, write_json, write_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TESTS = Path(__file__).parent

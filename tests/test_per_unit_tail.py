@@ -13,7 +13,7 @@ from torch import nn
 
 import _nets
 import cnnlens
-from cnnlens._guard import frozen
+from cnnlens.core.model_guard import frozen
 from cnnlens.models import cut_at
 from test_cam_reference import _layer_output
 

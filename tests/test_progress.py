@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from _nets import inputs, residual_cnn
-from cnnlens._progress import honours_progress, progress, progress_bar
+from cnnlens.core.progress import honours_progress, progress, progress_bar
 from cnnlens.quality import Metric, score
 
 pytestmark = pytest.mark.usefixtures("one_thread")

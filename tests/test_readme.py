@@ -67,7 +67,7 @@ def small(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cnnlens, "load_model", load_model)
         mp.setattr("cnnlens.models.load_model", load_model)
-        mp.setattr("cnnlens.cli._options.load_model", load_model, raising=False)
+        mp.setattr("cnnlens.cli._model_flags.load_model", load_model, raising=False)
         mp.setattr(data, "digits", digits)
         mp.setattr("cnnlens.data._open.digits", digits)
         mp.setattr(data, "sample_images", sample_images)
@@ -260,7 +260,7 @@ CHECKED_ELSEWHERE = {
     "their top 10% pixels": "test_notes_honest.test_agree_and_differ_only_beyond_chance",
     "(of a 3 × 3 grid)": "test_notes_honest.test_where_the_evidence_lies_in_words",
     "the 16 most active feature maps": "test_inside (save_inside draws max_maps=16)",
-    "more than two seconds": "the bars' delay=2.0 (cnnlens._progress); test_cost counts explain()'s bar",
+    "more than two seconds": "the bars' delay=2.0 (cnnlens.core.progress); test_cost counts explain()'s bar",
     "ours sum to 1": "test_gradient_reference.test_trapezoid_is_exact_for_a_linear_integrand_and_captum_misses...",
     "exits with code 2": "test_cli (every bad-input case returns 2)",
     "recovers the Ishigami function's total indices within 0.02": "test_concepts.test_sobol_total_recovers_ishigami_at_default_design_size",

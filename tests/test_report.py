@@ -260,7 +260,7 @@ def test_sized_options_scale_with_the_image() -> None:
 
 
 def test_method_choices_are_checked_and_sized() -> None:
-    from cnnlens.report._options import resolve_methods
+    from cnnlens.report._method_choice import resolve_methods
 
     chosen = resolve_methods({"occlusion": {"window": 8}, "saliency": None}, ["lime"], (32, 32))
     assert chosen == {"occlusion": {"window": 8, "stride": 2}, "saliency": {}}  # user options over the sized ones

@@ -18,7 +18,7 @@ import zarr
 import cnnlens
 from _digits_session import digits_cache, trained_digits
 from _store_child import IMAGES, SETTINGS, subset
-from cnnlens._files import TMP_PREFIX
+from cnnlens.core.files import TMP_PREFIX
 from cnnlens.store import open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,21 +1,19 @@
 """cnnlens: see inside CNN image classifiers.
 
 ``import cnnlens`` is light: the subpackages (``cnnlens.models``, ``cnnlens.data``, ``cnnlens.attribution``,
-``cnnlens.concepts``, ``cnnlens.evaluate``, ``cnnlens.inside``, ``cnnlens.quality``, ``cnnlens.viz``, ``cnnlens.report``, ``cnnlens.store``,
+``cnnlens.concepts``, ``cnnlens.evaluation``, ``cnnlens.inside``, ``cnnlens.quality``, ``cnnlens.viz``, ``cnnlens.report``, ``cnnlens.store``,
 ``cnnlens.app``, ``cnnlens.cli``)
 and the names below are imported on first use (PEP 562), so that torch, scikit-learn and matplotlib load only when
-something needs them. ``cnnlens.evaluate`` is the function `evaluate`; its package is ``cnnlens.evaluate`` in
-``from cnnlens.evaluate import save_evaluation``.
+something needs them. ``cnnlens.evaluate`` is the function `evaluate`; its package is ``cnnlens.evaluation``.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
-from ._errors import CnnlensError, CnnlensWarning, UnsupportedOperationError
+from ._version import __version__ as __version__
+from .core.errors import CnnlensError, CnnlensWarning, UnsupportedOperationError
 
 if TYPE_CHECKING:
     from . import app as app
@@ -23,6 +21,7 @@ if TYPE_CHECKING:
     from . import cli as cli
     from . import concepts as concepts
     from . import data as data
+    from . import evaluation as evaluation
     from . import inside as inside
     from . import models as models
     from . import quality as quality
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from . import store as store
     from . import viz as viz
     from .attribution import Explanation, Method, explain, get_method, methods, register
-    from .evaluate import Evaluation, evaluate
+    from .evaluation import Evaluation, evaluate
     from .models import Classifier, load_model
     from .store import open_store, run
 
@@ -51,8 +50,6 @@ __all__ = [
     "register",
     "run",
 ]
-__version__ = "0.1.0"
-
 # name -> the subpackage that defines it
 _NAMES = {
     "Explanation": "attribution",
@@ -61,15 +58,15 @@ _NAMES = {
     "get_method": "attribution",
     "methods": "attribution",
     "register": "attribution",
-    "Evaluation": "evaluate",
-    "evaluate": "evaluate",
+    "Evaluation": "evaluation",
+    "evaluate": "evaluation",
     "Classifier": "models",
     "load_model": "models",
     "run": "store",
     "open_store": "store",
 }
 _SUBPACKAGES = (
-    "app", "attribution", "cli", "concepts", "data", "evaluate", "inside", "models", "quality", "report", "store",
+    "app", "attribution", "cli", "concepts", "data", "evaluation", "inside", "models", "quality", "report", "store",
     "viz",
 )  # fmt: skip
 
@@ -86,16 +83,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_NAMES, *_SUBPACKAGES})
-
-
-class _Package(types.ModuleType):
-    """``cnnlens`` itself: importing the ``cnnlens.evaluate`` package must not replace the `evaluate` function
-    (the import system sets the attribute ``evaluate`` of the parent to the subpackage)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _NAMES:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

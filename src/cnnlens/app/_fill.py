@@ -7,8 +7,8 @@ import os
 import threading
 from typing import Any
 
-from .._errors import CnnlensError
-from ._jobs import Job, Jobs
+from ..core.errors import CnnlensError
+from ._jobs import Computation, Jobs
 from ._state import DEFAULT_MAX_PASSES
 
 
@@ -24,7 +24,7 @@ def start_predictions(
     jobs = Jobs(max_passes)
     ready = threading.Event()
 
-    def work(job: Job) -> Any:
+    def work(job: Computation) -> Any:
         summary = run_loaded(
             classifier, dataset, [], sources=sources or Sources(), out=out, metrics=None, explain="predicted",
             top_k=None, downsample=None, shard_size=32, batch_size=batch_size, seed=0, backend="local",

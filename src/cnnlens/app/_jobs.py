@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._errors import CnnlensError
-from .._progress import watching
+from ..core.errors import CnnlensError
+from ..core.progress import watching
 
 log = logging.getLogger("cnnlens.app")
 
@@ -26,7 +26,7 @@ class Busy(CnnlensError):
 
 
 @dataclass
-class Job:
+class Computation:
     """One computation: what it is, how far it got, how it ended."""
 
     number: int
@@ -76,13 +76,13 @@ class Jobs:
         self.max_passes = max_passes
         self._lock = threading.Lock()
         self._count = 0
-        self.current: Job | None = None
+        self.current: Computation | None = None
         self._thread: threading.Thread | None = None
 
     def start(
-        self, title: str, work: Callable[[Job], Any], *, total: int | None = None, limit: bool = True,
+        self, title: str, work: Callable[[Computation], Any], *, total: int | None = None, limit: bool = True,
         cancelled: str = "cancelled; nothing was stored",
-    ) -> Job:  # fmt: skip
+    ) -> Computation:  # fmt: skip
         """Run ``work(job)`` in a thread; raises `Busy` while another computation runs. ``limit``: stop it over
         ``max_passes`` model inputs (a whole data set's predictions are not limited); ``cancelled``: what a
         cancelled job's message says."""
@@ -93,7 +93,7 @@ class Jobs:
                     "far); wait for it to finish or cancel it"
                 )
             self._count += 1
-            job = Job(self._count, title, total)
+            job = Computation(self._count, title, total)
             self.current = job
             context = contextvars.copy_context()  # e.g. errors worded for the command line, as where it started
             self._thread = threading.Thread(
@@ -103,7 +103,7 @@ class Jobs:
             self._thread.start()
         return job
 
-    def _run(self, job: Job, work: Callable[[Job], Any], limit: bool, cancelled: str) -> None:
+    def _run(self, job: Computation, work: Callable[[Computation], Any], limit: bool, cancelled: str) -> None:
         def tick(n: int) -> None:
             job.passes += n
             if job.cancel_asked:
@@ -132,7 +132,7 @@ class Jobs:
             job.ended = time.monotonic()
             job.ended_event.set()
 
-    def cancel(self) -> Job | None:
+    def cancel(self) -> Computation | None:
         """Ask the running computation to stop at its next model call (returns it, or None if none runs)."""
         job = self.current
         if job is None or not job.running:
@@ -140,7 +140,7 @@ class Jobs:
         job.cancel_asked = True
         return job
 
-    def wait(self, timeout: float | None = None) -> Job | None:
+    def wait(self, timeout: float | None = None) -> Computation | None:
         """Wait for the current computation to end (tests, the command line's shutdown)."""
         thread = self._thread
         if thread is not None:

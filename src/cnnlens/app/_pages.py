@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 
 MATRIX_CLASSES = 30
 """Most classes the confusion matrix shows; with more, those of the most confused pairs (all pairs are listed)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 from ..store import Store
 from ..store._reader import _SHARED
 

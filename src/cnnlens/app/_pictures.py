@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 
 CMAPS = ("auto", "inferno", "viridis", "magma", "cividis", "gray", "RdBu_r", "coolwarm", "PiYG", "jet")
 """Colormaps the pages offer (``auto``: the report's, `cnnlens.viz.default_cmap` of the sign mode)."""

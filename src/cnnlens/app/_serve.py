@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .._errors import CnnlensError, CnnlensWarning, say
-from ._guard import LOOPBACK_NAMES, Guard, is_loopback
+from ..core.errors import CnnlensError, CnnlensWarning, say
+from ._security import LOOPBACK_NAMES, Guard, is_loopback
 from ._state import DEFAULT_MAX_PASSES, AppState
 
 log = logging.getLogger("cnnlens.app")

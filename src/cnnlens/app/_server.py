@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 from . import _pages as pages
-from ._jobs import Busy, Job
+from ._jobs import Busy, Computation
 from ._pending import Result
 from ._pictures import THUMB, check_look, colorbar, fit, map_picture, png
 from ._state import AppState
@@ -250,7 +250,7 @@ class Pages:
         if label in store.labels and store.has(image_id, label, kind_of(row, target)):
             return {"stored": label, "link": page}
 
-        def work(job: Job) -> Any:
+        def work(job: Computation) -> Any:
             self.state.model()
             if self.state.dataset() is None:
                 raise CnnlensError(self.state.data_problem or "the data set cannot be opened")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 from ._jobs import Jobs
 from ._pending import Pending, with_pending
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
+from ..engine import Target
 from ._base import Explanation, Method
-from ._context import Target
 from ._registry import MethodInfo, get_method, method_table, methods, register
 
 # The families register their methods on import; the registry itself imports none of them.

@@ -11,16 +11,15 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
-from .._display import Displayable
-from .._errors import CnnlensError
-from .._guard import frozen, model_device
-from .._model_checks import explaining, original_module
-from .._options import Option, defaults, describe, validate
-from .._progress import progress as progress_switch
-from .._progress import progress_bar
+from ..core.display import Displayable
+from ..core.errors import CnnlensError
+from ..core.model_checks import explaining, original_module
+from ..core.model_guard import frozen, model_device
+from ..core.options import Option, defaults, describe, validate
+from ..core.progress import progress as progress_switch
+from ..core.progress import progress_bar
+from ..engine import Context, Neuron, Target
 from ._baselines import baseline_distribution, single_baseline
-from ._context import Context, Target
-from ._neuron import Neuron
 from ._smooth import SMOOTH_OPTIONS, smoothed
 
 T = torch.Tensor

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import CnnlensError, say
+from ..core.errors import CnnlensError, say
 
 T = torch.Tensor
 BaselineSpec = None | float | int | str | T | Sequence[Any]

@@ -7,12 +7,12 @@ from typing import Any
 
 from torch import nn
 
-from .._errors import CnnlensError, say
-from .._guard import is_scripted
-from .._options import value
+from ..core.errors import CnnlensError, say
+from ..core.model_guard import is_scripted
+from ..core.options import value
+from ..engine import Context
 from ..models import get_layer
 from ..models._layers import probed_last_conv
-from ._context import Context
 
 LAYERS = value(
     None,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 
 T = torch.Tensor
 ALGORITHMS = ("grid", "slic", "quickshift", "felzenszwalb", "watershed")

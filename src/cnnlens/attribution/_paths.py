@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import CnnlensError, CnnlensWarning
-from .._options import choice, integer, number
-from ._context import Rows
+from ..core.errors import CnnlensError, CnnlensWarning
+from ..core.options import choice, integer, number
+from ..engine import Rows
 
 T = torch.Tensor
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")

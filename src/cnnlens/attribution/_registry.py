@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._errors import CnnlensError, unknown_name
-from .._options import Option, defaults
+from ..core.errors import CnnlensError, unknown_name
+from ..core.options import Option, defaults
 
 if TYPE_CHECKING:
     from ._base import Method

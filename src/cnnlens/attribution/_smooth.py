@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from .._options import choice, defaults, integer, number
-from ._context import Context
+from ..core.options import choice, defaults, integer, number
+from ..engine import Context
 
 T = torch.Tensor
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")

@@ -13,8 +13,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .._errors import CnnlensError, CnnlensWarning, cli_words
-from .._files import command_line
+from ..core.errors import CnnlensError, CnnlensWarning, cli_words
+from ..core.files import command_line
 from . import _concepts, _data, _explain, _listing, _quality, _report, _run, _view
 from ._explain import explain_images
 

@@ -17,9 +17,9 @@ CATALOG = Path(__file__).with_name("_catalog.json")
 
 def build() -> dict[str, Any]:
     """The catalog from the live registries (imports torch, matplotlib and every method)."""
-    from .._options import describe
     from ..attribution import method_table, methods
     from ..attribution._registry import CATEGORIES
+    from ..core.options import describe
     from ..quality import metric_table, metrics
     from ..quality._scorecard import _metric_specs
     from ..viz import SIGNS, VIEWS
@@ -42,7 +42,7 @@ def build() -> dict[str, Any]:
 
 def write() -> Path:
     """Rewrite ``_catalog.json`` from the live registries."""
-    from .._files import write_json
+    from ..core.files import write_json
 
     return write_json(CATALOG, build())
 

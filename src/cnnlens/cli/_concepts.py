@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._files import output_folder
+from ..core.files import output_folder
 from ._data import DATA_HELP, add_class_map, add_on_error, open_data, read_image
-from ._options import (
+from ._model_flags import (
     add_model_options,
     add_run_options,
     check_digits_input,

@@ -9,9 +9,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError, CnnlensWarning
-from .._files import atomic_open, output_folder
-from ._options import (
+from ..core.errors import CnnlensError, CnnlensWarning
+from ..core.files import atomic_open, output_folder
+from ._model_flags import (
     add_model_options,
     add_run_options,
     check_digits_input,
@@ -133,7 +133,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         return
     out = Path(args.out)
     with output_folder(out, "evaluate", model=model_name(args), data=spec) as folder:  # held before any work
-        from ..evaluate import evaluate, save_evaluation
+        from ..evaluation import evaluate, save_evaluation
 
         classifier = load_classifier(args)
         dataset = open_data(spec, classifier, args)

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError
-from .._files import OutputFolder, atomic_open, output_folder, save_figure, write_json
-from .._progress import honours_progress
+from ..core.errors import CnnlensError
+from ..core.files import OutputFolder, atomic_open, output_folder, save_figure, write_json
+from ..core.progress import honours_progress
 from ._catalog import load
-from ._options import (
+from ._model_flags import (
     add_model_options,
     add_run_options,
     check_sizes,
@@ -106,12 +106,12 @@ def explain_images(
 ) -> dict[str, Any]:
     """Explain ``images`` with each method; write ``<name>.png`` panels (`cnnlens.viz.compare_panel`: the image,
     each method's ``view`` of the map with ``sign``, the top-5 classes), ``<name>.npz`` maps and ``summary.json``
-    to ``out``, held as one run (`cnnlens._files.output_folder`: atomic files, a manifest, an earlier run's files
+    to ``out``, held as one run (`cnnlens.core.files.output_folder`: atomic files, a manifest, an earlier run's files
     replaced; other files, symlinks, a concurrent run and two images with one name refused)."""
     import numpy as np
 
     from .. import explain
-    from .._progress import progress_bar
+    from ..core.progress import progress_bar
     from ..viz import compare_panel
 
     if len({n.casefold() for n in names}) != len(names):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._errors import unknown_name
+from ..core.errors import unknown_name
 from ._catalog import load
 
 

@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError, CnnlensWarning
-from .._files import atomic_open, output_folder, write_json
+from ..core.errors import CnnlensError, CnnlensWarning
+from ..core.files import atomic_open, output_folder, write_json
 from ._data import image_sizes, stray_files
-from ._options import check_sizes, load_classifier, model_name
+from ._model_flags import check_sizes, load_classifier, model_name
 
 TOP_K = 5
 
@@ -30,8 +30,8 @@ def predictions(
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """``(rows, skipped)``: one row per readable image (id, folder, its top classes and probabilities) and
     ``(id, reason)`` for each image that cannot be read (``on_error="raise"``: a ``CnnlensError`` instead)."""
-    from .._guard import frozen
-    from .._progress import progress_bar
+    from ..core.model_guard import frozen
+    from ..core.progress import progress_bar
 
     rows: list[dict[str, Any]] = []
     skipped = list(getattr(dataset, "skipped", []))

@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError
-from .._files import output_folder, write_json, write_text
+from ..core.errors import CnnlensError
+from ..core.files import output_folder, write_json, write_text
 from ._catalog import load
 from ._data import read_image
 from ._explain import method_options
-from ._options import (
+from ._model_flags import (
     add_model_options,
     add_run_options,
     check_digits_input,

@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError
-from .._files import output_folder
+from ..core.errors import CnnlensError
+from ..core.files import output_folder
 from ._data import DATA_HELP, add_class_map, add_on_error, open_data
-from ._options import (
+from ._model_flags import (
     add_model_options,
     add_run_options,
     check_digits_input,

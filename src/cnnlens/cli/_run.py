@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 from ._data import DATA_HELP, add_class_map, open_data
 from ._explain import method_options
-from ._options import (
+from ._model_flags import (
     add_model_options,
     add_run_options,
     check_digits_input,

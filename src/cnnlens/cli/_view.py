@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 from ._data import DATA_HELP, add_class_map, open_data
-from ._options import (
+from ._model_flags import (
     DEFAULT_MODEL,
     add_model_options,
     check_digits_input,

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._errors import CnnlensError, say
-from .._guard import frozen
-from .._progress import honours_progress, progress_bar
+from ..core.errors import CnnlensError, say
+from ..core.model_guard import frozen
+from ..core.progress import honours_progress, progress_bar
 from ..models import Classifier, Cut, cut_at
 from ..models._layers import _as_module
 from ._factor import Factorization, activations, crop_boxes, crops, factorize, rows

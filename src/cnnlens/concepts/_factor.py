@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 
-from .._progress import progress_bar
+from ..core.progress import progress_bar
 from ..models import Cut, State
 
 T = torch.Tensor

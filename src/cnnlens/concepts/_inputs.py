@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._errors import CnnlensError, say
-from .._guard import frozen, model_device
+from ..core.errors import CnnlensError, say
+from ..core.model_guard import frozen, model_device
 from ..models import Classifier, cut_at, get_layer
 from ..models._layers import _as_module
 
@@ -105,7 +105,7 @@ def _name(model: Any, data: Any, index: int) -> str:
 
 
 @dataclass(frozen=True)
-class Layer:
+class ConceptLayer:
     """The layer concepts live in: its dotted ``name`` and whether its output is ``rectified`` before use."""
 
     name: str
@@ -139,7 +139,7 @@ def spatial_layers(module: nn.Module, x: T) -> list[tuple[str, float]]:
     return [(n, runs[n][0]) for n in order if len(runs[n]) == 1 and not np.isnan(runs[n][0])]
 
 
-def choose_layer(model: Any, x: T, layer: str | None) -> Layer:
+def choose_layer(model: Any, x: T, layer: str | None) -> ConceptLayer:
     """The layer to use (``layer``, or the default), checked on inputs ``x``; see the module docstring."""
     module = _as_module(model)
     candidates = spatial_layers(module, x[:8])
@@ -148,7 +148,7 @@ def choose_layer(model: Any, x: T, layer: str | None) -> Layer:
     if layer is None:
         for name, low in reversed(candidates[-4:]):
             if low >= 0 or _ignores_negative(module, name, x[:8]):
-                return Layer(name, low < 0)
+                return ConceptLayer(name, low < 0)
         raise CnnlensError(
             f"the last layers before pooling ({', '.join(n for n, _ in candidates[-4:])}) have negative outputs "
             f"that the model uses; pass {say('layer=', '--layer')} a layer right after a ReLU."
@@ -161,7 +161,7 @@ def choose_layer(model: Any, x: T, layer: str | None) -> Layer:
             f"{', '.join(n for n, _ in candidates[-8:])}."
         )
     if lows[layer] >= 0 or _ignores_negative(module, layer, x[:8]):
-        return Layer(layer, lows[layer] < 0)
+        return ConceptLayer(layer, lows[layer] < 0)
     good = [n for n, low in candidates if low >= 0]
     hint = f" such as {good[-1]} (the last one with non-negative outputs)" if good else " right after a ReLU"
     raise CnnlensError(

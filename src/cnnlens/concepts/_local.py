@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import CnnlensError
-from .._guard import frozen
+from ..core.errors import CnnlensError
+from ..core.model_guard import frozen
 from ..models._layers import _as_module
 from ._extract import Concepts, cut_for, upsample
 from ._factor import activations

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._files import OutputFolder, output_folder, save_figure, write_json
+from ..core.files import OutputFolder, output_folder, save_figure, write_json
 from ._extract import Concepts
 from ._local import explain_image
 
@@ -49,7 +49,7 @@ def save_concepts(
     concepts: Concepts, out: str | os.PathLike[str] | OutputFolder, images: Sequence[Any] = ()
 ) -> dict[str, Path]:
     """Write ``gallery.png``, ``concepts.json`` and, for each of ``images``, ``image_<i>.png`` (the image in the
-    concepts) into the folder ``out``, held as one run (see ``cnnlens._files.output_folder``); returns the paths."""
+    concepts) into the folder ``out``, held as one run (see ``cnnlens.core.files.output_folder``); returns the paths."""
     from ..viz import concept_gallery_figure, concept_overlay_figure
 
     with output_folder(out, "concepts", class_=concepts.class_name, layer=concepts.layer) as folder:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 
 DESIGNS = 1024
 """Default design size: recovers the Ishigami function's total indices within 0.02 (tests)."""

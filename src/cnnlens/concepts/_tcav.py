@@ -22,9 +22,9 @@ import torch
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
-from .._errors import CnnlensError
-from .._guard import frozen
-from .._progress import honours_progress, progress_bar
+from ..core.errors import CnnlensError
+from ..core.model_guard import frozen
+from ..core.progress import honours_progress, progress_bar
 from ..models import Classifier, cut_at
 from ..models._layers import _as_module
 from ._inputs import as_batch, choose_layer, class_images, class_index

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnnlens._errors import CnnlensError
+from cnnlens.core.errors import CnnlensError
 
 
 class ArrayImages:

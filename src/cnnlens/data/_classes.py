@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cnnlens._errors import CnnlensError, say
+from cnnlens.core.errors import CnnlensError, say
 
 
 @functools.lru_cache(maxsize=1)

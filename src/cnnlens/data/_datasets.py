@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cnnlens._errors import CnnlensError, CnnlensWarning, say
+from cnnlens.core.errors import CnnlensError, CnnlensWarning, say
 from cnnlens.data._classes import close_classes, mismatch_message, resolve_class_map
 from cnnlens.data._images import load_image, unreadable
 

@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from cnnlens._errors import CnnlensError
+from cnnlens.core.errors import CnnlensError
 from cnnlens.data._arrays import ArrayImages
 
 SPLITS = ("train", "test", "field")

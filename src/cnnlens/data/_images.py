@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnnlens._errors import CnnlensError, CnnlensWarning, say
+from cnnlens.core.errors import CnnlensError, CnnlensWarning, say
 
 SAMPLE_IMAGES: tuple[str, ...] = ("chelsea", "coffee", "astronaut", "rocket")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cnnlens._errors import CnnlensError
+from cnnlens.core.errors import CnnlensError
 from cnnlens.data._arrays import ArrayImages
 from cnnlens.data._datasets import CsvImages, ImageFiles, ImageFolder
 from cnnlens.data._digits import SPLITS, digits

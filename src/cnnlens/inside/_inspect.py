@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens._errors import CnnlensError
-from cnnlens._guard import frozen, model_device
-from cnnlens.inside._capture import as_input, as_module, capture
+from cnnlens.core.errors import CnnlensError
+from cnnlens.core.model_guard import frozen, model_device
+from cnnlens.inside._recording import as_input, as_module, capture
 from cnnlens.models import Classifier, get_layer
 
 

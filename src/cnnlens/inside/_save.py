@@ -10,11 +10,11 @@ from typing import Any
 
 from torch import nn
 
-from cnnlens._errors import CnnlensError
-from cnnlens._files import OutputFolder, output_folder, save_figure, write_text
-from cnnlens._progress import honours_progress, progress_bar
-from cnnlens.inside._capture import as_input, as_module
+from cnnlens.core.errors import CnnlensError
+from cnnlens.core.files import OutputFolder, output_folder, save_figure, write_text
+from cnnlens.core.progress import honours_progress, progress_bar
 from cnnlens.inside._inspect import conv_filters, feature_maps, layer_summary
+from cnnlens.inside._recording import as_input, as_module
 from cnnlens.models import Classifier
 
 
@@ -55,7 +55,7 @@ def save_inside(
 
     ``layers``: names; default ``max_layers`` convolutions spread over the depth (the first and the last
     included). A bar (stderr) follows the layers; ``progress=False`` hides it. ``out`` is held as one run, as
-    in `cnnlens.evaluate.save_evaluation` (atomic files, a manifest, an earlier run's files replaced, other
+    in `cnnlens.evaluation.save_evaluation` (atomic files, a manifest, an earlier run's files replaced, other
     files, symlinks and concurrent runs refused). Returns ``{name: path}``."""
     from cnnlens.viz import feature_maps_figure, filters_figure
 

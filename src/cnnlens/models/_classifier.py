@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnlens._errors import CnnlensError, say
-from cnnlens._guard import frozen, model_device
+from cnnlens.core.errors import CnnlensError, say
+from cnnlens.core.model_guard import frozen, model_device
 from cnnlens.data import load_image
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray

@@ -2,7 +2,7 @@
 
 Methods that vary a layer's activation (layer integrated gradients, layer feature ablation, Ablation-CAM, concept
 importance) run the head once per image and then only the tail for every variation; propagation rules use the
-traced graph. Build a cut with :func:`cut_at`; run it inside ``cnnlens._guard.frozen(model)`` (eval mode, as the
+traced graph. Build a cut with :func:`cut_at`; run it inside ``cnnlens.core.model_guard.frozen(model)`` (eval mode, as the
 graph was traced).
 
 Two ways to cut, the same numbers:
@@ -40,9 +40,9 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .._capture import capture
-from .._errors import CnnlensError
-from .._guard import frozen
+from ..core.errors import CnnlensError
+from ..core.hooks import capture
+from ..core.model_guard import frozen
 from ._graph import Split, Untraceable, acts_per_unit
 from ._layers import get_layer
 from ._state import state_fingerprint

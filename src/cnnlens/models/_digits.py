@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from cnnlens._errors import CnnlensError, say
-from cnnlens._files import write_json
+from cnnlens.core.errors import CnnlensError, say
+from cnnlens.core.files import write_json
 from cnnlens.data._digits import DIGITS_SIZE, digits
 from cnnlens.models._classifier import Classifier, Preprocessing
 

@@ -34,7 +34,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .._guard import frozen
+from ..core.model_guard import frozen
 from ._cut import _attributes, _hooks, _restore
 from ._graph import Untraceable, _mutated
 from ._regions import (

@@ -9,8 +9,8 @@ from contextlib import suppress
 import torch
 from torch import nn
 
-from cnnlens._errors import CnnlensError
-from cnnlens._guard import frozen, is_scripted
+from cnnlens.core.errors import CnnlensError
+from cnnlens.core.model_guard import frozen, is_scripted
 from cnnlens.models._classifier import Classifier
 from cnnlens.models._state import state_fingerprint
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens._errors import CnnlensError, CnnlensWarning, say
+from cnnlens.core.errors import CnnlensError, CnnlensWarning, say
 from cnnlens.models._bundled import _REGISTRY, _load_bundled, bundled_models
 from cnnlens.models._classifier import Classifier, Preprocessing
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens._errors import CnnlensError
+from cnnlens.core.errors import CnnlensError
 
 
 class SelectOutput(nn.Module):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._errors import CnnlensError
-from ._base import Explainer, Job, MethodSpec, Metric, Score
+from ..core.errors import CnnlensError
+from ._base import Explainer, MethodSpec, Metric, MetricRun, Score
 from ._registry import MetricInfo, get_metric, metric_table, metrics, register_metric
 from ._scorecard import Scorecard, scorecard
 
@@ -19,7 +19,7 @@ from . import _curves, _descriptive, _faithfulness, _localisation, _sanity  # no
 
 __all__ = [
     "Explainer",
-    "Job",
+    "MetricRun",
     "Metric",
     "MetricInfo",
     "Score",

@@ -14,15 +14,15 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
-from .._display import Displayable
-from .._errors import CnnlensError
-from .._guard import frozen
-from .._model_checks import explaining
-from .._options import Option, defaults, describe, validate
-from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, Method, explain
 from ..attribution._base import _check_inputs, _unwrap, check_run_options
-from ..attribution._context import Context, Rows, Target
+from ..core.display import Displayable
+from ..core.errors import CnnlensError
+from ..core.model_checks import explaining
+from ..core.model_guard import frozen
+from ..core.options import Option, defaults, describe, validate
+from ..core.progress import honours_progress, progress_bar
+from ..engine import Context, Rows, Target
 
 T = torch.Tensor
 MethodSpec = str | Method | type[Method] | Explanation | Callable[..., T]
@@ -158,7 +158,7 @@ def _check_attribution_shape(a: T, x: T, name: str) -> T:
     return a
 
 
-class Job:
+class MetricRun:
     """One metric run: model, inputs, fixed integer targets, the explainer, batched scoring and pass counts."""
 
     def __init__(
@@ -300,7 +300,7 @@ class Metric:
     def check_options(self) -> None:
         """Check what the option declarations cannot (e.g. options that exclude each other); override to add."""
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Return ``(values (B,), curve (B, n) or None, curve_x (n,) or None, info)``."""
         raise NotImplementedError
 
@@ -333,7 +333,7 @@ class Metric:
         generator = torch.Generator().manual_seed(int(seed))
         with frozen(module), explaining(module):
             ctx = Context(module, x, target, batch_size, torch.Generator().manual_seed(int(seed)))
-            job = Job(model, module, preprocessing, x, ctx, explainer, generator)
+            job = MetricRun(model, module, preprocessing, x, ctx, explainer, generator)
             values, curve, curve_x, info = self.compute(job)
         return Score(
             metric=self.name,

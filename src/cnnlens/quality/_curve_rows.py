@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from ..attribution._context import Rows
 from ..attribution.perturbation._incremental import changed_scores, engine, full
-from ._base import Job
+from ..engine import Rows
+from ._base import MetricRun
 
 T = torch.Tensor
 MAX_AREA = 0.25
@@ -52,7 +52,7 @@ def mask_boxes(ranks: T, counts: T) -> T:
 
 
 def curve_scores(
-    job: Job,
+    job: MetricRun,
     make: Callable[[T], T],
     owner: T,
     boxes: T,

@@ -20,12 +20,12 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import splu
 
-from .._errors import CnnlensError
-from .._options import Option, choice, integer, number, value
 from ..attribution._baselines import single_baseline
-from ..attribution._context import Rows
 from ..attribution.perturbation._incremental import incremental_option
-from ._base import Job, Metric
+from ..core.errors import CnnlensError
+from ..core.options import Option, choice, integer, number, value
+from ..engine import Rows
+from ._base import Metric, MetricRun
 from ._curve_rows import curve_scores, mask_boxes
 from ._registry import register_metric
 
@@ -72,7 +72,7 @@ def _baseline(default: Any) -> Option:
     )
 
 
-def _pixels(job: Job, steps: int) -> int:
+def _pixels(job: MetricRun, steps: int) -> int:
     n = job.inputs.shape[-2] * job.inputs.shape[-1]
     if steps > n:
         raise CnnlensError(f"steps={steps} is more than the {n} pixels of the inputs; use steps <= {n}")
@@ -94,7 +94,7 @@ class _PixelCurve(Metric):
     kind = "curve"
     insert = False
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         o = self.options
         x, steps = job.inputs, o["steps"]
         n_pix = _pixels(job, steps)
@@ -303,7 +303,7 @@ class Road(Metric):
     }
     kind = "curve"
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Fractions ``floor(k * N / steps) / N`` for ``k = 0..steps-1`` (all pixels removed has no
         neighbours to impute from). Removed pixels are imputed in the model's input space with noise of std
         ``noise`` (0.01, the authors' code). ``curve`` and ``info["morf"]`` = most-relevant-first,

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from .._errors import CnnlensError
-from .._options import number
-from ._base import Job, Metric
+from ..core.errors import CnnlensError
+from ..core.options import number
+from ._base import Metric, MetricRun
 from ._registry import register_metric
 from ._sanity import ABSOLUTE, maps, spearman
 
@@ -29,7 +29,7 @@ class ClassDiscrimination(Metric):
     params = {"absolute": ABSOLUTE}
     rerun = True
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         logits = job.ctx.logits
         if logits.shape[1] < 2:
             raise CnnlensError("class_discrimination needs a model with at least two classes")
@@ -105,6 +105,6 @@ class Detail(Metric):
         "absolute": ABSOLUTE,
     }
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         m = maps(job.attributions, self.options["absolute"])
         return effective_resolution(m, float(self.options["fraction"])), None, None, {}

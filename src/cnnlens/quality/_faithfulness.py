@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from .._errors import CnnlensError
-from .._options import flag, integer, number, value
-from .._progress import progress_bar
-from ._base import Job, Metric
+from ..core.errors import CnnlensError
+from ..core.options import flag, integer, number, value
+from ..core.progress import progress_bar
+from ._base import Metric, MetricRun
 from ._registry import register_metric
 
 T = torch.Tensor
@@ -31,7 +31,7 @@ PERTURBATION = value(
 )
 
 
-def _perturbed(job: Job, fn: Perturbation) -> T:
+def _perturbed(job: MetricRun, fn: Perturbation) -> T:
     """One perturbed copy of the inputs from ``fn(inputs, generator)``, checked."""
     x = job.inputs
     xp = fn(x, job.generator)
@@ -63,7 +63,7 @@ class Infidelity(Metric):
         "normalize": flag(True, "scale the attributions by the least-squares factor (Captum's normalize=True)"),
     }
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Per image: ``mean_s (beta * sum(attr * I_s) - (f(x) - f(x - I_s)))**2`` with ``I_s = x - x~_s``.
 
         Default perturbation: ``x~ = x - N(0, std**2)`` per input value (``std`` in the model's input space;
@@ -116,7 +116,7 @@ class SensitivityMax(Metric):
     }
     rerun = True
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Per image: ``max_s ||attr(x~_s) - attr(x)||_F / ||attr(x)||_F`` (a zero norm counts as 1, as Captum).
 
         Default perturbation: ``x~ = x + U(-radius, radius)`` per input value (Captum's default, ``radius``
@@ -160,7 +160,7 @@ class Completeness(Metric):
     summary = "|sum(attr) - (f(x) - f(baseline))| / |f(x) - f(baseline)|, for methods that report a delta"
     higher_is_better = False
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Per image ``|delta| / |sum(attr) - delta|`` from the method's own ``Explanation.delta``
         (``delta = sum(attr) - (f(x) - f(baseline))``, so the denominator is ``|f(x) - f(baseline)|``).
 

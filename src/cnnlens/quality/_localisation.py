@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from .._errors import CnnlensError
-from .._options import number, value
-from ._base import Job, Metric
+from ..core.errors import CnnlensError
+from ..core.options import number, value
+from ._base import Metric, MetricRun
 from ._registry import register_metric
 
 T = torch.Tensor
@@ -61,7 +61,7 @@ class PointingGame(Metric):
         if o["boxes"] is not None and o["masks"] is not None:
             raise CnnlensError("pointing_game takes boxes= or masks=, not both")
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         """Hit (1) when the maximum of the channel-summed map is within ``tolerance`` pixels (Euclidean) of a
         pixel of the object (boxes: inclusive pixel coordinates of the inputs); ties go to the first maximum in
         raster order (TorchRay's convention). ``info["points"]``: the ``(row, col)`` of each maximum."""

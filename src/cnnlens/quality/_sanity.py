@@ -14,10 +14,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-from .._errors import CnnlensError
-from .._guard import is_scripted
-from .._options import flag, integer
-from ._base import Job, Metric
+from ..core.errors import CnnlensError
+from ..core.model_guard import is_scripted
+from ..core.options import flag, integer
+from ._base import Metric, MetricRun
 from ._registry import register_metric
 
 T = torch.Tensor
@@ -127,7 +127,7 @@ class RandomizationCheck(Metric):
     rerun = True
     kind = "curve"
 
-    def compute(self, job: Job) -> tuple[T, T | None, T | None, dict[str, Any]]:
+    def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
         absolute = self.options["absolute"]
         if is_scripted(job.module):
             raise CnnlensError(

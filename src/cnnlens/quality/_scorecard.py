@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._display import Displayable
-from .._errors import CnnlensError
-from .._files import atomic_open
-from .._progress import honours_progress, progress_bar
 from ..attribution import Explanation, explain, get_method
 from ..attribution._base import _check_inputs, _unwrap
+from ..core.display import Displayable
+from ..core.errors import CnnlensError
+from ..core.files import atomic_open
+from ..core.progress import honours_progress, progress_bar
 from ._base import Score, _check_run_options
 from ._registry import get_metric
 from ._registry import metrics as registered_metrics

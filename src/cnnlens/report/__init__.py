@@ -4,6 +4,7 @@ side, explanation quality, plain-language notes), for a labelled data set or a f
 from ._claims import agreement_claims, best_note, lead, same_computation
 from ._demo import demo
 from ._html import Report, Section
+from ._method_choice import sized_options
 from ._notes import (
     accuracy_note,
     agreement_note,
@@ -15,7 +16,6 @@ from ._notes import (
     shift_note,
     topk_overlap,
 )
-from ._options import sized_options
 from ._photos import photo_report
 from ._story import model_report
 

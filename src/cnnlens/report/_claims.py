@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 from ._notes import method_name
 
 Z = 2.0

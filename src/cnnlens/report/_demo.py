@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._files import OutputFolder, output_folder
-from .._progress import honours_progress
+from ..core.files import OutputFolder, output_folder
+from ..core.progress import honours_progress
 from ._html import Report
-from ._options import Methods
+from ._method_choice import Methods
 from ._photos import photo_report
 from ._story import add_model_story
 

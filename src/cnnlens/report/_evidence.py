@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 
 PARTS = (
     ("upper left", "top", "upper right"),

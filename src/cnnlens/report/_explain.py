@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import viz
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 from . import _notes as notes
 from ._claims import Lead, agreement_claims, best_note, how_measured, lead
 from ._evidence import consensus, where_note

@@ -16,8 +16,8 @@ from typing import Any
 import jinja2
 from matplotlib.figure import Figure
 
-from .._errors import CnnlensError
-from .._files import write_text
+from ..core.errors import CnnlensError
+from ..core.files import write_text
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -195,7 +195,7 @@ class Report:
 
     def to_html(self) -> str:
         """The report as one HTML document (autoescaped: text and captions never become markup)."""
-        from .. import __version__
+        from .._version import __version__
 
         env = jinja2.Environment(
             loader=jinja2.PackageLoader("cnnlens.report", "templates"),

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._capture import capture
-from .._errors import CnnlensError
-from .._guard import frozen
+from ..core.errors import CnnlensError
+from ..core.hooks import capture
+from ..core.model_guard import frozen
 from . import _notes as notes
 from ._html import Report
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import CnnlensError, CnnlensWarning
-from .._progress import progress_bar
+from ..core.errors import CnnlensError, CnnlensWarning
+from ..core.progress import progress_bar
 from . import _notes as notes
 from ._claims import Z, merged_name, paired, same_computation
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 
 METHOD_NAMES = {
     "saliency": "saliency",

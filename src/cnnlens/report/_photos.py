@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._errors import CnnlensError
-from .._progress import honours_progress
+from ..core.errors import CnnlensError
+from ..core.progress import honours_progress
 from ..viz import compare_panel
 from . import _notes as notes
 from ._claims import agreement_claims, how_measured
 from ._evidence import photo_where_note
 from ._figures import ALPHA, CMAP, SIGN, agreement_figure, photo_grid
 from ._html import Report
+from ._method_choice import Methods, resolve_methods
 from ._methods import (
     AGREEMENT_FRACTION,
     agreement_per_image,
@@ -26,7 +27,6 @@ from ._methods import (
     shown_key,
     warm_up,
 )
-from ._options import Methods, resolve_methods
 from ._story import as_classifier
 from ._words import column_words, table_words
 

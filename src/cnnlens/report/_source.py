@@ -14,7 +14,7 @@ class Computed:
 
     def evaluate(self, classifier: Any, name: str, dataset: Any, batch_size: int, progress: bool) -> Any:
         """The `Evaluation` of ``classifier`` on the data set called ``name``."""
-        from ..evaluate import evaluate
+        from ..evaluation import evaluate
 
         return evaluate(classifier, dataset, batch_size=batch_size, progress=progress)
 

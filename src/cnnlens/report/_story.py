@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError, unknown_name
-from .._files import OutputFolder, output_folder, write_json
-from .._progress import honours_progress, progress_bar
+from ..core.errors import CnnlensError, unknown_name
+from ..core.files import OutputFolder, output_folder, write_json
+from ..core.progress import honours_progress, progress_bar
 from . import _notes as notes
 from ._concepts import concepts_section
 from ._conclusions import conclusions
@@ -20,7 +20,7 @@ from ._explain import explain_rows, scorecard_section
 from ._figures import rows_figure
 from ._html import Report
 from ._inside import inside_section
-from ._options import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
+from ._method_choice import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
 from ._source import Computed
 from ._words import table_words
 
@@ -371,7 +371,7 @@ def model_report(
     of the most confused pair of classes); ``max_groups=3`` error groups of
     ``per_group=4`` images; ``batch_size=None``; ``seed=0``; ``progress=True``. ``out`` is held as one run
     (atomic files, a manifest ``cnnlens-run.json``, an earlier run's files replaced; other files, symlinks and
-    concurrent runs refused, see `cnnlens.evaluate.save_evaluation`). Returns the HTML file's path.
+    concurrent runs refused, see `cnnlens.evaluation.save_evaluation`). Returns the HTML file's path.
     """
     for name in options:
         if name not in _story_options():

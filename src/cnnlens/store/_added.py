@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import CnnlensError
-from .._files import remove_temporary, write_bytes, write_json
-from .._progress import progress as progress_switch
+from ..core.errors import CnnlensError
+from ..core.files import remove_temporary, write_bytes, write_json
+from ..core.progress import progress as progress_switch
 from ._compute import _compact, _inputs, _number, _reason, _Shard, _stored
 from ._kinds import Added, added_name, added_parts, kind_of, target_class
 from ._layout import EXPLANATIONS, MAPS, Lock, explanations_schema, map_array, parquet_bytes, read_manifest
-from ._settings import Job, dataset_ids, plain
+from ._settings import RunPlan, dataset_ids, plain
 
 LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,79}$")
 
@@ -114,7 +114,7 @@ def compute_more(
         return added, options, []
     with progress_switch(progress):
         classifier, dataset = store.model(model), store.dataset(data)
-        job = Job(
+        job = RunPlan(
             classifier=classifier, dataset=dataset, methods={label: (method, options)},
             metrics=store.manifest["metrics"] if score else {}, explain="predicted", top_k=store.manifest["top_k"],
             downsample=store.manifest["maps"]["downsample"], shard_size=shard_size, seed=store.manifest["seed"],
@@ -127,7 +127,7 @@ def compute_more(
 
 
 def _compute(
-    job: Job, kind: str, shard: int, pairs: list[tuple[int, int]], added: Added, unscored: bool
+    job: RunPlan, kind: str, shard: int, pairs: list[tuple[int, int]], added: Added, unscored: bool
 ) -> dict[str, Any] | None:
     """Explain (and score) the images ``pairs`` of one shard for one kind; their rows and float16 maps."""
     work = _Shard(job, shard)

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._errors import CnnlensError, CnnlensWarning
-from .._guard import frozen
-from .._progress import checkpoint
-from ._settings import Job, shard_seed
+from ..core.errors import CnnlensError, CnnlensWarning
+from ..core.model_guard import frozen
+from ..core.progress import checkpoint
+from ._settings import RunPlan, shard_seed
 
 T = torch.Tensor
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -52,7 +52,7 @@ def _inputs(classifier: Any, items: list[Any]) -> T:
     return classifier.preprocess(items)
 
 
-def _read(job: Job, start: int, stop: int, rows: dict[int, dict[str, Any]]) -> tuple[list[int], T | None]:
+def _read(job: RunPlan, start: int, stop: int, rows: dict[int, dict[str, Any]]) -> tuple[list[int], T | None]:
     """Decode and preprocess the shard's images (all at once; one by one only to find the ones that fail);
     failures become failed rows."""
     positions, items = [], []
@@ -93,7 +93,7 @@ def _fail(row: dict[str, Any], reason: str) -> None:
     row.update(ok=False, error=reason, predicted=None, top_classes=None, top_probabilities=None, p_label=None)
 
 
-def _predict(job: Job, x: T) -> T:
+def _predict(job: RunPlan, x: T) -> T:
     """Logits of ``x`` in chunks of ``batch_size`` (the model frozen, no gradients)."""
     module = job.classifier.module
     size = job.batch_size or x.shape[0]
@@ -149,7 +149,7 @@ def _caught(fn: Callable[[], Any]) -> tuple[Any, list[str]]:
 class _Shard:
     """The work of one shard, step by step (see `compute_shard`)."""
 
-    def __init__(self, job: Job, shard: int) -> None:
+    def __init__(self, job: RunPlan, shard: int) -> None:
         self.job = job
         self.shard = shard
         self.seed = shard_seed(job.seed, shard)
@@ -219,7 +219,7 @@ class _Shard:
         return values, notes
 
 
-def compute_shard(job: Job, shard: int) -> ShardResult:
+def compute_shard(job: RunPlan, shard: int) -> ShardResult:
     """Rows and maps of shard ``shard`` of ``job`` (the global torch RNG is left as it was)."""
     start_time = time.perf_counter()
     work = _Shard(job, shard)
@@ -309,7 +309,7 @@ def _predictions(
     return positions, (x if positions else None), first
 
 
-def _targets(job: Job, rows: dict[int, dict[str, Any]], positions: list[int]) -> dict[str, tuple[list[int], T]]:
+def _targets(job: RunPlan, rows: dict[int, dict[str, Any]], positions: list[int]) -> dict[str, tuple[list[int], T]]:
     """kind -> (rows of ``x``, the class each is explained for); unlabelled images have no label explanation."""
     predicted = [rows[p]["predicted"] for p in positions]
     labels = [rows[p]["label"] for p in positions]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 
 ADDED = re.compile(r"^added-(\d{6})\.parquet$")
 CLASS_KIND = re.compile(r"^class-(\d+)$")

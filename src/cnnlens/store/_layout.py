@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError
-from .._files import TMP_PREFIX, remove_temporary, write_bytes, write_json
+from ..core.errors import CnnlensError
+from ..core.files import TMP_PREFIX, remove_temporary, write_bytes, write_json
 from ._compute import ShardResult
 from ._settings import differences
 

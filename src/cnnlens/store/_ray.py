@@ -15,15 +15,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 from ._compute import ShardResult, compute_shard
-from ._settings import Job
+from ._settings import RunPlan
 
 
 class ShardWorker:
     """A Ray Data actor: holds the job (model and data set) and computes the shards it is given."""
 
-    def __init__(self, job: Job, threads: int) -> None:
+    def __init__(self, job: RunPlan, threads: int) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -54,7 +54,7 @@ def _start(address: str | None) -> bool:
     return True
 
 
-def ray_results(job: Job, pending: list[int], address: str | None, workers: int | None) -> Iterator[ShardResult]:
+def ray_results(job: RunPlan, pending: list[int], address: str | None, workers: int | None) -> Iterator[ShardResult]:
     """Results of the ``pending`` shards computed on Ray, in the order they finish."""
     try:
         import ray

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError, say, unknown_name
+from ..core.errors import CnnlensError, say, unknown_name
 from ._kinds import ADDED, Added, added_rows, kinds
 from ._layout import EXPLANATIONS, IMAGES, MAPS, PART, explanations_schema, images_schema, read_manifest
 from ._settings import FORMAT
@@ -316,7 +316,7 @@ class Store:
 
     def evaluation(self) -> Any:
         """The `cnnlens.Evaluation` of the stored predictions (failed images listed in ``skipped``)."""
-        from ..evaluate import Evaluation
+        from ..evaluation import Evaluation
 
         ids, probs = self.probabilities()
         ok = self.images.filter(self.images.column("ok"))

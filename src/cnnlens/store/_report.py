@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError, CnnlensWarning, say
+from ..core.errors import CnnlensError, CnnlensWarning, say
 from ..report._source import Computed
 from ._reader import Store
 from ._settings import data_fingerprint, dataset_ids, model_fingerprint

@@ -11,15 +11,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError
-from .._progress import progress as progress_switch
-from .._progress import progress_bar
+from ..core.errors import CnnlensError
+from ..core.progress import progress as progress_switch
+from ..core.progress import progress_bar
 from ._compute import ShardResult, compute_shard
 from ._layout import StoreWriter
 from ._settings import (
     EXPLAIN,
     MAX_ALL_CLASSES,
-    Job,
+    RunPlan,
     build_manifest,
     dataset_ids,
     describe_source,
@@ -189,7 +189,7 @@ def run_loaded(
 ) -> RunSummary:
     """`run` on a loaded Classifier and an opened data set (``sources`` says where they came from); ``opened()``
     is called once the store is open (its manifest written or checked, its lock held) and work starts."""
-    from .. import __version__
+    from .._version import __version__
     from ..attribution._base import check_run_options
 
     check_run_options(batch_size, seed)
@@ -201,7 +201,7 @@ def run_loaded(
         raise CnnlensError("address is the Ray cluster to use; give it with backend='ray'")
     if metrics and not methods:
         raise CnnlensError("metrics score the methods' explanations; give methods too, or no metrics")
-    job = Job(
+    job = RunPlan(
         classifier=classifier, dataset=data, methods=resolve_methods(methods), metrics=resolve_metrics(metrics),
         explain=explain, top_k=_top_k(top_k, classifier.num_classes),
         downsample=_positive("downsample", downsample, allow_none=True),
@@ -228,7 +228,7 @@ def run_loaded(
 
 
 def _execute(
-    job: Job, pending: list[int], writer: StoreWriter, already: int, backend: str, address: str | None,
+    job: RunPlan, pending: list[int], writer: StoreWriter, already: int, backend: str, address: str | None,
     workers: int | None,
 ) -> tuple[int, int]:  # fmt: skip
     """Compute the pending shards on the backend, writing each as it arrives; returns (images, passes)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 
 FORMAT = "cnnlens-store/1"
 EXPLAIN = ("predicted", "label", "both")
@@ -37,7 +37,7 @@ the methods added after the run, `Store.explain`)."""
 
 
 @dataclass
-class Job:
+class RunPlan:
     """Everything a worker needs to compute any shard of a run (picklable, sent to Ray actors)."""
 
     classifier: Any
@@ -149,7 +149,7 @@ def dataset_ids(dataset: Any) -> list[str]:
     return ids
 
 
-def build_manifest(job: Job, model_source: str | None, data_spec: str | None, version: str) -> dict[str, Any]:
+def build_manifest(job: RunPlan, model_source: str | None, data_spec: str | None, version: str) -> dict[str, Any]:
     """The manifest of ``job`` (see the module docstring)."""
     clf, ds = job.classifier, job.dataset
     classes = list(clf.class_names) if clf.class_names is not None else None

@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from skimage.segmentation import mark_boundaries  # noqa: E402
 
-from .._errors import CnnlensError  # noqa: E402
+from ..core.errors import CnnlensError  # noqa: E402
 from ._maps import _array, apply_sign, as_image, reduce_channels, resize_map  # noqa: E402
 
 Box = tuple[int, int, int, int]

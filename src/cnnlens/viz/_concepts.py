@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .._errors import CnnlensError  # noqa: E402
+from ..core.errors import CnnlensError  # noqa: E402
 from ._legend import LABEL_PT, TITLE_PT, add_colorbar, tag_map  # noqa: E402
 from ._views import blended_heat_map, default_cmap, original_image  # noqa: E402
 

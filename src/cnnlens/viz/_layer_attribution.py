@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .._errors import CnnlensError  # noqa: E402
+from ..core.errors import CnnlensError  # noqa: E402
 from ._legend import LABEL_PT, TITLE_PT, add_colorbar, tag_map  # noqa: E402
 from ._maps import _array, _finite, as_image, resize_map  # noqa: E402
 from ._views import draw_view  # noqa: E402

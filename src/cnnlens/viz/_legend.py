@@ -20,7 +20,7 @@ from matplotlib.colors import Colormap, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from .._errors import CnnlensError  # noqa: E402
+from ..core.errors import CnnlensError  # noqa: E402
 
 MAP_GID = "cnnlens-map"
 COLORBAR_GID = "cnnlens-colorbar"

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
 
 SIGNS = ("absolute", "positive", "negative", "all")
 REDUCTIONS = ("sum", "max_abs", "l2")

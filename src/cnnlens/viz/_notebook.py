@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .._errors import CnnlensError  # noqa: E402
+from ..core.errors import CnnlensError  # noqa: E402
 from ._legend import LABEL_PT, TITLE_PT  # noqa: E402
 from ._panels import method_grid  # noqa: E402
 

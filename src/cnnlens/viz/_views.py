@@ -18,7 +18,7 @@ from matplotlib.colors import Colormap, Normalize  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 from skimage.color import rgb2gray  # noqa: E402
 
-from .._errors import CnnlensError  # noqa: E402
+from ..core.errors import CnnlensError  # noqa: E402
 from ._legend import TITLE_PT, add_colorbar, scale_words, tag_map  # noqa: E402
 from ._maps import SIGNS, as_image, to_heatmap  # noqa: E402
 

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..._errors import CnnlensError
-from ..._options import Option
+from ...core.errors import CnnlensError
+from ...core.options import Option
+from ...engine import Context
 from .._base import Method
-from .._context import Context
 from .._layers import LAYERS, resolve_layers
 
 T = torch.Tensor

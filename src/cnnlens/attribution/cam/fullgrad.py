@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..._errors import CnnlensError
-from ..._guard import is_scripted
+from ...core.errors import CnnlensError
+from ...core.model_guard import is_scripted
+from ...engine import Context
 from .._base import Method
-from .._context import Context
 from .._registry import register
 from ._base import upsample_rescaled
 

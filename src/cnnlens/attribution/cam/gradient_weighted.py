@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._context import Context
+from ...engine import Context
 from .._registry import register
 from ._base import CamMethod
 

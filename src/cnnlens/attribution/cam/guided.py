@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from .._context import Context
+from ...engine import Context
+from .._gradient_modes import GENERALIZE, GuidedMode
 from .._layers import LAYERS
 from .._registry import register
-from .._rules import GENERALIZE, GuidedMode
 from .gradient_weighted import GradCam
 
 T = torch.Tensor

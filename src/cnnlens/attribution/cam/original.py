@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..._errors import CnnlensError, say
-from .._context import Context
+from ...core.errors import CnnlensError, say
+from ...engine import Context
 from .._precision import tolerance, working
 from .._registry import register
 from ._base import CamMethod

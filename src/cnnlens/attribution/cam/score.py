@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._context import Context, Rows
+from ...engine import Context, Rows
 from .._registry import register
 from ._base import CamMethod, upsample_rescaled
 

@@ -6,12 +6,12 @@ import warnings
 
 import torch
 
-from ..._errors import CnnlensWarning
+from ...core.errors import CnnlensWarning
+from ...engine import Context, sum_per_row
 from .._base import Method
-from .._context import Context, sum_per_row
+from .._gradient_modes import RescaleMode
 from .._precision import tolerance, working
 from .._registry import register
-from .._rules import RescaleMode
 
 T = torch.Tensor
 

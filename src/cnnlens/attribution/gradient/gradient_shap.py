@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..._options import integer, number
+from ...core.options import integer, number
+from ...engine import Context, sum_per_row
 from .._base import Method
-from .._context import Context, sum_per_row
 from .._registry import register
 
 T = torch.Tensor

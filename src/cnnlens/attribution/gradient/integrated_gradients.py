@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ...engine import Context, sum_per_row
 from .._base import Method
-from .._context import Context, sum_per_row
 from .._paths import PATH_OPTIONS, QUADRATURES, integrate, quadrature, simpson_adaptive
 from .._registry import register
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ..._options import flag
+from ...core.options import flag
+from ...engine import Context
 from .._base import Method
-from .._context import Context
+from .._gradient_modes import GENERALIZE, DeconvMode, GuidedMode
 from .._registry import register
-from .._rules import GENERALIZE, DeconvMode, GuidedMode
 
 T = torch.Tensor
 

@@ -7,9 +7,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..._options import Option
+from ...core.options import Option
+from ...engine import Context
 from .._base import Method
-from .._context import Context
 from .._layers import LAYER, resolve_layer
 
 T = torch.Tensor

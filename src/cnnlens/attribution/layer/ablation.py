@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from ..._errors import CnnlensError
-from ..._options import value
+from ...core.errors import CnnlensError
+from ...core.options import value
+from ...engine import Context, Rows
 from .._baselines import single_baseline
-from .._context import Context, Rows
 from .._registry import register
 from ._base import LayerMethod
 

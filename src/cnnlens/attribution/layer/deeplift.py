@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..._options import integer, number
-from .._context import Context, sum_per_row
+from ...core.options import integer, number
+from ...engine import Context, sum_per_row
+from .._gradient_modes import RescaleMode
 from .._registry import register
-from .._rules import RescaleMode
 from ..gradient.deeplift import checked
 from ._base import LayerMethod
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..._options import choice, integer, number
+from ...core.options import choice, integer, number
+from ...engine import Context, sum_per_row
 from ...models import State
-from .._context import Context, sum_per_row
 from .._paths import PATH_OPTIONS, QUADRATURES, integrate, quadrature
 from .._registry import register
 from ..gradient.integrated_gradients import integrated_gradients

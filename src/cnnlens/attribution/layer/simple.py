@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..._options import flag
-from .._context import Context
+from ...core.options import flag
+from ...engine import Context
 from .._registry import register
 from ..cam._base import check_spatial
 from ._base import LayerMethod

@@ -6,12 +6,11 @@ from typing import ClassVar
 
 import torch
 
-from ..._errors import CnnlensError
-from ..._options import Option
+from ...core.errors import CnnlensError
+from ...core.options import Option
+from ...engine import NEURON, Context, Neuron, Target
 from .._base import Method
-from .._context import Context, Target
 from .._layers import LAYER
-from .._neuron import NEURON, Neuron
 
 T = torch.Tensor
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ..._capture import capture
-from ..._model_checks import gradient_cut, gradient_forward
-from ..._options import choice, integer
-from .._context import Context
+from ...core.hooks import capture
+from ...core.model_checks import gradient_cut, gradient_forward
+from ...core.options import choice, integer
+from ...engine import Context, Neuron
 from .._layers import resolve_layer
-from .._neuron import Neuron
 from .._paths import QUADRATURES, quadrature
 from .._registry import register
 from ._base import NeuronMethod

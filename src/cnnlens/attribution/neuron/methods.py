@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._context import Context
+from ...engine import Context
 from .._paths import PATH_OPTIONS
 from .._registry import register
 from ..gradient.deeplift import DeepLift, DeepLiftShap

@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..._options import Option, value
-from ..._progress import progress_bar
+from ...core.options import Option, value
+from ...core.progress import progress_bar
+from ...engine import Context
 from .._base import Method
 from .._baselines import inpaint_baseline
-from .._context import Context
 from .._masks import ALGORITHMS, feature_masks, paint
 
 T = torch.Tensor

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from scipy.stats import spearmanr
 
+from ...engine import Context
 from ...models._incremental import Incremental
-from .._context import Context
 from ._incremental import changed_scores, window_inside
 
 T = torch.Tensor

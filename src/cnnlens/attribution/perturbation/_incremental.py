@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 import torch
 
-from ..._options import Option, choice
-from ..._progress import progress_bar
+from ...core.options import Option, choice
+from ...core.progress import progress_bar
+from ...engine import Context
 from ...models._graph import Untraceable
 from ...models._incremental import Incremental
-from .._context import Context
 
 T = torch.Tensor
 Inside = Callable[[T, T, T, int, int], T]  # (rows, y, x, h, w) -> (n, 1, h, w) bool: the changed pixels

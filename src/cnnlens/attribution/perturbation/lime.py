@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..._options import integer, number
-from .._context import Context
+from ...core.options import integer, number
+from ...engine import Context
 from .._registry import register
 from ._common import SegmentMethod, mask_option
 from .shapley import evaluate_designs

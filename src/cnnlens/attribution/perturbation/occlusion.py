@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from ..._options import flag, number, value
-from .._context import Context
+from ...core.options import flag, number, value
+from ...engine import Context
 from .._registry import register
 from ._common import SegmentMethod, scores
 from ._drilldown import approximate_drops, report_error

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..._errors import CnnlensError
-from ..._options import integer
-from .._context import Context
+from ...core.errors import CnnlensError
+from ...core.options import integer
+from ...engine import Context
 from .._registry import register
 from ._common import SegmentMethod, coalition_scores, mask_option
 

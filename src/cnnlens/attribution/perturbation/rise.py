@@ -7,8 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..._options import integer, number
-from .._context import Context
+from ...core.options import integer, number
+from ...engine import Context
 from .._registry import register
 from ._common import SegmentMethod, scores
 

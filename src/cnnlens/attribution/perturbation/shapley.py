@@ -8,8 +8,8 @@ import math
 import numpy as np
 import torch
 
-from ..._options import integer
-from .._context import Context
+from ...core.options import integer
+from ...engine import Context
 from .._registry import register
 from ._common import SegmentMethod, coalition_scores, mask_option
 

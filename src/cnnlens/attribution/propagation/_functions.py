@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._layer import Layer
+from ._layer import LinearCall
 from .rules import Rule, stabilize
 
 T = torch.Tensor
@@ -24,7 +24,7 @@ class _LinearFn(torch.autograd.Function):
     """Forward: the layer call as the model made it. Backward: the rule's input relevance."""
 
     @staticmethod
-    def forward(ctx: Any, x: T, layer: Layer, rule: Rule, run: Callable[[], T]) -> T:
+    def forward(ctx: Any, x: T, layer: LinearCall, rule: Rule, run: Callable[[], T]) -> T:
         z = run()
         ctx.layer, ctx.rule = layer, rule
         # a copy: an in-place activation may overwrite the output before the backward pass

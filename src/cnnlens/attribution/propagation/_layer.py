@@ -19,7 +19,7 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 @dataclass(frozen=True)
-class Layer:
+class LinearCall:
     """One linear layer call: ``z = W x + b`` as a convolution (``dims`` spatial dimensions) or a dense map."""
 
     name: str
@@ -72,7 +72,7 @@ class Layer:
             flat += [a, b]
         return flat
 
-    def fold(self, name: str, mean: T, var: T, weight: T | None, bias: T | None, eps: float) -> Layer:
+    def fold(self, name: str, mean: T, var: T, weight: T | None, bias: T | None, eps: float) -> LinearCall:
         """This layer followed by a BatchNorm in eval mode, as one layer (new tensors; nothing is modified)."""
         scale = torch.rsqrt(var + eps)
         if weight is not None:
@@ -83,7 +83,7 @@ class Layer:
         return replace(self, weight=w, bias=b, folded=name)
 
 
-def conv_layer(name: str, x: T, weight: T, bias: T | None, call: dict, extra: tuple[int, ...] | None) -> Layer:
+def conv_layer(name: str, x: T, weight: T, bias: T | None, call: dict, extra: tuple[int, ...] | None) -> LinearCall:
     """The ``Layer`` of a ``F.convNd`` call (``call``: its stride, padding, dilation and groups) whose input was
     zero-padded by ``extra`` (a ``F.pad`` list, last dimension first) right before, if not ``None``."""
     dims = weight.dim() - 2
@@ -105,4 +105,4 @@ def conv_layer(name: str, x: T, weight: T, bias: T | None, call: dict, extra: tu
         before = list(reversed(extra[0::2]))
         after = list(reversed(extra[1::2]))
         pad = [(a + before[i], b + after[i]) for i, (a, b) in enumerate(pad)]
-    return Layer(name, weight, bias, dims, stride, dilation, int(call.get("groups", 1)), tuple(pad))
+    return LinearCall(name, weight, bias, dims, stride, dilation, int(call.get("groups", 1)), tuple(pad))

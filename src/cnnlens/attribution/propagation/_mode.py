@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..._errors import CnnlensError, UnsupportedOperationError
+from ...core.errors import CnnlensError, UnsupportedOperationError
 from .. import _ops
 from ._functions import (
     _BN_ARGS,
@@ -55,7 +55,7 @@ from ._functions import (
     _tensors,
     _zero,
 )
-from ._layer import Layer, conv_layer
+from ._layer import LinearCall, conv_layer
 from .composites import Composite
 from .rules import RULES, Rule
 
@@ -68,7 +68,7 @@ class _Last:
 
     out: T
     src: T
-    layer: Layer
+    layer: LinearCall
     rule: Rule
     record: dict | None
 
@@ -155,7 +155,7 @@ class RelevanceMode(TorchFunctionMode):
         owner = self.owners.get(id(weight))
         name = owner[0] if owner else f"{_op_name(func)} call {self._count + 1}"
         if func is F.linear:
-            src, layer = x, Layer(name, weight, bias)
+            src, layer = x, LinearCall(name, weight, bias)
         else:
             pad = self._pad
             fold = pad is not None and pad[0] is x and len(pad[2]) == 2 * (weight.dim() - 2)

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from ..._errors import CnnlensError, unknown_name
+from ...core.errors import CnnlensError, unknown_name
 from .rules import RULES, Rule
 
 Key = str | type

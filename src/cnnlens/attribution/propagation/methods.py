@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..._errors import CnnlensError
-from ..._options import flag, number, value
+from ...core.errors import CnnlensError
+from ...core.options import flag, number, value
+from ...engine import Context
 from .._base import Method
-from .._context import Context
 from .._layers import LAYER
 from .._registry import register
 from ..layer._base import LayerMethod

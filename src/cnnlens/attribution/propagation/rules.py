@@ -34,8 +34,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..._errors import CnnlensError
-from ._layer import Layer
+from ...core.errors import CnnlensError
+from ._layer import LinearCall
 
 T = torch.Tensor
 
@@ -59,19 +59,19 @@ class Rule:
         unset = [f.name for f in fields(self) if getattr(self, f.name) is None and f.name in options]
         return replace(self, **{k: options[k] for k in unset})
 
-    def relevance(self, layer: Layer, x: T, z: T | None, r: T) -> T:
+    def relevance(self, layer: LinearCall, x: T, z: T | None, r: T) -> T:
         """Relevance of ``x`` (the layer's input) from ``r``, the relevance of ``z`` (the layer's output, given
         when ``uses_output``)."""
         raise NotImplementedError
 
-    def uses_output(self, layer: Layer) -> bool:
+    def uses_output(self, layer: LinearCall) -> bool:
         """Whether ``relevance`` needs the layer's output ``z`` as the forward pass computed it."""
         return False
 
     def __str__(self) -> str:
         return self.name
 
-    def _bias(self, layer: Layer) -> T | None:
+    def _bias(self, layer: LinearCall) -> T | None:
         return None if self.zero_bias else layer.bias
 
     def _divide(self, r: T, z: T) -> T:
@@ -86,10 +86,10 @@ class Epsilon(Rule):
     name: ClassVar[str] = "epsilon"
     epsilon: float | None = None
 
-    def uses_output(self, layer: Layer) -> bool:
+    def uses_output(self, layer: LinearCall) -> bool:
         return not layer.folded and (layer.bias is None or not self.zero_bias)
 
-    def relevance(self, layer: Layer, x: T, z: T | None, r: T) -> T:
+    def relevance(self, layer: LinearCall, x: T, z: T | None, r: T) -> T:
         if z is None:  # the forward pass ran unfolded, or with the bias
             z = layer.forward(x, layer.weight, self._bias(layer))
         assert self.epsilon is not None
@@ -107,10 +107,10 @@ class Gamma(Rule):
     name: ClassVar[str] = "gamma"
     gamma: float | None = None
 
-    def uses_output(self, layer: Layer) -> bool:
+    def uses_output(self, layer: LinearCall) -> bool:
         return True  # its sign picks the branch
 
-    def relevance(self, layer: Layer, x: T, z: T | None, r: T) -> T:
+    def relevance(self, layer: LinearCall, x: T, z: T | None, r: T) -> T:
         g, w, b = self.gamma, layer.weight, self._bias(layer)
         assert g is not None and z is not None
         up, down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)  # boosted toward + and toward -
@@ -144,7 +144,7 @@ class AlphaBeta(Rule):
                 f"got alpha={self.alpha}, beta={self.beta}. E.g. AlphaBeta(2, 1) or AlphaBeta(1, 0)"
             )
 
-    def relevance(self, layer: Layer, x: T, z: T | None, r: T) -> T:
+    def relevance(self, layer: LinearCall, x: T, z: T | None, r: T) -> T:
         w, b = layer.weight, self._bias(layer)
         pos, neg = w.clamp(min=0), w.clamp(max=0)
         b_pos = None if b is None else b.clamp(min=0)
@@ -193,7 +193,7 @@ class ZBox(Rule):
             bound = replace(bound, low=box[0], high=box[1])
         return bound
 
-    def relevance(self, layer: Layer, x: T, z: T | None, r: T) -> T:
+    def relevance(self, layer: LinearCall, x: T, z: T | None, r: T) -> T:
         low, high = _box(self.low, x), _box(self.high, x)
         w = layer.weight
         pos, neg = w.clamp(min=0), w.clamp(max=0)
@@ -208,7 +208,7 @@ class Flat(Rule):
 
     name: ClassVar[str] = "flat"
 
-    def relevance(self, layer: Layer, x: T, z: T | None, r: T) -> T:
+    def relevance(self, layer: LinearCall, x: T, z: T | None, r: T) -> T:
         ones = torch.ones_like(layer.weight)
         s = self._divide(r, layer.forward(torch.ones_like(x), ones))
         return layer.transpose(s, x, ones)
@@ -220,7 +220,7 @@ class WSquare(Rule):
 
     name: ClassVar[str] = "wsquare"
 
-    def relevance(self, layer: Layer, x: T, z: T | None, r: T) -> T:
+    def relevance(self, layer: LinearCall, x: T, z: T | None, r: T) -> T:
         b = self._bias(layer)
         w2 = layer.weight * layer.weight
         s = self._divide(r, layer.forward(torch.ones_like(x), w2, None if b is None else b * b))
@@ -233,7 +233,7 @@ class Pass(Rule):
 
     name: ClassVar[str] = "pass"
 
-    def relevance(self, layer: Layer, x: T, z: T | None, r: T) -> T:
+    def relevance(self, layer: LinearCall, x: T, z: T | None, r: T) -> T:
         if r.shape != x.shape:
             raise CnnlensError(
                 f"the pass rule needs a layer whose output has its input's shape; {layer.name} maps "
@@ -242,7 +242,7 @@ class Pass(Rule):
         return r
 
 
-def _split_by_sign(layer: Layer, x: T, r: T, w_pos_in: T, w_neg_in: T, b: T | None, divide: Any) -> T:
+def _split_by_sign(layer: LinearCall, x: T, r: T, w_pos_in: T, w_neg_in: T, b: T | None, divide: Any) -> T:
     """Relevance ``r`` shared over the contributions ``x+ w_pos_in + x- w_neg_in (+ b)``, in proportion."""
     has_neg = bool((x < 0).any())
     xp = x.clamp(min=0) if has_neg else x

@@ -5,7 +5,7 @@ rows (``scores``, ``evaluate``), its gradients and the outputs and gradients of 
 the model's logits and targets. Two things are explicit parameters of the engine:
 
 * **what is explained**: a class score (``target``: the predicted class, an index, one per image, or a callable
-  ``logits -> score per row``) or a :class:`~cnnlens.attribution._neuron.Neuron` (``neuron=``): the value of one
+  ``logits -> score per row``) or a :class:`~cnnlens.engine._neuron.Neuron` (``neuron=``): the value of one
   unit of a layer, computed by the part of the model before it;
 * **where attributions land**: the model's inputs, or a layer: ``ctx.at_layer(layer)`` is the same run seen from
   the layer; its inputs are the layer's activations (the model's head ran once per image) and its model is the
@@ -25,14 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._capture import capture
-from .._errors import CnnlensError, say
-from .._progress import checkpoint
+from ..core.errors import CnnlensError, say
+from ..core.hooks import capture
+from ..core.progress import checkpoint
 from ..models import Cut, State, cut_at, get_layer
 from ..models._layers import probed_last_conv
 from ..models._outputs import describe as describe_output
 from ._backward import Differentiation
-from ._layer_axis import LayerAxis
+from ._layer_view import LayerAxis
 from ._memory import auto_batch_size, is_out_of_memory
 from ._neuron import Neuron
 

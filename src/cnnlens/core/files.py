@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 
-from ._errors import CnnlensError, say
+from .errors import CnnlensError, say
 
 TMP_PREFIX = ".cnnlens-tmp-"
 
@@ -304,7 +304,7 @@ def output_folder(out: str | os.PathLike[str] | OutputFolder, command: str, **in
         raise CnnlensError(f"{path} is a file, not a folder; choose another output folder{say(' (out=)', ' (--out)')}")
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    from . import __version__
+    from .._version import __version__
 
     record = {"cnnlens": __version__, "command": command, **info, "pid": os.getpid(), "started": _now()}
     if _COMMAND_LINE.get() is not None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import CnnlensError
+from .errors import CnnlensError
 
 
 @dataclass(frozen=True)

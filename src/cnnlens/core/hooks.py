@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ._errors import CnnlensError, CnnlensWarning
+from .errors import CnnlensError, CnnlensWarning
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .._errors import CnnlensError, CnnlensWarning
+from ..core.errors import CnnlensError, CnnlensWarning
 
 
 def positive_int(text: str) -> int:
@@ -228,7 +228,7 @@ def _check_outputs(classifier: Any, name: str) -> None:
     """One forward pass on a blank input: the model must return (1, K) logits, K matching the class names."""
     import torch
 
-    from .._guard import frozen
+    from ..core.model_guard import frozen
 
     size = classifier.preprocessing.input_size
     try:

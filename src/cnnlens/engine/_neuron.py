@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import CnnlensError
-from .._options import value
+from ..core.errors import CnnlensError
+from ..core.options import value
 
 T = torch.Tensor
 NeuronSpec = int | tuple | list | Callable[[T], T]

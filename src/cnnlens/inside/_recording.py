@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens._capture import capture as hooks
-from cnnlens._errors import CnnlensError
-from cnnlens._guard import frozen, model_device
+from cnnlens.core.errors import CnnlensError
+from cnnlens.core.hooks import capture as hooks
+from cnnlens.core.model_guard import frozen, model_device
 from cnnlens.models import Classifier, get_layer
 from cnnlens.models._layers import _as_module as as_module
 

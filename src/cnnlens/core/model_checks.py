@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.overrides import TorchFunctionMode
 
-from ._errors import CnnlensError, CnnlensWarning, say
+from .errors import CnnlensError, CnnlensWarning, say
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _ACTIVE: ContextVar[bool] = ContextVar("cnnlens_explaining", default=False)

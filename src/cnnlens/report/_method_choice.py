@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._errors import CnnlensError, say, unknown_name
+from ..core.errors import CnnlensError, say, unknown_name
 
 GRADIENT_METHODS = ("saliency", "integrated_gradients", "deeplift", "lrp", "grad_cam", "guided_grad_cam")
 PERTURBATION_METHODS = ("occlusion", "feature_ablation", "shapley_sampling", "kernel_shap")

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .._errors import CnnlensError, UnsupportedOperationError, say
-from .._options import flag
+from ..core.errors import CnnlensError, UnsupportedOperationError, say
+from ..core.options import flag
 from . import _ops, _precision
 
 T = torch.Tensor

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from cnnlens._display import Displayable
-from cnnlens._errors import CnnlensError
-from cnnlens._files import atomic_open
-from cnnlens.evaluate._groups import Groups, make_groups
+from cnnlens.core.display import Displayable
+from cnnlens.core.errors import CnnlensError
+from cnnlens.core.files import atomic_open
+from cnnlens.evaluation._groups import Groups, make_groups
 
 DENSE_JSON_CLASSES = 100
 """Up to this many classes `Evaluation.to_dict` holds the full confusion matrix; beyond, only its non-empty cells

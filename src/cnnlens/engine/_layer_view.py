@@ -1,6 +1,6 @@
 """Where attributions land: a run seen from a layer (:meth:`LayerAxis.at_layer`), the model cut there.
 
-A mixin of :class:`cnnlens.attribution._context.Context`: the view it returns is a Context whose inputs are the
+A mixin of :class:`cnnlens.engine._context.Context`: the view it returns is a Context whose inputs are the
 layer's activations (the head ran once per image) and whose model is the tail, so every method written for
 inputs runs on a layer unchanged. Also the layer's output for any input rows (``layer_activations``,
 ``project``), with the traced path checked against the model before it is trusted.
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .._capture import capture
-from .._errors import CnnlensError
+from ..core.errors import CnnlensError
+from ..core.hooks import capture
 from ..models import Cut, State
 
 if TYPE_CHECKING:

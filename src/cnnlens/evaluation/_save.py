@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnlens._files import OutputFolder, output_folder, save_figure, write_json
-from cnnlens._progress import honours_progress, progress_bar
-from cnnlens.evaluate._evaluation import Evaluation
+from cnnlens.core.files import OutputFolder, output_folder, save_figure, write_json
+from cnnlens.core.progress import honours_progress, progress_bar
+from cnnlens.evaluation._evaluation import Evaluation
 
 
 @honours_progress
@@ -25,7 +25,7 @@ def save_evaluation(
     Figures with many classes show those in the data and the most confused (see `Evaluation.classes_to_show`);
     a bar (stderr) follows the figures, ``progress=False`` hides it.
 
-    ``out`` is held as one run (`cnnlens._files.output_folder`): every file is written atomically, a manifest
+    ``out`` is held as one run (`cnnlens.core.files.output_folder`): every file is written atomically, a manifest
     ``cnnlens-run.json`` lists them, the files of an earlier run in ``out`` are replaced, and a folder holding
     other files, symlinks, or being written by another run is refused (``CnnlensError``). Returns ``{name: path}``.
     """

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlens._errors import CnnlensError, CnnlensWarning, say
-from cnnlens._guard import frozen, model_device
-from cnnlens.evaluate._evaluation import Evaluation
+from cnnlens.core.errors import CnnlensError, CnnlensWarning, say
+from cnnlens.core.model_guard import frozen, model_device
+from cnnlens.evaluation._evaluation import Evaluation
 from cnnlens.models import Classifier
 
-from .._progress import progress_bar
+from ..core.progress import progress_bar
 
 
 def evaluate(

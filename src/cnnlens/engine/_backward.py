@@ -1,5 +1,5 @@
 """Gradients of the explained score: the batched backward passes of the engine (:class:`Differentiation`, a part
-of :class:`~cnnlens.attribution._context.Context`).
+of :class:`~cnnlens.engine._context.Context`).
 
 One call differentiates the explained score of every row w.r.t. the rows, chosen layers' outputs and the values
 that skip a layer, optionally under a method's rule mode (guided backprop, DeepLIFT, LRP) and with reference rows
@@ -16,12 +16,12 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .._capture import capture
-from .._errors import CnnlensError, UnsupportedOperationError
-from .._guard import is_scripted
-from .._model_checks import differentiate, gradient_forward
+from ..attribution._gradient_modes import ReferenceChanged
+from ..core.errors import CnnlensError, UnsupportedOperationError
+from ..core.hooks import capture
+from ..core.model_checks import differentiate, gradient_forward
+from ..core.model_guard import is_scripted
 from ..models import State
-from ._rules import ReferenceChanged
 
 T = torch.Tensor
 Start = Callable[[T, T], T]
@@ -47,7 +47,7 @@ class Backward(NamedTuple):
 
 
 class Differentiation:
-    """The backward passes of a :class:`~cnnlens.attribution._context.Context` (it supplies ``model``, ``run``,
+    """The backward passes of a :class:`~cnnlens.engine._context.Context` (it supplies ``model``, ``run``,
     ``_output``, ``_score``, the targets and the logits record)."""
 
     def gradients(
