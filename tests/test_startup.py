@@ -76,13 +76,13 @@ def test_every_subpackage_is_an_attribute_of_cnnlens() -> None:
 
 
 def test_cnnlens_evaluate_stays_the_function_when_its_package_is_imported() -> None:
-    """The import system sets ``cnnlens.evaluate`` to the ``cnnlens.evaluate`` package when it imports it (as
-    ``from cnnlens.evaluation import save_evaluation`` does); the function must stay."""
+    """The function ``cnnlens.evaluate`` and the package ``cnnlens.evaluation`` have different names, so
+    importing the package (``from cnnlens.evaluation import save_evaluation``) leaves the function in place."""
     import cnnlens
     from cnnlens.evaluation import save_evaluation  # noqa: F401
 
-    setattr(cnnlens, "evaluate", sys.modules["cnnlens.evaluation"])  # noqa: B010 - what the import system does
-    assert type(cnnlens.evaluation).__name__ == "function" and cnnlens.evaluation.__name__ == "evaluate"
+    assert type(cnnlens.evaluate).__name__ == "function" and cnnlens.evaluate.__name__ == "evaluate"
+    assert cnnlens.evaluation is sys.modules["cnnlens.evaluation"]
     assert cnnlens.Evaluation.__name__ == "Evaluation"
     cnnlens.explain = "x"  # other attributes are set as usual
     assert cnnlens.explain == "x"
