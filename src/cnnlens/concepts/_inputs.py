@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..core.errors import CnnlensError, say
+from ..core.hooks import module_calls
 from ..core.model_guard import frozen, model_device
 from ..models import Classifier, cut_at, get_layer
 from ..models._layers import _as_module
@@ -114,29 +115,19 @@ class ConceptLayer:
 
 def spatial_layers(module: nn.Module, x: T) -> list[tuple[str, float]]:
     """``(name, smallest output value)`` of the modules that run once and output a spatial map, in run order."""
-    runs: dict[str, list[float]] = {}
-    order: list[str] = []
-    handles = []
+    named = [(n, m) for n, m in module.named_modules() if n and not isinstance(m, torch.jit.ScriptModule)]
+    with module_calls(named, keep=_lowest) as calls, frozen(module), torch.no_grad():
+        module(x)
+    runs: dict[str, list[float]] = {}  # in the order of each module's first call
+    for call in calls:
+        runs.setdefault(call.name, []).append(call.output)
+    return [(n, lows[0]) for n, lows in runs.items() if len(lows) == 1 and not np.isnan(lows[0])]
 
-    def hook(name: str):
-        def on_output(_m: nn.Module, _a: tuple, out: Any) -> None:
-            if name not in runs:
-                order.append(name)
-            ok = isinstance(out, T) and out.ndim == 4 and out.shape[2] * out.shape[3] > 1
-            runs.setdefault(name, []).append(float(out.min()) if ok else float("nan"))
 
-        return on_output
-
-    try:
-        for name, m in module.named_modules():
-            if name and not isinstance(m, torch.jit.ScriptModule):
-                handles.append(m.register_forward_hook(hook(name)))
-        with frozen(module), torch.no_grad():
-            module(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return [(n, runs[n][0]) for n in order if len(runs[n]) == 1 and not np.isnan(runs[n][0])]
+def _lowest(out: Any) -> float:
+    """The smallest value of a spatial map ``out`` (NaN for any other output)."""
+    ok = isinstance(out, T) and out.ndim == 4 and out.shape[2] * out.shape[3] > 1
+    return float(out.min()) if ok else float("nan")
 
 
 def choose_layer(model: Any, x: T, layer: str | None) -> ConceptLayer:

@@ -1,15 +1,65 @@
-"""Capture what chosen layers output during one forward pass; the hooks live only inside the ``with`` block."""
+"""Watching modules during a forward pass: which run, in what order, with what outputs (``module_calls``), and
+capturing what chosen layers output (``capture``). The hooks live only inside the ``with`` block."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import CnnlensError, CnnlensWarning
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a watched module: its ``name``, the ``module`` and ``output``, what ``keep`` made of the output
+    (``None`` when nothing is kept)."""
+
+    name: str
+    module: nn.Module
+    output: Any = None
+
+
+@contextmanager
+def module_calls(
+    named: Sequence[tuple[str, nn.Module]],
+    keep: Callable[[Any], Any] | None = None,
+    first: bool = False,
+    before: bool = False,
+) -> Iterator[list[Call]]:
+    """Yield a list that fills, while the block runs, with a `Call` for each call of the ``(name, module)`` pairs,
+    in the order the calls end (``before``: begin; then nothing of the output is kept).
+
+    ``keep``: what to keep of each output (e.g. its shape; default: nothing), so that no output outlives its call
+    unless asked for. ``first``: only each name's first call. The model is not changed: the hooks return nothing,
+    and they are removed when the block ends, also when it raises.
+    """
+    calls: list[Call] = []
+    seen: set[str] = set()
+
+    def make(name: str, module: nn.Module) -> Callable[..., None]:
+        def on_call(_m: nn.Module, _args: tuple, *output: Any) -> None:
+            if first and name in seen:
+                return
+            seen.add(name)
+            calls.append(Call(name, module, keep(output[0]) if keep is not None and output else None))
+
+        return on_call
+
+    handles = []
+    try:
+        for name, module in named:
+            register = module.register_forward_pre_hook if before else module.register_forward_hook
+            handles.append(register(make(name, module)))
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @contextmanager
@@ -62,17 +112,22 @@ def capture(
         for h in handles:
             h.remove()
     labels = list(names) if names is not None else [type(m).__name__ for m in layers]
-    missing = [labels[i] for i, values in enumerate(seen) if not values]
+    _check_runs(labels, [len(values) for values in seen], reused)
+    out.extend(v[-1] for v in seen)
+
+
+def _check_runs(labels: list[str], counts: list[int], reused: str) -> None:
+    """Raise for a captured layer that did not run, or that ran more than once (``reused="last"``: warn)."""
+    missing = [label for label, count in zip(labels, counts, strict=True) if not count]
     if missing:
         raise CnnlensError(f"layer(s) {', '.join(missing)} did not run in the forward pass; pick layers that do")
-    repeated = [(labels[i], len(values)) for i, values in enumerate(seen) if len(values) > 1]
+    repeated = [(label, count) for label, count in zip(labels, counts, strict=True) if count > 1]
     if repeated and reused == "raise":
         label, count = repeated[0]
         raise CnnlensError(
             f"layer {label} ran {count} times in one forward pass; choose a layer that runs exactly once "
             f"(a module reused in several places has no single output)"
         )
-    if repeated:
+    if repeated:  # stacklevel: this function, capture, contextlib, the caller's ``with``
         listing = ", ".join(f"{label} ({count} times)" for label, count in repeated)
-        warnings.warn(f"layer(s) ran more than once; the last output is kept: {listing}", CnnlensWarning, stacklevel=3)
-    out.extend(v[-1] for v in seen)
+        warnings.warn(f"layer(s) ran more than once; the last output is kept: {listing}", CnnlensWarning, stacklevel=4)

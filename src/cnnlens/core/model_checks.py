@@ -25,6 +25,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.overrides import TorchFunctionMode
 
 from .errors import CnnlensError, CnnlensWarning, say
+from .hooks import module_calls
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _ACTIVE: ContextVar[bool] = ContextVar("cnnlens_explaining", default=False)
@@ -90,20 +91,15 @@ def explaining(module: nn.Module) -> Iterator[None]:
     re-explains does not warn again). The layers are watched by forward pre-hooks that live inside the block."""
     outer = not _ACTIVE.get()
     token = _ACTIVE.set(True)
-    ran: list[str] = []
-    handles = []
-    for name, layer in batch_statistics_layers(module) if outer else []:
-        if isinstance(layer, torch.jit.ScriptModule):  # takes no hooks: whether it runs cannot be seen
-            ran.append(name)
-        else:
-            handles.append(layer.register_forward_pre_hook(lambda *_, n=name: None if n in ran else ran.append(n)))
+    layers = batch_statistics_layers(module) if outer else []
+    scripted = [n for n, m in layers if isinstance(m, torch.jit.ScriptModule)]  # no hooks: counted as run
+    watched = [(n, m) for n, m in layers if not isinstance(m, torch.jit.ScriptModule)]
     try:
-        with eager():
+        with module_calls(watched, first=True, before=True) as calls, eager():
             yield
     finally:
-        for h in handles:
-            h.remove()
         _ACTIVE.reset(token)
+    ran = scripted + [call.name for call in calls]
     if ran:
         warn_batch_dependent(ran)
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cnnlens.core.errors import CnnlensError
+from cnnlens.core.hooks import module_calls
 from cnnlens.core.model_guard import frozen, model_device
 from cnnlens.inside._recording import as_input, as_module, capture
 from cnnlens.models import Classifier, get_layer
@@ -54,23 +55,12 @@ def layer_summary(model: Classifier | nn.Module, x: torch.Tensor | Any | None = 
         x = torch.zeros((1, 3, *prep.input_size))
     x = as_input(model, x)
     named = [(n, m) for n, m in module.named_modules() if n]
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def make_hook(name: str) -> Any:
-        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-            if name not in shapes and isinstance(out, torch.Tensor):
-                shapes[name] = tuple(out.shape)
-
-        return hook
-
-    handles = []
-    try:
-        handles = [m.register_forward_hook(make_hook(n)) for n, m in named]
-        with frozen(module), torch.no_grad():
-            module(x.to(model_device(module) or "cpu"))
-    finally:
-        for h in handles:
-            h.remove()
+    with module_calls(named, keep=_shape) as calls, frozen(module), torch.no_grad():
+        module(x.to(model_device(module) or "cpu"))
+    shapes: dict[str, tuple[int, ...]] = {}  # the first tensor each module output
+    for call in calls:
+        if call.output is not None:
+            shapes.setdefault(call.name, call.output)
     rows = LayerSummary()
     for name, m in named:
         own = list(m.parameters(recurse=False))
@@ -85,6 +75,10 @@ def layer_summary(model: Classifier | nn.Module, x: torch.Tensor | Any | None = 
             )
         )
     return rows
+
+
+def _shape(out: Any) -> tuple[int, ...] | None:
+    return tuple(out.shape) if isinstance(out, torch.Tensor) else None
 
 
 def conv_filters(model: Classifier | nn.Module, layer: str | nn.Module) -> torch.Tensor:

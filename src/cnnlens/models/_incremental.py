@@ -34,20 +34,20 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from ..core.model_guard import frozen
-from ._cut import _attributes, _hooks, _restore
 from ._graph import Untraceable, _mutated
 from ._regions import (
-    batchnorm_affine,
     cat_inputs,
     in_place,
     is_binary,
     is_pointwise,
+    next_batchnorm,
     pad_of,
     symmetric_zero_pad,
+    whole_macs,
     window_of,
 )
 from ._tiles import Patch, _box, _capped, _read, _union
+from ._tracing import trace
 
 T = torch.Tensor
 
@@ -91,24 +91,7 @@ class Incremental:
     """``model`` traced for incremental inference; see the module docstring. Build inside ``frozen(model)``."""
 
     def __init__(self, model: nn.Module, fold: bool = True, channels_last: bool = True) -> None:
-        if isinstance(model, torch.jit.ScriptModule) or any(
-            isinstance(m, torch.jit.ScriptModule) for m in model.modules()
-        ):
-            raise Untraceable("TorchScript code cannot be traced by torch.fx")
-        modules = list(model.modules())
-        if _hooks(None) or any(_hooks(m) for m in modules):
-            raise Untraceable("the model has forward hooks, which a traced graph would not run")
-        before = _attributes(modules)
-        try:
-            with frozen(model):
-                graph = fx.Tracer().trace(model)
-        except Exception as err:  # noqa: BLE001 - any tracing failure means: use full passes
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise Untraceable(f"torch.fx cannot trace the model ({type(err).__name__}: {first[:200]})") from None
-        finally:
-            changed = _restore(modules, before)
-        if changed:
-            raise Untraceable(f"the model's forward code changes {changed} while it runs")
+        graph = trace(model)
         self.model, self.graph = model, graph
         self.modules = dict(model.named_modules())
         self.gm = fx.GraphModule(model, graph)
@@ -192,7 +175,7 @@ class Incremental:
                 continue
             spatial = [a for a in n.all_input_nodes if a in self.dependent and _is_map(values[a], v)]
             others = [a for a in n.all_input_nodes if a in self.dependent and a not in spatial]
-            kind, extra, macs = "generic", None, _generic_macs(n, module, v, values)
+            kind, extra, macs = "generic", None, whole_macs(n, module, v, values)
             first = n.args[0] if n.args and isinstance(n.args[0], fx.Node) else None
             dep = [a for a in n.all_input_nodes if a in self.dependent]
             one = dep == [first] and _is_4d(values[first]) and _is_4d(v)
@@ -203,7 +186,7 @@ class Incremental:
             elif window is not None:
                 kind, extra, macs = "window", window, v.numel() * window.macs_per_output
                 self._windows.add(n)
-                bn = _next_batchnorm(n, self.modules) if self.fold and window.conv is not None else None
+                bn = next_batchnorm(n, self.modules) if self.fold and window.conv is not None else None
                 if bn is not None:
                     extra = window.folded(*bn[1])
                     self._alias.add(bn[0])
@@ -363,15 +346,6 @@ class Incremental:
         return self._sizes[n]
 
 
-def _next_batchnorm(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[fx.Node, tuple[T, T]] | None:
-    """The eval-mode BatchNorm that is the only reader of convolution ``node``, and its scale and shift."""
-    users = list(node.users)
-    if len(users) != 1 or users[0].op != "call_module" or users[0].args[:1] != (node,) or len(users[0].args) != 1:
-        return None
-    affine = batchnorm_affine(modules.get(str(users[0].target)))
-    return None if affine is None else (users[0], affine)
-
-
 def _fetch(gm: fx.GraphModule, target: str) -> Any:
     obj: Any = gm
     for part in target.split("."):
@@ -403,19 +377,3 @@ def _is_map(v: Any, out: Any) -> bool:
         and v.shape[2:] == out.shape[2:]
         and v.shape[2] * v.shape[3] > 1
     )
-
-
-def _generic_macs(node: fx.Node, module: nn.Module | None, v: Any, values: dict) -> int:
-    """Multiply-adds of a convolution or linear layer run on whole tensors (batch of 1); 0 for other operations."""
-    if not isinstance(v, torch.Tensor):
-        return 0
-    if isinstance(module, nn.Linear):
-        return v.numel() * module.in_features
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return v.numel() * module.weight[0].numel()
-    if node.op == "call_function" and node.target in (torch.nn.functional.linear, torch.nn.functional.conv2d,
-                                                      torch.conv2d):  # fmt: skip
-        w = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
-        w = values.get(w) if isinstance(w, fx.Node) else None
-        return v.numel() * w[0].numel() if isinstance(w, torch.Tensor) else 0
-    return 0

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cnnlens.core.errors import CnnlensError
+from cnnlens.core.hooks import module_calls
 from cnnlens.core.model_guard import frozen, is_scripted
 from cnnlens.models._classifier import Classifier
 from cnnlens.models._state import state_fingerprint
@@ -105,19 +106,8 @@ def _probe(root: nn.Module, input_shape: tuple[int, ...], device: torch.device, 
             f"{type(root).__name__} has no nn.Conv2d layers (TorchScript models cannot be searched); "
             "pass the layer name yourself."
         )
-    executed: list[str] = []
-
-    def make_hook(name: str):
-        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[-2] * output.shape[-1] > 1:
-                executed.append(name)
-
-        return hook
-
-    handles = []
     try:
-        handles = [m.register_forward_hook(make_hook(name)) for name, m in convs]
-        with frozen(root), torch.no_grad():
+        with module_calls(convs, keep=_spatial) as calls, frozen(root), torch.no_grad():
             root(torch.zeros(input_shape, device=device, dtype=dtype))
     except Exception as e:
         raise CnnlensError(
@@ -125,12 +115,15 @@ def _probe(root: nn.Module, input_shape: tuple[int, ...], device: torch.device, 
             f"({type(e).__name__}: {e}); "
             "pass input_shape= matching what the model expects."
         ) from e
-    finally:
-        for h in handles:
-            h.remove()
+    executed = [c.name for c in calls if c.output]
     if not executed:
         raise CnnlensError(
             "No nn.Conv2d layer with a spatial output larger than 1x1 ran during the forward pass; "
             "pass the layer name yourself."
         )
     return executed[-1]
+
+
+def _spatial(output: object) -> bool:
+    """Whether a convolution's output is a (B, C, H, W) map larger than 1 x 1."""
+    return isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[-2] * output.shape[-1] > 1

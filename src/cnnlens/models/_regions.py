@@ -290,6 +290,15 @@ def batchnorm_affine(module: nn.Module | None) -> tuple[T, T] | None:
     return scale, shift
 
 
+def next_batchnorm(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[fx.Node, tuple[T, T]] | None:
+    """The eval-mode BatchNorm that is the only reader of convolution ``node``, and its scale and shift."""
+    users = list(node.users)
+    if len(users) != 1 or users[0].op != "call_module" or users[0].args[:1] != (node,) or len(users[0].args) != 1:
+        return None
+    affine = batchnorm_affine(modules.get(str(users[0].target)))
+    return None if affine is None else (users[0], affine)
+
+
 def is_binary(node: fx.Node) -> bool:
     if node.op == "call_function":
         return node.target in BINARY and "alpha" not in node.kwargs and "out" not in node.kwargs
@@ -304,3 +313,19 @@ def cat_inputs(node: fx.Node) -> list[Any] | None:
     if a is None or a["dim"] not in (1, -3) or not isinstance(a["tensors"], (list, tuple)):
         return None
     return list(a["tensors"])
+
+
+def whole_macs(node: fx.Node, module: nn.Module | None, v: Any, values: dict) -> int:
+    """Multiply-adds of a convolution or linear layer run on whole tensors (batch of 1); 0 for other operations."""
+    if not isinstance(v, torch.Tensor):
+        return 0
+    if isinstance(module, nn.Linear):
+        return v.numel() * module.in_features
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return v.numel() * module.weight[0].numel()
+    if node.op == "call_function" and node.target in (torch.nn.functional.linear, torch.nn.functional.conv2d,
+                                                      torch.conv2d):  # fmt: skip
+        w = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+        w = values.get(w) if isinstance(w, fx.Node) else None
+        return v.numel() * w[0].numel() if isinstance(w, torch.Tensor) else 0
+    return 0

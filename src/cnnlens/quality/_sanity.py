@@ -15,6 +15,7 @@ from scipy import stats
 from torch import nn
 
 from ..core.errors import CnnlensError
+from ..core.hooks import module_calls
 from ..core.model_guard import is_scripted
 from ..core.options import flag, integer
 from ._base import Metric, MetricRun
@@ -49,23 +50,9 @@ def parameterized_layers(module: nn.Module, x: T) -> list[tuple[str, nn.Module]]
     Modules the forward pass never calls are left out (their parameters cannot change the output).
     """
     owners = [(n, m) for n, m in module.named_modules() if any(True for _ in m.parameters(recurse=False))]
-    order: list[tuple[str, nn.Module]] = []
-    seen: set[int] = set()
-
-    def hook(m: nn.Module, *_: Any) -> None:
-        if id(m) not in seen:
-            seen.add(id(m))
-            order.append((names[id(m)], m))
-
-    names = {id(m): n for n, m in owners}
-    handles = [m.register_forward_hook(hook) for _, m in owners]
-    try:
-        with torch.no_grad():
-            module(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    return order
+    with module_calls(owners, first=True) as calls, torch.no_grad():
+        module(x[:1])
+    return [(call.name, call.module) for call in calls]
 
 
 def cascade(n_layers: int, steps: int) -> list[range]:
