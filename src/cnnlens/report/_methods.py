@@ -129,8 +129,9 @@ def agreement_rows(
     rows = []
     for a, b in picks:
         values = per_image[(a, b)]
-        diff, error, _, _ = paired(values, np.full_like(values, fraction))
-        verdict = "above chance" if np.isfinite(error) and diff > Z * error else "not above chance"
+        gap = paired(values, np.full_like(values, fraction))
+        error = gap.error
+        verdict = "above chance" if np.isfinite(error) and gap.difference > Z * error else "not above chance"
         rows.append(
             {
                 "rank": ranked.index((a, b)) + 1,
