@@ -169,7 +169,8 @@ def agreement_claims(
         return families is not None and None not in (families.get(a), families.get(b)) and families[a] != families[b]
 
     def names(pair: tuple[str, str]) -> str:
-        return f"{method_name(pair[0])} and {method_name(pair[1])}"
+        a, b = pair
+        return f"{method_name(a)} and {method_name(b)}"
 
     def above_chance(pair: tuple[str, str]) -> tuple[bool, float]:
         gap = paired(grids[pair], np.full_like(grids[pair], fraction))

@@ -109,7 +109,11 @@ def photo_grid(
                              layout="constrained")  # fmt: skip
     flat = list(axes.flat)
     _show(flat[0], image)
-    flat[0].set_title(_short(f"{title}: {top[0][0]} {top[0][1]:.0%}" if top else title, 24), fontsize=LABEL_PT)
+    heading = title
+    if top:
+        label, probability = top[0]
+        heading = f"{title}: {label} {probability:.0%}"
+    flat[0].set_title(_short(heading, 24), fontsize=LABEL_PT)
     for ax, (m, a) in zip(flat[1:], maps.items(), strict=False):
         _map(ax, image, a, _short(method_name(m), 20))
     for ax in flat[n:]:

@@ -110,7 +110,7 @@ def agreement_per_image(
     maps: dict[str, np.ndarray], fraction: float = AGREEMENT_FRACTION
 ) -> dict[tuple[str, str], np.ndarray]:
     """Top-``fraction`` overlap (`topk_overlap`) of every pair of methods' maps, one value per image."""
-    top = {m: [notes.top_pixels(a, fraction)[0] for a in maps[m]] for m in maps}
+    top = {m: [notes.top_pixels(a, fraction).indices for a in maps[m]] for m in maps}
     return {
         (a, b): np.array(
             [len(np.intersect1d(u, v, assume_unique=True)) / len(u) for u, v in zip(top[a], top[b], strict=True)]

@@ -68,7 +68,7 @@ def photo_report(
     names = list(images)
     x = classifier.preprocess(list(images.values()))
     predictions = classifier.predict(x, top_k=int(top_k))
-    targets = [p[0][0] for p in predictions]
+    targets = [index for (index, _name, _probability), *_others in predictions]  # each image's top class
     setup = warm_up(classifier, x)
     maps, info = run_methods(
         classifier, x, targets, chosen, batch_size=batch_size, seed=seed, progress=progress, desc="photos"
@@ -94,16 +94,17 @@ def _photo_section(
         "label: the maps show what the model looks at, not whether it is right.",
     )
     s.table([{"rank": k + 1, "class": c, "probability": notes.pct(p)} for k, (c, p) in enumerate(top)])
+    label, _ = top[0]  # the model's answer
     keys = dict.fromkeys(shown_key(info, m) for m in COMPARE_METHODS if m in info)
     subset = {notes.method_name(k): maps[k] for k in keys if k in maps}
     if subset:
         panel = compare_panel(
-            pixels, subset, top_k=top, predicted_label=top[0][0], title=name, sign=SIGN, cmap=CMAP, alpha=ALPHA
+            pixels, subset, top_k=top, predicted_label=label, title=name, sign=SIGN, cmap=CMAP, alpha=ALPHA
         )
         s.figure(panel, f"{name}: the photo, its top classes and {len(subset)} methods")
     s.figure(photo_grid(pixels, maps, top, title=name), f"{name}: every method")
     size = tuple(pixels.shape[:2])
-    s.notes([notes.photo_note(name, top), photo_where_note(name, top[0][0], maps, size)])
+    s.notes([notes.photo_note(name, top), photo_where_note(name, label, maps, size)])
 
 
 def _methods_section(report: Report, maps: Maps, info: dict[str, MethodRun], images: int, setup: float) -> None:
