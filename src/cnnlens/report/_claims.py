@@ -169,8 +169,7 @@ def agreement_claims(
         return families is not None and None not in (families.get(a), families.get(b)) and families[a] != families[b]
 
     def names(pair: tuple[str, str]) -> str:
-        a, b = pair
-        return f"{method_name(a)} and {method_name(b)}"
+        return " and ".join(method_name(m) for m in pair)
 
     def above_chance(pair: tuple[str, str]) -> tuple[bool, float]:
         gap = paired(grids[pair], np.full_like(grids[pair], fraction))
