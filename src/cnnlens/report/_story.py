@@ -167,6 +167,39 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
     return [n for n in said if n]
 
 
+@dataclass(frozen=True)
+class StoryOptions:
+    """How `add_model_story` tells the story: its options, with the gradient and CAM methods and the perturbation
+    methods chosen (name -> options) and the source of the numbers."""
+
+    gradient: dict[str, dict[str, Any]]
+    perturbation: dict[str, dict[str, Any]]
+    scorecard: bool
+    metrics: Any
+    concepts: bool
+    max_groups: int
+    per_group: int
+    batch_size: int | None
+    seed: int
+    seeds: int
+    progress: bool
+    source: Source
+
+
+@dataclass(frozen=True)
+class Told:
+    """What the story's sections found: the evaluation of each data set, the one examined (``focus``), its error
+    groups, every note so far, the "inside the model" notes, the explanations and the scorecard's findings."""
+
+    evals: dict[str, Any]
+    focus: str
+    groups: list[ErrorGroup]
+    notes: list[str]
+    inside: list[str]
+    explained: Explained
+    trust: Trust
+
+
 @honours_progress
 def add_model_story(
     report: Report,
@@ -207,39 +240,6 @@ def add_model_story(
     finally:
         stages.close()
     return _conclude(report, classifier, told)
-
-
-@dataclass(frozen=True)
-class StoryOptions:
-    """How `add_model_story` tells the story: its options, with the gradient and CAM methods and the perturbation
-    methods chosen (name -> options) and the source of the numbers."""
-
-    gradient: dict[str, dict[str, Any]]
-    perturbation: dict[str, dict[str, Any]]
-    scorecard: bool
-    metrics: Any
-    concepts: bool
-    max_groups: int
-    per_group: int
-    batch_size: int | None
-    seed: int
-    seeds: int
-    progress: bool
-    source: Source
-
-
-@dataclass(frozen=True)
-class Told:
-    """What the story's sections found: the evaluation of each data set, the one examined (``focus``), its error
-    groups, every note so far, the "inside the model" notes, the explanations and the scorecard's findings."""
-
-    evals: dict[str, Any]
-    focus: str
-    groups: list[ErrorGroup]
-    notes: list[str]
-    inside: list[str]
-    explained: Explained
-    trust: Trust
 
 
 def _tell(report: Report, classifier: Any, datasets: dict[str, Any], options: StoryOptions, stages: Any) -> Told:
