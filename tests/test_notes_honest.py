@@ -86,9 +86,10 @@ def test_the_same_computation_is_found_and_named_once(tmp_path) -> None:
         "saliency": cnnlens.explain(model, x, "saliency").attributions.numpy(),
     }
     assert same_computation(maps) == [["occlusion", "feature_ablation"]]  # windows without overlap = a grid
+    from cnnlens.report import MethodRun
     from cnnlens.report._methods import cost_table, duplicates_note, merge_duplicates
 
-    info = {m: {"seconds": 1.0, "passes": 2, "options": {}, "relative_delta": None} for m in maps}
+    info = {m: MethodRun(seconds=1.0, passes=2, options={}, relative_delta=None) for m in maps}
     merged = merge_duplicates(maps, info)
     assert list(merged) == ["overlapping", "saliency", "occlusion = feature ablation"]
     assert np.array_equal(merged["occlusion = feature ablation"], maps["occlusion"])

@@ -17,11 +17,16 @@ from ._notes import (
     topk_overlap,
 )
 from ._photos import photo_report
+from ._source import Computed, ExplainedImages, MethodRun, Source
 from ._story import model_report
 
 __all__ = [
+    "Computed",
+    "ExplainedImages",
+    "MethodRun",
     "Report",
     "Section",
+    "Source",
     "accuracy_note",
     "agreement_claims",
     "agreement_note",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,7 +34,17 @@ def _grid(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return a
 
 
-def paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[float, float, int, int]:
+class Paired(NamedTuple):
+    """A paired difference ``a - b`` over images (and seeds): its mean, its standard error and how many images and
+    seeds it was measured on."""
+
+    difference: float
+    error: float
+    images: int
+    seeds: int
+
+
+def paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> Paired:
     """(mean of a - b, its standard error, images, seeds) over the images where both are finite (module doc);
     the error is ``inf`` when it cannot be measured (one image and one seed)."""
     x, y = _grid(a), _grid(b)
@@ -42,12 +53,12 @@ def paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> 
     d = (x - y)[:, np.isfinite(x - y).all(axis=0)]
     seeds, images = d.shape
     if images == 0:
-        return math.nan, math.inf, 0, seeds
+        return Paired(math.nan, math.inf, 0, seeds)
     per_image, per_seed = d.mean(axis=0), d.mean(axis=1)
     var = 0.0 if images < 2 else per_image.var(ddof=1) / images
     var += 0.0 if seeds < 2 else per_seed.var(ddof=1) / seeds
     unmeasured = images < 2 and seeds < 2
-    return float(per_image.mean()), math.inf if unmeasured else math.sqrt(var), images, seeds
+    return Paired(float(per_image.mean()), math.inf if unmeasured else math.sqrt(var), images, seeds)
 
 
 def _mean(values: np.ndarray) -> float:
@@ -86,10 +97,17 @@ def lead(values: Mapping[str, Sequence[float] | np.ndarray], higher_is_better: b
     ranked = sorted(means, key=lambda m: -means[m] if higher_is_better else means[m])
     best = ranked[0]
     if len(ranked) == 1:
-        return Lead(best, None, means[best], math.nan, math.nan, math.nan, grids[best].shape[1], grids[best].shape[0])
+        seeds, images = grids[best].shape
+        return Lead(
+            leader=best, runner_up=None, leader_value=means[best], runner_up_value=math.nan, difference=math.nan,
+            error=math.nan, images=images, seeds=seeds,
+        )  # fmt: skip
     second = ranked[1]
-    diff, error, images, seeds = paired(grids[best], grids[second])
-    return Lead(best, second, means[best], means[second], diff, error, images, seeds)
+    gap = paired(grids[best], grids[second])
+    return Lead(
+        leader=best, runner_up=second, leader_value=means[best], runner_up_value=means[second],
+        difference=gap.difference, error=gap.error, images=gap.images, seeds=gap.seeds,
+    )  # fmt: skip
 
 
 def _value(v: float) -> str:
@@ -151,11 +169,11 @@ def agreement_claims(
         return families is not None and None not in (families.get(a), families.get(b)) and families[a] != families[b]
 
     def names(pair: tuple[str, str]) -> str:
-        return f"{method_name(pair[0])} and {method_name(pair[1])}"
+        return " and ".join(method_name(m) for m in pair)
 
     def above_chance(pair: tuple[str, str]) -> tuple[bool, float]:
-        diff, error, _, _ = paired(grids[pair], np.full_like(grids[pair], fraction))
-        return bool(math.isfinite(error) and diff > Z * error), error
+        gap = paired(grids[pair], np.full_like(grids[pair], fraction))
+        return bool(math.isfinite(gap.error) and gap.difference > Z * gap.error), gap.error
 
     pool = [p for p in ranked if apart(*p)] if families is not None else ranked
     pool = pool or ranked
@@ -195,8 +213,8 @@ def agreement_claims(
 
 
 def _clearly_apart(a: np.ndarray, b: np.ndarray) -> bool:
-    diff, error, _, _ = paired(a, b)
-    return bool(math.isfinite(error) and abs(diff) > Z * error)
+    gap = paired(a, b)
+    return bool(math.isfinite(gap.error) and abs(gap.difference) > Z * gap.error)
 
 
 def same_computation(maps: Mapping[str, np.ndarray], rtol: float = 1e-5) -> list[list[str]]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ._failures import ErrorGroup
 from ._html import Report
 
 # Report-sized settings: a few concepts, a small design (the library's default of 1024 is for precise indices).
@@ -29,12 +30,14 @@ def _extract(classifier: Any, dataset: Any, name: str, seed: int) -> Any:
     return extract(classifier, dataset, name, seed=seed, **REPORT_CONCEPTS)
 
 
-def concepts_section(report: Report, classifier: Any, dataset: Any, ev: Any, group: dict, seed: int) -> list[str]:
+def concepts_section(
+    report: Report, classifier: Any, dataset: Any, ev: Any, group: ErrorGroup, *, seed: int
+) -> list[str]:
     """Concept galleries of the true and the predicted class of ``group`` (the most confused pair) and its most
     confident error in the concepts of both; returns the notes."""
     from ..viz import concept_gallery_figure, error_concepts_figure
 
-    t, p = group["true"], group["predicted"]
+    t, p = group.true_label, group.predicted_label
     found = {c: _extract(classifier, dataset, c, seed) for c in (t, p)}
     if found[t] is None:
         return []
@@ -58,8 +61,8 @@ def concepts_section(report: Report, classifier: Any, dataset: Any, ev: Any, gro
     ]
     if found[p] is None:
         said.append(f"The data holds too few images of {p} to show its concepts.")
-    elif group["errors"]:
-        image = dataset[int(ev.positions[group["errors"][0]])][0]
+    elif group.errors:
+        image = dataset[int(ev.positions[group.errors[0]])][0]
         from ..concepts import explain_error
 
         error = explain_error(classifier.preprocess([image])[0], found[t], found[p])

@@ -59,13 +59,15 @@ def conclusions(
     accuracies: Mapping[str, float],
     focus: str,
     ev: Any,
+    *,
     where: str | None,
     inside: str | None,
     leads: Mapping[str, Lead | None],
     explained_images: int,
 ) -> list[str]:
-    """The "What this means" sentences, in the order of the story: how good, which mistakes, what the maps
-    showed, what the inside shows, which maps to trust."""
+    """The "What this means" sentences, in the order of the story: how good (``accuracies`` per data set, ``ev``
+    the evaluation of the data set called ``focus``), which mistakes, what the maps showed (``where``), what the
+    inside shows (``inside``), which maps to trust (``leads``, judged on ``explained_images`` images)."""
     errors = int((ev.y_true != ev.y_pred).sum())
     said = [
         accuracy_summary(accuracies, focus, ev.no_information_rate, len(ev.y_true)),

@@ -45,13 +45,16 @@ def demo(
     method with input-sized maps, expensive ones with demo-sized options). ``out`` is held as one run (see
     `model_report`). Returns the report's path and prints it."""
     with output_folder(out, "demo") as folder:
-        path = _demo(folder, progress, photos, methods, digits_methods, digits_perturbation_methods, max_groups,
-                     per_group, scorecard, seed)  # fmt: skip
+        path = _demo(
+            folder, progress, photos=photos, methods=methods, digits_methods=digits_methods,
+            digits_perturbation_methods=digits_perturbation_methods, max_groups=max_groups, per_group=per_group,
+            scorecard=scorecard, seed=seed,
+        )  # fmt: skip
     return path
 
 
 def _demo(
-    folder: OutputFolder, progress: bool, photos: Sequence[str] | None, methods: Methods, digits_methods: Methods,
+    folder: OutputFolder, progress: bool, *, photos: Sequence[str] | None, methods: Methods, digits_methods: Methods,
     digits_perturbation_methods: Methods, max_groups: int, per_group: int, scorecard: bool, seed: int,
 ) -> Path:  # fmt: skip
     from .. import load_model

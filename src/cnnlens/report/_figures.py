@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -33,21 +34,30 @@ def _short(text: str, limit: int = 22) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def rows_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], Sequence[str]]], cell: float = 1.35) -> Figure:
-    """One labelled row per ``(label, images in [0, 1], titles)``; empty rows say so."""
-    cols = max([len(images) for _, images, _ in rows] + [1])
+@dataclass(frozen=True)
+class SampleRow:
+    """One labelled row of `rows_figure`: images in [0, 1], each with its title."""
+
+    label: str
+    images: Sequence[np.ndarray]
+    titles: Sequence[str]
+
+
+def rows_figure(rows: Sequence[SampleRow], cell: float = 1.35) -> Figure:
+    """One labelled row per `SampleRow`; empty rows say so."""
+    cols = max([len(row.images) for row in rows] + [1])
     cell = min(cell, (MAX_WIDTH - 1.8) / cols)
     fig, axes = plt.subplots(len(rows), cols, figsize=(cell * cols + 1.8, (cell + 0.35) * len(rows)), squeeze=False)
-    for r, (label, images, titles) in enumerate(rows):
+    for r, row in enumerate(rows):
         for c in range(cols):
             ax = axes[r, c]
-            if c < len(images):
-                _show(ax, images[c])
-                ax.set_title(titles[c], fontsize=LABEL_PT)
+            if c < len(row.images):
+                _show(ax, row.images[c])
+                ax.set_title(row.titles[c], fontsize=LABEL_PT)
             else:
                 ax.set_axis_off()
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=LABEL_PT)
-        if not images:
+        axes[r, 0].set_ylabel(row.label, rotation=0, ha="right", va="center", fontsize=LABEL_PT)
+        if not row.images:
             axes[r, 0].set_axis_on()
             axes[r, 0].set_xticks([])
             axes[r, 0].set_yticks([])
@@ -99,7 +109,11 @@ def photo_grid(
                              layout="constrained")  # fmt: skip
     flat = list(axes.flat)
     _show(flat[0], image)
-    flat[0].set_title(_short(f"{title}: {top[0][0]} {top[0][1]:.0%}" if top else title, 24), fontsize=LABEL_PT)
+    heading = title
+    if top:
+        label, probability = top[0]
+        heading = f"{title}: {label} {probability:.0%}"
+    flat[0].set_title(_short(heading, 24), fontsize=LABEL_PT)
     for ax, (m, a) in zip(flat[1:], maps.items(), strict=False):
         _map(ax, image, a, _short(method_name(m), 20))
     for ax in flat[n:]:

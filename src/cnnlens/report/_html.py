@@ -10,8 +10,9 @@ import os
 import re
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jinja2
 from matplotlib.figure import Figure
@@ -76,14 +77,72 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class EmbeddedFigure:
+    """One figure of a section: a PNG as base64, its size in pixels, its caption and its layout (`figure_layout`
+    as JSON; empty for a PNG file) with the number of maps in it."""
+
+    data: str
+    width: int
+    height: int
+    caption: str
+    layout: str
+    maps: int
+
+
+@dataclass(frozen=True)
+class FigureRow:
+    """Consecutive figures, shown side by side."""
+
+    entries: tuple[EmbeddedFigure, ...]
+    kind: ClassVar[str] = "figures"
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    """A table: its cells as text, row by row, its column titles and caption."""
+
+    rows: list[list[str]]
+    columns: list[str]
+    caption: str
+    kind: ClassVar[str] = "table"
+
+
+@dataclass(frozen=True)
+class NotesBlock:
+    """A highlighted list of sentences."""
+
+    entries: list[str]
+    kind: ClassVar[str] = "notes"
+
+
+@dataclass(frozen=True)
+class WordsBlock:
+    """A glossary: (term, meaning) pairs."""
+
+    entries: list[tuple[str, str]]
+    kind: ClassVar[str] = "words"
+
+
+@dataclass(frozen=True)
+class TextBlock:
+    """A paragraph."""
+
+    text: str
+    kind: ClassVar[str] = "text"
+
+
+Block = FigureRow | TableBlock | NotesBlock | WordsBlock | TextBlock
+
+
 class Section:
     """One section of a `Report`; its methods add blocks in order and return the section (for chaining)."""
 
-    def __init__(self, title: str, intro: str, id: str, dpi: int, palette: bool) -> None:
+    def __init__(self, title: str, intro: str, id: str, *, dpi: int, palette: bool) -> None:
         self.title = title
         self.intro = intro
         self.id = id
-        self.blocks: list[dict[str, Any]] = []
+        self.blocks: list[Block] = []
         self._dpi = dpi
         self._palette = palette
 
@@ -96,18 +155,19 @@ class Section:
         the image's ``data-layout`` attribute, so that a browser can check what a reader sees."""
         data, layout = _figure_png(fig, int(dpi or self._dpi), self._palette)
         width, height = _png_size(data)
-        item = {
-            "data": base64.b64encode(data).decode("ascii"),
-            "width": width,
-            "height": height,
-            "caption": caption,
-            "layout": json.dumps(layout, separators=(",", ":")) if layout else "",
-            "maps": len(layout.get("maps", [])),
-        }
-        if self.blocks and self.blocks[-1]["kind"] == "figures":  # consecutive figures sit side by side
-            self.blocks[-1]["entries"].append(item)
+        item = EmbeddedFigure(
+            data=base64.b64encode(data).decode("ascii"),
+            width=width,
+            height=height,
+            caption=caption,
+            layout=json.dumps(layout, separators=(",", ":")) if layout else "",
+            maps=len(layout.get("maps", [])),
+        )
+        last = self.blocks[-1] if self.blocks else None
+        if isinstance(last, FigureRow):  # consecutive figures sit side by side
+            self.blocks[-1] = FigureRow((*last.entries, item))
         else:
-            self.blocks.append({"kind": "figures", "entries": [item]})
+            self.blocks.append(FigureRow((item,)))
         return self
 
     def table(
@@ -130,9 +190,7 @@ class Section:
                 raise CnnlensError(f"Table row {bad[0]} has {len(cells[bad[0]])} cells; expected {width}.")
         else:
             raise CnnlensError("Table rows must all be dicts or all be lists of cells.")
-        self.blocks.append(
-            {"kind": "table", "rows": cells, "columns": [str(c) for c in columns or []], "caption": caption}
-        )
+        self.blocks.append(TableBlock(rows=cells, columns=[str(c) for c in columns or []], caption=caption))
         return self
 
     def notes(self, notes: Sequence[str]) -> Section:
@@ -141,7 +199,7 @@ class Section:
             raise CnnlensError("notes() takes a list of sentences; use text() for one paragraph.")
         items = [str(n) for n in notes if n]
         if items:
-            self.blocks.append({"kind": "notes", "entries": items})
+            self.blocks.append(NotesBlock(items))
         return self
 
     def words(self, entries: Mapping[str, str] | Sequence[tuple[str, str]]) -> Section:
@@ -150,12 +208,12 @@ class Section:
         if any(len(e) != 2 for e in items):
             raise CnnlensError("words() takes a mapping term -> meaning, or (term, meaning) pairs.")
         if items:
-            self.blocks.append({"kind": "words", "entries": [(str(t), str(m)) for t, m in items]})
+            self.blocks.append(WordsBlock([(str(t), str(m)) for t, m in items]))
         return self
 
     def text(self, text: str) -> Section:
         """A paragraph of text."""
-        self.blocks.append({"kind": "text", "text": str(text)})
+        self.blocks.append(TextBlock(str(text)))
         return self
 
 
@@ -189,7 +247,7 @@ class Report:
         sid, k = base, 2
         while sid in used:
             sid, k = f"{base}-{k}", k + 1
-        s = Section(str(title), str(intro), sid, self._dpi, self._palette)
+        s = Section(str(title), str(intro), sid, dpi=self._dpi, palette=self._palette)
         self.sections.append(s)
         return s
 

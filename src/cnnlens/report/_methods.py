@@ -3,6 +3,7 @@ computation, how much their maps agree (a ranked short table and a clustered hea
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 import warnings
@@ -15,6 +16,7 @@ from ..core.errors import CnnlensError, CnnlensWarning
 from ..core.progress import progress_bar
 from . import _notes as notes
 from ._claims import Z, merged_name, paired, same_computation
+from ._source import Maps, MethodRun
 
 AGREEMENT_FRACTION = 0.1  # share of the most important pixels compared between two maps
 
@@ -30,22 +32,23 @@ def warm_up(classifier: Any, x: torch.Tensor) -> float:
 
 
 def run_methods(
-    classifier: Any, x: torch.Tensor, targets: Any, methods: dict[str, dict[str, Any]], batch_size: int | None,
+    classifier: Any, x: torch.Tensor, targets: Any, methods: dict[str, dict[str, Any]], *, batch_size: int | None,
     seed: int, progress: bool, desc: str = "explaining",
-) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:  # fmt: skip
-    """Run each method once on the whole batch; returns maps and, per method, seconds, passes, options and the
-    warnings it gave (or the error that stopped it: a method that cannot run on this model is listed, not
-    hidden)."""
+) -> tuple[Maps, dict[str, MethodRun]]:  # fmt: skip
+    """Run each method once on the whole batch; returns maps and, per method, its `MethodRun`: seconds, passes,
+    options and the warnings it gave (or the error that stopped it: a method that cannot run on this model is
+    listed, not hidden)."""
     from .. import explain
 
-    maps, info = {}, {}
+    maps: Maps = {}
+    info: dict[str, MethodRun] = {}
     for m, opts in progress_bar(methods.items(), desc=desc, unit="method"):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", CnnlensWarning)
                 e = explain(classifier, x, m, target=targets, batch_size=batch_size, seed=seed, **opts)
         except CnnlensError as err:
-            info[m] = {"error": str(err), "options": opts}
+            info[m] = MethodRun(options=opts, error=str(err))
             continue
         for w in caught:  # other warnings go on as they came; ours are listed in the cost table
             if not issubclass(w.category, CnnlensWarning):
@@ -56,33 +59,35 @@ def run_methods(
             gap = e.attributions.flatten(1).sum(1) - e.delta
             rel = float((e.delta.abs() / gap.abs().clamp_min(1e-12)).mean())
         said = sorted({str(w.message) for w in caught if issubclass(w.category, CnnlensWarning)})
-        info[m] = {
-            "seconds": round(e.seconds, 3), "passes": round(float(e.passes), 2), "options": opts, "relative_delta": rel,
-            "warnings": said,
-        }  # fmt: skip
+        info[m] = MethodRun(
+            options=opts, seconds=round(e.seconds, 3), passes=round(float(e.passes), 2), relative_delta=rel,
+            warnings=said,
+        )  # fmt: skip
     return maps, info
 
 
-def merge_duplicates(maps: dict[str, np.ndarray], info: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+def merge_duplicates(maps: Maps, info: dict[str, MethodRun]) -> Maps:
     """``maps`` with each group of methods that are the same computation (identical maps on every image) kept
-    once, under the joined name (``occlusion = feature ablation``); the others are marked ``same_as`` in
-    ``info``."""
+    once, under the joined name (``occlusion = feature ablation``); in ``info`` the others are marked ``same_as``
+    the first, the first ``same_as_shown`` the joined name."""
     merged = dict(maps)
     for group in same_computation(maps):
         first = group[0]
         for m in group[1:]:
             merged.pop(m)
-            info[m]["same_as"] = first
+            info[m] = dataclasses.replace(info[m], same_as=first)
         merged[merged_name(group)] = merged.pop(first)
-        info[first]["same_as_shown"] = merged_name(group)
+        info[first] = dataclasses.replace(info[first], same_as_shown=merged_name(group))
     return merged
 
 
-def shown_key(info: dict[str, dict[str, Any]], method: str) -> str:
+def shown_key(info: dict[str, MethodRun], method: str) -> str:
     """The key under which ``method``'s map is shown after `merge_duplicates` (its own name, or the joined name of
     its group)."""
-    first = info.get(method, {}).get("same_as", method)
-    return info.get(first, {}).get("same_as_shown", first)
+    run = info.get(method)
+    first = (run.same_as if run is not None else None) or method
+    shown = info[first].same_as_shown if first in info else None
+    return shown or first
 
 
 def families(names: list[str] | None = None) -> dict[str, str]:
@@ -105,7 +110,7 @@ def agreement_per_image(
     maps: dict[str, np.ndarray], fraction: float = AGREEMENT_FRACTION
 ) -> dict[tuple[str, str], np.ndarray]:
     """Top-``fraction`` overlap (`topk_overlap`) of every pair of methods' maps, one value per image."""
-    top = {m: [notes.top_pixels(a, fraction)[0] for a in maps[m]] for m in maps}
+    top = {m: [notes.top_pixels(a, fraction).indices for a in maps[m]] for m in maps}
     return {
         (a, b): np.array(
             [len(np.intersect1d(u, v, assume_unique=True)) / len(u) for u, v in zip(top[a], top[b], strict=True)]
@@ -129,8 +134,9 @@ def agreement_rows(
     rows = []
     for a, b in picks:
         values = per_image[(a, b)]
-        diff, error, _, _ = paired(values, np.full_like(values, fraction))
-        verdict = "above chance" if np.isfinite(error) and diff > Z * error else "not above chance"
+        gap = paired(values, np.full_like(values, fraction))
+        error = gap.error
+        verdict = "above chance" if np.isfinite(error) and gap.difference > Z * error else "not above chance"
         rows.append(
             {
                 "rank": ranked.index((a, b)) + 1,
@@ -143,24 +149,24 @@ def agreement_rows(
     return rows
 
 
-def cost_table(info: dict[str, dict[str, Any]], images: int) -> list[dict[str, Any]]:
+def cost_table(info: dict[str, MethodRun], images: int) -> list[dict[str, Any]]:
     """Per method: seconds and model passes per image, completeness error, options (or why it did not run)."""
     rows = []
     for m, i in info.items():
-        if "error" in i:
+        if i.error is not None:
             rows.append({"method": notes.method_name(m), "seconds / image": None, "passes / image": None,
-                         "note": i["error"]})  # fmt: skip
+                         "note": i.error})  # fmt: skip
             continue
-        note = " ".join(i.get("warnings", []))
-        if "same_as" in i:
-            note = f"the same computation as {notes.method_name(i['same_as'])} here (identical maps). {note}"
+        note = " ".join(i.warnings)
+        if i.same_as is not None:
+            note = f"the same computation as {notes.method_name(i.same_as)} here (identical maps). {note}"
         rows.append(
             {
                 "method": notes.method_name(m),
-                "seconds / image": round(i["seconds"] / max(images, 1), 3),
-                "passes / image": round(i["passes"] / max(images, 1), 1),
-                "completeness error": None if i["relative_delta"] is None else notes.pct(i["relative_delta"]),
-                "options": ", ".join(f"{k}={v}" for k, v in i["options"].items()) or "defaults",
+                "seconds / image": round(i.seconds / max(images, 1), 3),
+                "passes / image": round(i.passes / max(images, 1), 1),
+                "completeness error": None if i.relative_delta is None else notes.pct(i.relative_delta),
+                "options": ", ".join(f"{k}={v}" for k, v in i.options.items()) or "defaults",
                 "note": note.strip(),
             }
         )
@@ -179,9 +185,9 @@ def cost_caption(images: int, setup: float | None) -> str:
     )
 
 
-def duplicates_note(info: dict[str, dict[str, Any]]) -> str | None:
+def duplicates_note(info: dict[str, MethodRun]) -> str | None:
     """Methods found to be the same computation, named once."""
-    shown = [i["same_as_shown"] for i in info.values() if "same_as_shown" in i]
+    shown = [i.same_as_shown for i in info.values() if i.same_as_shown is not None]
     if not shown:
         return None
     listed = notes._join(shown)

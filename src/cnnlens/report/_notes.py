@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -176,7 +177,15 @@ def group_note(true: str, predicted: str, count: int, confidence: float) -> str:
     return f"{true} read as {predicted}: {_cases(count)}, given {_pct0(confidence)} probability on average."
 
 
-def top_pixels(attribution: np.ndarray, fraction: float = 0.1) -> tuple[np.ndarray, tuple[int, ...]]:
+@dataclass(frozen=True)
+class TopPixels:
+    """The most important pixels of a map: their sorted flat ``indices`` and the map's ``shape`` (H, W)."""
+
+    indices: np.ndarray
+    shape: tuple[int, ...]
+
+
+def top_pixels(attribution: np.ndarray, fraction: float = 0.1) -> TopPixels:
     """Sorted flat indices of the ``fraction`` most important pixels of a map ``(H, W)`` or ``(C, H, W)``
     (channels summed; importance = absolute value; ties broken by position), and the map's (H, W)."""
     a = np.asarray(attribution, dtype=np.float64)
@@ -187,16 +196,16 @@ def top_pixels(attribution: np.ndarray, fraction: float = 0.1) -> tuple[np.ndarr
     if not 0 < fraction <= 1:
         raise CnnlensError(f"fraction must be in (0, 1]; got {fraction}.")
     k = max(1, int(round(fraction * a.size)))
-    return np.sort(np.argsort(-np.abs(a).ravel(), kind="stable")[:k]), a.shape
+    return TopPixels(indices=np.sort(np.argsort(-np.abs(a).ravel(), kind="stable")[:k]), shape=a.shape)
 
 
 def topk_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.1) -> float:
     """Share of the ``fraction`` most important pixels of map ``a`` that are also among those of ``b``
     (see `top_pixels`)."""
-    (top_a, shape_a), (top_b, shape_b) = top_pixels(a, fraction), top_pixels(b, fraction)
-    if shape_a != shape_b:
-        raise CnnlensError(f"Maps must have the same size; got {shape_a} and {shape_b}.")
-    return len(np.intersect1d(top_a, top_b, assume_unique=True)) / len(top_a)
+    top_a, top_b = top_pixels(a, fraction), top_pixels(b, fraction)
+    if top_a.shape != top_b.shape:
+        raise CnnlensError(f"Maps must have the same size; got {top_a.shape} and {top_b.shape}.")
+    return len(np.intersect1d(top_a.indices, top_b.indices, assume_unique=True)) / len(top_a.indices)
 
 
 def agreement_note(a: str, b: str, overlap: float, fraction: float = 0.1) -> str:
@@ -246,7 +255,9 @@ def photo_note(photo: str, top: Sequence[tuple[str, float]]) -> str:
     """The model's answer for one photo, and the runner-up."""
     if not top:
         raise CnnlensError("photo_note needs at least one (class, probability) pair.")
-    text = f"{photo}: the model answers '{top[0][0]}' ({_pct0(top[0][1])})"
+    label, probability = top[0]
+    text = f"{photo}: the model answers '{label}' ({_pct0(probability)})"
     if len(top) > 1:
-        text += f", then '{top[1][0]}' ({_pct0(top[1][1])})"
+        label, probability = top[1]
+        text += f", then '{label}' ({_pct0(probability)})"
     return text + "."

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from ..core.errors import CnnlensError
 from ..core.progress import honours_progress
 from ..viz import compare_panel
@@ -27,6 +29,7 @@ from ._methods import (
     shown_key,
     warm_up,
 )
+from ._source import Maps, MethodRun
 from ._story import as_classifier
 from ._words import column_words, table_words
 
@@ -65,41 +68,47 @@ def photo_report(
     names = list(images)
     x = classifier.preprocess(list(images.values()))
     predictions = classifier.predict(x, top_k=int(top_k))
-    targets = [p[0][0] for p in predictions]
+    targets = [index for (index, _name, _probability), *_others in predictions]  # each image's top class
     setup = warm_up(classifier, x)
-    maps, info = run_methods(classifier, x, targets, chosen, batch_size, seed, progress, "photos")
+    maps, info = run_methods(
+        classifier, x, targets, chosen, batch_size=batch_size, seed=seed, progress=progress, desc="photos"
+    )
     maps = merge_duplicates(maps, info)
     pixels = classifier.preprocessing.to_pixels(x)
-    size = tuple(pixels.shape[1:3])
     for i, name in enumerate(names):
         top = [(c, p) for _, c, p in predictions[i]]
-        s = report.section(
-            f"Photo: {name}",
-            f"The model's {len(top)} most likely classes and, for its top class, the map of every method (red = "
-            "pixels that speak for that class, blue = against it; see the colour bar). These photos have no true "
-            "label: the maps show what the model looks at, not whether it is right.",
+        _photo_section(report, name, pixels[i], top, maps={m: a[i] for m, a in maps.items()}, info=info)
+    _methods_section(report, maps, info, len(names), setup)
+    return report
+
+
+def _photo_section(
+    report: Report, name: str, pixels: np.ndarray, top: list[tuple[str, float]], *, maps: Maps,
+    info: dict[str, MethodRun],
+) -> None:  # fmt: skip
+    """One photo's section: its ``top`` (class, probability) pairs, the compare panel and every method's map."""
+    s = report.section(
+        f"Photo: {name}",
+        f"The model's {len(top)} most likely classes and, for its top class, the map of every method (red = "
+        "pixels that speak for that class, blue = against it; see the colour bar). These photos have no true "
+        "label: the maps show what the model looks at, not whether it is right.",
+    )
+    s.table([{"rank": k + 1, "class": c, "probability": notes.pct(p)} for k, (c, p) in enumerate(top)])
+    label, _ = top[0]  # the model's answer
+    keys = dict.fromkeys(shown_key(info, m) for m in COMPARE_METHODS if m in info)
+    subset = {notes.method_name(k): maps[k] for k in keys if k in maps}
+    if subset:
+        panel = compare_panel(
+            pixels, subset, top_k=top, predicted_label=label, title=name, sign=SIGN, cmap=CMAP, alpha=ALPHA
         )
-        s.table([{"rank": k + 1, "class": c, "probability": notes.pct(p)} for k, (c, p) in enumerate(top)])
-        keys = dict.fromkeys(shown_key(info, m) for m in COMPARE_METHODS if m in info)
-        subset = {notes.method_name(k): maps[k][i] for k in keys if k in maps}
-        if subset:
-            s.figure(
-                compare_panel(
-                    pixels[i],
-                    subset,
-                    top_k=top,
-                    predicted_label=top[0][0],
-                    title=name,
-                    sign=SIGN,
-                    cmap=CMAP,
-                    alpha=ALPHA,
-                ),  # fmt: skip
-                f"{name}: the photo, its top classes and {len(subset)} methods",
-            )
-        grid = photo_grid(pixels[i], {m: a[i] for m, a in maps.items()}, top, title=name)
-        s.figure(grid, f"{name}: every method")
-        s.notes([notes.photo_note(name, top), photo_where_note(name, top[0][0], {m: a[i] for m, a in maps.items()},
-                                                                size)])  # fmt: skip
+        s.figure(panel, f"{name}: the photo, its top classes and {len(subset)} methods")
+    s.figure(photo_grid(pixels, maps, top, title=name), f"{name}: every method")
+    size = tuple(pixels.shape[:2])
+    s.notes([notes.photo_note(name, top), photo_where_note(name, label, maps, size)])
+
+
+def _methods_section(report: Report, maps: Maps, info: dict[str, MethodRun], images: int, setup: float) -> None:
+    """The methods' agreement over the photos and what each cost."""
     s = report.section(
         "Methods on the photos",
         f"How similar the methods' maps are (share of the {AGREEMENT_FRACTION:.0%} most important pixels two "
@@ -112,12 +121,11 @@ def photo_report(
     if len(maps) >= 4:
         overlaps = {k: float(v.mean()) for k, v in per_image.items()}
         s.figure(agreement_figure(list(maps), overlaps, AGREEMENT_FRACTION), "Agreement of every two methods")
-    s.table(cost_table(info, len(names)), caption=cost_caption(len(names), setup))
+    s.table(cost_table(info, images), caption=cost_caption(images, setup))
     s.words({**column_words(["seconds_per_image", "passes_per_image"]), **table_words("completeness error")})
     said = agreement_claims(per_image, AGREEMENT_FRACTION, families(list(maps)))
     said.append(duplicates_note(info))
-    said.append(notes.completeness_note({m: i.get("relative_delta") for m, i in info.items()}))
+    said.append(notes.completeness_note({m: i.relative_delta for m, i in info.items()}))
     s.notes([n for n in said if n])
     if len(maps) > 1:
-        s.text(how_measured(len(names)))
-    return report
+        s.text(how_measured(images))

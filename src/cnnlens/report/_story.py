@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,12 @@ from ..core.progress import honours_progress, progress_bar
 from . import _notes as notes
 from ._concepts import concepts_section
 from ._conclusions import conclusions
-from ._explain import explain_rows, scorecard_section
-from ._figures import rows_figure
+from ._explain import Explained, Trust, explain_rows, scorecard_section
+from ._failures import ErrorGroup, error_groups, failures_section
 from ._html import Report
 from ._inside import inside_section
 from ._method_choice import GRADIENT_METHODS, PERTURBATION_METHODS, Methods, resolve_methods
-from ._source import Computed
+from ._source import Computed, Source
 from ._words import table_words
 
 
@@ -58,34 +59,6 @@ def _datasets(data: Any, classifier: Any) -> dict[str, Any]:
     if isinstance(data, (str, os.PathLike)):
         return {str(data): one(data)}
     return {str(getattr(data, "name", "data")): one(data)}
-
-
-def _pixels(classifier: Any, images: list[Any]) -> np.ndarray:
-    return classifier.preprocessing.to_pixels(classifier.preprocess(images))
-
-
-def _by_confidence(ev: Any, rows: np.ndarray) -> list[int]:
-    rows = np.asarray(rows, dtype=np.int64)
-    conf = ev.probabilities[rows, ev.y_pred[rows]]
-    return [int(r) for r in rows[np.argsort(-conf, kind="stable")]]
-
-
-def error_groups(ev: Any, max_groups: int) -> list[dict[str, Any]]:
-    """The most confused (true, predicted) pairs of an Evaluation, each with its errors and the true positives
-    of both classes, most confident first."""
-    pairs = [(n, t, p, ev.groups.confused(t, p)) for t, p, n in ev.confused_pairs(int(max_groups))]
-    return [
-        {
-            "true": t,
-            "predicted": p,
-            "count": n,
-            "errors": _by_confidence(ev, rows),
-            "tp_true": _by_confidence(ev, ev.groups.true_positives[t]),
-            "tp_predicted": _by_confidence(ev, ev.groups.true_positives[p]),
-            "confidence": float(ev.probabilities[rows, ev.y_pred[rows]].mean()),
-        }
-        for n, t, p, rows in pairs
-    ]
 
 
 def _mean_confidence(ev: Any, wrong: bool) -> float:
@@ -194,61 +167,37 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
     return [n for n in said if n]
 
 
-def _failures(
-    report: Report, classifier: Any, dataset: Any, ev: Any, groups: list, per_group: int, focus: str
-) -> list[str]:
-    if not groups:
-        report.section(
-            "Where it fails", f"The model makes no mistakes on the {len(ev.y_true)} images of the {focus}."
-        ).text("There is no mistake to show; the explanations below show what its right answers rest on.")
-        return []
-    s = report.section(
-        "Where it fails",
-        f"The most frequent mistakes on the {focus}. Each group shows the misread images next to images of the "
-        "true class and of the predicted class that the model gets right, to compare what it sees. Above each "
-        "image: the model's answer and how sure it was.",
-    )
-    errors = len(ev.groups.most_confident_errors)
-    pairs = [(g["true"], g["predicted"], g["count"]) for g in groups]
-    said = [notes.confusion_note(pairs, errors)]
-    for g in groups:
-        t, p = g["true"], g["predicted"]
-        picks = [
-            (f"{t} read as {p}", g["errors"][:per_group]),
-            (f"correct {t}", g["tp_true"][:per_group]),
-            (f"correct {p}", g["tp_predicted"][:per_group]),
-        ]
-        rows = []
-        for label, chosen in picks:
-            images = [dataset[int(ev.positions[r])][0] for r in chosen]
-            pixels = list(_pixels(classifier, images)) if images else []
-            titles = [f"{ev.classes[ev.y_pred[r]]} {ev.probabilities[r, ev.y_pred[r]]:.0%}" for r in chosen]
-            rows.append((label, pixels, titles))
-        s.figure(rows_figure(rows), f"{t} read as {p} ({g['count']}): errors, then correct {t} and correct {p}")
-        s.table(_error_rows(ev, g["errors"][:per_group]), caption=f"The {t} read as {p} shown above")
-        said.append(notes.group_note(t, p, g["count"], g["confidence"]))
-    s.notes(said)
-    return [n for n in said if n]
+@dataclass(frozen=True)
+class StoryOptions:
+    """How `add_model_story` tells the story: its options, with the gradient and CAM methods and the perturbation
+    methods chosen (name -> options) and the source of the numbers."""
+
+    gradient: dict[str, dict[str, Any]]
+    perturbation: dict[str, dict[str, Any]]
+    scorecard: bool
+    metrics: Any
+    concepts: bool
+    max_groups: int
+    per_group: int
+    batch_size: int | None
+    seed: int
+    seeds: int
+    progress: bool
+    source: Source
 
 
-def _error_rows(ev: Any, rows: list[int]) -> list[dict[str, Any]]:
-    """One row per misread image, in plain words: its answer, how sure, the true class's probability, the
-    second choice."""
-    table = []
-    for r in rows:
-        t, p = int(ev.y_true[r]), int(ev.y_pred[r])
-        second = int(np.argsort(-ev.probabilities[r], kind="stable")[1]) if len(ev.classes) > 1 else p
-        table.append(
-            {
-                "image": ev.ids[r],
-                "true class": ev.classes[t],
-                "read as": ev.classes[p],
-                "how sure": notes.pct(ev.probabilities[r, p]),
-                "probability of the true class": notes.pct(ev.probabilities[r, t]),
-                "second choice": f"{ev.classes[second]} ({notes.pct(ev.probabilities[r, second])})",
-            }
-        )
-    return table
+@dataclass(frozen=True)
+class Told:
+    """What the story's sections found: the evaluation of each data set, the one examined (``focus``), its error
+    groups, every note so far, the "inside the model" notes, the explanations and the scorecard's findings."""
+
+    evals: dict[str, Any]
+    focus: str
+    groups: list[ErrorGroup]
+    notes: list[str]
+    inside: list[str]
+    explained: Explained
+    trust: Trust
 
 
 @honours_progress
@@ -268,86 +217,96 @@ def add_model_story(
     seed: int = 0,
     seeds: int = 2,
     progress: bool = True,
-    source: Computed | None = None,
+    source: Source | None = None,
 ) -> dict[str, Any]:
     """Append the evaluation-to-explanation sections to ``report``; returns the numbers as a JSON-able dict.
     ``metrics``: the scorecard's (``None``: its defaults); ``seeds``: how many seeds the scorecard runs with (its
     claims hold over the images and these seeds); ``source``: where the evaluation, maps and scores come from
     (default: computed now; `cnnlens.open_store(...).report` reads them from a store)."""
-    source = source or Computed()
     if int(max_groups) < 1 or int(per_group) < 1:
         raise CnnlensError(f"max_groups and per_group must be at least 1; got {max_groups} and {per_group}.")
     classifier = as_classifier(model)
     datasets = _datasets(data, classifier)
     size = tuple(classifier.preprocessing.input_size)
-    gradient = resolve_methods(methods, GRADIENT_METHODS, size)
-    perturbation = resolve_methods(perturbation_methods, PERTURBATION_METHODS, size)
+    options = StoryOptions(
+        gradient=resolve_methods(methods, GRADIENT_METHODS, size),
+        perturbation=resolve_methods(perturbation_methods, PERTURBATION_METHODS, size),
+        scorecard=scorecard, metrics=metrics, concepts=concepts, max_groups=max_groups, per_group=int(per_group),
+        batch_size=batch_size, seed=seed, seeds=seeds, progress=progress, source=source or Computed(),
+    )  # fmt: skip
     stages = progress_bar(total=6, desc="report", unit="part")
     try:
-        stages.set_postfix_str("evaluating")
-        evals = {n: source.evaluate(classifier, n, d, batch_size or 64, progress) for n, d in datasets.items()}
-        focus = min(evals, key=lambda n: evals[n].accuracy)
-        ev, dataset = evals[focus], datasets[focus]
-        stages.update()
-        stages.set_postfix_str("overview")
-        said = _overview(report, classifier, evals, focus)
-        said += _per_class(report, evals, focus)
-        stages.update()
-        groups = error_groups(ev, max_groups)
-        said += _failures(report, classifier, dataset, ev, groups, int(per_group), focus)
-        stages.update()
-        stages.set_postfix_str("inside")
-        inside = inside_section(report, classifier, dataset, ev, groups[0] if groups else None)
-        said += inside
-        if groups and concepts:
-            stages.set_postfix_str("concepts")
-            said += concepts_section(report, classifier, dataset, ev, groups[0], seed)[-1:]
-        stages.update()
-        stages.set_postfix_str("explaining")
-        explained = explain_rows(
-            report, classifier, dataset, ev, groups, gradient, perturbation, batch_size, seed, progress, source
-        )
-        said += explained["notes"]
-        stages.update()
-        stages.set_postfix_str("scorecard")
-        card, leads = None, {}
-        if scorecard:
-            card_notes, card, leads = scorecard_section(
-                report,
-                classifier,
-                explained,
-                gradient,
-                perturbation,
-                batch_size,
-                seed,
-                progress,
-                metrics,
-                source,
-                seeds,
-            )
-            said += card_notes
-        stages.update()
+        told = _tell(report, classifier, datasets, options, stages)
     finally:
         stages.close()
-    accuracies = {n: e.accuracy for n, e in evals.items()}
-    explained_images = 0 if explained.get("x") is None else int(explained["x"].shape[0])
+    return _conclude(report, classifier, told)
+
+
+def _tell(report: Report, classifier: Any, datasets: dict[str, Any], options: StoryOptions, stages: Any) -> Told:
+    """The story's sections from the evaluation to the scorecard, each stage counted on ``stages``."""
+    source = options.source
+    stages.set_postfix_str("evaluating")
+    evals = {n: source.evaluate(classifier, d, name=n, batch_size=options.batch_size or 64, progress=options.progress)
+             for n, d in datasets.items()}  # fmt: skip
+    focus = min(evals, key=lambda n: evals[n].accuracy)
+    ev, dataset = evals[focus], datasets[focus]
+    stages.update()
+    stages.set_postfix_str("overview")
+    said = _overview(report, classifier, evals, focus)
+    said += _per_class(report, evals, focus)
+    stages.update()
+    groups = error_groups(ev, options.max_groups)
+    said += failures_section(report, classifier, dataset, ev, groups, per_group=options.per_group, focus=focus)
+    stages.update()
+    stages.set_postfix_str("inside")
+    inside = inside_section(report, classifier, dataset, ev, groups[0] if groups else None)
+    said += inside
+    if groups and options.concepts:
+        stages.set_postfix_str("concepts")
+        said += concepts_section(report, classifier, dataset, ev, groups[0], seed=options.seed)[-1:]
+    stages.update()
+    stages.set_postfix_str("explaining")
+    explained = explain_rows(
+        report, classifier, dataset, ev, groups, gradient=options.gradient, perturbation=options.perturbation,
+        batch_size=options.batch_size, seed=options.seed, progress=options.progress, source=source,
+    )  # fmt: skip
+    said += explained.notes
+    stages.update()
+    stages.set_postfix_str("scorecard")
+    trust = Trust(notes=[], scorecard=None, leads={})
+    if options.scorecard:
+        trust = scorecard_section(
+            report, explained, gradient=options.gradient, perturbation=options.perturbation,
+            batch_size=options.batch_size, seed=options.seed, progress=options.progress, metrics=options.metrics,
+            source=source, seeds=options.seeds,
+        )  # fmt: skip
+        said += trust.notes
+    stages.update()
+    return Told(evals=evals, focus=focus, groups=groups, notes=said, inside=inside, explained=explained, trust=trust)
+
+
+def _conclude(report: Report, classifier: Any, told: Told) -> dict[str, Any]:
+    """The "What this means" section; returns the story's numbers as a JSON-able dict."""
+    ev = told.evals[told.focus]
+    accuracies = {n: e.accuracy for n, e in told.evals.items()}
+    images = told.explained.images
     summary = conclusions(
-        accuracies, focus, ev, explained.get("where"), inside[-1] if inside else None, leads, explained_images
-    )
+        accuracies, told.focus, ev, where=told.explained.where, inside=told.inside[-1] if told.inside else None,
+        leads=told.trust.leads, explained_images=0 if images is None else int(images.inputs.shape[0]),
+    )  # fmt: skip
     advice = notes.advice_notes(accuracies, _mean_confidence(ev, True))
     section = report.section("What this means", "The main findings in plain words, computed from the numbers above.")
     section.notes(summary)
     if advice:
         section.text("What to do:").notes(advice)
-    said += summary + advice
     return {
         "model": classifier.name,
-        "focus": focus,
-        "data": {n: e.to_dict() for n, e in evals.items()},
-        "groups": [{k: g[k] for k in ("true", "predicted", "count", "confidence")} for g in groups],
-        "explanations": explained["summary"],
-        "scorecard": card,
-        "notes": said,
+        "focus": told.focus,
+        "data": {n: e.to_dict() for n, e in told.evals.items()},
+        "groups": [g.to_dict() for g in told.groups],
+        "explanations": told.explained.summary,
+        "scorecard": told.trust.scorecard,
+        "notes": told.notes + summary + advice,
     }
 
 

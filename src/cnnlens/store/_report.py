@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import CnnlensError, CnnlensWarning, say
+from ..report import ExplainedImages, MethodRun
 from ..report._source import Computed
 from ._reader import Store
 from ._settings import data_fingerprint, dataset_ids, model_fingerprint
@@ -20,10 +21,12 @@ from ._settings import data_fingerprint, dataset_ids, model_fingerprint
 class Stored(Computed):
     """The report's numbers read from a store."""
 
+    computes = False
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def evaluate(self, classifier: Any, name: str, dataset: Any, batch_size: int, progress: bool) -> Any:
+    def evaluate(self, classifier: Any, dataset: Any, *, name: str, batch_size: int, progress: bool) -> Any:
         return self.store.evaluation()
 
     def _kind(self, ev: Any, row: int, target: int) -> str | None:
@@ -37,40 +40,46 @@ class Stored(Computed):
         image = ev.ids[row]
         return kind if all(self.store.has(image, m, kind) for m in self.store.methods) else None
 
-    def has(self, ev: Any, row: int, target: int) -> bool:
-        return self._kind(ev, row, target) is not None
+    def has(self, evaluation: Any, row: int, target: int) -> bool:
+        return self._kind(evaluation, row, target) is not None
 
-    def _rows(self, ev: Any, rows: list[int], targets: list[int], method: str) -> list[dict[str, Any]]:
-        pairs = zip(rows, targets, strict=True)
+    def _rows(self, images: ExplainedImages, method: str) -> list[dict[str, Any]]:
+        ev = images.evaluation
+        pairs = zip(images.rows, images.targets, strict=True)
         return [self.store.explanation(ev.ids[r], method, self._kind(ev, r, t) or "") for r, t in pairs]
 
     def explain(
-        self, classifier: Any, x: Any, ev: Any, rows: list[int], targets: list[int],
-        methods: dict[str, dict[str, Any]], batch_size: int | None, seed: int, progress: bool, desc: str,
-    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
+        self, images: ExplainedImages, methods: dict[str, dict[str, Any]], *, batch_size: int | None, seed: int,
+        progress: bool, desc: str,
+    ) -> tuple[dict[str, Any], dict[str, MethodRun]]:  # fmt: skip
         maps, info = {}, {}
         for method in methods:
-            stored = self._rows(ev, rows, targets, method)
+            stored = self._rows(images, method)
             # as the method returns them: CAMs (and downsampled maps) at the input size, layer attributions as they are
             size = None if self.store.resolution(method)["resolution"] == "layer_attribution" else "input"
             maps[method] = np.stack([self.store.map(r["id"], method, r["explains"], size) for r in stored])
-            deltas = [r["delta"] for r in stored]
-            relative = None
-            if all(d is not None for d in deltas):
-                gaps = [abs(r["attribution_sum"] - r["delta"]) for r in stored]
-                relative = float(np.mean([abs(d) / max(g, 1e-12) for d, g in zip(deltas, gaps, strict=True)]))
-            info[method] = {
-                "seconds": round(sum(r["seconds"] for r in stored), 3),
-                "passes": int(round(sum(r["passes"] for r in stored))),
-                "options": self.store.manifest["methods"][method]["options"],
-                "relative_delta": relative,
-                "warnings": sorted({w for r in stored for w in r["warnings"]}),
-            }
+            info[method] = self._run(method, stored)
         return maps, info
 
+    def _run(self, method: str, stored: list[dict[str, Any]]) -> MethodRun:
+        """The `MethodRun` of ``method`` over the ``stored`` explanations: their cost summed, their mean relative
+        completeness error (when every one has a delta), their warnings."""
+        deltas = [r["delta"] for r in stored]
+        relative = None
+        if all(d is not None for d in deltas):
+            gaps = [abs(r["attribution_sum"] - r["delta"]) for r in stored]
+            relative = float(np.mean([abs(d) / max(g, 1e-12) for d, g in zip(deltas, gaps, strict=True)]))
+        return MethodRun(
+            options=self.store.manifest["methods"][method]["options"],
+            seconds=round(sum(r["seconds"] for r in stored), 3),
+            passes=int(round(sum(r["passes"] for r in stored))),
+            relative_delta=relative,
+            warnings=sorted({w for r in stored for w in r["warnings"]}),
+        )
+
     def scorecard(
-        self, classifier: Any, x: Any, ev: Any, rows: list[int], targets: list[int],
-        methods: dict[str, dict[str, Any]], metrics: Any, batch_size: int | None, seed: int, progress: bool,
+        self, images: ExplainedImages, methods: dict[str, dict[str, Any]], *, metrics: Any, batch_size: int | None,
+        seed: int, progress: bool,
     ) -> Any:  # fmt: skip
         from ..quality import Scorecard, get_metric
         from ..quality._scorecard import COST
@@ -79,7 +88,7 @@ class Stored(Computed):
         per_image: dict[tuple[str, str], list[float]] = {}
         notes: set[str] = set()
         for method in methods:
-            stored = self._rows(ev, rows, targets, method)
+            stored = self._rows(images, method)
             for metric in self.store.metrics:
                 per_image[(method, metric)] = [math.nan if r[metric] is None else r[metric] for r in stored]
             per_image[(method, "passes_per_image")] = [r["passes"] for r in stored]
@@ -89,8 +98,9 @@ class Stored(Computed):
         means = [{"method": m, **{c: float(np.mean(per_image[(m, c)])) for c in columns}} for m in methods]
         direction = {n: get_metric(n).higher_is_better for n in self.store.metrics} | dict(COST)
         return Scorecard(
-            list(methods), columns, means, per_image, direction, {}, sorted(notes), dict(self.store.manifest["metrics"])
-        )
+            methods=list(methods), columns=columns, rows=means, per_image=per_image, higher_is_better=direction,
+            scores={}, notes=sorted(notes), options=dict(self.store.manifest["metrics"]),
+        )  # fmt: skip
 
 
 def open_model(store: Store, model: Any) -> Any:
