@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from ..core.hooks import capture
 from ..core.model_checks import differentiate, gradient_forward
 from ..core.model_guard import is_scripted
 from ..models import State
+from ._batching import Rows
 from ._rules import Objective, ReferencePass
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class _Chunk:
 
 def backward(
     ctx: Context,
-    x: T,
+    x: T | Rows,
     owner: T,
     mode: AbstractContextManager | None = None,
     reference: T | None = None,
@@ -149,7 +150,7 @@ def _chunk(ctx: Context, p: _Pass, rows: T, own: T, ref: T | None, state: State 
         grads = differentiate(objective, wrt, ctx.model, at, p.layers, optional=len(flows), inputs=called)
     g = None if p.cut else grads.pop(0)
     sg = [torch.zeros_like(v) if d is None else d for v, d in zip(flows, grads[len(outs) :], strict=True)]
-    chunk = _Chunk(s.detach(), g, [o.detach() for o in outs], grads[: len(outs)], sg)
+    chunk = _Chunk(s.detach(), g, [o.detach() for o in outs], cast(list[T], grads[: len(outs)]), sg)
     if p.record:
         chunk.logits = out.detach()
     if ref is not None:

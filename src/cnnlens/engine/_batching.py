@@ -5,7 +5,7 @@ every evaluated row counted (and shown on the run's progress bar)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,9 +14,6 @@ from ..core.errors import CnnlensError, say
 from ..core.progress import checkpoint
 from ..models import Cut, cut_at, get_layer
 from ._memory import auto_batch_size, is_out_of_memory
-
-if TYPE_CHECKING:
-    from tqdm.auto import tqdm
 
 T = torch.Tensor
 
@@ -46,7 +43,7 @@ class Shared:
         self.rows = {"head": 0, "tail": 0}
         self.cuts: dict[int, Cut] = {}
         self.checked: set[int] = set()  # cuts whose traced layer output was compared with the model's
-        self.bar: tqdm | None = None  # a progress bar counting passes (set by Method.__call__), or None
+        self.bar: Any = None  # a progress bar counting passes (set by Method.__call__), or None
         self.cache: dict[str, Any] = {}
 
     def count(self, rows: int, part: str | None = None) -> None:

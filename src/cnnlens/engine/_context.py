@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,9 +40,6 @@ from ._backward import Backward
 from ._batching import Batching, Rows, Shared
 from ._explained import Explained, Network, Target, check_logits, network_logits
 from ._neuron import Neuron
-
-if TYPE_CHECKING:
-    from tqdm.auto import tqdm
 
 T = torch.Tensor
 
@@ -129,12 +126,12 @@ class Context:
         self.shared.count(rows)
 
     @property
-    def bar(self) -> tqdm | None:
+    def bar(self) -> Any:
         """The run's progress bar of passes (set by ``Method.__call__``), or ``None``."""
         return self.shared.bar
 
     @bar.setter
-    def bar(self, bar: tqdm | None) -> None:
+    def bar(self, bar: Any) -> None:
         self.shared.bar = bar
 
     # ---- what is explained --------------------------------------------------------------------------------------
@@ -276,7 +273,7 @@ class Context:
     # ---- gradients ------------------------------------------------------------------------------------------
     def backward(
         self,
-        x: T,
+        x: T | Rows,
         owner: T,
         mode: AbstractContextManager | None = None,
         *,
@@ -290,7 +287,7 @@ class Context:
         return _backward.backward(self, x, owner, mode, reference, layers, input_grad, state)
 
     def gradients(
-        self, x: T, owner: T, mode: AbstractContextManager | None = None, reference: T | None = None
+        self, x: T | Rows, owner: T, mode: AbstractContextManager | None = None, reference: T | None = None
     ) -> tuple[T, T]:
         """(scores, d score / d x) for every row, chunked. ``mode`` is active during forward passes only.
 
