@@ -80,7 +80,8 @@ def _view(ctx: Context, cut: Cut) -> Context:
     targets = ctx.targets
     spec = ctx.explained.spec if ctx.explained.by_function else targets
     explained = Explained(spec, ctx.n, targets=targets, logits=logits)
-    return type(ctx)(shared, acts, explained, network=tail, layer=cut.name, state=state, parent=ctx, batching=batching)
+    cls = type(ctx)  # Context (whose module imports this one)
+    return cls(shared, acts, explained, network=tail, layer=cut.name, state=state, parent=ctx, batching=batching)
 
 
 def check_inner(shared: Shared, cut: Cut, inputs: T) -> None:
