@@ -1,6 +1,10 @@
-"""The shared pipeline: batching bounds every forward pass, automatic sizing backs off on out-of-memory."""
+"""The shared pipeline: batching bounds every forward pass, automatic sizing backs off on out-of-memory; the
+engine's parts: layer views, the run's cache, what a rule mode may add to a backward pass."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -9,6 +13,7 @@ from torch import nn
 import cnnlens
 from cnnlens import CnnlensError
 from cnnlens.attribution import get_method, methods
+from cnnlens.engine import Context, Objective, ReferencePass
 
 
 class Recorder(nn.Module):
@@ -92,3 +97,84 @@ def test_registry_describes_each_method() -> None:
     for info in methods():
         assert info.category and info.summary and info.output in ("input", "map", "layer", "layer_map")
         assert info.needs_baseline in (None, "single", "distribution")
+
+
+# ---- the engine's parts ------------------------------------------------------------------------------------------
+def test_a_layer_view_is_the_same_run_seen_from_the_layer() -> None:
+    ctx = Context.create(Recorder(), X, target=1, batch_size=2)
+    view = ctx.at_layer("net.1")
+    assert view is ctx.at_layer("net.1") and view.parent is ctx and view.layer == "net.1"
+    assert view.inputs.shape == (3, 4, 8, 8) and view.state is not None
+    torch.testing.assert_close(view.logits, ctx.logits)
+    assert torch.equal(view.targets, torch.tensor([1, 1, 1])) and torch.equal(ctx.targets, view.targets)
+    twice = ctx.derive(X.repeat_interleave(2, 0), 2)
+    seen = twice.at_layer("net.1")
+    assert seen.parent is twice and torch.equal(seen.targets, view.targets.repeat_interleave(2))
+    torch.testing.assert_close(seen.target_scores(), view.target_scores().repeat_interleave(2))
+    assert ctx.shared is view.shared is seen.shared and ctx.passes == ctx.shared.passes > 0
+
+
+def test_the_run_has_a_declared_cache_shared_by_its_contexts() -> None:
+    ctx = Context.create(Recorder(), X)
+    ctx.derive(X.repeat_interleave(2, 0), 2).shared.cache["kept"] = 1
+    assert ctx.shared.cache == {"kept": 1}
+
+
+class _Start:
+    """A rule mode that starts the backward pass from ``factor`` times the score's gradient at the logits."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def start(self, logits: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        return self.factor * grad
+
+
+def test_a_mode_with_a_start_sets_where_the_backward_pass_begins() -> None:
+    ctx = Context.create(Recorder(), X)
+    plain = ctx.backward(X, ctx.owners())
+    mode = _Start(3.0)
+    assert isinstance(mode, Objective) and not isinstance(mode, ReferencePass)
+    tripled = ctx.backward(X, ctx.owners(), mode)
+    torch.testing.assert_close(tripled.grad, 3 * plain.grad)
+    torch.testing.assert_close(tripled.scores, plain.scores)
+
+
+class _Flaky(_Start):
+    """A reference-pass mode whose first replay fails; ``retry`` asks for the chunk once more."""
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+        self.events: list[str] = []
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        self.events.append("record")
+        yield
+
+    @contextmanager
+    def replaying(self) -> Iterator[None]:
+        self.events.append("replay")
+        if self.events.count("replay") == 1:
+            raise KeyError("changed")
+        yield
+
+    def retry(self, err: Exception) -> bool:
+        self.events.append("retry")
+        return isinstance(err, KeyError)
+
+
+def test_a_reference_pass_mode_is_asked_whether_a_failed_chunk_runs_again() -> None:
+    ctx = Context.create(Recorder(), X, batch_size=8)
+    mode = _Flaky()
+    assert isinstance(mode, ReferencePass)
+    b = ctx.backward(X, ctx.owners(), mode, reference=torch.zeros_like(X))
+    assert mode.events == ["record", "replay", "retry", "record", "replay"]
+    torch.testing.assert_close(b.grad, ctx.backward(X, ctx.owners()).grad)
+    assert b.reference_scores is not None and b.reference_scores.shape == (3,)

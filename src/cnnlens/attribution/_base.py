@@ -164,7 +164,7 @@ class Method:
         # a bar of model passes, shown when the run takes over 2 s; progress=False silences every bar inside
         bar = progress_bar(desc=self.name, unit="pass", delay=2.0, leave=False, disable=not progress)
         with progress_switch(progress), bar, frozen(module), explaining(module):
-            ctx = Context(module, x, target, batch_size, generator, neuron=neuron)
+            ctx = Context.create(module, x, target, batch_size, generator, neuron=neuron)
             ctx.bar = bar
             base = self.resolve_baseline(baseline, x, preprocessing)
             if self.options.get("smooth"):

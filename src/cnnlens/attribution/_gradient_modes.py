@@ -295,6 +295,8 @@ class RescaleMode(RuleMode):
     activation gets the multiplier ``(f(x) - f(x0)) / (x - x0)`` (the derivative where ``|x - x0| < eps``); max
     pooling routes each window's difference to the arg-max positions of the input and the reference. Only the
     inputs' forward pass builds the graph the backward pass runs through (a pass of ``n`` rows, not ``2n``).
+    A :class:`~cnnlens.engine.ReferencePass` of the engine: when the model changed a recorded value in place
+    (:class:`ReferenceChanged`), ``retry`` switches to recording copies and the engine runs the chunk again.
     """
 
     method = "deeplift"
@@ -325,6 +327,13 @@ class RescaleMode(RuleMode):
                 raise self._differs()
         finally:
             self._state, self._values = "", []
+
+    def retry(self, err: Exception) -> bool:
+        """Whether the chunk that raised ``err`` runs again: after a recorded value changed, with copies."""
+        if not isinstance(err, ReferenceChanged):
+            return False
+        self.copies = True
+        return True
 
     def _record(self, *ts: T) -> None:
         ts = tuple(t.detach().clone() if self.copies else t.detach() for t in ts)

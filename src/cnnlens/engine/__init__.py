@@ -4,19 +4,28 @@ calls, backward passes, the run seen from a layer) and what it is made of. Metho
 internals."""
 
 from ._backward import Backward
-from ._context import Context, Rows, Target, sum_per_row
+from ._batching import Batching, Rows, Shared
+from ._context import Context, sum_per_row
+from ._explained import Explained, Target, check_logits
 from ._memory import auto_batch_size, is_out_of_memory
 from ._neuron import NEURON, Neuron, NeuronSpec
+from ._rules import Objective, ReferencePass
 
 __all__ = [
     "NEURON",
     "Backward",
+    "Batching",
     "Context",
+    "Explained",
     "Neuron",
     "NeuronSpec",
+    "Objective",
+    "ReferencePass",
     "Rows",
+    "Shared",
     "Target",
     "auto_batch_size",
+    "check_logits",
     "is_out_of_memory",
     "sum_per_row",
 ]

@@ -15,72 +15,74 @@ the model's logits and targets. Two things are explicit parameters of the engine
 the tail), used the same way by IG steps, noise samples, DeepLIFT pairs and perturbations. ``None`` picks a
 size from a memory budget and halves it whenever memory runs out. ``ctx.derive`` makes the context of noisy
 copies for smoothing; all contexts of a run share its pass counter, random draws and cuts.
+
+A context is made of parts it delegates to: :class:`~cnnlens.engine._explained.Explained` (what is explained,
+the targets and the logits record), :class:`~cnnlens.engine._batching.Batching` (chunked calls, automatic size)
+and the run's :class:`~cnnlens.engine._batching.Shared` (model, counter, draws, cuts, caches); its backward
+passes are in :mod:`~cnnlens.engine._backward`, its layer views in :mod:`~cnnlens.engine._layer_view`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..core.errors import CnnlensError, say
+from ..core.errors import CnnlensError
 from ..core.hooks import capture
-from ..core.progress import checkpoint
-from ..models import Cut, State, cut_at, get_layer
+from ..models import State
 from ..models._layers import probed_last_conv
-from ..models._outputs import describe as describe_output
-from ._backward import Differentiation
-from ._layer_view import LayerAxis
-from ._memory import auto_batch_size, is_out_of_memory
+from . import _backward, _layer_view
+from ._backward import Backward
+from ._batching import Batching, Rows, Shared
+from ._explained import Explained, Network, Target, check_logits, network_logits
 from ._neuron import Neuron
 
 T = torch.Tensor
-Target = None | int | list | tuple | T | Callable[[T], T]
 
 
-class Rows:
-    """Rows made on demand, a slice at a time: ``Rows(n, make)[a:b] == make(slice(a, b))``.
-
-    Lets a method describe thousands of perturbed inputs without holding them all in memory.
-    """
-
-    def __init__(self, n: int, make: Callable[[slice], T]) -> None:
-        self.shape = (n,)
-        self._make = make
-
-    def __getitem__(self, sl: slice) -> T:
-        return self._make(sl)
-
-
-class _Shared:
-    """What the contexts of one run share: the model, the batching knob, the pass counter, the draws, the cuts."""
-
-    def __init__(self, model: nn.Module, batch_size: int | None, generator: torch.Generator) -> None:
-        self.model, self.batch_size, self.generator = model, batch_size, generator
-        self.passes = 0
-        self.rows = {"head": 0, "tail": 0}
-        self.cuts: dict[int, Cut] = {}
-        self.checked: set[int] = set()  # cuts whose traced layer output was compared with the model's
-        self.bar: Any = None  # a progress bar counting passes (set by Method.__call__), or None
-
-    def cut(self, layer: str | nn.Module) -> Cut:
-        module = get_layer(self.model, layer)
-        if id(module) not in self.cuts:
-            self.cuts[id(module)] = cut_at(self.model, module)
-        return self.cuts[id(module)]
-
-
-class Context(LayerAxis, Differentiation):
+class Context:
     """One explanation run: a frozen model, checked inputs, what is explained, a pass counter and random draws.
 
     Rows: a method evaluates the model on ``rows`` (e.g. IG path points) each owned by one input image
     (``owner[i]`` is the image row ``i`` belongs to); the target of a row is its owner's target.
+
+    Made from its parts (``Context.create`` makes the context of a model's inputs): the run's ``shared`` parts,
+    the ``inputs``, what is ``explained``; a layer view also has the ``network`` its rows run through (the tail),
+    its ``layer``, the ``state`` crossing the layer and the ``parent`` context on the model's inputs.
     """
 
     def __init__(
         self,
+        shared: Shared,
+        inputs: T,
+        explained: Explained,
+        *,
+        network: Network | None = None,
+        layer: str | None = None,
+        state: State | None = None,
+        parent: Context | None = None,
+        batching: Batching | None = None,
+    ) -> None:
+        self.shared = shared
+        self.inputs = inputs
+        self.explained = explained
+        self.network: Network = network if network is not None else lambda rows, owner, st: shared.model(rows)
+        self.layer = layer
+        """Where these inputs are: ``None`` for the model's inputs, else the layer whose activations they are."""
+        self.state = state
+        self.parent = parent
+        """The context on the model's inputs a layer view was made from (``None`` for that context)."""
+        self.batching = batching if batching is not None else Batching(shared, inputs, layer is not None)
+        self.info: dict = {}  # method-specific diagnostics, copied to Explanation.info
+        self._views: dict[str, Context] = {}
+
+    @classmethod
+    def create(
+        cls,
         model: nn.Module,
         inputs: T,
         target: Target = None,
@@ -88,34 +90,18 @@ class Context(LayerAxis, Differentiation):
         generator: torch.Generator | None = None,
         *,
         neuron: Neuron | None = None,
-    ) -> None:
-        shared = _Shared(model, batch_size, generator if generator is not None else torch.Generator().manual_seed(0))
-        if neuron is not None and neuron.layer is None:  # the last convolution, found by a probe pass (kept)
+    ) -> Context:
+        """The context of ``inputs`` to ``model``, explained for ``target`` (or for ``neuron``)."""
+        shared = Shared(model, batch_size, generator if generator is not None else torch.Generator().manual_seed(0))
+        if neuron is None:
+            return cls(shared, inputs, Explained(target, inputs.shape[0]))
+        if neuron.layer is None:  # the last convolution, found by a probe pass (kept)
             name, probed = probed_last_conv(model, (1, *inputs.shape[1:]))
             shared.passes += int(probed)
             neuron = Neuron(name, neuron.spec)
-        self._setup(shared, inputs, target, neuron)
-        if neuron is not None:
-            cut = shared.cut(neuron.layer)
-            self._check_inner(cut)
-            self._explained = lambda rows, owner, state: cut.inner(rows)
-
-    def _setup(self, shared: _Shared, inputs: T, target: Target, neuron: Neuron | None) -> None:
-        self.shared = shared
-        self.inputs = inputs
-        self.neuron = neuron
-        self.layer: str | None = None
-        """Where these inputs are: ``None`` for the model's inputs, else the layer whose activations they are."""
-        self.state: State | None = None
-        self._parent: Context | None = None  # the context on the model's inputs a layer view was made from
-        self._target_spec = target
-        self._targets: T | None = None  # (B,) long, or None with a callable target
-        self._logits: T | None = None
-        self._values: T | None = None  # the neuron's value for each input
-        self._auto: int | None = None
-        self.info: dict = {}  # method-specific diagnostics, copied to Explanation.info
-        self._network: Callable[[T, T, State | None], Any] = lambda rows, owner, state: shared.model(rows)
-        self._explained: Callable[[T, T, State | None], Any] | None = None  # None: the network's logits
+        cut = shared.cut(neuron.layer)
+        _layer_view.check_inner(shared, cut, inputs)
+        return cls(shared, inputs, Explained(target, inputs.shape[0], neuron, cut.inner))
 
     # ---- the run's shared parts ---------------------------------------------------------------------------------
     @property
@@ -137,7 +123,7 @@ class Context(LayerAxis, Differentiation):
 
     def count(self, rows: int) -> None:
         """Add ``rows`` model evaluations the method made itself (e.g. a probe pass)."""
-        self._count(rows)
+        self.shared.count(rows)
 
     @property
     def bar(self) -> Any:
@@ -148,7 +134,11 @@ class Context(LayerAxis, Differentiation):
     def bar(self, bar: Any) -> None:
         self.shared.bar = bar
 
-    # ---- the model's own view of the inputs -------------------------------------------------------------
+    # ---- what is explained --------------------------------------------------------------------------------------
+    @property
+    def neuron(self) -> Neuron | None:
+        return self.explained.neuron
+
     @property
     def n(self) -> int:
         return self.inputs.shape[0]
@@ -160,167 +150,100 @@ class Context(LayerAxis, Differentiation):
     @property
     def logits(self) -> T:
         """Logits of the inputs (one forward pass per image, computed once)."""
-        if self._logits is None:
-            parts = self.run(lambda sl: self._model_logits(self.inputs[sl], self.owners()[sl]), self.n)
-            self._logits = torch.cat(parts)
-        return self._logits
-
-    def _model_logits(self, rows: T, owner: T, state: State | None = None) -> T:
-        with torch.no_grad():
-            out = self._network(rows, owner, state)
-        self._count(rows.shape[0])
-        return self._check_logits(out, rows.shape[0])
+        if self.explained.logits is None:
+            self.explained.logits = network_logits(self.network, self.batching, self.inputs, self.owners())
+        return self.explained.logits
 
     def target_scores(self) -> T:
         """f(x): the explained score of each input (from the logits pass for class scores); resolves the targets
         on these logits, so that rows scored later (perturbed, ablated) are scored for the same classes."""
         if self.neuron is not None:
-            if self._values is None:
-                self._values = self.scores(self.inputs, self.owners())
-            return self._values
+            if self.explained.values is None:
+                self.explained.values = self.scores(self.inputs, self.owners())
+            return self.explained.values
         _ = self.targets
         return self.select(self.logits, self.owners())
 
     @property
     def targets(self) -> T | None:
         """One class index per image (``None`` when the target is a callable)."""
-        if self._targets is None and not callable(self._target_spec):
-            self._targets = self._resolve_targets(self.logits)
-        return self._targets
-
-    def _resolve_targets(self, logits: T) -> T:
-        spec, k = self._target_spec, logits.shape[1]
-        if spec is None:
-            return logits.argmax(1)
-        t = torch.as_tensor(spec, device=logits.device)
-        if t.dtype.is_floating_point or t.dtype == torch.bool or t.dim() > 1:
-            raise CnnlensError(f"target must be an int, one int per image, or a callable; got {spec!r}")
-        t = t.long().expand(self.n) if t.dim() == 0 else t.long()
-        if t.numel() != self.n:
-            raise CnnlensError(f"target has {t.numel()} entries but there are {self.n} images; give one per image")
-        bad = (t < 0) | (t >= k)
-        if bad.any():
-            raise CnnlensError(f"target {t[bad].tolist()} out of range: the model has {k} classes (0..{k - 1})")
-        return t
+        if self.explained.targets is None and not self.explained.by_function:
+            self.explained.targets = self.explained.resolve(self.logits)
+        return self.explained.targets
 
     def select(self, logits: T, owner: T) -> T:
         """The class score each row is explained for: its owner's target logit, or the callable's value."""
-        if callable(self._target_spec):
-            s = self._target_spec(logits)
-            if not isinstance(s, torch.Tensor) or s.shape != (logits.shape[0],):
-                raise CnnlensError(
-                    f"a callable target must map logits of shape {tuple(logits.shape)} to one score per "
-                    f"row, shape ({logits.shape[0]},); it returned {getattr(s, 'shape', type(s))}"
-                )
-            return s
-        if self._targets is None:
-            if self._target_spec is None:  # only on the recording pass, where every row is its own image
-                return logits.max(1).values
-            self._targets = self._resolve_targets(logits)
-        return logits.gather(1, self._targets[owner][:, None])[:, 0]
+        return self.explained.select(logits, owner)
 
     # ---- contexts derived from this one --------------------------------------------------------------------------
-    def _child(self, inputs: T) -> Context:
-        child = Context.__new__(Context)
-        child._setup(self.shared, inputs, self._target_spec, self.neuron)
-        child._network, child._explained = self._network, self._explained
-        child._auto = self._auto if inputs.shape[1:] == self.inputs.shape[1:] else None
-        return child
-
     def derive(self, inputs: T, repeat: int) -> Context:
         """The context of ``repeat`` consecutive rows per image (e.g. noisy copies): the same model, explained
         score (targets repeated) and batching; its passes count for this run."""
         if inputs.shape[0] != self.n * repeat:
             raise CnnlensError(f"derive: {inputs.shape[0]} rows given for {self.n} images x {repeat}")
-        child = self._child(inputs)
-        child.layer, child._parent = self.layer, self._parent
-        if self.neuron is None and not callable(self._target_spec):
-            child._targets = self.targets.repeat_interleave(repeat)  # type: ignore[union-attr]
-            child._target_spec = child._targets
-        if self.state is not None:
-            child.state = self.state.take(self.owners(repeat))
-        return child
+        targets = self.targets if self.neuron is None else None
+        return Context(
+            self.shared,
+            inputs,
+            self.explained.repeated(targets, repeat),
+            network=self.network,
+            layer=self.layer,
+            state=None if self.state is None else self.state.take(self.owners(repeat)),
+            parent=self.parent,
+            batching=self.batching.like(inputs, self.layer is not None),
+        )
+
+    def at_layer(self, layer: str | nn.Module) -> Context:
+        """This run seen from ``layer``: a context whose inputs are the layer's activations for these inputs
+        ``(B, ...)`` (the model's head runs once per image) and whose model is the rest of the network (the tail;
+        values that cross the layer, e.g. skip connections, come from these inputs). ``ctx.at_layer(L).logits``
+        equals ``ctx.logits``; when the traced cut disagrees with the model it is replaced by the hooked one."""
+        if self.neuron is not None or self.layer is not None:
+            raise CnnlensError("at_layer needs a context on the model's inputs that explains class scores")
+        cut = self.shared.cut(layer)
+        if cut.name not in self._views:
+            self._views[cut.name] = _layer_view.layer_view(self, cut)
+            self.info["cut"] = {"layer": cut.name, "path": cut.path, "reason": cut.reason}
+        return self._views[cut.name]
+
+    def layer_activations(self, layer: str | nn.Module, rows: T | Rows) -> T:
+        """The output of ``layer`` for input-space ``rows``, without gradients (only what it depends on runs)."""
+        return _layer_view.layer_activations(self, layer, rows)
+
+    def project(self, rows: T) -> tuple[T, State]:
+        """``(activations, state)`` of input-space ``rows`` at this view's layer (the head only, no gradients)."""
+        return _layer_view.project(self, rows)
 
     # ---- batched model calls ------------------------------------------------------------------------------
-    def _count(self, rows: int, part: str | None = None) -> None:
-        self.shared.passes += rows
-        if part is not None:
-            self.shared.rows[part] += rows
-        checkpoint(rows)  # a cancellable caller (the app's on-demand computation) may stop the run here
-        if self.shared.bar is not None:
-            self.shared.bar.update(rows)
-
-    def _check_logits(self, out: Any, n: int) -> T:
-        if not isinstance(out, torch.Tensor):
-            raise CnnlensError(
-                f"the model returned a {type(out).__name__}, not a tensor of logits. Wrap it so that it returns "
-                f"the (batch, classes) logits with cnnlens.models.SelectOutput: {describe_output(out)}"
-            )
-        if out.dim() != 2 or out.shape[0] != n:
-            raise CnnlensError(f"the model returned shape {tuple(out.shape)} for {n} inputs; expected (batch, classes)")
-        if not torch.isfinite(out).all():
-            raise CnnlensError("the model returned NaN or infinite logits for these inputs; check the inputs")
-        return out
-
     def evaluate(self, rows: T, owner: T, state: State | None = None) -> tuple[T, T]:
         """``(output, explained scores)`` of one chunk of rows, under the caller's gradient mode: the output is
         the model's logits (for a neuron: the neuron's layer output). ``state``: a layer view's rows with their own
         values for what crosses the layer (default: their owners')."""
-        out = self._output(rows, owner, state)
-        return out, self._score(out, owner)
+        out = self.output(rows, owner, state)
+        return out, self.explained.score(out, owner)
 
-    def _output(self, rows: T, owner: T, state: State | None = None) -> Any:
+    def output(self, rows: T, owner: T, state: State | None = None) -> Any:
         """The model's logits of one chunk of rows (for a neuron: its layer's output), counted."""
         n = rows.shape[0]
-        if self._explained is not None:
-            out = self._explained(rows, owner, state)
+        if self.explained.inner is not None:
+            out = self.explained.inner(rows)
         else:
-            out = self._check_logits(self._network(rows, owner, state), n)
-        self._count(n)
+            out = check_logits(self.network(rows, owner, state), n)
+        self.shared.count(n)
         return out
-
-    def _score(self, out: Any, owner: T) -> T:
-        """The explained score of each row from ``_output``'s result."""
-        return self.neuron(out) if self._explained is not None else self.select(out, owner)  # type: ignore[misc]
-
-    def _size(self) -> int:
-        if self.batch_size is not None:
-            return self.batch_size
-        if self._auto is None:
-            self._auto = auto_batch_size(self.model, self.inputs, layer=self.layer is not None)
-        return self._auto
 
     def run(self, fn: Callable[[slice], Any], n_rows: int, rows_per_item: int = 1) -> list:
         """Apply ``fn`` chunk by chunk; on out-of-memory with automatic sizing, halve and retry the chunk."""
-        results, start = [], 0
-        while start < n_rows:
-            size = max(1, self._size() // rows_per_item)
-            sl = slice(start, min(n_rows, start + size))
-            try:
-                results.append(fn(sl))
-            except Exception as err:  # noqa: BLE001 - only out-of-memory is retried, the rest re-raised
-                if not is_out_of_memory(err):
-                    raise
-                if self.batch_size is not None or self._size() <= 1:
-                    raise CnnlensError(
-                        f"out of memory with {self._size()} model inputs per forward pass; pass a smaller "
-                        + say(
-                            "batch_size (or batch_size=None to find one automatically)",
-                            "--batch-size (or leave it out to find one automatically)",
-                        )
-                    ) from err
-                self._auto = max(1, self._size() // 2)
-                continue
-            start = sl.stop
-        return results
+        return self.batching.run(fn, n_rows, rows_per_item)
 
-    def _recording(self, x: Any) -> bool:
-        """Rows that are the inputs themselves give the logits for free (class scores only)."""
-        return x is self.inputs and self._logits is None and self._explained is None
+    def logits_due(self, x: Any) -> bool:
+        """Whether a pass over rows ``x`` also gives the logits record: they are the inputs themselves, whose
+        logits are not known yet (class scores only)."""
+        return x is self.inputs and self.explained.logits is None and self.explained.inner is None
 
     def scores(self, x: T | Rows, owner: T, state: State | None = None) -> T:
         """Explained scores of every row, without gradients."""
-        record = self._recording(x)
+        record = self.logits_due(x)
         if not record:
             _ = self.targets if self.neuron is None else None
 
@@ -330,12 +253,12 @@ class Context(LayerAxis, Differentiation):
 
         parts = self.run(step, x.shape[0])
         if record:
-            self._logits = torch.cat([p[0] for p in parts])
-        return torch.cat([p[1] for p in parts])
+            self.explained.logits = torch.cat([out for out, _ in parts])
+        return torch.cat([s for _, s in parts])
 
     def layer_outputs(self, layers: Sequence[nn.Module], inputs: bool = False) -> list[T]:
         """Outputs (or inputs) of ``layers`` for the inputs, without gradients; the same passes give the logits."""
-        record = self._recording(self.inputs)
+        record = self.logits_due(self.inputs)
 
         def step(sl: slice) -> tuple[T, list[T]]:
             with torch.no_grad(), capture(layers, inputs=inputs) as outs:
@@ -344,9 +267,41 @@ class Context(LayerAxis, Differentiation):
 
         parts = self.run(step, self.n)
         if record:
-            self._logits = torch.cat([p[0] for p in parts])
-        return [torch.cat([p[1][i] for p in parts]) for i in range(len(layers))]
+            self.explained.logits = torch.cat([out for out, _ in parts])
+        return [torch.cat([outs[i] for _, outs in parts]) for i in range(len(layers))]
 
+    # ---- gradients ------------------------------------------------------------------------------------------
+    def backward(
+        self,
+        x: T | Rows,
+        owner: T,
+        mode: AbstractContextManager | None = None,
+        *,
+        reference: T | None = None,
+        layers: Sequence[nn.Module] = (),
+        input_grad: bool = True,
+        state: State | None = None,
+    ) -> Backward:
+        """Scores of every row with their gradients, and the outputs of ``layers`` with the gradients of the
+        scores w.r.t. them, chunked; see :func:`cnnlens.engine._backward.backward`."""
+        return _backward.backward(self, x, owner, mode, reference, layers, input_grad, state)
+
+    def gradients(
+        self, x: T | Rows, owner: T, mode: AbstractContextManager | None = None, reference: T | None = None
+    ) -> tuple[T, T]:
+        """(scores, d score / d x) for every row, chunked. ``mode`` is active during forward passes only.
+
+        ``reference``: one reference row per row (DeepLIFT): see ``backward``.
+        """
+        b = self.backward(x, owner, mode, reference=reference)
+        assert b.grad is not None
+        return b.scores, b.grad
+
+    def input_gradients(self, mode: AbstractContextManager | None = None, reference: T | None = None) -> T:
+        """Gradients of the explained scores at the inputs; the same passes give the logits."""
+        return self.gradients(self.inputs, self.owners(), mode=mode, reference=reference)[1]
+
+    # ---- the run's random draws ---------------------------------------------------------------------------------
     def randn(self, *shape: int) -> T:
         return torch.randn(*shape, generator=self.generator, device="cpu").to(self.inputs)
 

@@ -55,7 +55,9 @@ class Neuron:
         if not valid_spec(spec):
             raise CnnlensError(f"neuron must be an int >= 0, a tuple of ints >= 0 or a callable; got {spec!r}")
         self.layer = layer
-        self.spec = tuple(int(i) for i in spec) if isinstance(spec, (tuple, list)) else spec
+        self.spec: int | tuple[int, ...] | Callable[[T], T] = (
+            tuple(int(i) for i in spec) if isinstance(spec, (tuple, list)) else spec
+        )
 
     def describe(self) -> str:
         if callable(self.spec):
@@ -70,7 +72,7 @@ class Neuron:
             raise CnnlensError(f"layer {self.layer} outputs a {type(output).__name__}; a neuron needs a tensor")
         if callable(self.spec):
             return
-        index = (self.spec,) if _is_index(self.spec) else self.spec
+        index = self.spec if isinstance(self.spec, tuple) else (self.spec,)
         shape = tuple(output.shape[1:])
         if len(index) > len(shape) or (len(index) > 1 and len(index) != len(shape)):
             raise CnnlensError(
@@ -96,7 +98,8 @@ class Neuron:
                 )
             return v
         if isinstance(self.spec, tuple) and len(self.spec) == output.dim() - 1:
-            return output[(slice(None), *self.spec)]
+            unit: tuple[slice | int, ...] = (slice(None), *self.spec)
+            return output[unit]
         channel = output[:, self.spec[0] if isinstance(self.spec, tuple) else self.spec]
         return channel.flatten(1).mean(1) if channel.dim() > 1 else channel
 
@@ -110,5 +113,6 @@ class Neuron:
         self.check(output)
         mask = torch.zeros_like(output)
         index = self.spec if isinstance(self.spec, tuple) else (self.spec,)
-        mask[(slice(None), *index)] = 1
+        units: tuple[slice | int, ...] = (slice(None), *index)
+        mask[units] = 1
         return mask

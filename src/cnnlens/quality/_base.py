@@ -332,7 +332,7 @@ class Metric:
             )
         generator = torch.Generator().manual_seed(int(seed))
         with frozen(module), explaining(module):
-            ctx = Context(module, x, target, batch_size, torch.Generator().manual_seed(int(seed)))
+            ctx = Context.create(module, x, target, batch_size, torch.Generator().manual_seed(int(seed)))
             job = MetricRun(model, module, preprocessing, x, ctx, explainer, generator)
             values, curve, curve_x, info = self.compute(job)
         return Score(

@@ -131,7 +131,7 @@ class LayerConductance(LayerMethod):
         def gradients(points: T, path: T, alpha: T) -> tuple[T, T]:
             """The tail's gradient at the layer, and the flow through values that skip the layer."""
             state = starts.take(path).lerp(ends.take(path), alpha)
-            g = view.backward(points, path // (n - 1), state=state, state_grad=True)
+            g = view.backward(points, path // (n - 1), state=state)
             extra = sum(
                 (d * (hi - lo)[path]).flatten(1).sum(1) for d, (lo, hi) in zip(g.state_grads, moving, strict=True)
             )

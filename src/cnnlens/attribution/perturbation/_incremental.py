@@ -19,7 +19,7 @@ import torch
 
 from ...core.options import Option, choice
 from ...core.progress import progress_bar
-from ...engine import Context
+from ...engine import Context, check_logits
 from ...models._graph import Untraceable
 from ...models._incremental import Incremental
 
@@ -56,13 +56,13 @@ def engine(ctx: Context, setting: str, copies: int, minimum: int = MIN_COPIES) -
     elif ctx.inputs.dim() != 4:
         reason = "the inputs are not (batch, channels, height, width) images"
     if reason is None:
-        found = getattr(ctx.shared, "incremental", None)
+        found = ctx.shared.cache.get("incremental")
         if found is None:
             try:
                 found = Incremental(ctx.model)
             except Untraceable as err:
                 found = str(err)
-            ctx.shared.incremental = found  # type: ignore[attr-defined]
+            ctx.shared.cache["incremental"] = found
         if isinstance(found, Incremental):
             return found
         reason = found
@@ -145,7 +145,7 @@ def changed_scores(
                     if b == 0 and not _checked(ctx, eng, clean_run, x[i], patch, y, left, bx, first):
                         full(ctx, "incremental inference differs from a full forward pass on this model")
                         return None
-                out[rows] = score(ctx._check_logits(logits, len(rows)), owner[rows])
+                out[rows] = score(check_logits(logits, len(rows)), owner[rows])
                 ctx.count(frac * len(rows))  # type: ignore[arg-type]
                 cost, done = cost + frac * len(rows), done + len(rows)
                 if own:

@@ -77,12 +77,21 @@ class RelevanceMode(TorchFunctionMode):
     """Active during the forward passes of one explanation (see the module docstring).
 
     ``options``: ``epsilon``, ``gamma``, ``stabilizer``, ``zero_bias`` and ``box`` (the z^B bounds or ``None``).
-    ``records``: which rule ran at which layer in the first forward pass (``Explanation.info["rules"]``).
+    ``start``: the initial relevance ``(logits, d score / d logits) -> (N, K)`` the backward pass starts from
+    (the engine's :class:`~cnnlens.engine.Objective`). ``records``: which rule ran at which layer in the first
+    forward pass (``Explanation.info["rules"]``).
     """
 
-    def __init__(self, method: str, model: nn.Module, composite: Composite, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        method: str,
+        model: nn.Module,
+        composite: Composite,
+        options: dict[str, Any],
+        start: Callable[[T, T], T],
+    ) -> None:
         super().__init__()
-        self.method, self.composite, self.options = method, composite, options
+        self.method, self.composite, self.options, self._start = method, composite, options, start
         modules = dict(model.named_modules())
         self.names: dict[int, str] = {}
         self.owners: dict[int, tuple[str, nn.Module]] = {}
@@ -101,6 +110,10 @@ class RelevanceMode(TorchFunctionMode):
         self._bound: dict[tuple, Rule] = {}
         self._count, self._last, self._pad = 0, None, None
         self._seen: set = set()  # autograd nodes of the operations this mode saw in the current forward pass
+
+    def start(self, logits: T, grad: T) -> T:
+        """The initial relevance at the logits (see ``start`` above)."""
+        return self._start(logits, grad)
 
     def __enter__(self) -> RelevanceMode:
         self._count, self._last, self._pad, self._seen = 0, None, None, set()

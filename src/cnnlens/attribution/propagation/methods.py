@@ -96,7 +96,6 @@ class _Relevance(Method):
         operation, in the order they ran) and ``"initial_relevance"`` ``(B, K)``, what the inputs' relevance sums
         to where it is conserved (no biases, or ``zero_bias=True`` on a model without them)."""
         opts = {**self.options, "box": None if box is None else box[0]}
-        mode = RelevanceMode(self.name, ctx.model, Composite.of(self.options["composite"]), opts)
         starts: list[T] = []
 
         def start(logits: T, g0: T) -> T:
@@ -104,7 +103,8 @@ class _Relevance(Method):
             starts.append(r.detach())
             return r
 
-        b = ctx.backward(ctx.inputs, ctx.owners(), mode=mode, layers=layers, input_grad=not layers, start=start)
+        mode = RelevanceMode(self.name, ctx.model, Composite.of(self.options["composite"]), opts, start)
+        b = ctx.backward(ctx.inputs, ctx.owners(), mode, layers=layers, input_grad=not layers)
         rel, outputs, at_layers = b.grad, b.outputs, b.layer_grads
         if layers:
             ctx.info["activations"] = outputs[0]  # the layer's output, whose units the relevance belongs to
