@@ -1,4 +1,4 @@
-"""What a torch call in a forward pass is, for the backward rules of ``_rules.py``.
+"""What a torch call in a forward pass is, for the backward rules of ``_gradient_modes.py``.
 
 A ``TorchFunctionMode`` sees every call of a forward pass: the functional calls of modules, tensor methods,
 operators. A rule that changes the backward pass of some of them has to know what all the others are, or a ReLU

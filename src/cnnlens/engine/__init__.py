@@ -9,7 +9,7 @@ from ._context import Context, sum_per_row
 from ._explained import Explained, Target, check_logits
 from ._memory import auto_batch_size, is_out_of_memory
 from ._neuron import NEURON, Neuron, NeuronSpec
-from ._rules import Objective, ReferencePass
+from ._modes import Objective, ReferencePass
 
 __all__ = [
     "NEURON",

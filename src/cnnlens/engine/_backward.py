@@ -3,7 +3,7 @@
 
 One call differentiates the explained score of every row w.r.t. the rows, chosen layers' outputs and the values
 that skip a layer, optionally under a method's rule mode (guided backprop, DeepLIFT, LRP; see
-:mod:`~cnnlens.engine._rules` for what a mode may add) and with reference rows run first (DeepLIFT's reference
+:mod:`~cnnlens.engine._modes` for what a mode may add) and with reference rows run first (DeepLIFT's reference
 pass); chunked and counted like every model call of the engine.
 """
 
@@ -24,7 +24,7 @@ from ..core.model_checks import differentiate, gradient_forward
 from ..core.model_guard import is_scripted
 from ..models import State
 from ._batching import Rows
-from ._rules import Objective, ReferencePass
+from ._modes import Objective, ReferencePass
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -88,12 +88,12 @@ def backward(
     """Scores of every row with their gradients, and the outputs of ``layers`` with the gradients of the scores
     w.r.t. them. ``input_grad=False`` with one layer: the backward pass stops at that layer (no input gradients).
     ``state``: see ``Context.evaluate``; with it, also the gradients w.r.t. its row-wise values (the flow through
-    what skips the layer). A ``mode`` that is an :class:`~cnnlens.engine._rules.Objective` gives what the pass
+    what skips the layer). A ``mode`` that is an :class:`~cnnlens.engine._modes.Objective` gives what the pass
     starts from at the logits (relevance propagation's initial relevance). Rows that are the inputs themselves
     also give the logits.
 
     ``reference``: one reference row per row. Each chunk runs the references first (no backward pass through
-    them; inside ``mode.recording()`` when the mode is a :class:`~cnnlens.engine._rules.ReferencePass`, which
+    them; inside ``mode.recording()`` when the mode is a :class:`~cnnlens.engine._modes.ReferencePass`, which
     lets it keep their values, e.g. DeepLIFT's reference activations), then the rows (inside
     ``mode.replaying()``); the references' scores, each for its row's target, and their layer outputs come from
     that pass. A chunk that fails is run once more when the mode's ``retry`` says so."""

@@ -20,7 +20,7 @@ class NeuronMethod(Method):
 
     ``layer=`` (default: the last convolution with spatial output) and ``neuron=``: a channel (its spatial mean),
     a ``(channel, y, x)`` unit, or a callable ``layer_output -> one value per row``. Only the part of the model
-    up to the layer runs. Every input method runs unchanged on this score (``Context(neuron=...)``).
+    up to the layer runs. Every input method runs unchanged on this score (``Context.create(..., neuron=...)``).
     """
 
     category = "neuron"
