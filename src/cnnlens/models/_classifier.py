@@ -38,7 +38,7 @@ def _triple(value: Any, what: str) -> tuple[float, float, float]:
         raise CnnlensError(f"{what} must be 3 numbers (one per RGB channel); got {value!r}.") from e
     if len(out) != 3:
         raise CnnlensError(f"{what} must have 3 values (one per RGB channel); got {value!r}.")
-    return out  # type: ignore[return-value]
+    return out
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ...core.errors import CnnlensError
 from ...core.options import Option, value
 from ...core.progress import progress_bar
 from ...engine import Context
@@ -105,30 +106,40 @@ class SegmentMethod(Method):
     def resolve_baseline(self, spec: Any, inputs: T, preprocessing: Any) -> T | None:
         """Baselines ``(B, K, C, H, W)``; ``"inpaint"`` (alone or in a list) fills each segment of the method's
         mask by biharmonic inpainting from the rest of the image."""
-        parent = super().resolve_baseline  # type: ignore[misc]
+        parent = super().resolve_baseline
         items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
         if not any(isinstance(s, str) and s == "inpaint" for s in items) or self.needs_baseline is None:
             return parent(spec, inputs, preprocessing)
-        parts = [
-            inpaint_baseline(inputs, self.inpaint_mask())[:, None]
-            if isinstance(s, str) and s == "inpaint"
-            else parent(s, inputs, preprocessing)
-            for s in items
-        ]
+        parts = []
+        for s in items:
+            inpaint = isinstance(s, str) and s == "inpaint"
+            part = (
+                inpaint_baseline(inputs, self.inpaint_mask())[:, None] if inpaint else parent(s, inputs, preprocessing)
+            )
+            if part is None:  # a method that takes a baseline always resolves one
+                raise CnnlensError(f"{self.name} could not resolve the baseline {s!r}")
+            parts.append(part)
         return torch.cat(parts, dim=1)
 
     def values(self, ctx: Context, x: T, base: T, labels: T, counts: list[int], fx: T) -> tuple[T, T | None]:
         """``((B, S) segment values, f(baseline) per image or None)`` for one baseline."""
         raise NotImplementedError
 
+    def values_without_baseline(self, ctx: Context, x: T, labels: T, counts: list[int], fx: T) -> tuple[T, T | None]:
+        """The same for a method that takes no baseline (``needs_baseline = None``)."""
+        raise NotImplementedError
+
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
         x = ctx.inputs
         labels, counts = feature_masks(self.options["mask"], x)
         fx = ctx.target_scores()
-        bases = [None] if baseline is None else list(baseline.unbind(1))
+        bases: list[T | None] = [None] if baseline is None else list(baseline.unbind(1))
         total, fb_sum = None, torch.zeros_like(fx)
         for base in bases:
-            v, fb = self.values(ctx, x, base, labels, counts, fx)
+            if base is None:
+                v, fb = self.values_without_baseline(ctx, x, labels, counts, fx)
+            else:
+                v, fb = self.values(ctx, x, base, labels, counts, fx)
             total = v if total is None else total + v
             if fb is not None:
                 fb_sum = fb_sum + fb
