@@ -23,9 +23,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import CnnlensError, say
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TMP_PREFIX = ".cnnlens-tmp-"
 
@@ -112,7 +115,7 @@ def write_json(path: str | os.PathLike[str], value: Any, **dumps: Any) -> Path:
     return write_text(path, json.dumps(value, indent=2, **dumps) + "\n")
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str], **savefig: Any) -> Path:
     """``fig.savefig`` to ``path`` atomically (format from the suffix), then close the figure; returns ``path``."""
     import matplotlib.pyplot as plt
 

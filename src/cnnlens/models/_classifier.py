@@ -17,7 +17,7 @@ from cnnlens.core.model_guard import frozen, model_device
 from cnnlens.data import load_image
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
-Images = ImageLike | Sequence[ImageLike]
+Images = ImageLike | list[ImageLike] | tuple[ImageLike, ...]
 
 _RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
@@ -81,7 +81,7 @@ class Preprocessing:
                 "A tensor that is already preprocessed can be passed to the model directly."
             )
         if isinstance(images, np.ndarray) and images.ndim == 4:
-            items: Sequence[Any] = list(images)
+            items: Sequence[ImageLike] = list(images)
         elif isinstance(images, (list, tuple)):
             items = images
         else:
@@ -222,7 +222,7 @@ class Classifier:
         """Run the module on ``x``."""
         return self.module(x)
 
-    def check_logits(self, logits: Any) -> torch.Tensor:
+    def check_logits(self, logits: object) -> torch.Tensor:
         """``logits`` if they are a (batch, classes) tensor with one class per class name, else a clear error."""
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__

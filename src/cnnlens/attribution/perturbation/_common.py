@@ -11,7 +11,7 @@ of them); with several baselines the method runs once per baseline and the attri
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 import torch
 
@@ -21,14 +21,30 @@ from ...core.progress import progress_bar
 from ...engine import Context
 from .._base import Method
 from .._baselines import inpaint_baseline
-from .._masks import ALGORITHMS, feature_masks, paint
+from .._masks import ALGORITHMS, MaskSpec, feature_masks, paint
+
+if TYPE_CHECKING:
+    from ...models import Preprocessing
+    from .._baselines import BaselineSpec
 
 T = torch.Tensor
 
 
+@overload
+def scores(
+    ctx: Context, n_rows: int, build: Callable[[slice], T], owner: T, desc: str = "", classes: None = None
+) -> T: ...
+@overload
+def scores(ctx: Context, n_rows: int, build: Callable[[slice], T], owner: T, desc: str, classes: T) -> tuple[T, T]: ...
+@overload
+def scores(
+    ctx: Context, n_rows: int, build: Callable[[slice], T], owner: T, desc: str, classes: T | None
+) -> T | tuple[T, T]: ...
+
+
 def scores(
     ctx: Context, n_rows: int, build: Callable[[slice], T], owner: T, desc: str = "", classes: T | None = None
-) -> Any:
+) -> T | tuple[T, T]:
     """Target scores of ``n_rows`` perturbed images, ``build(slice)`` making only the rows of one chunk.
 
     ``classes`` (``(B, k)`` class indices per image): also return the ``(n_rows, k)`` logits of the row's
@@ -60,9 +76,21 @@ def scores(
     return out if classes is None else (out, torch.cat([p[1] for p in parts]))
 
 
+@overload
+def coalition_scores(
+    ctx: Context, x: T, base: T, labels: T, z: T, owner: T, desc: str = "", classes: None = None
+) -> T: ...
+@overload
+def coalition_scores(ctx: Context, x: T, base: T, labels: T, z: T, owner: T, desc: str, classes: T) -> tuple[T, T]: ...
+@overload
+def coalition_scores(
+    ctx: Context, x: T, base: T, labels: T, z: T, owner: T, desc: str, classes: T | None
+) -> T | tuple[T, T]: ...
+
+
 def coalition_scores(
     ctx: Context, x: T, base: T, labels: T, z: T, owner: T, desc: str = "", classes: T | None = None
-) -> Any:
+) -> T | tuple[T, T]:
     """Scores of images whose segments are kept where ``z`` (rows ``(N, S)`` bool) is true, else the baseline
     (``classes``: see ``scores``)."""
 
@@ -99,11 +127,11 @@ class SegmentMethod(Method):
     needs_baseline: ClassVar[str | None] = "distribution"
     spread: ClassVar[bool] = False
 
-    def inpaint_mask(self) -> Any:
+    def inpaint_mask(self) -> MaskSpec:
         """The segments ``baseline="inpaint"`` fills one at a time (the method's own feature mask)."""
         return self.options.get("mask", "grid:16")
 
-    def resolve_baseline(self, spec: Any, inputs: T, preprocessing: Any) -> T | None:
+    def resolve_baseline(self, spec: BaselineSpec, inputs: T, preprocessing: Preprocessing | None) -> T | None:
         """Baselines ``(B, K, C, H, W)``; ``"inpaint"`` (alone or in a list) fills each segment of the method's
         mask by biharmonic inpainting from the rest of the image."""
         parent = super().resolve_baseline
