@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import shlex
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -235,16 +236,16 @@ def _previous_files(path: Path) -> list[str]:
 def _try_lock(fd: int) -> bool:
     """Take an exclusive lock on the open file ``fd`` without waiting; False when another process holds it.
     The operating system releases it when the process ends, also when it is killed."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if sys.platform == "win32":
         import msvcrt
 
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
             return True
         except OSError:
             return False
+    import fcntl
+
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True

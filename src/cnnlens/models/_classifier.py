@@ -162,6 +162,8 @@ class Classifier:
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         self.name = name or type(module).__name__
         self._num_classes: int | None = None
+        self.info: dict[str, object] = {}
+        """What the loader knows about how the model was made (the digits model: its training, its cache)."""
 
     def __repr__(self) -> str:
         n = len(self.class_names) if self.class_names is not None else "?"
