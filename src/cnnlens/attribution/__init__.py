@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CnnlensError
 from ..engine import Target
 from ._base import Explanation, Method
 from ._registry import MethodInfo, get_method, method_table, methods, register
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import torch
+    from torch import nn
+
+    from ..data import ImageInput
+    from ..models import Classifier
+    from ._baselines import BaselineSpec
 
 # The families register their methods on import; the registry itself imports none of them.
 from . import cam, gradient, layer, neuron, perturbation, propagation  # noqa: E402, F401  isort: skip
@@ -16,12 +26,12 @@ __all__ = ["Explanation", "Method", "MethodInfo", "explain", "get_method", "meth
 
 
 def explain(
-    model: Any,
-    inputs: Any,
+    model: Classifier | nn.Module,
+    inputs: torch.Tensor | ImageInput | Sequence[ImageInput],
     method: str | Method | type[Method] = "saliency",
     *,
     target: Target = None,
-    baseline: Any = None,
+    baseline: BaselineSpec = None,
     batch_size: int | None = None,
     seed: int = 0,
     progress: bool = True,

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..core.errors import CnnlensError, say
 
+if TYPE_CHECKING:
+    from ..models import Preprocessing
+    from ._masks import MaskSpec
+
 T = torch.Tensor
-BaselineSpec = None | float | int | str | T | Sequence[Any]
+BaselineSpec = None | float | int | str | T | Sequence[None | float | int | str | T]
 
 _COLOURS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
 NAMES = ("zero", "black", "white", "mean", "blur", "noise")
 
 
-def _pixel(preprocessing: Any, name: str, inputs: T) -> T:
+def _pixel(preprocessing: Preprocessing | None, name: str, inputs: T) -> T:
     if preprocessing is None:
         raise CnnlensError(
             f"baseline={name!r} needs the model's normalization (mean/std) to know what a {name} pixel is; "
@@ -39,7 +43,7 @@ def _blur(inputs: T, sigma: float = 10.0) -> T:
     return torch.nn.functional.conv2d(x, k.transpose(2, 3), groups=c)
 
 
-def _noise(inputs: T, preprocessing: Any, seed: int = 0) -> T:
+def _noise(inputs: T, preprocessing: Preprocessing | None, seed: int = 0) -> T:
     """Uniform random pixel colours (normalized as the model expects), or N(0, 1) without a normalization.
 
     Drawn from a generator with a fixed seed, so the same inputs always get the same noise."""
@@ -49,7 +53,7 @@ def _noise(inputs: T, preprocessing: Any, seed: int = 0) -> T:
     return preprocessing.normalize(torch.rand(inputs.shape, generator=g)).to(inputs)
 
 
-def inpaint_baseline(inputs: T, mask: Any = "grid:16") -> T:
+def inpaint_baseline(inputs: T, mask: MaskSpec = "grid:16") -> T:
     """Each segment of ``mask`` filled by biharmonic inpainting (scikit-image) from the rest of its image.
 
     The result is a baseline tensor ``(B, C, H, W)`` for the perturbation methods, used with the same mask:
@@ -75,7 +79,7 @@ def inpaint_baseline(inputs: T, mask: Any = "grid:16") -> T:
     return out
 
 
-def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Any = None) -> T:
+def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Preprocessing | None = None) -> T:
     """One baseline per input, shape ``inputs.shape``."""
     if spec is None or (isinstance(spec, str) and spec == "zero"):
         return torch.zeros_like(inputs)
@@ -114,7 +118,7 @@ def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Any = None) ->
     raise CnnlensError(f"baseline must be None, a number, a name ({', '.join(NAMES)}) or a tensor; got {spec!r}")
 
 
-def baseline_distribution(spec: BaselineSpec, inputs: T, preprocessing: Any = None) -> T:
+def baseline_distribution(spec: BaselineSpec, inputs: T, preprocessing: Preprocessing | None = None) -> T:
     """K baselines for every input, shape ``(B, K, C, H, W)``.
 
     A tensor ``(K, C, H, W)`` is shared by all inputs (e.g. a few dataset images), ``(B, K, C, H, W)`` gives

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TypeAlias
 
 from torch import nn
 
@@ -13,6 +13,9 @@ from ..core.options import value
 from ..engine import Context
 from ..models import get_layer
 from ..models._layers import probed_last_conv
+
+LayerSpec: TypeAlias = str | nn.Module | Sequence[str | nn.Module] | None
+"""A layer by dotted name or module, a list of them, or ``None`` (the default layer)."""
 
 LAYERS = value(
     None,
@@ -53,7 +56,7 @@ def default_layer(ctx: Context) -> str:
         ) from err
 
 
-def resolve_layers(ctx: Context, spec: Any) -> tuple[list[str], list[nn.Module]]:
+def resolve_layers(ctx: Context, spec: LayerSpec) -> tuple[list[str], list[nn.Module]]:
     """Names and modules of the requested layers; default: the last convolution with spatial output."""
     if spec is None:
         spec = [default_layer(ctx)]
@@ -66,7 +69,7 @@ def resolve_layers(ctx: Context, spec: Any) -> tuple[list[str], list[nn.Module]]
     return [names.get(id(m), str(s)) for m, s in zip(modules, spec, strict=True)], modules
 
 
-def resolve_layer(ctx: Context, spec: Any) -> tuple[str, nn.Module]:
+def resolve_layer(ctx: Context, spec: LayerSpec) -> tuple[str, nn.Module]:
     """Name and module of one layer (default: the last convolution with spatial output)."""
     if isinstance(spec, (list, tuple)):
         raise CnnlensError(f"give one layer (a dotted name or a module), not a list; got {spec!r}")

@@ -21,7 +21,7 @@ from ..core.errors import CnnlensError
 
 T = torch.Tensor
 ALGORITHMS = ("grid", "slic", "quickshift", "felzenszwalb", "watershed")
-MaskSpec = str | T | Sequence[Any]
+MaskSpec = str | T | Sequence[str | T]
 
 
 def feature_masks(spec: MaskSpec, inputs: T) -> tuple[T, list[int]]:

@@ -57,9 +57,9 @@ def quadrature(name: str, steps: int) -> tuple[list[float], list[float]]:
         return [(i + 0.5) / n for i in range(n)], [1 / n] * n
     if name == "riemann_trapezoid":
         # Node spacing is 1/(n-1), so the weights are 1/(n-1) with halves at the ends (they sum to 1).
-        w = [1 / (n - 1)] * n
-        w[0] = w[-1] = 0.5 / (n - 1)
-        return [i / (n - 1) for i in range(n)], w
+        weights = [1 / (n - 1)] * n
+        weights[0] = weights[-1] = 0.5 / (n - 1)
+        return [i / (n - 1) for i in range(n)], weights
     raise CnnlensError(f"unknown quadrature {name!r}; use one of {', '.join(QUADRATURES)}")
 
 

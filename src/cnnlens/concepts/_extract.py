@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import torch
@@ -20,8 +20,19 @@ from ._importance import deletion_masks, image_importance, masked_scores
 from ._inputs import choose_layer, class_images, class_index
 from ._sobol import DESIGNS
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sklearn.decomposition import NMF
+
+    from ..data import ImageDataset, ImageInput
+
+    ClassImages: TypeAlias = ImageDataset[ImageInput | torch.Tensor] | ImageInput | Sequence[ImageInput] | torch.Tensor
+    """A dataset whose samples of the class are used, or images / an ``(N, C, H, W)`` input that all show it."""
+
 T = torch.Tensor
 MIN_IMAGES = 2
+NO_MODEL = "these concepts carry no model; extract them again with cnnlens.concepts.extract."
 
 
 @dataclass
@@ -67,7 +78,7 @@ class Concepts:
     seconds: dict[str, float] = field(default_factory=dict)
     """Time spent running the model, in NMF and in importance."""
     factorization: Factorization | None = field(default=None, repr=False)
-    model: Any = field(default=None, repr=False)
+    model: Classifier | torch.nn.Module | None = field(default=None, repr=False)
 
     @property
     def n_concepts(self) -> int:
@@ -82,7 +93,7 @@ class Concepts:
 
     def maps(self, i: int, size: tuple[int, int] | None = None) -> np.ndarray:
         """``(k, H, W)`` concept maps of class image ``i``, upsampled (bilinear) to the input size or ``size``."""
-        return upsample(self.coefficients[i], size or tuple(self.inputs.shape[-2:]))
+        return upsample(self.coefficients[i], size or (self.inputs.shape[-2], self.inputs.shape[-1]))
 
     def crop(self, j: int) -> T:
         """Crop ``j`` as model input ``(C, H, W)``, resized to the input size."""
@@ -105,12 +116,15 @@ class Concepts:
         if sorted(order.tolist()) != list(range(self.n_concepts)):
             raise CnnlensError(f"order must list each of the {self.n_concepts} concepts once; got {order.tolist()}.")
         masks = deletion_masks(order, self.n_concepts)
+        if self.model is None or self.factorization is None:
+            raise CnnlensError(NO_MODEL)
+        fact = self.factorization
         module = _as_module(self.model)
         cut = cut_at(module, self.layer)
         with frozen(module):
             _, states = activations(cut, self.inputs, self.rectified, 64, "concept deletion")
             curves = [
-                masked_scores(cut, self.factorization, u, states.take(torch.tensor([i])), masks, [self.class_index],
+                masked_scores(cut, fact, u, states.take(torch.tensor([i])), masks, [self.class_index],
                               self.inputs)[:, 0]
                 for i, u in enumerate(self.coefficients)
             ]  # fmt: skip
@@ -126,7 +140,7 @@ def upsample(u: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 @honours_progress
 def extract(
     model: Classifier | torch.nn.Module,
-    data: Any,
+    data: ClassImages,
     class_: int | str,
     layer: str | None = None,
     n_concepts: int = 10,
@@ -175,7 +189,7 @@ def extract(
         chosen = choose_layer(module, x, layer)
         cut = cut_at(module, chosen.name)
         a, states = activations(cut, x, chosen.rectified, batch_size, "concept activations")
-        boxes = crop_boxes(len(x), tuple(x.shape[-2:]), tuple(scales), int(crops_per_scale), seed)
+        boxes = crop_boxes(len(x), (x.shape[-2], x.shape[-1]), tuple(scales), int(crops_per_scale), seed)
         a_crops, _ = activations(cut, crops(x, boxes), chosen.rectified, batch_size, "crop activations")
         with torch.no_grad():
             logits = cut.tail(a, states)
@@ -194,7 +208,9 @@ def extract(
         u_crop_maps = fact.coefficients(a_crops)
         u_crops = u_crop_maps.mean(axis=(1, 2))
         rebuilt = np.concatenate([u.reshape(-1, u.shape[-1]), u_crop_maps.reshape(-1, u.shape[-1])])
-        error = float(np.linalg.norm(data_rows - rebuilt @ fact.directions) / max(np.linalg.norm(data_rows), 1e-30))
+        error = float(
+            np.linalg.norm(data_rows - rebuilt @ fact.directions) / max(float(np.linalg.norm(data_rows)), 1e-30)
+        )
         seconds["nmf"] += time.perf_counter() - start
 
         start = time.perf_counter()
@@ -239,7 +255,7 @@ def extract(
     )
 
 
-def _check_logits(logits: Any, index: int) -> None:
+def _check_logits(logits: object, index: int) -> None:
     if not isinstance(logits, T) or logits.ndim != 2:
         raise CnnlensError("the model must return (batch, classes) logits for concepts to score a class.")
     if index >= logits.shape[1]:
@@ -253,7 +269,7 @@ def _subset(n: int, limit: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed + 1).choice(n, size=max(1, limit), replace=False).tolist())
 
 
-def _reordered(nmf: Any, order: np.ndarray) -> Any:
+def _reordered(nmf: NMF, order: np.ndarray) -> NMF:
     """A copy of a fitted NMF whose components come in ``order``."""
     import copy
 
@@ -264,4 +280,6 @@ def _reordered(nmf: Any, order: np.ndarray) -> Any:
 
 def cut_for(concepts: Concepts) -> Cut:
     """The model of ``concepts`` cut at its layer."""
+    if concepts.model is None:
+        raise CnnlensError(NO_MODEL)
     return cut_at(_as_module(concepts.model), concepts.layer)

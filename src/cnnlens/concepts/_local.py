@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,6 +15,9 @@ from ._extract import Concepts, cut_for, upsample
 from ._factor import activations
 from ._importance import image_importance
 from ._inputs import as_batch
+
+if TYPE_CHECKING:
+    from ..data import ImageInput
 
 PRESENT = 0.5
 """A concept is present in an image when its peak coefficient (its maximum over the image's positions) is at
@@ -63,7 +66,7 @@ class ErrorConcepts:
         return idx[np.argsort(-self.true.concepts.importance[idx], kind="stable")]
 
 
-def explain_image(concepts: Concepts, image: Any) -> ImageConcepts:
+def explain_image(concepts: Concepts, image: ImageInput | torch.Tensor) -> ImageConcepts:
     """Which of ``concepts`` appear where in ``image`` (a path, PIL image, array or ``(C, H, W)`` input) and how
     much each contributes to the class score (total Sobol indices of concept masks, as in :func:`extract`).
 
@@ -85,11 +88,11 @@ def explain_image(concepts: Concepts, image: Any) -> ImageConcepts:
         )[0]
     typical = np.median(concepts.coefficients.max(axis=(1, 2)), axis=0)
     presence = u.max(axis=(0, 1)) / np.maximum(typical, 1e-12)
-    maps = upsample(u, tuple(x.shape[-2:]))
+    maps = upsample(u, (x.shape[-2], x.shape[-1]))
     return ImageConcepts(concepts, x[0].detach().cpu(), maps, presence, contrib, score)
 
 
-def explain_error(image: Any, true: Concepts, predicted: Concepts) -> ErrorConcepts:
+def explain_error(image: ImageInput | torch.Tensor, true: Concepts, predicted: Concepts) -> ErrorConcepts:
     """An image of class ``true.class_name`` that the model took for ``predicted.class_name``, in the concepts of
     both classes (extracted from the same model at the same layer)."""
     if true.model is not predicted.model or true.layer != predicted.layer:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..core.files import OutputFolder, output_folder, save_figure, write_json
 from ._extract import Concepts
 from ._local import explain_image
 
+if TYPE_CHECKING:
+    import torch
 
-def summary(concepts: Concepts) -> dict[str, Any]:
+    from ..data import ImageInput
+
+
+def summary(concepts: Concepts) -> dict[str, object]:
     """What the JSON file holds: the class, layer, fidelity, and per concept its importance and typical crops."""
     return {
         "class": concepts.class_name,
@@ -46,7 +51,7 @@ def summary(concepts: Concepts) -> dict[str, Any]:
 
 
 def save_concepts(
-    concepts: Concepts, out: str | os.PathLike[str] | OutputFolder, images: Sequence[Any] = ()
+    concepts: Concepts, out: str | os.PathLike[str] | OutputFolder, images: Sequence[ImageInput | torch.Tensor] = ()
 ) -> dict[str, Path]:
     """Write ``gallery.png``, ``concepts.json`` and, for each of ``images``, ``image_<i>.png`` (the image in the
     concepts) into the folder ``out``, held as one run (see ``cnnlens.core.files.output_folder``); returns the paths."""

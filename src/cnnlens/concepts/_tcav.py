@@ -15,7 +15,7 @@ than scores of different sets do, and random concept sets come out "significant"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +28,13 @@ from ..core.progress import honours_progress, progress_bar
 from ..models import Classifier, cut_at
 from ..models._layers import _as_module
 from ._inputs import as_batch, choose_layer, class_images, class_index
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..data import ImageInput
+    from ..models import Cut
+    from ._extract import ClassImages
 
 T = torch.Tensor
 
@@ -72,10 +79,10 @@ class TCAV:
 @honours_progress
 def tcav(
     model: Classifier | torch.nn.Module,
-    concept: Any,
-    random: Any,
+    concept: ImageInput | Sequence[ImageInput] | torch.Tensor,
+    random: ImageInput | Sequence[ImageInput] | torch.Tensor,
     class_: int | str,
-    data: Any,
+    data: ClassImages,
     layer: str | None = None,
     *,
     name: str = "concept",
@@ -154,7 +161,7 @@ def _cav(positive: np.ndarray, negative: np.ndarray, seed: int) -> tuple[np.ndar
     return w / max(np.linalg.norm(w), 1e-30), float(clf.score(x, y))
 
 
-def _gradients(cut: Any, x: T, index: int) -> np.ndarray:
+def _gradients(cut: Cut, x: T, index: int) -> np.ndarray:
     """``(n, d)`` gradients of the class score w.r.t. the flattened layer output, one backward pass per batch."""
     out = []
     for start in range(0, len(x), 64):

@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def figure_png(fig: Any, dpi: int = 96) -> bytes:
+def figure_png(fig: Figure, dpi: int = 96) -> bytes:
     """PNG bytes of a matplotlib Figure (closed afterwards)."""
     import matplotlib.pyplot as plt
 
@@ -36,8 +39,8 @@ class Displayable:
     """Mixin: subclasses implement ``plot()`` (a Figure) and ``_summary()`` ((label, value) rows, or an HTML
     table string via ``_summary_html()``)."""
 
-    def plot(self, **options: Any) -> Any:
-        """The object as a matplotlib Figure."""
+    def plot(self) -> Figure:
+        """The object as a matplotlib Figure (subclasses may add keyword options, passed on by :meth:`show`)."""
         raise NotImplementedError
 
     def _summary(self) -> list[tuple[str, str]]:
@@ -58,7 +61,7 @@ class Displayable:
             f'<img src="data:image/png;base64,{picture}" alt="{title}" style="max-width: 100%"></div>'
         )
 
-    def show(self, **options: Any) -> Any:
+    def show(self, **options: Any) -> Figure:
         """Display ``plot(**options)`` in a notebook (IPython) and return the Figure; outside a notebook only
         return it (save it with ``fig.savefig(path)``)."""
         fig = self.plot(**options)

@@ -18,14 +18,18 @@ import datetime
 import json
 import os
 import shlex
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import CnnlensError, say
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TMP_PREFIX = ".cnnlens-tmp-"
 
@@ -112,7 +116,7 @@ def write_json(path: str | os.PathLike[str], value: Any, **dumps: Any) -> Path:
     return write_text(path, json.dumps(value, indent=2, **dumps) + "\n")
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], **savefig: Any) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str], **savefig: Any) -> Path:
     """``fig.savefig`` to ``path`` atomically (format from the suffix), then close the figure; returns ``path``."""
     import matplotlib.pyplot as plt
 
@@ -232,16 +236,16 @@ def _previous_files(path: Path) -> list[str]:
 def _try_lock(fd: int) -> bool:
     """Take an exclusive lock on the open file ``fd`` without waiting; False when another process holds it.
     The operating system releases it when the process ends, also when it is killed."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if sys.platform == "win32":
         import msvcrt
 
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
             return True
         except OSError:
             return False
+    import fcntl
+
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True

@@ -3,7 +3,7 @@
 from cnnlens.data._arrays import ArrayImages
 from cnnlens.data._datasets import CsvImages, ImageFiles, ImageFolder, UnlabelledImages
 from cnnlens.data._digits import digits
-from cnnlens.data._images import SAMPLE_IMAGES, load_image, sample_image, sample_images
+from cnnlens.data._images import SAMPLE_IMAGES, ImageDataset, ImageInput, load_image, sample_image, sample_images
 from cnnlens.data._open import open_dataset
 
 __all__ = [
@@ -13,6 +13,8 @@ __all__ = [
     "CsvImages",
     "ImageFiles",
     "ImageFolder",
+    "ImageDataset",
+    "ImageInput",
     "digits",
     "load_image",
     "open_dataset",

@@ -7,7 +7,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Protocol, SupportsInt, TypeAlias, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,12 +16,29 @@ from cnnlens.core.errors import CnnlensError, CnnlensWarning, say
 
 SAMPLE_IMAGES: tuple[str, ...] = ("chelsea", "coffee", "astronaut", "rocket")
 
+ImageInput: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray
+"""What :func:`load_image` reads: a file path, a PIL image or a NumPy array."""
+
+
+Item_co = TypeVar("Item_co", covariant=True)
+
+
+class ImageDataset(Protocol[Item_co]):
+    """What cnnlens reads as a labelled dataset: ``len(dataset)`` and ``dataset[i] -> (item, label)``; the item is
+    an :data:`ImageInput` (``ImageDataset[ImageInput]``) or, where the model is run, also a preprocessed
+    ``(C, H, W)`` tensor (``ImageDataset[ImageInput | torch.Tensor]``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int, /) -> tuple[Item_co, SupportsInt]: ...
+
+
 _WHITE = (255, 255, 255, 255)
 MAX_ASPECT = 50
 """Images more than this many times wider than high (or higher than wide) are refused as absurd."""
 
 
-def load_image(x: str | os.PathLike[str] | Image.Image | np.ndarray) -> Image.Image:
+def load_image(x: ImageInput) -> Image.Image:
     """Return ``x`` (a file path, PIL image or NumPy array) as an RGB PIL image.
 
     Transparent images are composited on white; 16-bit images are scaled to 8 bit;
@@ -173,10 +190,10 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     if np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
             raise CnnlensError("The image array contains NaN or infinite values; replace them first.")
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-        if lo < -1e-3 or hi > 1.0 + 1e-3:
+        low, high = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if low < -1e-3 or high > 1.0 + 1e-3:
             raise CnnlensError(
-                f"Float image arrays must hold values in [0, 1]; got [{lo:.4g}, {hi:.4g}]. "
+                f"Float image arrays must hold values in [0, 1]; got [{low:.4g}, {high:.4g}]. "
                 "If the values are 0..255, divide by 255 (or pass a uint8 array)."
             )
         return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -213,7 +230,7 @@ def sample_image(name: str) -> Image.Image:
         raise CnnlensError(f"Unknown sample image {name!r}. Available: {', '.join(SAMPLE_IMAGES)}.")
     import skimage.data
 
-    arr: Any = getattr(skimage.data, name)()
+    arr: np.ndarray = getattr(skimage.data, name)()
     return load_image(np.asarray(arr))
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import functools
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, SupportsInt
 
 import numpy as np
 from sklearn import metrics
@@ -18,12 +18,16 @@ from cnnlens.core.errors import CnnlensError
 from cnnlens.core.files import atomic_open
 from cnnlens.evaluation._groups import Groups, make_groups
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
+
 DENSE_JSON_CLASSES = 100
 """Up to this many classes `Evaluation.to_dict` holds the full confusion matrix; beyond, only its non-empty cells
 (``confusion_cells``), so that the file stays small for 1,000 or 10,000 classes."""
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, init=False)
 class Evaluation(Displayable):
     """Predictions of a classifier on a dataset and the metrics computed from them (in a notebook: the summary
     and the confusion matrix; ``.plot(kind)``).
@@ -38,16 +42,25 @@ class Evaluation(Displayable):
     y_true: np.ndarray
     probabilities: np.ndarray
     classes: list[str]
-    ids: list[str] | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    positions: np.ndarray | None = None
+    ids: list[str]
+    skipped: list[tuple[str, str]]
+    positions: np.ndarray
 
-    def __post_init__(self) -> None:
-        self.y_true = np.asarray(self.y_true, dtype=np.int64)
-        self.classes = [str(c) for c in self.classes]
-        self.ids = [str(i) for i in range(len(self.y_true))] if self.ids is None else [str(i) for i in self.ids]
-        self.positions = np.arange(len(self.y_true)) if self.positions is None else np.asarray(self.positions)
-        self.probabilities = np.asarray(self.probabilities, dtype=np.float64)
+    def __init__(
+        self,
+        y_true: ArrayLike,
+        probabilities: ArrayLike,
+        classes: Iterable[object],
+        ids: Iterable[object] | None = None,
+        skipped: list[tuple[str, str]] | None = None,
+        positions: ArrayLike | None = None,
+    ) -> None:
+        self.y_true = np.asarray(y_true, dtype=np.int64)
+        self.classes = [str(c) for c in classes]
+        self.ids = [str(i) for i in range(len(self.y_true))] if ids is None else [str(i) for i in ids]
+        self.skipped = [] if skipped is None else skipped
+        self.positions = np.arange(len(self.y_true)) if positions is None else np.asarray(positions)
+        self.probabilities = np.asarray(probabilities, dtype=np.float64)
         n, k = len(self.y_true), len(self.classes)
         if self.probabilities.shape != (n, k):
             raise CnnlensError(f"probabilities must be (N, K) = ({n}, {k}); got {self.probabilities.shape}.")
@@ -114,12 +127,12 @@ class Evaluation(Displayable):
         ranked = sorted(present, key=lambda c: (-errors[c], -support[c], c))
         return sorted(int(c) for c in ranked[: int(limit)])
 
-    def plot(self, kind: str = "confusion_matrix") -> Any:
+    def plot(self, kind: str = "confusion_matrix") -> Figure:
         """A Figure: ``confusion_matrix`` (default), ``metrics`` (per-class precision, recall, F1) or ``roc``;
         with many classes those in the data and the most confused (`classes_to_show`)."""
         from cnnlens import viz
 
-        figures = {
+        figures: dict[str, Callable[[Evaluation], Figure]] = {
             "confusion_matrix": viz.confusion_matrix_figure,
             "metrics": viz.metrics_figure,
             "roc": viz.roc_figure,
@@ -177,7 +190,7 @@ class Evaluation(Displayable):
             rows.append(row)
         return rows
 
-    def to_csv(self, path: str | os.PathLike[str], top: int = 3, rows: Sequence[int] | None = None) -> Path:
+    def to_csv(self, path: str | os.PathLike[str], top: int = 3, rows: Iterable[SupportsInt] | None = None) -> Path:
         """Write the probability table (optionally only ``rows``, e.g. a group) as CSV (atomically; a symlink at
         ``path`` is refused); returns the path."""
         full = self.probability_table(top)

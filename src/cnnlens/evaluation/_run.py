@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,10 +17,15 @@ from cnnlens.models import Classifier
 
 from ..core.progress import progress_bar
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from cnnlens.data import ImageDataset, ImageInput
+
 
 def evaluate(
     model: Classifier | nn.Module,
-    dataset: Any,
+    dataset: ImageDataset[ImageInput | torch.Tensor] | tuple[torch.Tensor, ArrayLike],
     *,
     batch_size: int = 64,
     classes: Sequence[str] | None = None,
@@ -93,7 +98,7 @@ def evaluate(
 
 
 class _TensorPairs:
-    def __init__(self, inputs: Any, labels: Any) -> None:
+    def __init__(self, inputs: torch.Tensor, labels: ArrayLike) -> None:
         if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4:
             raise CnnlensError("An (inputs, labels) dataset needs inputs as a (N, C, H, W) tensor.")
         self.inputs, self.labels = inputs, np.asarray(labels).astype(np.int64).ravel()
@@ -107,7 +112,7 @@ class _TensorPairs:
         return self.inputs[i], int(self.labels[i])
 
 
-def _class_names(model: Any, dataset: Any, classes: Sequence[str] | None) -> list[str]:
+def _class_names(model: Classifier | nn.Module, dataset: object, classes: Sequence[str] | None) -> list[str]:
     if classes is not None:
         return [str(c) for c in classes]
     data_names = getattr(dataset, "classes", None)
@@ -131,11 +136,21 @@ def _class_names(model: Any, dataset: Any, classes: Sequence[str] | None) -> lis
     return [str(c) for c in names]
 
 
-def _predict(model: Any, module: nn.Module, items: list[Any], device: torch.device, k: int) -> np.ndarray:
-    if all(isinstance(it, torch.Tensor) for it in items):
-        x = torch.stack(items).to(device)
+def _predict(
+    model: Classifier | nn.Module,
+    module: nn.Module,
+    items: list[ImageInput | torch.Tensor],
+    device: torch.device,
+    k: int,
+) -> np.ndarray:
+    tensors = [it for it in items if isinstance(it, torch.Tensor)]
+    images = [it for it in items if not isinstance(it, torch.Tensor)]
+    if not images:
+        x = torch.stack(tensors).to(device)
+    elif tensors:
+        raise CnnlensError("The dataset yields both images and tensors; give it one kind of sample.")
     elif isinstance(model, Classifier):
-        x = model.preprocess(items)
+        x = model.preprocess(images)
     else:
         raise CnnlensError(
             "The dataset yields images, which need preprocessing: pass a Classifier "

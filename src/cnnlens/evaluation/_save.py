@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlens.core.files import OutputFolder, output_folder, save_figure, write_json
 from cnnlens.core.progress import honours_progress, progress_bar
 from cnnlens.evaluation._evaluation import Evaluation
+
+if TYPE_CHECKING:
+    from cnnlens.data import ImageDataset, ImageInput
 
 
 @honours_progress
 def save_evaluation(
     evaluation: Evaluation,
     out: str | os.PathLike[str] | OutputFolder,
-    dataset: Any = None,
+    dataset: ImageDataset[ImageInput] | None = None,
     per_class: int = 6,
     progress: bool = True,
 ) -> dict[str, Path]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -16,6 +16,11 @@ from cnnlens.core.progress import honours_progress, progress_bar
 from cnnlens.inside._inspect import conv_filters, feature_maps, layer_summary
 from cnnlens.inside._recording import as_input, as_module
 from cnnlens.models import Classifier
+
+if TYPE_CHECKING:
+    import torch
+
+    from cnnlens.data import ImageInput
 
 
 def spread_layers(names: Sequence[str], limit: int) -> list[str]:
@@ -32,7 +37,7 @@ def spread_layers(names: Sequence[str], limit: int) -> list[str]:
     return [names[round(k * step)] for k in range(limit)]
 
 
-def _has_picture(conv: nn.Module, first: bool) -> bool:
+def _has_picture(conv: nn.Conv2d, first: bool) -> bool:
     """Filters worth drawing: the first layer's (colours and edges), and any with a spatial kernel (a 1 x 1
     filter is one number per input channel: no pattern to see)."""
     return first or tuple(conv.kernel_size) != (1, 1)
@@ -41,7 +46,7 @@ def _has_picture(conv: nn.Module, first: bool) -> bool:
 @honours_progress
 def save_inside(
     model: Classifier | nn.Module,
-    image: Any,
+    image: ImageInput | torch.Tensor,
     out: str | os.PathLike[str] | OutputFolder,
     layers: str | Sequence[str] | None = None,
     *,
@@ -61,12 +66,13 @@ def save_inside(
 
     x = as_input(model, image)[:1]
     module = as_module(model)
-    convs = [name for name, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    conv_modules = {name: m for name, m in module.named_modules() if isinstance(m, nn.Conv2d)}
+    convs = list(conv_modules)
     if layers is None:
         layers = spread_layers(convs, max_layers)
     elif isinstance(layers, str):
         layers = [layers]
-    skipped = [n for n in layers if n in convs and not _has_picture(module.get_submodule(n), n == convs[0])]
+    skipped = [n for n in layers if n in convs and not _has_picture(conv_modules[n], n == convs[0])]
     note = ""
     if skipped:
         note = f"\n1 x 1 convolutions without a filter picture (one weight per input channel): {', '.join(skipped)}\n"

@@ -17,7 +17,7 @@ from cnnlens.core.model_guard import frozen, model_device
 from cnnlens.data import load_image
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
-Images = ImageLike | Sequence[ImageLike]
+Images = ImageLike | list[ImageLike] | tuple[ImageLike, ...]
 
 _RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
@@ -38,7 +38,7 @@ def _triple(value: Any, what: str) -> tuple[float, float, float]:
         raise CnnlensError(f"{what} must be 3 numbers (one per RGB channel); got {value!r}.") from e
     if len(out) != 3:
         raise CnnlensError(f"{what} must have 3 values (one per RGB channel); got {value!r}.")
-    return out  # type: ignore[return-value]
+    return out
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Preprocessing:
                 "A tensor that is already preprocessed can be passed to the model directly."
             )
         if isinstance(images, np.ndarray) and images.ndim == 4:
-            items: Sequence[Any] = list(images)
+            items: Sequence[ImageLike] = list(images)
         elif isinstance(images, (list, tuple)):
             items = images
         else:
@@ -162,6 +162,8 @@ class Classifier:
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         self.name = name or type(module).__name__
         self._num_classes: int | None = None
+        self.info: dict[str, object] = {}
+        """What the loader knows about how the model was made (the digits model: its training, its cache)."""
 
     def __repr__(self) -> str:
         n = len(self.class_names) if self.class_names is not None else "?"
@@ -222,7 +224,7 @@ class Classifier:
         """Run the module on ``x``."""
         return self.module(x)
 
-    def check_logits(self, logits: Any) -> torch.Tensor:
+    def check_logits(self, logits: object) -> torch.Tensor:
         """``logits`` if they are a (batch, classes) tensor with one class per class name, else a clear error."""
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__

@@ -117,7 +117,7 @@ def digits_cnn(
         info["cached"] = False
     model.to(map_location).eval()
     classifier = Classifier(model, DIGITS_PREPROCESSING, [str(d) for d in range(10)], "digits_cnn")
-    classifier.info = info  # type: ignore[attr-defined]
+    classifier.info = info
     return classifier
 
 

@@ -38,7 +38,7 @@ class SelectOutput(nn.Module):
             ) from err
 
 
-def describe(out: Any) -> str:
+def describe(out: object) -> str:
     """What a model's output holds, and which ``SelectOutput`` key gives the logits (a 2-D tensor)."""
     if isinstance(out, dict):
         keys = list(out)

@@ -7,12 +7,22 @@ callable ``(model, inputs, target) -> attributions``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CnnlensError
 from ._base import Explainer, MethodSpec, Metric, MetricRun, Score
 from ._registry import MetricInfo, get_metric, metric_table, metrics, register_metric
 from ._scorecard import Scorecard, scorecard
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import torch
+    from torch import nn
+
+    from ..data import ImageInput
+    from ..engine import Target
+    from ..models import Classifier
 
 # The metric families register their metrics on import; the registry itself imports none of them.
 from . import _curves, _descriptive, _faithfulness, _localisation, _sanity  # noqa: E402, F401  isort: skip
@@ -35,11 +45,11 @@ __all__ = [
 
 def score(
     metric: str | Metric | type[Metric],
-    model: Any,
-    inputs: Any,
+    model: Classifier | nn.Module,
+    inputs: torch.Tensor | ImageInput | Sequence[ImageInput],
     method: MethodSpec,
     *,
-    target: Any = None,
+    target: Target = None,
     batch_size: int | None = None,
     seed: int = 0,
     method_options: dict[str, Any] | None = None,

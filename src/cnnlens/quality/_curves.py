@@ -64,7 +64,7 @@ def _steps(default: int, minimum: int = 1) -> Option:
     return integer(default, "points of the curve after the start (pixels change in equal shares)", minimum=minimum)
 
 
-def _baseline(default: Any) -> Option:
+def _baseline(default: str | None) -> Option:
     return value(
         default,
         "what removed pixels become (None: black for a Classifier, 0 for a bare module)",

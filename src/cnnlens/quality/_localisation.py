@@ -15,7 +15,7 @@ from ._registry import register_metric
 T = torch.Tensor
 
 
-def _boxes_mask(boxes: Any, n: int, h: int, w: int) -> T:
+def _boxes_mask(boxes: object, n: int, h: int, w: int) -> T:
     """``(B, H, W)`` bool: the union of each image's boxes ``(x0, y0, x1, y1)``, inclusive pixel coordinates."""
     if hasattr(boxes, "tolist"):  # a tensor or array (B, 4)
         boxes = boxes.tolist()

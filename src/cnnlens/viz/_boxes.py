@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -16,10 +16,13 @@ from skimage.segmentation import mark_boundaries  # noqa: E402
 from ..core.errors import CnnlensError  # noqa: E402
 from ._maps import _array, apply_sign, as_image, reduce_channels, resize_map  # noqa: E402
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 Box = tuple[int, int, int, int]
 
 
-def _segments(segments: Any, size: tuple[int, ...]) -> np.ndarray:
+def _segments(segments: ArrayLike, size: tuple[int, ...]) -> np.ndarray:
     s = _array(segments, "segments")
     while s.ndim > 2 and s.shape[0] == 1:
         s = s[0]
@@ -35,7 +38,7 @@ def _segments(segments: Any, size: tuple[int, ...]) -> np.ndarray:
 
 
 def superpixel_boundaries(
-    image: Any, segments: Any, color: tuple[float, float, float] = (1.0, 1.0, 0.0), mode: str = "outer"
+    image: ArrayLike, segments: ArrayLike, color: tuple[float, float, float] = (1.0, 1.0, 0.0), mode: str = "outer"
 ) -> np.ndarray:
     """The image ``(H, W, 3)`` in [0, 1] with the borders between ``segments`` (integer labels ``(H, W)``, e.g.
     a feature mask of LIME / KernelSHAP) drawn in ``color`` (skimage ``mark_boundaries``; ``mode`` as there)."""
@@ -48,7 +51,7 @@ def superpixel_boundaries(
 
 
 def bounding_box(
-    attribution: Any,
+    attribution: ArrayLike,
     threshold: float | None = None,
     percentile: float | None = None,
     sign: str = "absolute",

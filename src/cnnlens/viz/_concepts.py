@@ -5,37 +5,43 @@ Both take the results of ``cnnlens.concepts`` (``Concepts``, ``ImageConcepts``, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..core.errors import CnnlensError  # noqa: E402
 from ._legend import LABEL_PT, TITLE_PT, add_colorbar, tag_map  # noqa: E402
 from ._views import blended_heat_map, default_cmap, original_image  # noqa: E402
 
+if TYPE_CHECKING:
+    import torch
+
+    from ..concepts import Concepts, ErrorConcepts, ImageConcepts
+
 COLOURS = plt.get_cmap("tab10")
 MAP_WORDS = "how much of the concept is here\n(share of its top 1% in the image)"
 
 
-def _concept_map(ax: Any, image: np.ndarray, values: np.ndarray) -> None:
+def _concept_map(ax: Axes, image: np.ndarray, values: np.ndarray) -> None:
     """The concept's map blended over the image (positive part, 99th-percentile scaled), tagged as a map."""
     tag_map(ax.imshow(blended_heat_map(image, values, sign="positive", alpha=0.55)))
 
 
-def _map_bar(fig: Figure, axes: Any) -> None:
+def _map_bar(fig: Figure, axes: list[Axes]) -> None:
     add_colorbar(fig, axes, default_cmap("positive"), 0.0, 1.0, MAP_WORDS, {0.0: "none", 1.0: "most"})
 
 
-def _pixels(concepts: Any, x: Any) -> np.ndarray:
+def _pixels(concepts: Concepts, x: torch.Tensor) -> np.ndarray:
     return original_image(concepts.pixels(x)[0])
 
 
-def concept_gallery_figure(concepts: Any, crops: int = 6, top: int | None = None) -> Figure:
+def concept_gallery_figure(concepts: Concepts, crops: int = 6, top: int | None = None) -> Figure:
     """One row per concept (most important first): its importance bar, the class image where it is strongest with
     its map, and its ``crops`` most typical crops. ``top``: show only the first concepts."""
     if crops < 1:
@@ -45,7 +51,7 @@ def concept_gallery_figure(concepts: Any, crops: int = 6, top: int | None = None
     fig = plt.figure(figsize=(3.0 + 1.4 * (t + 1), 1.5 * k + 0.8))
     grid = fig.add_gridspec(k, t + 2, width_ratios=[2.2] + [1.0] * (t + 1), wspace=0.08, hspace=0.45)
     peaks = concepts.coefficients.max(axis=(1, 2))  # (n, k)
-    pictures: list[Any] = []  # every image axes: the colour bar goes to the right of them all
+    pictures: list[Axes] = []  # every image axes: the colour bar goes to the right of them all
     high = float(concepts.importance.max()) or 1.0
     for c in range(k):
         bar = fig.add_subplot(grid[c, 0])
@@ -80,7 +86,7 @@ def concept_gallery_figure(concepts: Any, crops: int = 6, top: int | None = None
     return fig
 
 
-def concept_overlay_figure(result: Any, top: int = 4) -> Figure:
+def concept_overlay_figure(result: ImageConcepts, top: int = 4) -> Figure:
     """One image in a class's concepts: the image, the map of each of the ``top`` contributing concepts, and a bar
     per concept (its contribution to the class score; hatched: not present in the image)."""
     concepts = result.concepts
@@ -100,7 +106,7 @@ def concept_overlay_figure(result: Any, top: int = 4) -> Figure:
     return fig
 
 
-def _contribution_bars(ax: Any, result: Any) -> None:
+def _contribution_bars(ax: Axes, result: ImageConcepts) -> None:
     k = len(result.contributions)
     present = result.presence >= 0.5
     bars = ax.barh(np.arange(k), result.contributions, color=[COLOURS(c % 10) for c in range(k)])
@@ -114,7 +120,7 @@ def _contribution_bars(ax: Any, result: Any) -> None:
     ax.tick_params(labelsize=LABEL_PT)
 
 
-def error_concepts_figure(error: Any, top: int = 3) -> Figure:
+def error_concepts_figure(error: ErrorConcepts, top: int = 3) -> Figure:
     """An error in concepts: the wrong class's concepts the image shows (with their maps) and the true class's
     concepts it lacks (with a class image where each is strong)."""
     shown, lacked = list(error.shown[:top]), list(error.lacked[:top])

@@ -3,8 +3,8 @@ for any number of classes. Each function returns a matplotlib Figure (``fig.save
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, SupportsInt
 
 import matplotlib
 
@@ -17,22 +17,26 @@ from ..core.errors import CnnlensError  # noqa: E402
 from ..data import load_image  # noqa: E402
 from ._legend import LABEL_PT, TITLE_PT  # noqa: E402
 
+if TYPE_CHECKING:
+    from ..data import ImageDataset, ImageInput
+    from ..evaluation import Evaluation
+
 MAX_CLASSES = 20
 """Most classes an evaluation figure draws one by one; the others are summarised (see
 `Evaluation.classes_to_show`)."""
 
 
-def _shown(evaluation: Any, max_classes: int) -> tuple[list[int], int]:
+def _shown(evaluation: Evaluation, max_classes: int) -> tuple[list[int], int]:
     shown = evaluation.classes_to_show(max_classes)
     return shown, len(evaluation.classes) - len(shown)
 
 
-def _left_out(evaluation: Any, n: int, what: str = "classes") -> str:
+def _left_out(evaluation: Evaluation, n: int, what: str = "classes") -> str:
     return f"\n{n} of the {len(evaluation.classes)} {what} not shown (no image of them, or fewer mistakes)" if n else ""
 
 
 def confusion_matrix_figure(
-    evaluation: Any, normalize: bool = False, cmap: str = "Blues", max_classes: int = MAX_CLASSES
+    evaluation: Evaluation, normalize: bool = False, cmap: str = "Blues", max_classes: int = MAX_CLASSES
 ) -> Figure:
     """Heat map of ``evaluation.confusion_matrix`` (rows = true class) with the count in every cell;
     ``normalize=True`` colours by the fraction of each true class (recall per row) and prints it too.
@@ -73,7 +77,7 @@ def confusion_matrix_figure(
     return fig
 
 
-def roc_figure(evaluation: Any, classes: Sequence[str] | None = None, max_curves: int = 10) -> Figure:
+def roc_figure(evaluation: Evaluation, classes: Sequence[str] | None = None, max_curves: int = 10) -> Figure:
     """One-vs-rest ROC curve per class (or the given ``classes``) plus the micro and macro averages. Without
     ``classes``, at most ``max_curves`` classes get their own curve (those of `Evaluation.classes_to_show`); the
     averages always cover them all."""
@@ -102,7 +106,7 @@ def roc_figure(evaluation: Any, classes: Sequence[str] | None = None, max_curves
     return fig
 
 
-def metrics_figure(evaluation: Any, max_classes: int = 25) -> Figure:
+def metrics_figure(evaluation: Evaluation, max_classes: int = 25) -> Figure:
     """Grouped bars of precision, recall and F1 per class, with the support under each class name; with more
     than ``max_classes`` classes only those of `Evaluation.classes_to_show` (the title says how many are left
     out)."""
@@ -127,15 +131,15 @@ def _short(name: str, limit: int = 24) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def _pixels(item: Any) -> np.ndarray:
+def _pixels(item: ImageInput) -> np.ndarray:
     return np.asarray(load_image(item), dtype=np.float32) / 255.0
 
 
 def samples_figure(
-    dataset: Any,
-    indices: Sequence[int] | None = None,
+    dataset: ImageDataset[ImageInput],
+    indices: Iterable[SupportsInt] | None = None,
     per_class: int = 6,
-    evaluation: Any = None,
+    evaluation: Evaluation | None = None,
     max_classes: int = 12,
 ) -> Figure:
     """A grid with one row per true class: up to ``per_class`` samples of ``dataset``, for at most
@@ -146,6 +150,7 @@ def samples_figure(
     predicted class and probability (green when right, red when wrong).
     """
     classes = list(getattr(dataset, "classes", []))
+    picks: list[tuple[int, int, int | None]]
     if evaluation is not None:
         rows = range(len(evaluation.y_true)) if indices is None else [int(i) for i in indices]
         picks = [(int(evaluation.positions[r]), int(evaluation.y_true[r]), r) for r in rows]
@@ -179,7 +184,7 @@ def samples_figure(
                 continue
             position, row = by_class[label][c]
             ax.imshow(_pixels(dataset[position][0]))
-            if row is not None:
+            if row is not None and evaluation is not None:
                 p = int(evaluation.y_pred[row])
                 colour = "green" if p == label else "red"
                 title = f"{_short(evaluation.classes[p], 10)} {evaluation.probabilities[row, p]:.0%}"

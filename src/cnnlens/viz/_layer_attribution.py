@@ -8,13 +8,14 @@ the channels and upsamples to the image, for any view (``blended_heat_map(image,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..core.errors import CnnlensError  # noqa: E402
@@ -22,10 +23,13 @@ from ._legend import LABEL_PT, TITLE_PT, add_colorbar, tag_map  # noqa: E402
 from ._maps import _array, _finite, as_image, resize_map  # noqa: E402
 from ._views import draw_view  # noqa: E402
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 ORDERS = ("positive", "negative", "absolute")
 
 
-def _one_image(value: Any, what: str) -> np.ndarray:
+def _one_image(value: ArrayLike, what: str) -> np.ndarray:
     a = _finite(_array(value, what), what)
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
@@ -39,7 +43,7 @@ def _one_image(value: Any, what: str) -> np.ndarray:
     return a
 
 
-def ranked_channels(attribution: Any, top: int = 8, order: str = "positive") -> list[tuple[int, float]]:
+def ranked_channels(attribution: ArrayLike, top: int = 8, order: str = "positive") -> list[tuple[int, float]]:
     """``[(channel, total attribution), ...]`` for the ``top`` channels of one image's layer attribution.
 
     ``order``: ``positive`` (most evidence for the explained score first), ``negative`` (most against) or
@@ -56,16 +60,16 @@ def ranked_channels(attribution: Any, top: int = 8, order: str = "positive") -> 
     return [(int(c), float(totals[c])) for c in picks]
 
 
-def spatial_map(attribution: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+def spatial_map(attribution: ArrayLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """One image's layer attribution summed over its channels ``(h, w)``, bilinearly upsampled to ``size``."""
     a = _one_image(attribution, "attribution").sum(0)
     return a if size is None else resize_map(a, size)
 
 
 def layer_channels_figure(
-    attribution: Any,
-    activations: Any = None,
-    image: Any = None,
+    attribution: ArrayLike,
+    activations: ArrayLike | None = None,
+    image: ArrayLike | None = None,
     top: int = 8,
     order: str = "positive",
     title: str = "",
@@ -95,7 +99,7 @@ def layer_channels_figure(
     bars.set_xlabel("total attribution", fontsize=LABEL_PT)
     bars.tick_params(axis="x", labelsize=LABEL_PT)
     lim = float(np.abs(attr).max()) or 1.0
-    attr_axes: list[Any] = []
+    attr_axes: list[Axes] = []
     for k, (c, v) in enumerate(ranked):
         if acts is not None:
             ax = fig.add_subplot(grid[0, k + 1])

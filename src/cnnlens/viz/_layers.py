@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import matplotlib
 
@@ -13,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..core.errors import CnnlensError  # noqa: E402
@@ -29,8 +29,8 @@ def _as_array(value: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def _tiles(
-    tiles: np.ndarray, draw: Callable[[Any, np.ndarray], Any], cell: float, title: str, labels: Sequence[str]
-) -> tuple[Figure, list[Any]]:
+    tiles: np.ndarray, draw: Callable[[Axes, np.ndarray], object], cell: float, title: str, labels: Sequence[str]
+) -> tuple[Figure, list[Axes]]:
     """A near-square grid with one labelled axes per tile, drawn by ``draw(ax, tile)``; spare axes left blank.
     Returns the figure and the axes that hold a tile."""
     if not len(tiles):
@@ -52,7 +52,7 @@ def _tiles(
     return fig, used
 
 
-def _draw_filter(ax: Any, f: np.ndarray) -> None:
+def _draw_filter(ax: Axes, f: np.ndarray) -> None:
     if f.shape[0] == 3:
         lo, hi = f.min(), f.max()
         ax.imshow(((f - lo) / (hi - lo + 1e-12)).transpose(1, 2, 0))

@@ -8,17 +8,19 @@ Heat-map images drawn by cnnlens carry the gid ``cnnlens-map`` and colour-bar ax
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colorbar import Colorbar  # noqa: E402
 from matplotlib.colors import Colormap, Normalize  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure, SubFigure  # noqa: E402
+from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from ..core.errors import CnnlensError  # noqa: E402
 
@@ -49,7 +51,7 @@ def scale_words(sign: str, percentile: float | None = 99.0, view: str = "heat") 
 
 
 def add_colorbar(
-    fig: Figure,
+    fig: Figure | SubFigure,
     axes: Axes | Sequence[Axes],
     cmap: str | Colormap,
     vmin: float,
@@ -70,7 +72,7 @@ def add_colorbar(
     return bar
 
 
-def tag_map(image: Any) -> Any:
+def tag_map(image: AxesImage) -> AxesImage:
     """Mark a drawn image (``AxesImage``) as a map, for :func:`figure_layout`; returns it."""
     image.set_gid(MAP_GID)
     return image
@@ -95,7 +97,10 @@ def figure_layout(fig: Figure, dpi: float, tight: bool = True, drawn: bool = Fal
         fig.canvas.draw()
     elif not drawn:
         fig.draw_without_rendering()
-    renderer = fig.canvas.get_renderer()
+    canvas = fig.canvas
+    if not isinstance(canvas, FigureCanvasAgg):
+        raise CnnlensError(f"figure_layout measures on an Agg canvas; this figure has {type(canvas).__name__}")
+    renderer = canvas.get_renderer()
     if tight:
         crop = fig.get_tightbbox(renderer, bbox_extra_artists=fig.get_default_bbox_extra_artists()).padded(pad_inches)
         x0, y1, width, height = crop.x0 * dpi, crop.y1 * dpi, crop.width * dpi, crop.height * dpi
@@ -103,7 +108,7 @@ def figure_layout(fig: Figure, dpi: float, tight: bool = True, drawn: bool = Fal
         width, height = fig.bbox.width, fig.bbox.height
         x0, y1 = 0.0, height
 
-    def box(extent: Any) -> list[float]:
+    def box(extent: Bbox) -> list[float]:
         return [round(extent.x0 - x0, 1), round(y1 - extent.y1, 1), round(extent.x1 - x0, 1), round(y1 - extent.y0, 1)]
 
     maps = [ax for ax in fig.axes if any(im.get_gid() == MAP_GID for im in ax.get_images())]

@@ -7,7 +7,7 @@ sign mode applied -> divided by the ``percentile`` of the magnitudes and clipped
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,11 +15,14 @@ import torch.nn.functional as F
 
 from ..core.errors import CnnlensError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 SIGNS = ("absolute", "positive", "negative", "all")
 REDUCTIONS = ("sum", "max_abs", "l2")
 
 
-def _array(value: Any, what: str) -> np.ndarray:
+def _array(value: ArrayLike, what: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
         value = value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
@@ -40,7 +43,7 @@ def _finite(a: np.ndarray, what: str) -> np.ndarray:
     return a
 
 
-def reduce_channels(attribution: Any, reduce: str = "sum") -> np.ndarray:
+def reduce_channels(attribution: ArrayLike, reduce: str = "sum") -> np.ndarray:
     """One image's attribution ``(C, H, W)``, ``(1, H, W)`` or ``(H, W)`` -> ``(H, W)`` float64 (a leading batch
     axis of size 1 is dropped).
 
@@ -116,7 +119,7 @@ def normalize_map(heat: np.ndarray, percentile: float | None = 99.0) -> np.ndarr
 
 
 def to_heatmap(
-    attribution: Any,
+    attribution: ArrayLike,
     sign: str = "absolute",
     percentile: float | None = 99.0,
     reduce: str = "sum",
@@ -136,7 +139,7 @@ def to_heatmap(
     return normalize_map(apply_sign(heat, sign), percentile)
 
 
-def as_image(image: Any) -> np.ndarray:
+def as_image(image: ArrayLike) -> np.ndarray:
     """An image for display -> ``(H, W, 3)`` float64 in [0, 1].
 
     Accepts ``(H, W, 3)``, ``(H, W, 4)`` (alpha dropped), ``(H, W, 1)``, ``(H, W)`` (gray) or a channel-first

@@ -4,7 +4,7 @@ quality score's curves or values, a scorecard's columns side by side."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -18,19 +18,24 @@ from ..core.errors import CnnlensError  # noqa: E402
 from ._legend import LABEL_PT, TITLE_PT  # noqa: E402
 from ._panels import method_grid  # noqa: E402
 
+if TYPE_CHECKING:
+    from ..attribution import Explanation
+    from ..models import Preprocessing
+    from ..quality import Score, Scorecard
 
-def _pixels(inputs: torch.Tensor, preprocessing: Any) -> np.ndarray:
+
+def _pixels(inputs: torch.Tensor, preprocessing: Preprocessing | None) -> np.ndarray:
     """(B, H, W, 3) in [0, 1]: through the preprocessing when known, else each image scaled to its own range."""
     if preprocessing is not None:
         return preprocessing.to_pixels(inputs)
     x = inputs.detach().float().cpu()
     lo = x.flatten(1).amin(1).view(-1, 1, 1, 1)
     hi = x.flatten(1).amax(1).view(-1, 1, 1, 1)
-    x = ((x - lo) / (hi - lo).clamp_min(1e-12)).permute(0, 2, 3, 1).numpy()
-    return np.repeat(x, 3, axis=3) if x.shape[3] == 1 else x[..., :3]
+    pixels = ((x - lo) / (hi - lo).clamp_min(1e-12)).permute(0, 2, 3, 1).numpy()
+    return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels[..., :3]
 
 
-def explanation_figure(e: Any, max_images: int = 6, view: str = "blended", sign: str | None = None) -> Figure:
+def explanation_figure(e: Explanation, max_images: int = 6, view: str = "blended", sign: str | None = None) -> Figure:
     """The explanation's maps over its images (rows), with one colour bar; ``sign`` defaults to ``all`` (red for,
     blue against) when the maps have negative values, else ``positive``."""
     if e.inputs is None:
@@ -48,7 +53,7 @@ def explanation_figure(e: Any, max_images: int = 6, view: str = "blended", sign:
                        title=f"{e.method}: evidence for the explained class{more}")  # fmt: skip
 
 
-def score_figure(s: Any) -> Figure:
+def score_figure(s: Score) -> Figure:
     """A curve metric's curves (one thin line per image, the mean thick), else its value per image."""
     values = s.values.numpy()
     better = {True: "higher is better", False: "lower is better", None: "descriptive"}[s.higher_is_better]
@@ -72,7 +77,7 @@ def score_figure(s: Any) -> Figure:
     return fig
 
 
-def scorecard_figure(card: Any) -> Figure:
+def scorecard_figure(card: Scorecard) -> Figure:
     """One panel per column: each method's mean as a bar, the best one (as the column says) dark."""
     columns = list(card.columns)
     cols = min(4, len(columns))

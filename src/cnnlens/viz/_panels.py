@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, SupportsFloat, TypeAlias
 
 import matplotlib
 
@@ -20,7 +20,12 @@ from ._legend import LABEL_PT, TITLE_PT  # noqa: E402
 from ._maps import as_image  # noqa: E402
 from ._views import draw_view, map_colorbar, view_name  # noqa: E402
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 RIGHT, WRONG = "#1a7f37", "#c62828"
+TopClass: TypeAlias = "tuple[str, SupportsFloat] | tuple[int, str, SupportsFloat]"
+"""A ``(class_name, probability)`` pair or a ``Classifier.predict`` row ``(index, name, probability)``."""
 
 
 def explanation_panel(
@@ -68,7 +73,7 @@ def _short(name: str, limit: int = 26) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def _top_k(top_k: Sequence[tuple[Any, ...]]) -> list[tuple[str, float]]:
+def _top_k(top_k: Sequence[TopClass]) -> list[tuple[str, float]]:
     rows = []
     for entry in top_k:
         if len(entry) not in (2, 3):
@@ -97,9 +102,9 @@ def _labels_title(title: str, true_label: str | None, predicted_label: str | Non
 
 
 def compare_panel(
-    image: Any,
-    maps: Mapping[str, Any],
-    top_k: Sequence[tuple[Any, ...]] = (),
+    image: ArrayLike,
+    maps: Mapping[str, ArrayLike],
+    top_k: Sequence[TopClass] = (),
     true_label: str | None = None,
     predicted_label: str | None = None,
     sign: str = "absolute",
@@ -172,11 +177,11 @@ def _probability_bars(ax: Axes, bars: list[tuple[str, float]], true_label: str |
     ax.tick_params(axis="x", labelsize=LABEL_PT)
     for yi, (_, p) in zip(y, bars, strict=True):
         inside = p > 0.7
-        ax.text(p - 0.01 if inside else p + 0.01, yi, f"{p:.1%}", va="center", ha="right" if inside else "left",
+        ax.text(p - 0.01 if inside else p + 0.01, float(yi), f"{p:.1%}", va="center", ha="right" if inside else "left",
                 color="white" if inside else "black", fontsize=LABEL_PT)  # fmt: skip
 
 
-def _per_image(name: str, value: Any, n: int) -> list[Any]:
+def _per_image(name: str, value: Iterable[ArrayLike], n: int) -> list[ArrayLike]:
     items = list(value)
     if len(items) != n:
         raise CnnlensError(f"maps[{name!r}] has {len(items)} attributions for {n} images; give one per image")
@@ -184,8 +189,8 @@ def _per_image(name: str, value: Any, n: int) -> list[Any]:
 
 
 def method_grid(
-    images: Sequence[Any],
-    maps: Mapping[str, Sequence[Any]],
+    images: Iterable[ArrayLike],
+    maps: Mapping[str, Iterable[ArrayLike]],
     row_labels: Sequence[str] | None = None,
     sign: str = "absolute",
     view: str = "blended",

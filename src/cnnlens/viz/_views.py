@@ -7,7 +7,7 @@ reduction, resize to the image, sign mode, outlier-percentile normalisation).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import matplotlib
 
@@ -22,6 +22,13 @@ from ..core.errors import CnnlensError  # noqa: E402
 from ._legend import TITLE_PT, add_colorbar, scale_words, tag_map  # noqa: E402
 from ._maps import SIGNS, as_image, to_heatmap  # noqa: E402
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.colorbar import Colorbar
+    from matplotlib.figure import Figure, SubFigure
+    from numpy.typing import ArrayLike
+
 VIEWS = ("original_image", "heat_map", "blended_heat_map", "masked_image", "alpha_scaling")
 _ALIASES = {
     "original": "original_image",
@@ -31,6 +38,18 @@ _ALIASES = {
     "alpha": "alpha_scaling",
 }
 BACKGROUNDS = {"white": 1.0, "black": 0.0}
+
+
+class RenderOptions(TypedDict, total=False):
+    """The options of :func:`render` that :func:`draw_view` passes on."""
+
+    sign: str
+    cmap: str | Colormap | None
+    alpha: float
+    grayscale: bool
+    background: str | float
+    percentile: float | None
+    reduce: str
 
 
 def view_name(view: str) -> str:
@@ -71,7 +90,7 @@ def _alpha(alpha: float) -> float:
     return float(alpha)
 
 
-def _weights(image: np.ndarray, attribution: Any, sign: str, percentile: float | None, reduce: str) -> np.ndarray:
+def _weights(image: np.ndarray, attribution: ArrayLike, sign: str, percentile: float | None, reduce: str) -> np.ndarray:
     if sign == "all":
         raise CnnlensError(
             "masked_image and alpha_scaling need weights in [0, 1]: use sign='absolute', 'positive' or 'negative'"
@@ -79,13 +98,13 @@ def _weights(image: np.ndarray, attribution: Any, sign: str, percentile: float |
     return to_heatmap(attribution, sign=sign, percentile=percentile, reduce=reduce, size=image.shape[:2])
 
 
-def original_image(image: Any) -> np.ndarray:
+def original_image(image: ArrayLike) -> np.ndarray:
     """The image itself as ``(H, W, 3)`` floats in [0, 1] (uint8, gray and channel-first inputs converted)."""
     return as_image(image)
 
 
 def heat_map(
-    attribution: Any,
+    attribution: ArrayLike,
     sign: str = "absolute",
     cmap: str | Colormap | None = None,
     percentile: float | None = 99.0,
@@ -99,8 +118,8 @@ def heat_map(
 
 
 def blended_heat_map(
-    image: Any,
-    attribution: Any,
+    image: ArrayLike,
+    attribution: ArrayLike,
     sign: str = "absolute",
     cmap: str | Colormap | None = None,
     alpha: float = 0.5,
@@ -118,7 +137,11 @@ def blended_heat_map(
 
 
 def masked_image(
-    image: Any, attribution: Any, sign: str = "absolute", percentile: float | None = 99.0, reduce: str = "sum"
+    image: ArrayLike,
+    attribution: ArrayLike,
+    sign: str = "absolute",
+    percentile: float | None = 99.0,
+    reduce: str = "sum",
 ) -> np.ndarray:
     """``image * map``: pixels without evidence go black (``sign="all"`` is refused: weights must be >= 0)."""
     img = as_image(image)
@@ -126,8 +149,8 @@ def masked_image(
 
 
 def alpha_scaling(
-    image: Any,
-    attribution: Any,
+    image: ArrayLike,
+    attribution: ArrayLike,
     sign: str = "absolute",
     background: str | float = "white",
     percentile: float | None = 99.0,
@@ -150,8 +173,8 @@ def alpha_scaling(
 
 def render(
     view: str,
-    image: Any = None,
-    attribution: Any = None,
+    image: ArrayLike | None = None,
+    attribution: ArrayLike | None = None,
     sign: str = "absolute",
     cmap: str | Colormap | None = None,
     alpha: float = 0.5,
@@ -162,15 +185,17 @@ def render(
 ) -> np.ndarray:
     """Any view by name -> RGB ``(H, W, 3)``. ``heat_map`` needs no image (given one, the map is resized to it)."""
     view = view_name(view)
-    if view != "heat_map" and image is None:
-        raise CnnlensError(f"view {view!r} needs the image")
-    if view != "original_image" and attribution is None:
-        raise CnnlensError(f"view {view!r} needs an attribution map")
-    if view == "original_image":
-        return original_image(image)
     if view == "heat_map":
+        if attribution is None:
+            raise CnnlensError(f"view {view!r} needs an attribution map")
         size = None if image is None else as_image(image).shape[:2]
         return heat_map(attribution, sign, cmap, percentile, reduce, size=size)
+    if image is None:
+        raise CnnlensError(f"view {view!r} needs the image")
+    if view == "original_image":
+        return original_image(image)
+    if attribution is None:
+        raise CnnlensError(f"view {view!r} needs an attribution map")
     if view == "blended_heat_map":
         return blended_heat_map(image, attribution, sign, cmap, alpha, grayscale, percentile, reduce)
     if view == "masked_image":
@@ -180,13 +205,13 @@ def render(
 
 def draw_view(
     ax: Axes,
-    image: Any = None,
-    attribution: Any = None,
+    image: ArrayLike | None = None,
+    attribution: ArrayLike | None = None,
     view: str = "blended_heat_map",
     *,
     colorbar: bool = False,
     title: str | None = None,
-    **options: Any,
+    **options: Unpack[RenderOptions],
 ) -> AxesImage:
     """Draw :func:`render` ``(view, image, attribution, **options)`` on ``ax`` (axis lines off); ``options`` are
     render's: sign, cmap, alpha, grayscale, background, percentile, reduce. ``colorbar=True`` adds the map's
@@ -209,13 +234,13 @@ def draw_view(
 
 
 def map_colorbar(
-    fig: Any,
-    axes: Any,
+    fig: Figure | SubFigure,
+    axes: Axes | Sequence[Axes],
     view: str = "blended_heat_map",
     sign: str = "absolute",
     cmap: str | Colormap | None = None,
     percentile: float | None = 99.0,
-) -> Any:
+) -> Colorbar:
     """One colour bar for maps drawn by :func:`draw_view` with these options (``axes``: one or several that
     share it): the colormap over :func:`map_range` for heat views, the [0, 1] weight in gray for masked / alpha
     views; labelled in words with the sign and the unit (see :func:`cnnlens.viz.scale_words`)."""

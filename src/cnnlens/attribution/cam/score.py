@@ -24,13 +24,17 @@ class ScoreCam(CamMethod):
     uses_gradients = False
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
-        size = tuple(ctx.inputs.shape[-2:])
+        size = (ctx.inputs.shape[-2], ctx.inputs.shape[-1])
         maps = []
         for i in range(ctx.n):
             masks = upsample_rescaled(acts[i : i + 1], size)[0]  # (K, H, W)
             active = torch.nonzero(masks.flatten(1).amax(1) > 0)[:, 0]
             x = ctx.inputs[i]
-            rows = Rows(len(active) + 1, lambda sl, x=x, m=masks, a=active: _masked(x, m, a, sl))
+
+            def masked(sl: slice, x: T = x, m: T = masks, a: T = active) -> T:
+                return _masked(x, m, a, sl)
+
+            rows = Rows(len(active) + 1, masked)
             s = ctx.scores(rows, torch.full((len(active) + 1,), i, device=x.device))
             scores = s[-1].repeat(acts.shape[1])  # channels that are zero everywhere: the all-zero input
             scores[active] = s[:-1]
@@ -73,7 +77,11 @@ class AblationCam(CamMethod):
         for i in range(ctx.n):
             a = view.inputs[i]
             active = torch.nonzero(a.flatten(1).abs().amax(1) > 0)[:, 0]
-            rows = Rows(len(active), lambda sl, a=a, active=active: _zeroed(a, active[sl]))
+
+            def zeroed(sl: slice, a: T = a, active: T = active) -> T:
+                return _zeroed(a, active[sl])
+
+            rows = Rows(len(active), zeroed)
             dropped = view.scores(rows, torch.full((len(active),), i, device=a.device))
             weights = torch.zeros(acts.shape[1], dtype=acts.dtype, device=acts.device)
             y = base[i]

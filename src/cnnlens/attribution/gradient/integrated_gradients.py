@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ...engine import Context, sum_per_row
 from .._base import Method
 from .._paths import PATH_OPTIONS, QUADRATURES, integrate, quadrature, simpson_adaptive
 from .._registry import register
+
+if TYPE_CHECKING:
+    from ...engine import Rows
 
 T = torch.Tensor
 __all__ = ["QUADRATURES", "IntegratedGradients", "integrated_gradients", "quadrature"]
@@ -44,7 +49,7 @@ def integrated_gradients(ctx: Context, baseline: T, options: dict, name: str) ->
         ctx.info.update(info)
         return attr, sum_per_row(attr) - gap
 
-    def gradients(points: T, path: T, alpha: T) -> T:
+    def gradients(points: Rows, path: T, alpha: T) -> T:
         return ctx.gradients(points, path)[1]
 
     attr, info = integrate(gradients, baseline, ctx.inputs, gap, options, name=name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,10 +13,14 @@ from .._baselines import single_baseline
 from .._registry import register
 from ._base import LayerMethod
 
+if TYPE_CHECKING:
+    from ...models import Preprocessing
+    from .._baselines import BaselineSpec
+
 T = torch.Tensor
 
 
-def unit_groups(mask: Any, shape: tuple[int, ...]) -> tuple[T, int]:
+def unit_groups(mask: T | None, shape: tuple[int, ...]) -> tuple[T, int]:
     """``(labels shaped like one image's layer output, number of groups)``: each channel by default, else the
     integer ``mask`` (labels ``0..S-1``, every label used) broadcast to ``shape``."""
     channels = shape[0]
@@ -59,7 +63,7 @@ class LayerFeatureAblation(LayerMethod):
         ),
     }
 
-    def resolve_baseline(self, spec: Any, inputs: T, preprocessing: Any) -> T | None:
+    def resolve_baseline(self, spec: BaselineSpec, inputs: T, preprocessing: Preprocessing | None) -> T | None:
         """``None``: ablated units become 0; an input-space baseline (a name, a number, a tensor): they take
         their value for that baseline image."""
         return None if spec is None else single_baseline(spec, inputs, preprocessing)

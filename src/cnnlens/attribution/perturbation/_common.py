@@ -11,23 +11,40 @@ of them); with several baselines the method runs once per baseline and the attri
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 import torch
 
+from ...core.errors import CnnlensError
 from ...core.options import Option, value
 from ...core.progress import progress_bar
 from ...engine import Context
 from .._base import Method
 from .._baselines import inpaint_baseline
-from .._masks import ALGORITHMS, feature_masks, paint
+from .._masks import ALGORITHMS, MaskSpec, feature_masks, paint
+
+if TYPE_CHECKING:
+    from ...models import Preprocessing
+    from .._baselines import BaselineSpec
 
 T = torch.Tensor
 
 
+@overload
+def scores(
+    ctx: Context, n_rows: int, build: Callable[[slice], T], owner: T, desc: str = "", classes: None = None
+) -> T: ...
+@overload
+def scores(ctx: Context, n_rows: int, build: Callable[[slice], T], owner: T, desc: str, classes: T) -> tuple[T, T]: ...
+@overload
+def scores(
+    ctx: Context, n_rows: int, build: Callable[[slice], T], owner: T, desc: str, classes: T | None
+) -> T | tuple[T, T]: ...
+
+
 def scores(
     ctx: Context, n_rows: int, build: Callable[[slice], T], owner: T, desc: str = "", classes: T | None = None
-) -> Any:
+) -> T | tuple[T, T]:
     """Target scores of ``n_rows`` perturbed images, ``build(slice)`` making only the rows of one chunk.
 
     ``classes`` (``(B, k)`` class indices per image): also return the ``(n_rows, k)`` logits of the row's
@@ -59,9 +76,21 @@ def scores(
     return out if classes is None else (out, torch.cat([p[1] for p in parts]))
 
 
+@overload
+def coalition_scores(
+    ctx: Context, x: T, base: T, labels: T, z: T, owner: T, desc: str = "", classes: None = None
+) -> T: ...
+@overload
+def coalition_scores(ctx: Context, x: T, base: T, labels: T, z: T, owner: T, desc: str, classes: T) -> tuple[T, T]: ...
+@overload
+def coalition_scores(
+    ctx: Context, x: T, base: T, labels: T, z: T, owner: T, desc: str, classes: T | None
+) -> T | tuple[T, T]: ...
+
+
 def coalition_scores(
     ctx: Context, x: T, base: T, labels: T, z: T, owner: T, desc: str = "", classes: T | None = None
-) -> Any:
+) -> T | tuple[T, T]:
     """Scores of images whose segments are kept where ``z`` (rows ``(N, S)`` bool) is true, else the baseline
     (``classes``: see ``scores``)."""
 
@@ -98,37 +127,47 @@ class SegmentMethod(Method):
     needs_baseline: ClassVar[str | None] = "distribution"
     spread: ClassVar[bool] = False
 
-    def inpaint_mask(self) -> Any:
+    def inpaint_mask(self) -> MaskSpec:
         """The segments ``baseline="inpaint"`` fills one at a time (the method's own feature mask)."""
         return self.options.get("mask", "grid:16")
 
-    def resolve_baseline(self, spec: Any, inputs: T, preprocessing: Any) -> T | None:
+    def resolve_baseline(self, spec: BaselineSpec, inputs: T, preprocessing: Preprocessing | None) -> T | None:
         """Baselines ``(B, K, C, H, W)``; ``"inpaint"`` (alone or in a list) fills each segment of the method's
         mask by biharmonic inpainting from the rest of the image."""
-        parent = super().resolve_baseline  # type: ignore[misc]
+        parent = super().resolve_baseline
         items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
         if not any(isinstance(s, str) and s == "inpaint" for s in items) or self.needs_baseline is None:
             return parent(spec, inputs, preprocessing)
-        parts = [
-            inpaint_baseline(inputs, self.inpaint_mask())[:, None]
-            if isinstance(s, str) and s == "inpaint"
-            else parent(s, inputs, preprocessing)
-            for s in items
-        ]
+        parts = []
+        for s in items:
+            inpaint = isinstance(s, str) and s == "inpaint"
+            part = (
+                inpaint_baseline(inputs, self.inpaint_mask())[:, None] if inpaint else parent(s, inputs, preprocessing)
+            )
+            if part is None:  # a method that takes a baseline always resolves one
+                raise CnnlensError(f"{self.name} could not resolve the baseline {s!r}")
+            parts.append(part)
         return torch.cat(parts, dim=1)
 
     def values(self, ctx: Context, x: T, base: T, labels: T, counts: list[int], fx: T) -> tuple[T, T | None]:
         """``((B, S) segment values, f(baseline) per image or None)`` for one baseline."""
         raise NotImplementedError
 
+    def values_without_baseline(self, ctx: Context, x: T, labels: T, counts: list[int], fx: T) -> tuple[T, T | None]:
+        """The same for a method that takes no baseline (``needs_baseline = None``)."""
+        raise NotImplementedError
+
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
         x = ctx.inputs
         labels, counts = feature_masks(self.options["mask"], x)
         fx = ctx.target_scores()
-        bases = [None] if baseline is None else list(baseline.unbind(1))
+        bases: list[T | None] = [None] if baseline is None else list(baseline.unbind(1))
         total, fb_sum = None, torch.zeros_like(fx)
         for base in bases:
-            v, fb = self.values(ctx, x, base, labels, counts, fx)
+            if base is None:
+                v, fb = self.values_without_baseline(ctx, x, labels, counts, fx)
+            else:
+                v, fb = self.values(ctx, x, base, labels, counts, fx)
             total = v if total is None else total + v
             if fb is not None:
                 fb_sum = fb_sum + fb

@@ -15,7 +15,6 @@ windows (``benchmarks/incremental.py``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from scipy.stats import spearmanr
@@ -118,7 +117,9 @@ def approximate_drops(
     return out.to(x.dtype)
 
 
-def report_error(ctx: Context, approx: T, exact_compute: Callable[..., Any], baseline: T) -> None:
+def report_error(
+    ctx: Context, approx: T, exact_compute: Callable[[Context, T], tuple[T, T | None]], baseline: T
+) -> None:
     """Run the exact mode on the same inputs (its passes count) and put the approximate map's error in
     ``ctx.info["approximate_error"]``: ``max_abs`` and ``mean_abs`` of the difference of the attribution maps,
     ``spearman`` (mean over images of the rank correlation of the per-pixel maps, summed over channels) and

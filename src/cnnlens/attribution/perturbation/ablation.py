@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ...core.errors import CnnlensError
@@ -10,6 +12,9 @@ from ...engine import Context
 from .._registry import register
 from ._common import SegmentMethod, coalition_scores, mask_option, scores
 from ._incremental import changed_scores, engine, full, incremental_option
+
+if TYPE_CHECKING:
+    from ._incremental import Inside
 
 # incremental inference pays off while the segments' bounding boxes are small
 _MAX_BOX_AREA = 0.25
@@ -81,7 +86,7 @@ def segment_boxes(labels: T, owner: T, segment: T) -> T:
     return torch.stack(out, 1)
 
 
-def _segment_inside(labels: T, owner: T, segment: T):  # noqa: ANN202 - an Inside callable
+def _segment_inside(labels: T, owner: T, segment: T) -> Inside:
     def inside(rows: T, y: T, x: T, h: int, w: int) -> T:
         iy = y[:, None] + torch.arange(h, device=y.device)
         ix = x[:, None] + torch.arange(w, device=x.device)
@@ -98,7 +103,7 @@ class FeaturePermutation(SegmentMethod):
     params = {"mask": mask_option("grid:16"), "samples": integer(1, "random permutations per segment")}
     needs_baseline = None
 
-    def values(self, ctx: Context, x: T, base: T | None, labels: T, counts: list[int], fx: T) -> tuple[T, None]:
+    def values_without_baseline(self, ctx: Context, x: T, labels: T, counts: list[int], fx: T) -> tuple[T, None]:
         """Mean over ``samples`` draws of ``f(x) - f(x with segment s taken from another image)``, the other
         image drawn uniformly per image and segment (a random derangement of the batch; unlike Captum's random
         permutation no image keeps its own pixels, which adds a drop of 0). Passes: ``B + samples x sum_i S_i``."""

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from ...core.errors import CnnlensError
 from ...core.options import flag, number, value
 from ...engine import Context
 from .._registry import register
@@ -21,7 +22,15 @@ def _pair(v: object) -> tuple[int, int] | None:
     pair = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in pair):
         return None
-    return pair  # type: ignore[return-value]
+    return pair[0], pair[1]
+
+
+def _size(v: object) -> tuple[int, int]:
+    """``(h, w)`` of an option value its check (``_pair``) accepted."""
+    pair = _pair(v)
+    if pair is None:
+        raise CnnlensError(f"expected a positive int or (height, width); got {v!r}")
+    return pair
 
 
 def windows(h: int, w: int, window: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int, int, int]]:
@@ -67,7 +76,7 @@ class Occlusion(SegmentMethod):
     }
 
     def inpaint_mask(self) -> str:
-        h, w = _pair(self.options["window"])  # type: ignore[misc]
+        h, w = _size(self.options["window"])
         return f"grid:{h}x{w}"
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
@@ -88,7 +97,7 @@ class Occlusion(SegmentMethod):
         assert baseline is not None
         x = ctx.inputs
         b, _, h, w = x.shape
-        boxes = windows(h, w, _pair(self.options["window"]), _pair(self.options["stride"]))  # type: ignore[arg-type]
+        boxes = windows(h, w, _size(self.options["window"]), _size(self.options["stride"]))
         cover = torch.zeros(h, w, dtype=x.dtype, device=x.device)
         for t, bo, le, ri in boxes:
             cover[t:bo, le:ri] += 1

@@ -121,8 +121,12 @@ class PartitionShap(SegmentMethod):
             [torch.nn.functional.pad(_bits(p[1], m), (0, width - m)) for p, m in zip(plans, counts, strict=True)]
         )
         owner = torch.cat([torch.full((len(p[1]),), i, dtype=torch.long) for i, p in enumerate(plans)])
-        out = coalition_scores(ctx, x, base, labels, z.to(x.device), owner.to(x.device), self.name, classes)
-        s, extra = out if classes is not None else (out, None)
+        z, owner = z.to(x.device), owner.to(x.device)
+        extra: T | None = None
+        if classes is None:
+            s = coalition_scores(ctx, x, base, labels, z, owner, self.name)
+        else:
+            s, extra = coalition_scores(ctx, x, base, labels, z, owner, self.name, classes)
         games = [s] if extra is None else [s, *extra.unbind(1)]
         full = [fx] if classes is None else [fx, *ctx.logits.gather(1, classes).unbind(1)]
         v = torch.zeros(len(games), b, width, dtype=torch.float64)

@@ -37,7 +37,7 @@ class Rise(SegmentMethod):
         grids = (ctx.rand(n, 1, cells, cells) < p).to(x.dtype)
         shifts = ctx.randint(ch * cw, n).tolist()
 
-        def masks(idx: T) -> T:
+        def masks(idx: list[int]) -> T:
             up = F.interpolate(grids[idx], size=((cells + 1) * ch, (cells + 1) * cw), mode="bilinear")
             return torch.stack(
                 [up[k, :, s // cw : s // cw + h, s % cw : s % cw + w] for k, s in enumerate(shifts[i] for i in idx)]

@@ -83,7 +83,8 @@ class ShapleySampling(SegmentMethod):
         exact; ``info["permutations"]``: ``n``. Passes: ``B`` + the distinct coalitions (``info["coalitions"]``,
         at most ``max(1 + n (S - 1), 2^S - 1)`` per image and baseline)."""
         n = 2 * math.ceil(self.options["samples"] / 2)
-        designs, plans = [], []
+        designs: list[T] = []
+        plans: list[tuple[T, T] | None] = []  # (permutations, their coalitions), None when exact
         for m in counts:
             if m < 64 and 1 + n * (m - 1) >= 2**m - 1:
                 designs.append(all_coalitions(m))

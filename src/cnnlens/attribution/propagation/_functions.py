@@ -103,7 +103,7 @@ def _bind(names: tuple[str, ...], args: tuple, kwargs: dict) -> dict[str, Any]:
     return {**dict(zip(names, args, strict=False)), **kwargs}
 
 
-def _zero(v: Any) -> Any:
+def _zero(v: object) -> T | int:
     return torch.zeros_like(v) if isinstance(v, T) else 0
 
 
@@ -112,7 +112,7 @@ def _interpolation_mode(args: tuple, kwargs: dict) -> str:
 
 
 def _op_name(func: Callable) -> str:
-    qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+    qual = str(getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func)))
     module = getattr(func, "__module__", None) or ""
     if "boolean_dispatch" in qual or module in ("torch.nn.functional", "torch._C._nn"):
         return f"F.{getattr(func, '__name__', qual)}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
@@ -38,7 +37,7 @@ class Composite:
     rules: tuple[tuple[Key, str | Rule], ...]
 
     @classmethod
-    def of(cls, spec: Any) -> Composite:
+    def of(cls, spec: Composite | str | Mapping[Key, str | Rule]) -> Composite:
         """A registered composite by name, or a mapping checked key by key."""
         if isinstance(spec, Composite):
             return spec
@@ -81,7 +80,7 @@ class Composite:
         return any((r if isinstance(r, str) else r.name) == rule_name for _, r in self.rules)
 
 
-def _check_key(key: Any) -> None:
+def _check_key(key: object) -> None:
     if isinstance(key, type) and issubclass(key, nn.Module):
         return
     if isinstance(key, str) and key:
@@ -91,7 +90,7 @@ def _check_key(key: Any) -> None:
     )
 
 
-def _check_rule(key: Any, rule: Any) -> None:
+def _check_rule(key: object, rule: object) -> None:
     if isinstance(rule, Rule):
         return
     if isinstance(rule, str):

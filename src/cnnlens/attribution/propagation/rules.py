@@ -30,12 +30,18 @@ Lapuschkin et al. 2019 (flat), Andéol et al. 2021 (generalized γ).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeAlias
 
 import torch
 
 from ...core.errors import CnnlensError
 from ._layer import LinearCall
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    Bound: TypeAlias = float | Sequence[float] | torch.Tensor
+    """An input bound of z^B: one number, or one per channel."""
 
 T = torch.Tensor
 
@@ -54,7 +60,7 @@ class Rule:
     stabilizer: float | None = field(default=None, kw_only=True)
     zero_bias: bool | None = field(default=None, kw_only=True)
 
-    def bind(self, options: dict[str, Any]) -> Rule:
+    def bind(self, options: dict[str, Any]) -> Self:
         """A copy with every ``None`` field set from ``options``."""
         unset = [f.name for f in fields(self) if getattr(self, f.name) is None and f.name in options]
         return replace(self, **{k: options[k] for k in unset})
@@ -177,12 +183,12 @@ class ZBox(Rule):
     ``None`` bounds: the model's normalization of [0, 1] pixels (a cnnlens Classifier) or the ``bounds`` option."""
 
     name: ClassVar[str] = "zbox"
-    low: Any = None
-    high: Any = None
+    low: Bound | None = None
+    high: Bound | None = None
 
-    def bind(self, options: dict[str, Any]) -> Rule:
+    def bind(self, options: dict[str, Any]) -> Self:
         bound = super().bind(options)
-        if bound.low is None or bound.high is None:  # type: ignore[attr-defined]
+        if bound.low is None or bound.high is None:
             box = options.get("box")
             if box is None:
                 raise CnnlensError(
@@ -242,22 +248,24 @@ class Pass(Rule):
         return r
 
 
-def _split_by_sign(layer: LinearCall, x: T, r: T, w_pos_in: T, w_neg_in: T, b: T | None, divide: Any) -> T:
+def _split_by_sign(
+    layer: LinearCall, x: T, r: T, w_pos_in: T, w_neg_in: T, b: T | None, divide: Callable[[T, T], T]
+) -> T:
     """Relevance ``r`` shared over the contributions ``x+ w_pos_in + x- w_neg_in (+ b)``, in proportion."""
     has_neg = bool((x < 0).any())
     xp = x.clamp(min=0) if has_neg else x
+    xn = x.clamp(max=0) if has_neg else None
     z = layer.forward(xp, w_pos_in, b)
-    if has_neg:
-        xn = x.clamp(max=0)
+    if xn is not None:
         z = z + layer.forward(xn, w_neg_in)
     s = divide(r, z)
     out = xp * layer.transpose(s, x, w_pos_in)
-    if has_neg:
+    if xn is not None:
         out = out + xn * layer.transpose(s, x, w_neg_in)
     return out
 
 
-def _box(bound: Any, x: T) -> T:
+def _box(bound: Bound | None, x: T) -> T:
     t = torch.as_tensor(bound, dtype=x.dtype, device=x.device)
     if t.dim() == 1 and x.dim() > 2:  # one value per channel
         t = t.view(1, -1, *[1] * (x.dim() - 2))
