@@ -115,21 +115,24 @@ def load(src: Path) -> dict[str, Module]:
     return modules
 
 
+def _foreign_private(dotted: str, module: Module, modules: dict[str, Module]) -> bool:
+    """Is the last part of ``dotted`` private and owned by a room other than ``module``'s?"""
+    last = dotted.rsplit(".", 1)[-1]
+    return _private(last) and room_of(dotted, modules) != module.room and dotted not in ALLOWED_ROOT_MODULES
+
+
 def private_imports(modules: dict[str, Module]) -> Iterator[tuple[Module, int, str]]:
     """Rule a: ``_``-prefixed modules or names of another room."""
     for module in modules.values():
         for imp in module.imports:
             parts = imp.module.split(".")
-            for i in range(1, len(parts)):
-                owner = ".".join(parts[: i + 1])
-                if _private(parts[i]) and room_of(owner, modules) != module.room and owner not in ALLOWED_ROOT_MODULES:
-                    yield module, imp.line, f"imports private module {owner} of another package"
-                    break
-            else:
-                for name in imp.names:
-                    owner = f"{imp.module}.{name}"
-                    if _private(name) and room_of(owner, modules) != module.room and owner not in ALLOWED_ROOT_MODULES:
-                        yield module, imp.line, f"imports private name {name} from {imp.module} of another package"
+            prefixes = [".".join(parts[: i + 1]) for i in range(1, len(parts))]
+            private = [p for p in prefixes if _foreign_private(p, module, modules)]
+            if private:
+                yield module, imp.line, f"imports private module {private[0]} of another package"
+            for name in imp.names:
+                if _foreign_private(f"{imp.module}.{name}", module, modules):
+                    yield module, imp.line, f"imports private name {name} from {imp.module} of another package"
 
 
 def _defined_names(module: Module) -> set[str]:
