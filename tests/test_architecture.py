@@ -96,6 +96,18 @@ def test_a_package_import_is_an_import_of_its_init(tmp_path: Path) -> None:
     assert fake(tmp_path, files) == ["import circle: cnnlens.data.d -> cnnlens.viz -> cnnlens.viz.a -> cnnlens.data.d"]
 
 
+def test_importing_a_module_of_a_package_runs_the_package_first(tmp_path: Path) -> None:
+    files = {
+        "engine/__init__.py": "from .back import x\n",
+        "engine/back.py": "from ..attribution.modes import y\nx = 1\n",
+        "attribution/__init__.py": "from ..engine import x\n",
+        "attribution/modes.py": "y = 1\n",
+    }
+    assert fake(tmp_path, files) == [
+        "import circle: cnnlens.attribution -> cnnlens.engine -> cnnlens.engine.back -> cnnlens.attribution"
+    ]
+
+
 def test_type_checking_imports_and_submodules_of_a_running_package_make_no_circle(tmp_path: Path) -> None:
     files = {
         "viz/__init__.py": "from . import a\n",

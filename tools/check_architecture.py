@@ -172,16 +172,20 @@ def private_attributes(modules: dict[str, Module]) -> Iterator[tuple[Module, int
 
 
 def import_graph(modules: dict[str, Module]) -> dict[str, dict[str, int]]:
-    """module -> {imported module: first line}. ``from pkg import sub`` imports ``pkg.sub``, and ``pkg`` too
-    unless ``pkg`` is a package the importer is inside (it is running already)."""
+    """module -> {imported module: first line}. Importing ``a.b.c`` imports the packages ``a`` and ``a.b`` first,
+    save those the importer is inside (they are running already); ``from pkg import sub`` imports ``pkg.sub``, and
+    ``pkg`` itself unless the importer is inside it and takes only submodules from it."""
     graph: dict[str, dict[str, int]] = {name: {} for name in modules}
     for module in modules.values():
         for imp in module.imports:
             if imp.type_checking:
                 continue
             subs = [f"{imp.module}.{name}" for name in imp.names if f"{imp.module}.{name}" in modules]
-            inside = module.name.startswith(imp.module + ".")
-            targets = subs if inside and len(subs) == len(imp.names) else [imp.module, *subs]
+            parts = imp.module.split(".")
+            parents = [".".join(parts[:i]) for i in range(1, len(parts))]
+            targets = [p for p in parents if not module.name.startswith(p + ".")] + subs
+            if not module.name.startswith(imp.module + ".") or len(subs) < len(imp.names):
+                targets.append(imp.module)  # its names come from its __init__, which may still be running
             for target in targets:
                 if target in modules and target != module.name:
                     graph[module.name].setdefault(target, imp.line)

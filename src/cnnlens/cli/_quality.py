@@ -9,7 +9,7 @@ from typing import Any
 from ..core.errors import CnnlensError
 from ..core.files import output_folder, write_json, write_text
 from ._catalog import load
-from ._data import read_image
+from ._data_flags import read_image
 from ._explain import method_options
 from ._model_flags import (
     add_model_options,
@@ -27,9 +27,9 @@ from ._model_flags import (
 
 def _default_metrics() -> dict[str, dict[str, Any]]:
     """The scorecard's default metrics and settings, those registered (what ``scorecard(metrics=None)`` uses)."""
-    from ..quality._scorecard import _metric_specs
+    from ..quality import scorecard_metrics
 
-    return _metric_specs(None)
+    return scorecard_metrics(None)
 
 
 def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[str, Any]]:

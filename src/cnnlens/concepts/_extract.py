@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from ..core.errors import CnnlensError, say
 from ..core.model_guard import frozen
 from ..core.progress import honours_progress, progress_bar
-from ..models import Classifier, Cut, cut_at
-from ..models._layers import _as_module
+from ..models import Classifier, Cut, as_module, cut_at
 from ._factor import Factorization, activations, crop_boxes, crops, factorize, rows
 from ._importance import deletion_masks, image_importance, masked_scores
 from ._inputs import choose_layer, class_images, class_index
@@ -105,7 +104,7 @@ class Concepts:
         if sorted(order.tolist()) != list(range(self.n_concepts)):
             raise CnnlensError(f"order must list each of the {self.n_concepts} concepts once; got {order.tolist()}.")
         masks = deletion_masks(order, self.n_concepts)
-        module = _as_module(self.model)
+        module = as_module(self.model)
         cut = cut_at(module, self.layer)
         with frozen(module):
             _, states = activations(cut, self.inputs, self.rectified, 64, "concept deletion")
@@ -154,7 +153,7 @@ def extract(
     Returns :class:`Concepts`; the model is left as it was. Raises ``CnnlensError`` for a class without images in
     the data, fewer than 2 images, a layer whose negative outputs matter, or more concepts than channels.
     """
-    module = _as_module(model)
+    module = as_module(model)
     index, name = class_index(model, class_, data)
     if int(n_concepts) < 1:
         raise CnnlensError(f"{say('n_concepts', '--concepts')} must be at least 1; got {n_concepts}.")
@@ -264,4 +263,4 @@ def _reordered(nmf: Any, order: np.ndarray) -> Any:
 
 def cut_for(concepts: Concepts) -> Cut:
     """The model of ``concepts`` cut at its layer."""
-    return cut_at(_as_module(concepts.model), concepts.layer)
+    return cut_at(as_module(concepts.model), concepts.layer)

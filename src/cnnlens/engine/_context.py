@@ -28,9 +28,7 @@ from torch import nn
 from ..core.errors import CnnlensError, say
 from ..core.hooks import capture
 from ..core.progress import checkpoint
-from ..models import Cut, State, cut_at, get_layer
-from ..models._layers import probed_last_conv
-from ..models._outputs import describe as describe_output
+from ..models import Cut, State, cut_at, describe_output, get_layer, probed_last_conv
 from ._backward import Differentiation
 from ._layer_view import LayerAxis
 from ._memory import auto_batch_size, is_out_of_memory

@@ -17,8 +17,11 @@ from ._notes import (
     topk_overlap,
 )
 from ._photos import photo_report
+from ._source import Computed as Computed
+from ._story import as_classifier as as_classifier
 from ._story import model_report
 
+# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = [
     "Report",
     "Section",

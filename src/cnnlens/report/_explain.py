@@ -196,7 +196,7 @@ def scorecard_section(
     over the images and seeds (`best_note`)."""
     if explained.get("x") is None:
         return [], None, {}
-    from ..quality._scorecard import COST
+    from ..quality import COST
 
     source = source or Computed()
     seeds = max(1, int(seeds)) if computes(source) else 1

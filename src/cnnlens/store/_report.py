@@ -7,14 +7,16 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.errors import CnnlensError, CnnlensWarning, say
-from ..report._source import Computed
-from ._reader import Store
+from ..report import Computed
 from ._settings import data_fingerprint, dataset_ids, model_fingerprint
+
+if TYPE_CHECKING:
+    from ._reader import Store
 
 
 class Stored(Computed):
@@ -72,8 +74,7 @@ class Stored(Computed):
         self, classifier: Any, x: Any, ev: Any, rows: list[int], targets: list[int],
         methods: dict[str, dict[str, Any]], metrics: Any, batch_size: int | None, seed: int, progress: bool,
     ) -> Any:  # fmt: skip
-        from ..quality import Scorecard, get_metric
-        from ..quality._scorecard import COST
+        from ..quality import COST, Scorecard, get_metric
 
         columns = [*self.store.metrics, *COST]
         per_image: dict[tuple[str, str], list[float]] = {}
@@ -107,7 +108,7 @@ def open_model(store: Store, model: Any) -> Any:
         model = load_model(spec["source"], spec=spec.get("arch"), class_names=spec.get("classes"))
         if spec.get("preprocessing") is not None:
             model.preprocessing = Preprocessing(**spec["preprocessing"])
-    from ..report._story import as_classifier
+    from ..report import as_classifier
 
     classifier = as_classifier(model)
     if model_fingerprint(classifier.module) != spec["fingerprint"]:
@@ -156,7 +157,7 @@ def store_report(
     """`cnnlens.report.model_report` of the store's model and data set with the store's maps and scores."""
     import warnings
 
-    from .. import get_method
+    from ..attribution import get_method
     from ..report import model_report
 
     if not store.complete:
