@@ -1,9 +1,9 @@
-"""Explanations computed on demand, shown at once and stored behind: one writer thread stores them in order, with
-the store's guarantees (`write_more`: under its lock, each file atomically, the rows last), while the pages read
-them from memory (`Store.with_unstored`). A result leaves memory once the store holds it (the pages' reader is read again first), so a
-page sees it either here or in the store, never both, never neither. `flush` waits for the writes (the app's
-shutdown calls it); a crash loses at most the results not yet stored, which a later request computes again. A
-failing write is logged and said on the computation's line, and the result is dropped (asked again, it is
+"""Explanations computed on demand, shown at once and stored behind: one writer thread stores them in order, with the
+store's guarantees (`Store.write_added`: under its lock, each file atomically, the rows last), while the pages read
+them from memory (`Store.with_unstored`). A result leaves memory once the store holds it (the pages' reader is read
+again first), so a page sees it either here or in the store, never both, never neither. `flush` waits for the writes
+(the app's shutdown calls it); a crash loses at most the results not yet stored, which a later request computes
+again. A failing write is logged and said on the computation's line, and the result is dropped (asked again, it is
 computed again)."""
 
 from __future__ import annotations
@@ -76,8 +76,6 @@ class Pending:
         return done.wait(timeout)
 
     def _write_all(self) -> None:
-        from ..store import write_more
-
         while True:
             item = self._queue.get()
             if isinstance(item, threading.Event):
@@ -85,7 +83,7 @@ class Pending:
                 continue
             job = item.job
             try:
-                write_more(self._store(), item.label, item.method, item.options, item.computed)
+                self._store().write_added(item.label, item.method, item.options, item.computed)
             except Exception as err:  # noqa: BLE001 - reported on the computation's line and in the log
                 reason = " ".join(str(err).split()) if isinstance(err, CnnlensError) else f"{type(err).__name__}: {err}"
                 log.error("storing %s failed: %s", item.label, reason, exc_info=not isinstance(err, CnnlensError))

@@ -5,7 +5,6 @@ machine or on Ray. `run` writes a store, `open_store` reads it back."""
 from ._added import choose_label as choose_label
 from ._added import compute_more as compute_more
 from ._added import full_options as full_options
-from ._added import write_more as write_more
 from ._kinds import kind_of as kind_of
 from ._kinds import target_class as target_class
 from ._reader import Store, open_store

@@ -75,7 +75,24 @@ class MixedMaps:
 Unstored = tuple[list[dict[str, Any]], dict[tuple[str, str], tuple[dict[int, np.ndarray], dict[str, Any]]], dict]
 
 
-def unstored_rows(results: Iterable[Any], held: Any) -> Unstored:
+def unstored_view(store: Any, results: Iterable[Any]) -> Any:
+    """See `Store.with_unstored`."""
+    import pyarrow as pa
+
+    rows, maps, specs = _unstored_rows(results, store._explained)
+    if not rows:
+        return store
+    shown = store.copy()
+    added = {**(store.manifest.get("added") or {})}
+    added.update({k: v for k, v in specs.items() if k not in store.manifest["methods"] and k not in added})
+    shown.manifest = {**store.manifest, "added": added}
+    table = pa.Table.from_pylist(rows, schema=store.explanations.schema)
+    shown.explanations = pa.concat_tables([store.explanations, table])
+    shown._unstored = maps
+    return shown
+
+
+def _unstored_rows(results: Iterable[Any], held: Any) -> Unstored:
     """(rows, (label, kind) -> (position -> map, the maps' attributes), label -> ``{"method", "options"}``) of
     ``results`` (see `Store.with_unstored`), rows whose (position, label, kind) is ``held`` left out."""
     rows, maps, meta, specs = [], {}, {}, {}

@@ -13,7 +13,7 @@ import numpy as np
 from ..core.errors import CnnlensError, say, unknown_name
 from ._kinds import ADDED, Added, added_rows, kinds
 from ._layout import EXPLANATIONS, IMAGES, MAPS, PART, explanations_schema, images_schema, read_manifest
-from ._parts import MixedMaps, Parts, concat, unstored_rows
+from ._parts import MixedMaps, Parts, concat, unstored_view
 from ._settings import FORMAT
 
 _SHARED = ("_opened", "_parts")
@@ -58,19 +58,14 @@ class Store:
         and ``computed`` parts of an addition (`explain`): its rows join ``explanations``, a new label joins
         ``added``, its maps are read from memory. Rows this store holds already are left out; with none left, the
         store itself is returned."""
-        import pyarrow as pa
+        return unstored_view(self, results)
 
-        rows, maps, specs = unstored_rows(results, self._explained)
-        if not rows:
-            return self
-        shown = self.copy()
-        added = {**(self.manifest.get("added") or {})}
-        added.update({k: v for k, v in specs.items() if k not in self.manifest["methods"] and k not in added})
-        shown.manifest = {**self.manifest, "added": added}
-        table = pa.Table.from_pylist(rows, schema=self.explanations.schema)
-        shown.explanations = pa.concat_tables([self.explanations, table])
-        shown._unstored = maps
-        return shown
+    def write_added(self, label: str, method: str, options: dict[str, Any], computed: list[dict[str, Any]]) -> None:
+        """Write an addition computed before (the second half of `explain`, which the app runs in its writer
+        thread): under the store's lock, the maps, then the rows that commit them."""
+        from ._added import write_more
+
+        write_more(self, label, method, options, computed)
 
     def refresh(self) -> Store:
         """Read the store again from disk: shards a run finished and explanations added since (returns itself)."""
