@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from ..core.errors import CnnlensError, say
 from ..core.model_guard import frozen
 from ..core.progress import honours_progress, progress_bar
-from ..models import Classifier, Cut, as_module, cut_at
+from ..models import Classifier, Cut, cut_at
+from ..models import as_module as _as_module
 from ._factor import Factorization, activations, crop_boxes, crops, factorize, rows
 from ._importance import deletion_masks, image_importance, masked_scores
 from ._inputs import choose_layer, class_images, class_index
@@ -104,7 +105,7 @@ class Concepts:
         if sorted(order.tolist()) != list(range(self.n_concepts)):
             raise CnnlensError(f"order must list each of the {self.n_concepts} concepts once; got {order.tolist()}.")
         masks = deletion_masks(order, self.n_concepts)
-        module = as_module(self.model)
+        module = _as_module(self.model)
         cut = cut_at(module, self.layer)
         with frozen(module):
             _, states = activations(cut, self.inputs, self.rectified, 64, "concept deletion")
@@ -153,7 +154,7 @@ def extract(
     Returns :class:`Concepts`; the model is left as it was. Raises ``CnnlensError`` for a class without images in
     the data, fewer than 2 images, a layer whose negative outputs matter, or more concepts than channels.
     """
-    module = as_module(model)
+    module = _as_module(model)
     index, name = class_index(model, class_, data)
     if int(n_concepts) < 1:
         raise CnnlensError(f"{say('n_concepts', '--concepts')} must be at least 1; got {n_concepts}.")
@@ -263,4 +264,4 @@ def _reordered(nmf: Any, order: np.ndarray) -> Any:
 
 def cut_for(concepts: Concepts) -> Cut:
     """The model of ``concepts`` cut at its layer."""
-    return cut_at(as_module(concepts.model), concepts.layer)
+    return cut_at(_as_module(concepts.model), concepts.layer)

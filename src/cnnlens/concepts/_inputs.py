@@ -17,7 +17,8 @@ from torch import nn
 
 from ..core.errors import CnnlensError, say
 from ..core.model_guard import frozen, model_device
-from ..models import Classifier, as_module, cut_at, get_layer
+from ..models import Classifier, cut_at, get_layer
+from ..models import as_module as _as_module
 
 T = torch.Tensor
 
@@ -50,7 +51,7 @@ def as_batch(model: Any, images: Any) -> T:
             raise CnnlensError(
                 f"expected a (N, C, H, W) float tensor of model input; got {x.dtype} of shape {tuple(x.shape)}."
             )
-        return x.to(model_device(as_module(model)) or "cpu")
+        return x.to(model_device(_as_module(model)) or "cpu")
     if isinstance(model, Classifier):
         if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[-1] not in (3, 4):
             images = list(images)  # (N, H, W) grayscale arrays
@@ -140,7 +141,7 @@ def spatial_layers(module: nn.Module, x: T) -> list[tuple[str, float]]:
 
 def choose_layer(model: Any, x: T, layer: str | None) -> ConceptLayer:
     """The layer to use (``layer``, or the default), checked on inputs ``x``; see the module docstring."""
-    module = as_module(model)
+    module = _as_module(model)
     candidates = spatial_layers(module, x[:8])
     if not candidates:
         raise CnnlensError("the model has no layer with a spatial output that runs once; concepts need one.")

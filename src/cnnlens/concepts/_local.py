@@ -10,7 +10,7 @@ import torch
 
 from ..core.errors import CnnlensError
 from ..core.model_guard import frozen
-from ..models import as_module
+from ..models import as_module as _as_module
 from ._extract import Concepts, cut_for, upsample
 from ._factor import activations
 from ._importance import image_importance
@@ -73,7 +73,7 @@ def explain_image(concepts: Concepts, image: Any) -> ImageConcepts:
     x = as_batch(concepts.model, image)
     if len(x) != 1:
         raise CnnlensError(f"explain_image takes one image; got {len(x)}.")
-    module = as_module(concepts.model)
+    module = _as_module(concepts.model)
     cut = cut_for(concepts)
     with frozen(module):
         a, state = activations(cut, x, concepts.rectified, 1, "image activations")

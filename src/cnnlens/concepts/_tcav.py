@@ -25,7 +25,8 @@ from sklearn.linear_model import LogisticRegression
 from ..core.errors import CnnlensError
 from ..core.model_guard import frozen
 from ..core.progress import honours_progress, progress_bar
-from ..models import Classifier, as_module, cut_at
+from ..models import Classifier, cut_at
+from ..models import as_module as _as_module
 from ._inputs import as_batch, choose_layer, class_images, class_index
 
 T = torch.Tensor
@@ -94,7 +95,7 @@ def tcav(
     Returns :class:`TCAV`. Raises ``CnnlensError`` for fewer than 2 concept images, a random pool smaller than the
     concept set, fewer than 2 runs, or a class without images.
     """
-    module = as_module(model)
+    module = _as_module(model)
     index, class_name = class_index(model, class_, data)
     if int(runs) < 2:
         raise CnnlensError(f"runs must be at least 2 for a t-test; got {runs}.")

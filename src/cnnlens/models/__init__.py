@@ -11,7 +11,7 @@ from cnnlens.models._layers import get_layer, last_conv_layer, layer_names
 from cnnlens.models._layers import probed_last_conv as probed_last_conv
 from cnnlens.models._loading import load_model
 from cnnlens.models._outputs import SelectOutput
-from cnnlens.models._outputs import describe_output as describe_output
+from cnnlens.models._outputs import describe as describe_output  # noqa: F401 - what the engine reports
 
 # Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = [

@@ -34,11 +34,11 @@ class SelectOutput(nn.Module):
             return out[self.key]
         except (KeyError, IndexError, TypeError) as err:
             raise CnnlensError(
-                f"the model's output ({type(out).__name__}) has no entry {self.key!r}; {describe_output(out)}"
+                f"the model's output ({type(out).__name__}) has no entry {self.key!r}; {describe(out)}"
             ) from err
 
 
-def describe_output(out: Any) -> str:
+def describe(out: Any) -> str:
     """What a model's output holds, and which ``SelectOutput`` key gives the logits (a 2-D tensor)."""
     if isinstance(out, dict):
         keys = list(out)

@@ -5,10 +5,13 @@ curve metrics, one curve) per image. ``method`` is a registry name, a ``Method``
 callable ``(model, inputs, target) -> attributions``.
 """
 
-from ._base import Explainer, Metric, MetricRun, Score
-from ._base import MethodSpec as MethodSpec
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.errors import CnnlensError
+from ._base import Explainer, MethodSpec, Metric, MetricRun, Score
 from ._registry import MetricInfo, get_metric, metric_table, metrics, register_metric
-from ._score import score
 from ._scorecard import COST as COST
 from ._scorecard import DEFAULT_METRICS as DEFAULT_METRICS
 from ._scorecard import Scorecard, scorecard
@@ -33,3 +36,47 @@ __all__ = [
     "score",
     "scorecard",
 ]
+
+
+def score(
+    metric: str | Metric | type[Metric],
+    model: Any,
+    inputs: Any,
+    method: MethodSpec,
+    *,
+    target: Any = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    method_options: dict[str, Any] | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Score:
+    """Score ``method``'s explanations of ``inputs`` with one registered metric.
+
+    ``target``: ``None`` (predicted class), an int or one int per image. ``progress``: progress bars on stderr
+    for long runs. ``options``: the metric's own (see
+    ``cnnlens.quality.metrics()``); ``method_options``: passed to the method when the metric runs it.
+    """
+    if isinstance(metric, Metric):
+        if options:
+            raise CnnlensError("give options when constructing the metric object, not to score()")
+        instance = metric
+    elif isinstance(metric, str):
+        instance = get_metric(metric)(**options)
+    elif isinstance(metric, type) and issubclass(metric, Metric):
+        instance = metric(**options)
+    else:
+        raise CnnlensError(
+            f"metric must be a metric name (see cnnlens.quality.metrics()), a Metric class or a Metric; "
+            f"got {type(metric).__name__}"
+        )
+    return instance(
+        model,
+        inputs,
+        method,
+        target=target,
+        batch_size=batch_size,
+        seed=seed,
+        method_options=method_options,
+        progress=progress,
+    )

@@ -260,20 +260,9 @@ def _score(
     metric: str, model: Any, x: Any, method: Any, target: Any, batch_size: int | None, seed: int,
     method_opts: dict[str, Any], metric_opts: dict[str, Any], progress: bool = True,
 ) -> Score:  # fmt: skip
-    from ._score import score
-
     given = None if isinstance(method, Explanation) else method_opts
-    return score(
-        metric,
-        model,
-        x,
-        method,
-        target=target,
-        batch_size=batch_size,
-        seed=seed,
-        method_options=given,
-        progress=progress,
-        **metric_opts,
+    return get_metric(metric)(**metric_opts)(  # as `score` runs a metric named by the registry
+        model, x, method, target=target, batch_size=batch_size, seed=seed, method_options=given, progress=progress
     )
 
 
