@@ -48,7 +48,6 @@ class Module:
     tree: ast.Module
     imports: list[Import] = field(default_factory=list)
     nodes: list[ast.AST] = field(default_factory=list)  # every node of the tree, walked once
-
     room: str = ""
 
 
