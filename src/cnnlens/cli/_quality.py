@@ -34,7 +34,7 @@ def _default_metrics() -> dict[str, dict[str, Any]]:
 
 def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[str, Any]]:
     """Chosen metrics (``None``: the defaults) -> options, with ``--metric-set metric.key=value`` applied and checked."""
-    from ..quality import get_metric
+    from ..quality import get_metric, metric_choices
 
     if names is None:
         options = _default_metrics()
@@ -65,7 +65,7 @@ def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[
         options[metric][key] = params[key].parse(text)
     for name, opts in options.items():
         try:
-            get_metric(name)(**opts)  # bad values fail here, before the model is loaded
+            metric_choices({name: opts})  # bad values fail here, before the model is loaded
         except CnnlensError as e:
             raise CnnlensError(f"--metric-set for {name}: {e}") from e
     return options
