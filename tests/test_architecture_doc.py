@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "cnnlens"
 DOC = ROOT / "docs" / "ARCHITECTURE.md"
+sys.path.insert(0, str(ROOT / "tools"))
+
+import check_architecture as check  # noqa: E402
 
 
 def _table() -> dict[str, set[str]]:
@@ -29,32 +32,22 @@ def _layers() -> list[list[str]]:
     return [[w.removesuffix(".py") for w in re.findall(r"[a-z_]+(?:\.py)?", line)] for line in block[1].splitlines()]
 
 
-def _room(module: str) -> str:
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "cnnlens"
-
-
 def _imported_rooms() -> dict[str, set[str]]:
-    """room -> the other rooms its modules import (any import statement, also inside functions)."""
+    """room -> the other rooms its modules import when they run (imports for type checking only aside); the root
+    is ``"cnnlens"``, and ``_version`` (the version string, read by any room) is left out."""
+    modules = check.load(ROOT / "src")
     edges: dict[str, set[str]] = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-        package = parts if parts[-1] == "__init__" else parts[:-1]
-        package = [p for p in package if p != "__init__"]
-        module = ".".join(parts)
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets: list[str] = []
-            if isinstance(node, ast.ImportFrom):
-                base = package[: len(package) - node.level + 1] if node.level else []
-                target = ".".join([*base, node.module] if node.module else base)
-                targets = [target] if target.split(".")[0] == "cnnlens" else []
-                if target == "cnnlens":  # `from .. import x`: x is a room or a name of the root
-                    targets = [f"cnnlens.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names if a.name.split(".")[0] == "cnnlens"]
+    for module in modules.values():
+        for imp in module.imports:
+            if imp.type_checking:
+                continue
+            targets = [imp.module]
+            if imp.module == "cnnlens":  # `from .. import x`: x is a room or a name of the root
+                targets = [f"cnnlens.{name}" for name in imp.names]
             for target in targets:
-                if _room(target) not in (_room(module), "_version"):  # the version string: any room may read it
-                    edges.setdefault(_room(module), set()).add(_room(target))
+                room = check.room_of(target, modules) or target.split(".")[1]
+                if room not in (module.room, "_version"):
+                    edges.setdefault(module.room or "cnnlens", set()).add(room)
     return edges
 
 

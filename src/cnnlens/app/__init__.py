@@ -6,6 +6,8 @@ side by side and any registered method computed on demand, and the confused pair
 pages, styles and scripts ship inside the package (nothing is fetched from the network).
 """
 
+from ._fill import start_predictions as start_predictions
 from ._serve import create_app, running, serve
 
+# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = ["create_app", "running", "serve"]

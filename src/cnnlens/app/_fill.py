@@ -19,7 +19,7 @@ def start_predictions(
     """Start predicting ``dataset`` into the store ``out`` (created, or resumed: a store of other settings is
     refused) as the app's first computation, and return the `Jobs` that runs it once the store exists (its
     manifest written or checked). Raises the run's ``CnnlensError`` if it fails before that."""
-    from ..store._run import Sources, run_loaded
+    from ..store import Sources, run_loaded
 
     jobs = Jobs(max_passes)
     ready = threading.Event()

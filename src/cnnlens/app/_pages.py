@@ -191,7 +191,7 @@ def grid(store: Any, query: Mapping[str, str]) -> dict[str, Any]:
 
 def image(store: Any, image_id: str, explains: str | int) -> dict[str, Any]:
     """One image: its row, top classes, and per stored method the explanation of the class asked for (if any)."""
-    from ..store._kinds import target_class
+    from ..store import target_class
 
     row = store.row(image_id)
     classes = store.classes
@@ -237,9 +237,7 @@ def pair(store: Any, query: Mapping[str, str]) -> dict[str, Any]:
 def method_choices() -> list[tuple[str, list[dict[str, Any]]]]:
     """Every registered method by category, with its options as the explain form shows them (text as ``--set``
     takes it)."""
-    from ..attribution import methods
-    from ..attribution._baselines import NAMES
-    from ..attribution._smooth import SMOOTH_OPTIONS
+    from ..attribution import BASELINE_NAMES, SMOOTH_OPTIONS, methods
 
     def shown(value: Any) -> str:
         return value if isinstance(value, str) else repr(value)
@@ -249,7 +247,7 @@ def method_choices() -> list[tuple[str, list[dict[str, Any]]]]:
         options = {**info.options, **SMOOTH_OPTIONS}
         fields = [{"name": k, "default": shown(o.default), "rule": o.rule, "help": o.help} for k, o in options.items()]
         if info.needs_baseline:
-            fields.insert(0, {"name": "baseline", "default": "", "rule": "one of " + ", ".join(NAMES),
+            fields.insert(0, {"name": "baseline", "default": "", "rule": "one of " + ", ".join(BASELINE_NAMES),
                               "help": "the reference input (empty: the method's default)"})  # fmt: skip
         out.append({"name": info.name, "category": info.category, "summary": info.summary, "options": fields})
     return [(c, [m for m in out if m["category"] == c]) for c in dict.fromkeys(m["category"] for m in out)]
@@ -257,9 +255,8 @@ def method_choices() -> list[tuple[str, list[dict[str, Any]]]]:
 
 def parse_options(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """Option texts from the form -> values, as ``--set`` parses them; checked by the registry."""
-    from ..attribution import get_method
-    from ..attribution._smooth import SMOOTH_OPTIONS
-    from ..store._added import full_options
+    from ..attribution import SMOOTH_OPTIONS, get_method
+    from ..store import full_options
 
     declared = {**get_method(method).params, **SMOOTH_OPTIONS}
     values: dict[str, Any] = {}

@@ -215,8 +215,7 @@ class Pages:
     def _start(self, asked: dict[str, Any]) -> dict[str, Any]:
         """Check what was asked, then start the computation (or say where the stored one is)."""
         from ..attribution import get_method
-        from ..store._added import choose_label, full_options
-        from ..store._kinds import kind_of, target_class
+        from ..store import choose_label, full_options, kind_of, target_class
 
         store = self.state.store
         image_id, method, label = asked.get("id"), asked.get("method"), asked.get("label")
@@ -254,7 +253,7 @@ class Pages:
             self.state.model()
             if self.state.dataset() is None:
                 raise CnnlensError(self.state.data_problem or "the data set cannot be opened")
-            from ..store._added import compute_more
+            from ..store import compute_more
 
             # shown at once from memory, stored behind by the app's writer (see _pending.py)
             added, options, computed = compute_more(

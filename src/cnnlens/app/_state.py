@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.errors import CnnlensError
 from ._jobs import Jobs
-from ._pending import Pending, with_pending
+from ._pending import Pending
 
 DEFAULT_MAX_PASSES = 100_000
 """The app's size limit: most model inputs one on-demand computation may evaluate (``--max-passes``)."""
@@ -102,7 +102,7 @@ class AppState:
         disk = self._disk()
         shown = self._shown
         if shown is None or shown[0] is not disk or shown[1] != generation:
-            shown = (disk, generation, with_pending(disk, results))
+            shown = (disk, generation, disk.with_unstored(results))
             self._shown = shown
         return shown[2]
 
@@ -115,12 +115,12 @@ class AppState:
     # ---- model, data, photos -------------------------------------------------------------------------------------
     def model(self) -> Any:
         with self._open_lock:
-            return self.store.model(self.given["model"]) if "model" not in self.store._opened else self.store.model()
+            return self.store.model(self.given["model"]) if not self.store.has_opened("model") else self.store.model()
 
     def dataset(self) -> Any | None:
         """The store's data set, or None when it cannot be opened (``data_problem`` says why)."""
         with self._open_lock:
-            if "data" in self.store._opened:
+            if self.store.has_opened("data"):
                 return self.store.dataset()
             if self.data_problem is not None:
                 return None

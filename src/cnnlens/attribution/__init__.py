@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import CnnlensError
 from ..engine import Target
 from ._base import Explanation, Method
+from ._base import check_inputs as check_inputs
+from ._base import check_run_options as check_run_options
+from ._base import unwrap as unwrap
+from ._baselines import BASELINE_NAMES as BASELINE_NAMES
+from ._baselines import single_baseline as single_baseline
+from ._registry import CATEGORIES as CATEGORIES
 from ._registry import MethodInfo, get_method, method_table, methods, register
+from ._smooth import SMOOTH_OPTIONS as SMOOTH_OPTIONS
+from ._specs import MethodChoice as MethodChoice
+from ._specs import method_choices as method_choices
+from ._specs import method_items as method_items
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,6 +32,7 @@ if TYPE_CHECKING:
 # The families register their methods on import; the registry itself imports none of them.
 from . import cam, gradient, layer, neuron, perturbation, propagation  # noqa: E402, F401  isort: skip
 
+# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = ["Explanation", "Method", "MethodInfo", "explain", "get_method", "method_table", "methods", "register"]
 
 

@@ -67,7 +67,7 @@ class Explanation(Displayable):
     def plot(self, max_images: int = 6, view: str = "blended", sign: str | None = None) -> Any:
         """A Figure: the first ``max_images`` inputs with this method's map over each and one colour bar
         (``sign``: default ``all`` when the maps have negative values, else ``positive``)."""
-        from ..viz._notebook import explanation_figure
+        from ..viz import explanation_figure
 
         return explanation_figure(self, max_images, view, sign)
 
@@ -156,8 +156,8 @@ class Method:
         progress: bool = True,
     ) -> Explanation:
         start = time.perf_counter()
-        module, preprocessing = _unwrap(model)
-        x = _check_inputs(module, inputs, preprocessing)
+        module, preprocessing = unwrap(model)
+        x = check_inputs(module, inputs, preprocessing)
         check_run_options(batch_size, seed)
         generator = torch.Generator().manual_seed(int(seed))
         neuron = self.explained(target)
@@ -203,7 +203,7 @@ def check_run_options(batch_size: Any, seed: Any) -> None:
         raise CnnlensError(f"seed must be an int; got {seed!r}")
 
 
-def _unwrap(model: Any) -> tuple[nn.Module, Any]:
+def unwrap(model: Any) -> tuple[nn.Module, Any]:
     """(nn.Module, preprocessing or None) from a Classifier or a module."""
     module = getattr(model, "module", None)
     if isinstance(module, nn.Module) and not isinstance(model, nn.Module):
@@ -222,7 +222,7 @@ def _expected_channels(module: nn.Module) -> int | None:
     return None
 
 
-def _check_inputs(module: nn.Module, inputs: Any, preprocessing: Any) -> T:
+def check_inputs(module: nn.Module, inputs: Any, preprocessing: Any) -> T:
     if not isinstance(inputs, torch.Tensor):
         if preprocessing is None:
             raise CnnlensError(

@@ -18,7 +18,7 @@ T = torch.Tensor
 BaselineSpec = None | float | int | str | T | Sequence[None | float | int | str | T]
 
 _COLOURS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
-NAMES = ("zero", "black", "white", "mean", "blur", "noise")
+BASELINE_NAMES = ("zero", "black", "white", "mean", "blur", "noise")
 
 
 def _pixel(preprocessing: Preprocessing | None, name: str, inputs: T) -> T:
@@ -103,7 +103,7 @@ def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Preprocessing 
                     "which fill the segments of their own mask",
                 )
             )
-        raise CnnlensError(f"unknown baseline {spec!r}; use one of {', '.join(NAMES)}, a number or a tensor")
+        raise CnnlensError(f"unknown baseline {spec!r}; use one of {', '.join(BASELINE_NAMES)}, a number or a tensor")
     if isinstance(spec, torch.Tensor):
         b = spec.to(device=inputs.device, dtype=inputs.dtype)
         if b.dim() == inputs.dim() - 1:
@@ -115,7 +115,9 @@ def single_baseline(spec: BaselineSpec, inputs: T, preprocessing: Preprocessing 
                 f"baseline of shape {tuple(spec.shape)} does not fit inputs of shape {tuple(inputs.shape)}; "
                 f"give (C, H, W), (1, C, H, W) or one per input (B, C, H, W)"
             ) from None
-    raise CnnlensError(f"baseline must be None, a number, a name ({', '.join(NAMES)}) or a tensor; got {spec!r}")
+    raise CnnlensError(
+        f"baseline must be None, a number, a name ({', '.join(BASELINE_NAMES)}) or a tensor; got {spec!r}"
+    )
 
 
 def baseline_distribution(spec: BaselineSpec, inputs: T, preprocessing: Preprocessing | None = None) -> T:

@@ -11,8 +11,7 @@ from ..core.errors import CnnlensError, say
 from ..core.model_guard import is_scripted
 from ..core.options import value
 from ..engine import Context
-from ..models import get_layer
-from ..models._layers import probed_last_conv
+from ..models import get_layer, probed_last_conv
 
 LayerSpec: TypeAlias = str | nn.Module | Sequence[str | nn.Module] | None
 """A layer by dotted name or module, a list of them, or ``None`` (the default layer)."""

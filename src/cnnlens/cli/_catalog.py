@@ -17,11 +17,9 @@ CATALOG = Path(__file__).with_name("_catalog.json")
 
 def build() -> dict[str, Any]:
     """The catalog from the live registries (imports torch, matplotlib and every method)."""
-    from ..attribution import method_table, methods
-    from ..attribution._registry import CATEGORIES
+    from ..attribution import CATEGORIES, method_table, methods
     from ..core.options import describe
-    from ..quality import metric_table, metrics
-    from ..quality._scorecard import _metric_specs
+    from ..quality import metric_table, metrics, scorecard_metrics
     from ..viz import SIGNS, VIEWS
 
     def options(info: Any) -> str:  # what `--options` adds below an entry: each option's default, rule, meaning
@@ -34,7 +32,7 @@ def build() -> dict[str, Any]:
         "method_table": method_table(),
         "metrics": [{"name": m.name, "line": str(m), "options": options(m)} for m in metrics()],
         "metric_table": metric_table(),
-        "scorecard_metrics": list(_metric_specs(None)),
+        "scorecard_metrics": list(scorecard_metrics(None)),
         "signs": list(SIGNS),
         "views": list(VIEWS),
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.files import output_folder
-from ._data import DATA_HELP, add_class_map, add_on_error, open_data, read_image
+from ._data_flags import DATA_HELP, add_class_map, add_on_error, open_data, read_image
 from ._model_flags import (
     add_model_options,
     add_run_options,
@@ -22,8 +22,7 @@ def _cmd_concepts(args: argparse.Namespace) -> None:
     check_digits_input(args, [args.data, *args.image], "--data")
     images = [read_image(text) for text in args.image]
     with output_folder(args.out, "concepts", model=model_name(args), data=args.data, class_=args.class_) as folder:
-        from ..concepts import extract
-        from ..concepts._save import save_concepts
+        from ..concepts import extract, save_concepts
 
         classifier = load_classifier(args)
         needs_hooks(classifier, "concepts")

@@ -66,8 +66,7 @@ def method_options(
 ) -> dict[str, dict[str, Any]]:
     """``--set key=value`` goes to every chosen method with that option; ``--set method.key=value`` to one.
     ``given``: options already set per method (``--layer``, ``--neuron``), which ``--set`` may override."""
-    from ..attribution import get_method
-    from ..attribution._smooth import SMOOTH_OPTIONS
+    from ..attribution import SMOOTH_OPTIONS, MethodChoice, get_method
 
     params = {m: {**get_method(m).params, **SMOOTH_OPTIONS} for m in methods}
     options: dict[str, dict[str, Any]] = {m: dict((given or {}).get(m, {})) for m in methods}
@@ -83,7 +82,7 @@ def method_options(
             options[m][key] = params[m][key].parse(text)
     for m, opts in options.items():
         try:
-            get_method(m)(**opts)  # bad values fail here, before the model is loaded
+            MethodChoice(m, m, opts).check()  # bad values fail here, before the model is loaded
         except CnnlensError as e:
             raise CnnlensError(f"--set: {e}") from e
     return options
@@ -110,7 +109,7 @@ def explain_images(
     replaced; other files, symlinks, a concurrent run and two images with one name refused)."""
     import numpy as np
 
-    from .. import explain
+    from ..attribution import explain
     from ..core.progress import progress_bar
     from ..viz import compare_panel
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core.errors import CnnlensError, CnnlensWarning
 from ..core.files import atomic_open, output_folder, write_json
-from ._data import image_sizes, stray_files
+from ._data_flags import image_sizes, stray_files
 from ._model_flags import check_sizes, load_classifier, model_name
 
 TOP_K = 5

@@ -9,7 +9,7 @@ from typing import Any
 from ..core.errors import CnnlensError
 from ..core.files import output_folder, write_json, write_text
 from ._catalog import load
-from ._data import read_image
+from ._data_flags import read_image
 from ._explain import method_options
 from ._model_flags import (
     add_model_options,
@@ -27,14 +27,14 @@ from ._model_flags import (
 
 def _default_metrics() -> dict[str, dict[str, Any]]:
     """The scorecard's default metrics and settings, those registered (what ``scorecard(metrics=None)`` uses)."""
-    from ..quality._scorecard import _metric_specs
+    from ..quality import scorecard_metrics
 
-    return _metric_specs(None)
+    return scorecard_metrics(None)
 
 
 def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[str, Any]]:
     """Chosen metrics (``None``: the defaults) -> options, with ``--metric-set metric.key=value`` applied and checked."""
-    from ..quality import get_metric
+    from ..quality import get_metric, metric_choices
 
     if names is None:
         options = _default_metrics()
@@ -65,7 +65,7 @@ def metric_options(names: list[str] | None, pairs: list[str]) -> dict[str, dict[
         options[metric][key] = params[key].parse(text)
     for name, opts in options.items():
         try:
-            get_metric(name)(**opts)  # bad values fail here, before the model is loaded
+            metric_choices({name: opts})  # bad values fail here, before the model is loaded
         except CnnlensError as e:
             raise CnnlensError(f"--metric-set for {name}: {e}") from e
     return options

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.errors import CnnlensError
 from ..core.files import output_folder
-from ._data import DATA_HELP, add_class_map, add_on_error, open_data
+from ._data_flags import DATA_HELP, add_class_map, add_on_error, open_data
 from ._model_flags import (
     add_model_options,
     add_run_options,

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..core.errors import CnnlensError
-from ._data import DATA_HELP, add_class_map, open_data
+from ._data_flags import DATA_HELP, add_class_map, open_data
 from ._explain import method_options
 from ._model_flags import (
     add_model_options,
@@ -22,7 +22,7 @@ from ._quality import metric_options
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from ..store._run import Sources, run_loaded
+    from ..store import Sources, run_loaded
 
     methods = method_names(args.methods) or []
     options = method_options(methods, args.set)  # names and options are checked before the model is loaded

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from ..core.errors import CnnlensError
-from ._data import DATA_HELP, add_class_map, open_data
+from ._data_flags import DATA_HELP, add_class_map, open_data
 from ._model_flags import (
     DEFAULT_MODEL,
     add_model_options,
@@ -78,8 +78,8 @@ def _cmd_view(args: argparse.Namespace) -> None:
         return
     if args.data is None:
         raise CnnlensError("give a STORE (made by cnnlens run), or --data DATA to predict a data set into a new store")
-    from ..app._fill import start_predictions
-    from ..store._run import Sources
+    from ..app import start_predictions
+    from ..store import Sources
 
     check_digits_input(args, [args.data], "--data")
     classifier = load_classifier(args)

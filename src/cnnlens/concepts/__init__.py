@@ -9,11 +9,15 @@
 * :func:`sobol_total` — the total Sobol indices estimator the importance uses.
 """
 
+from ._extract import MIN_IMAGES as MIN_IMAGES
 from ._extract import Concepts, extract
+from ._inputs import class_index as class_index
 from ._local import ErrorConcepts, ImageConcepts, explain_error, explain_image
+from ._save import save_concepts as save_concepts
 from ._sobol import sobol_total
 from ._tcav import TCAV, tcav
 
+# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = [
     "TCAV",
     "Concepts",

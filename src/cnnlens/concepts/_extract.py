@@ -14,7 +14,7 @@ from ..core.errors import CnnlensError, say
 from ..core.model_guard import frozen
 from ..core.progress import honours_progress, progress_bar
 from ..models import Classifier, Cut, cut_at
-from ..models._layers import _as_module
+from ..models import as_module as _as_module
 from ._factor import Factorization, activations, crop_boxes, crops, factorize, rows
 from ._importance import deletion_masks, image_importance, masked_scores
 from ._inputs import choose_layer, class_images, class_index

@@ -19,7 +19,7 @@ from ..core.errors import CnnlensError, say
 from ..core.hooks import module_calls
 from ..core.model_guard import frozen, model_device
 from ..models import Classifier, cut_at, get_layer
-from ..models._layers import _as_module
+from ..models import as_module as _as_module
 
 T = torch.Tensor
 

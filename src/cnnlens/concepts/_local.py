@@ -10,7 +10,7 @@ import torch
 
 from ..core.errors import CnnlensError
 from ..core.model_guard import frozen
-from ..models._layers import _as_module
+from ..models import as_module as _as_module
 from ._extract import Concepts, cut_for, upsample
 from ._factor import activations
 from ._importance import image_importance

@@ -26,7 +26,7 @@ from ..core.errors import CnnlensError
 from ..core.model_guard import frozen
 from ..core.progress import honours_progress, progress_bar
 from ..models import Classifier, cut_at
-from ..models._layers import _as_module
+from ..models import as_module as _as_module
 from ._inputs import as_batch, choose_layer, class_images, class_index
 
 if TYPE_CHECKING:

@@ -33,8 +33,7 @@ from torch import nn
 
 from ..core.errors import CnnlensError
 from ..core.hooks import capture
-from ..models import State
-from ..models._layers import probed_last_conv
+from ..models import State, probed_last_conv
 from . import _backward, _layer_view
 from ._backward import Backward
 from ._batching import Batching, Rows, Shared

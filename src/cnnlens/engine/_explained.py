@@ -9,8 +9,7 @@ from typing import Any
 import torch
 
 from ..core.errors import CnnlensError
-from ..models import State
-from ..models._outputs import describe as describe_output
+from ..models import State, describe_output
 from ._batching import Batching
 from ._neuron import Neuron
 

@@ -9,7 +9,9 @@ from cnnlens.inside._inspect import (
     top_channels,
 )
 from cnnlens.inside._save import save_inside
+from cnnlens.inside._save import spread_layers as spread_layers
 
+# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = [
     "LayerInfo",
     "LayerSummary",

@@ -11,8 +11,7 @@ from torch import nn
 from cnnlens.core.errors import CnnlensError
 from cnnlens.core.hooks import capture as hooks
 from cnnlens.core.model_guard import frozen, model_device
-from cnnlens.models import Classifier, get_layer
-from cnnlens.models._layers import _as_module as as_module
+from cnnlens.models import Classifier, as_module, get_layer
 
 
 def as_input(model: Classifier | nn.Module, x: Any) -> torch.Tensor:

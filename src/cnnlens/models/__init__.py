@@ -4,10 +4,16 @@ from cnnlens.models._bundled import bundled_models
 from cnnlens.models._classifier import Classifier, Preprocessing
 from cnnlens.models._cut import Cut, State, cut_at
 from cnnlens.models._digits import DigitsCNN, digits_cnn
+from cnnlens.models._graph import Untraceable as Untraceable
+from cnnlens.models._incremental import Incremental as Incremental
+from cnnlens.models._layers import as_module as as_module
 from cnnlens.models._layers import get_layer, last_conv_layer, layer_names
+from cnnlens.models._layers import probed_last_conv as probed_last_conv
 from cnnlens.models._loading import load_model
 from cnnlens.models._outputs import SelectOutput
+from cnnlens.models._outputs import describe as describe_output  # noqa: F401 - what the engine reports
 
+# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = [
     "Classifier",
     "Cut",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from cnnlens.data._classes import imagenet_names
+from cnnlens.data import imagenet_names
 from cnnlens.models._classifier import Classifier, Preprocessing
 
 # TF-Lite EfficientNet-Lite models normalize pixels p in 0..255 as (p - 127) / 128.

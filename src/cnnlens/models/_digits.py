@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from cnnlens.core.errors import CnnlensError, say
 from cnnlens.core.files import write_json
-from cnnlens.data._digits import DIGITS_SIZE, digits
+from cnnlens.data import DIGITS_SIZE, digits
 from cnnlens.models._classifier import Classifier, Preprocessing
 
 DIGITS_PREPROCESSING = Preprocessing(

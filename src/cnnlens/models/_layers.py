@@ -19,7 +19,7 @@ from cnnlens.models._state import state_fingerprint
 _FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _as_module(model: nn.Module | Classifier) -> nn.Module:
+def as_module(model: nn.Module | Classifier) -> nn.Module:
     if isinstance(model, Classifier):
         return model.module
     if isinstance(model, nn.Module):
@@ -29,7 +29,7 @@ def _as_module(model: nn.Module | Classifier) -> nn.Module:
 
 def layer_names(model: nn.Module | Classifier) -> list[str]:
     """Dotted names of all submodules (not the model itself), in definition order."""
-    return [name for name, _ in _as_module(model).named_modules() if name]
+    return [name for name, _ in as_module(model).named_modules() if name]
 
 
 def get_layer(model: nn.Module | Classifier, name_or_module: str | nn.Module) -> nn.Module:
@@ -37,7 +37,7 @@ def get_layer(model: nn.Module | Classifier, name_or_module: str | nn.Module) ->
 
     A module is returned as is after checking that it belongs to the model.
     """
-    root = _as_module(model)
+    root = as_module(model)
     if isinstance(name_or_module, nn.Module):
         if any(m is name_or_module for m in root.modules()):
             return name_or_module
@@ -72,7 +72,7 @@ def last_conv_layer(model: nn.Module | Classifier, input_shape: tuple[int, ...] 
     else ``(1, 3, 224, 224)``) in eval mode; training flags and hooks are restored afterwards. The answer is kept
     per model state and input shape (see :func:`probed_last_conv`).
     """
-    root = _as_module(model)
+    root = as_module(model)
     if input_shape is None:
         prep = model.preprocessing if isinstance(model, Classifier) else None
         input_shape = (1, 3, *prep.input_size) if prep is not None else (1, 3, 224, 224)

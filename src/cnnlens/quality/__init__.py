@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import CnnlensError
 from ._base import Explainer, MethodSpec, Metric, MetricRun, Score
 from ._registry import MetricInfo, get_metric, metric_table, metrics, register_metric
+from ._scorecard import COST as COST
+from ._scorecard import DEFAULT_METRICS as DEFAULT_METRICS
 from ._scorecard import Scorecard, scorecard
+from ._scorecard import scorecard_metrics as scorecard_metrics
+from ._specs import metric_choices as metric_choices
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 # The metric families register their metrics on import; the registry itself imports none of them.
 from . import _curves, _descriptive, _faithfulness, _localisation, _sanity  # noqa: E402, F401  isort: skip
 
+# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = [
     "Explainer",
     "MetricRun",

@@ -14,8 +14,7 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
-from ..attribution import Explanation, Method, explain
-from ..attribution._base import _check_inputs, _unwrap, check_run_options
+from ..attribution import Explanation, Method, check_inputs, check_run_options, explain, unwrap
 from ..core.display import Displayable
 from ..core.errors import CnnlensError
 from ..core.model_checks import explaining
@@ -56,7 +55,7 @@ class Score(Displayable):
 
     def plot(self) -> Any:
         """A Figure: the curves (one per image and their mean) of a curve metric, else the value per image."""
-        from ..viz._notebook import score_figure
+        from ..viz import score_figure
 
         return score_figure(self)
 
@@ -319,8 +318,8 @@ class Metric:
         progress: bool = True,
     ) -> Score:
         start = time.perf_counter()
-        module, preprocessing = _unwrap(model)
-        x = _check_inputs(module, inputs, preprocessing)
+        module, preprocessing = unwrap(model)
+        x = check_inputs(module, inputs, preprocessing)
         _check_run_options(batch_size, seed, method_options)
         if callable(target) and not isinstance(target, torch.Tensor):
             raise CnnlensError("quality metrics need integer targets (an int or one per image), not a callable")

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..attribution.perturbation._incremental import changed_scores, engine, full
+from ..attribution.perturbation import changed_scores, engine, full
 from ..engine import Rows
 from ._base import MetricRun
 

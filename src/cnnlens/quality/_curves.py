@@ -20,8 +20,8 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import splu
 
-from ..attribution._baselines import single_baseline
-from ..attribution.perturbation._incremental import incremental_option
+from ..attribution import single_baseline
+from ..attribution.perturbation import incremental_option
 from ..core.errors import CnnlensError
 from ..core.options import Option, choice, integer, number, value
 from ..engine import Rows

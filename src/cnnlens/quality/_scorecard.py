@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..attribution import Explanation, explain, get_method
-from ..attribution._base import _check_inputs, _unwrap
+from ..attribution import Explanation, check_inputs, explain, method_choices, unwrap
 from ..core.display import Displayable
 from ..core.errors import CnnlensError
 from ..core.files import atomic_open
@@ -22,6 +21,7 @@ from ..core.progress import honours_progress, progress_bar
 from ._base import Score, _check_run_options
 from ._registry import get_metric
 from ._registry import metrics as registered_metrics
+from ._specs import metric_choices
 
 DEFAULT_METRICS: dict[str, dict[str, Any]] = {
     "deletion": {"steps": 10},
@@ -124,7 +124,7 @@ class Scorecard(Displayable):
 
     def plot(self) -> Any:
         """A Figure: one panel per column, each method's mean as a bar, the best one dark."""
-        from ..viz._notebook import scorecard_figure
+        from ..viz import scorecard_figure
 
         return scorecard_figure(self)
 
@@ -167,58 +167,14 @@ class Scorecard(Displayable):
             raise CnnlensError(f"no column {column!r} in this scorecard; it has {', '.join(self.columns)}")
 
 
-def _method_specs(methods: Any, shared: Mapping[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """label -> (registry name, options), checked: unknown names and options raise CnnlensError."""
-    if isinstance(methods, str):
-        methods = [methods]
-    if isinstance(methods, Mapping):
-        items = list(methods.items())
-    elif isinstance(methods, Sequence):
-        items = [(m, {}) for m in methods]
-    else:
-        raise CnnlensError(f"methods must be a list of method names or a mapping name -> options; got {methods!r}")
-    if not items:
-        raise CnnlensError("methods is empty; give at least one method name (see cnnlens.methods())")
-    specs: dict[str, tuple[str, dict[str, Any]]] = {}
-    for label, opts in items:
-        if not isinstance(label, str):
-            raise CnnlensError(f"method names must be strings (see cnnlens.methods()); got {label!r}")
-        if label in specs:
-            raise CnnlensError(f"method {label!r} is listed twice")
-        if opts is None:
-            opts = {}
-        if not isinstance(opts, Mapping):
-            raise CnnlensError(f"the options of method {label!r} must be a dict; got {opts!r}")
-        opts = {**shared, **opts}
-        name = opts.pop("method", label)
-        cls = get_method(name)
-        cls(**{k: v for k, v in opts.items() if k != "baseline"})  # unknown options fail here, before any work
-        specs[label] = (name, opts)
-    return specs
-
-
-def _metric_specs(chosen: Any) -> dict[str, dict[str, Any]]:
+def scorecard_metrics(chosen: Any) -> dict[str, dict[str, Any]]:
+    """The scorecard's metrics: name -> options, checked (`metric_choices`; the cost columns refused); ``None``:
+    `DEFAULT_METRICS`, those registered, with the options they know."""
     if chosen is None:
         known = {m.name: m.params for m in registered_metrics()}
         return {n: {k: v for k, v in o.items() if k in known[n]} for n, o in DEFAULT_METRICS.items() if n in known}
-    if isinstance(chosen, str):
-        chosen = [chosen]
-    if isinstance(chosen, Mapping):
-        items = list(chosen.items())
-    elif isinstance(chosen, Sequence):
-        items = [(n, {}) for n in chosen]
-    else:
-        raise CnnlensError(f"metrics must be a list of metric names or a mapping name -> options; got {chosen!r}")
-    specs: dict[str, dict[str, Any]] = {}
-    for name, opts in items:
-        if name in COST:
-            raise CnnlensError(f"{name} is always in the scorecard; list quality metrics only")
-        if not isinstance(opts or {}, Mapping):
-            raise CnnlensError(f"the options of metric {name!r} must be a dict; got {opts!r}")
-        opts = dict(opts or {})
-        get_metric(name)(**opts)  # unknown names and options fail here, before any work
-        specs[name] = opts
-    return specs
+    always = {name: f"{name} is always in the scorecard; list quality metrics only" for name in COST}
+    return metric_choices(chosen, reserved=always)
 
 
 @honours_progress
@@ -246,11 +202,11 @@ def scorecard(
     cannot explain the inputs, or a metric that does not apply to a method (CnnlensError), leaves NaN and a line
     in ``notes``.
     """
-    module, preprocessing = _unwrap(model)
-    x = _check_inputs(module, inputs, preprocessing)
+    module, preprocessing = unwrap(model)
+    x = check_inputs(module, inputs, preprocessing)
     _check_run_options(batch_size, seed, method_options)  # else every method would fail into a note
-    specs = _method_specs(methods, method_options or {})
-    metric_specs = _metric_specs(metrics)
+    specs = {label: (c.method, c.options) for label, c in method_choices(methods, method_options or {}).items()}
+    metric_specs = scorecard_metrics(metrics)
     columns = [*metric_specs, *COST]
     direction = {n: get_metric(n).higher_is_better for n in metric_specs} | dict(COST)
     per_image: dict[tuple[str, str], list[float]] = {}
@@ -304,20 +260,9 @@ def _score(
     metric: str, model: Any, x: Any, method: Any, target: Any, batch_size: int | None, seed: int,
     method_opts: dict[str, Any], metric_opts: dict[str, Any], progress: bool = True,
 ) -> Score:  # fmt: skip
-    from . import score
-
     given = None if isinstance(method, Explanation) else method_opts
-    return score(
-        metric,
-        model,
-        x,
-        method,
-        target=target,
-        batch_size=batch_size,
-        seed=seed,
-        method_options=given,
-        progress=progress,
-        **metric_opts,
+    return get_metric(metric)(**metric_opts)(  # as `score` runs a metric named by the registry
+        model, x, method, target=target, batch_size=batch_size, seed=seed, method_options=given, progress=progress
     )
 
 

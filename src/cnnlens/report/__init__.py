@@ -17,9 +17,12 @@ from ._notes import (
     topk_overlap,
 )
 from ._photos import photo_report
-from ._source import Computed, ExplainedImages, MethodRun, Source
+from ._records import ExplainedImages, MethodRun
+from ._source import Computed, Source
+from ._story import as_classifier as as_classifier
 from ._story import model_report
 
+# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = [
     "Computed",
     "ExplainedImages",

@@ -20,9 +20,7 @@ def _names(idx: Any) -> str:
 
 def _extract(classifier: Any, dataset: Any, name: str, seed: int) -> Any:
     """The concepts of class ``name`` with the report's settings; ``None`` when the data has too few of its images."""
-    from ..concepts import extract
-    from ..concepts._extract import MIN_IMAGES
-    from ..concepts._inputs import class_index
+    from ..concepts import MIN_IMAGES, class_index, extract
 
     labels = getattr(dataset, "labels", None)
     if labels is not None and int((np.asarray(labels) == class_index(classifier, name, dataset)[0]).sum()) < MIN_IMAGES:

@@ -57,9 +57,9 @@ def _demo(
     folder: OutputFolder, progress: bool, *, photos: Sequence[str] | None, methods: Methods, digits_methods: Methods,
     digits_perturbation_methods: Methods, max_groups: int, per_group: int, scorecard: bool, seed: int,
 ) -> Path:  # fmt: skip
-    from .. import load_model
-    from .. import methods as registry
+    from ..attribution import methods as registry
     from ..data import digits, sample_image
+    from ..models import load_model
 
     started = time.perf_counter()
     timings: dict[str, float] = {}

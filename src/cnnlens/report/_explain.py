@@ -27,7 +27,8 @@ from ._methods import (
     merge_duplicates,
     warm_up,
 )
-from ._source import Computed, ExplainedImages, Maps, MethodRun, Source
+from ._records import ExplainedImages, Maps, MethodRun
+from ._source import Computed, Source
 from ._words import column_title, column_words, table_words
 
 MORE_ERRORS = 8  # misread images of the first group whose maps (gradient and CAM methods) say where evidence lies
@@ -258,7 +259,7 @@ def scorecard_section(
     over the images and seeds (`best_note`)."""
     if explained.images is None:
         return Trust(notes=[], scorecard=None, leads={})
-    from ..quality._scorecard import COST
+    from ..quality import COST
 
     source = source or Computed()
     seeds = max(1, int(seeds)) if source.computes else 1

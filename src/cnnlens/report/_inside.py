@@ -22,7 +22,7 @@ CHANNELS = 8  # channels shown per layer
 
 
 def _conv_layers(module: nn.Module) -> list[str]:
-    from ..inside._save import spread_layers
+    from ..inside import spread_layers
 
     return spread_layers([n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)], 3)
 

@@ -45,16 +45,14 @@ def sized_options(method: str, size: tuple[int, int]) -> dict[str, Any]:
 
 def resolve_methods(methods: Methods, default: Sequence[str], size: tuple[int, int]) -> dict[str, dict[str, Any]]:
     """``None`` -> ``default``; names get `sized_options`; a mapping's options are merged over them."""
-    from .. import methods as registry
+    from ..attribution import method_items
+    from ..attribution import methods as registry
 
     known = {m.name for m in registry()}
-    if methods is None:
-        methods = list(default)
-    if isinstance(methods, str):
-        methods = [methods]
-    if not isinstance(methods, (Mapping, Sequence)):
+    items = method_items(list(default) if methods is None else methods)
+    if items is None:
         raise CnnlensError(f"methods must be names or a mapping name -> options; got {type(methods).__name__}.")
-    chosen = dict(methods) if isinstance(methods, Mapping) else dict.fromkeys(methods, {})
+    chosen = dict(items)
     for m in chosen:
         if m not in known:
             raise unknown_name("method", m, known)

@@ -16,7 +16,7 @@ from ..core.errors import CnnlensError, CnnlensWarning
 from ..core.progress import progress_bar
 from . import _notes as notes
 from ._claims import Z, merged_name, paired, same_computation
-from ._source import Maps, MethodRun
+from ._records import Maps, MethodRun
 
 AGREEMENT_FRACTION = 0.1  # share of the most important pixels compared between two maps
 
@@ -24,7 +24,7 @@ AGREEMENT_FRACTION = 0.1  # share of the most important pixels compared between 
 def warm_up(classifier: Any, x: torch.Tensor) -> float:
     """Seconds of one forward and backward pass on the first input: the one-off cost (code paths, memory) that
     the first method timed would otherwise pay for all. The model is left as it was."""
-    from .. import explain
+    from ..attribution import explain
 
     start = time.perf_counter()
     explain(classifier, x[:1], "saliency", progress=False)
@@ -38,7 +38,7 @@ def run_methods(
     """Run each method once on the whole batch; returns maps and, per method, its `MethodRun`: seconds, passes,
     options and the warnings it gave (or the error that stopped it: a method that cannot run on this model is
     listed, not hidden)."""
-    from .. import explain
+    from ..attribution import explain
 
     maps: Maps = {}
     info: dict[str, MethodRun] = {}
@@ -94,7 +94,7 @@ def families(names: list[str] | None = None) -> dict[str, str]:
     """Method (or merged name) -> its family, the registry's category (gradient, cam, perturbation). Guided
     Grad-CAM is left out: it is guided backprop masked by Grad-CAM, a relative of both families; merged names
     get the family of their first method."""
-    from .. import methods
+    from ..attribution import methods
 
     known = {m.name: m.category for m in methods() if m.name != "guided_grad_cam"}
     shown = {notes.method_name(m): c for m, c in known.items()}

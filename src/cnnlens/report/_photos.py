@@ -29,7 +29,7 @@ from ._methods import (
     shown_key,
     warm_up,
 )
-from ._source import Maps, MethodRun
+from ._records import Maps, MethodRun
 from ._story import as_classifier
 from ._words import column_words, table_words
 
@@ -55,7 +55,7 @@ def photo_report(
     registered method with input-sized maps, sized by `sized_options`). Returns ``report`` (a new one when ``None``); call
     ``.write(path)`` to save it.
     """
-    from .. import methods as registry
+    from ..attribution import methods as registry
 
     if not isinstance(images, Mapping) or not images:
         raise CnnlensError("images must be a non-empty mapping of name -> image (a path, PIL image or array).")

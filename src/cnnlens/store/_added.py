@@ -34,13 +34,9 @@ LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,79}$")
 
 def full_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     """Every option of ``method`` (defaults filled in, checked by the registry), as plain JSON values."""
-    from ..attribution import get_method
+    from ..attribution import MethodChoice
 
-    given = {k: v for k, v in options.items() if k != "baseline"}
-    full = dict(get_method(method)(**given).options)
-    if "baseline" in options:
-        full["baseline"] = options["baseline"]
-    return plain(full, f"the options of method {method!r}")
+    return plain(MethodChoice(method, method, options).full_options(), f"the options of method {method!r}")
 
 
 def choose_label(store: Any, method: str, options: dict[str, Any], label: str | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 from ..core.errors import CnnlensError, say, unknown_name
 from ._kinds import ADDED, Added, added_rows, kinds
 from ._layout import EXPLANATIONS, IMAGES, MAPS, PART, explanations_schema, images_schema, read_manifest
+from ._parts import MixedMaps, Parts, concat, unstored_view
 from ._settings import FORMAT
 
 _SHARED = ("_opened", "_parts")
@@ -20,45 +22,6 @@ _SHARED = ("_opened", "_parts")
 def open_store(path: str | os.PathLike[str]) -> Store:
     """The store a `cnnlens.run` wrote to ``path`` (finished or not: only finished shards are read)."""
     return Store(path)
-
-
-class _Parts:
-    """The Parquet parts of a store, each file read once: on `read` again only new or changed files are read (a
-    finished part is never rewritten; a run started afresh writes new files)."""
-
-    def __init__(self) -> None:
-        self._tables: dict[Path, tuple[tuple[int, int], Any]] = {}
-
-    def read(self, folder: Path, pattern: Any, schema: Any) -> list[Any]:
-        """The tables of the files in ``folder`` whose names match ``pattern``, in name order."""
-        import pyarrow.parquet as pq
-
-        names = sorted(p.name for p in folder.iterdir() if pattern.match(p.name)) if folder.is_dir() else []
-        tables = []
-        for name in names:
-            path = folder / name
-            try:
-                info = path.stat()
-            except FileNotFoundError:  # removed since it was listed (a run started afresh)
-                continue
-            stamp = (info.st_mtime_ns, info.st_size)
-            known = self._tables.get(path)
-            if known is None or known[0] != stamp or known[1].schema != schema:
-                known = (stamp, pq.read_table(path, schema=schema))
-                self._tables[path] = known
-            tables.append(known[1])
-        return tables
-
-    def remember(self, path: Path, table: Any) -> None:
-        """``table`` is what the file ``path`` (just written) holds: not read back."""
-        info = path.stat()
-        self._tables[path] = ((info.st_mtime_ns, info.st_size), table)
-
-
-def _concat(tables: list[Any], schema: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 class Store:
@@ -73,10 +36,13 @@ class Store:
     Raises ``CnnlensError`` when ``path`` holds no store, or one of another format.
     """
 
+    _unstored: dict[tuple[str, str], tuple[dict[int, np.ndarray], dict[str, Any]]] = {}
+    """(label, kind) -> (position -> map, the maps' attributes) of explanations not yet stored (`with_unstored`)."""
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.root = Path(path)
         self._opened: dict[str, Any] = {}  # the model and data set, once opened and checked
-        self._parts = _Parts()
+        self._parts = Parts()
         self.refresh()
 
     def copy(self) -> Store:
@@ -85,6 +51,21 @@ class Store:
         other = object.__new__(Store)
         other.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_") or k in _SHARED})
         return other
+
+    def with_unstored(self, results: Iterable[Any]) -> Store:
+        """This store with explanations computed but not yet written shown as if they were stored (the app shows its
+        on-demand results so while it writes them behind). Each result has the ``label``, ``method``, ``options``
+        and ``computed`` parts of an addition (`explain`): its rows join ``explanations``, a new label joins
+        ``added``, its maps are read from memory. Rows this store holds already are left out; with none left, the
+        store itself is returned."""
+        return unstored_view(self, results)
+
+    def write_added(self, label: str, method: str, options: dict[str, Any], computed: list[dict[str, Any]]) -> None:
+        """Write an addition computed before (the second half of `explain`, which the app runs in its writer
+        thread): under the store's lock, the maps, then the rows that commit them."""
+        from ._added import write_more
+
+        write_more(self, label, method, options, computed)
 
     def refresh(self) -> Store:
         """Read the store again from disk: shards a run finished and explanations added since (returns itself)."""
@@ -104,10 +85,10 @@ class Store:
         import pyarrow.compute as pc
 
         images = self._parts.read(self.root / IMAGES, PART, images_schema())
-        self.images = _concat(images, images_schema()).sort_by("position")
+        self.images = concat(images, images_schema()).sort_by("position")
         """One row per image of the finished shards (an ``images`` part is a shard's commit mark)."""
         schema = explanations_schema(self.metrics)
-        run = _concat(self._parts.read(self.root / EXPLANATIONS, PART, schema), schema)
+        run = concat(self._parts.read(self.root / EXPLANATIONS, PART, schema), schema)
         explanations = added_rows(run, self._parts.read(self.root / EXPLANATIONS, ADDED, schema))
         done = pc.is_in(explanations.column("position"), value_set=self.images.column("position"))
         self.explanations = explanations.filter(done)  # parts of unfinished shards are not read
@@ -241,7 +222,14 @@ class Store:
     def _array(self, method: str, explains: str) -> Any:
         import zarr
 
-        return zarr.open_group(self.root / MAPS, mode="r")[f"{method}/{explains}"]
+        unstored = self._unstored.get((method, explains))
+        try:
+            array = zarr.open_group(self.root / MAPS, mode="r")[f"{method}/{explains}"]
+        except (KeyError, FileNotFoundError):
+            if unstored is None:
+                raise
+            array = None
+        return array if unstored is None else MixedMaps(array, *unstored)
 
     def map(self, image_id: str, method: str, explains: str | int = "predicted", size: str | None = None) -> np.ndarray:
         """The map of one image as float32 ``(C, h, w)``: ``C`` is 1 for map methods, the input's channels (or a
@@ -289,6 +277,9 @@ class Store:
         resolution, which the method upsamples) or ``"layer_attribution"`` (attributions to a layer's units).
         ``explains``: the stored kind, ``"predicted"``, ``"label"`` or ``"class-K"`` (any one of them: a method
         keeps its maps the same way for every class)."""
+        unstored = sorted((k for k in self._unstored if k[0] == method), key=lambda k: k[1] != explains)
+        if unstored:
+            return dict(self._unstored[unstored[0]][1])
         import zarr
 
         group = zarr.open_group(self.root / MAPS, mode="r")
@@ -339,6 +330,10 @@ class Store:
         return rows.column("id").to_pylist(), values
 
     # ---- the model and the images ----------------------------------------------------------------------------
+    def has_opened(self, what: str) -> bool:
+        """Whether `model` (``what="model"``) or `dataset` (``"data"``) has opened and checked it already."""
+        return what in self._opened
+
     def model(self, model: Any = None) -> Any:
         """The store's model as a `Classifier`: reopened from the manifest (a bundled name or a model file, with
         the stored classes and preprocessing), or ``model`` checked; its weights must hash to the stored SHA-256.

@@ -7,15 +7,16 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.errors import CnnlensError, CnnlensWarning, say
-from ..report import ExplainedImages, MethodRun
-from ..report._source import Computed
-from ._reader import Store
+from ..report import Computed, ExplainedImages, MethodRun
 from ._settings import data_fingerprint, dataset_ids, model_fingerprint
+
+if TYPE_CHECKING:
+    from ._reader import Store
 
 
 class Stored(Computed):
@@ -81,8 +82,7 @@ class Stored(Computed):
         self, images: ExplainedImages, methods: dict[str, dict[str, Any]], *, metrics: Any, batch_size: int | None,
         seed: int, progress: bool,
     ) -> Any:  # fmt: skip
-        from ..quality import Scorecard, get_metric
-        from ..quality._scorecard import COST
+        from ..quality import COST, Scorecard, get_metric
 
         columns = [*self.store.metrics, *COST]
         per_image: dict[tuple[str, str], list[float]] = {}
@@ -117,7 +117,7 @@ def open_model(store: Store, model: Any) -> Any:
         model = load_model(spec["source"], spec=spec.get("arch"), class_names=spec.get("classes"))
         if spec.get("preprocessing") is not None:
             model.preprocessing = Preprocessing(**spec["preprocessing"])
-    from ..report._story import as_classifier
+    from ..report import as_classifier
 
     classifier = as_classifier(model)
     if model_fingerprint(classifier.module) != spec["fingerprint"]:
@@ -166,7 +166,7 @@ def store_report(
     """`cnnlens.report.model_report` of the store's model and data set with the store's maps and scores."""
     import warnings
 
-    from .. import get_method
+    from ..attribution import get_method
     from ..report import model_report
 
     if not store.complete:

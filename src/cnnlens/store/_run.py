@@ -190,7 +190,7 @@ def run_loaded(
     """`run` on a loaded Classifier and an opened data set (``sources`` says where they came from); ``opened()``
     is called once the store is open (its manifest written or checked, its lock held) and work starts."""
     from .._version import __version__
-    from ..attribution._base import check_run_options
+    from ..attribution import check_run_options
 
     check_run_options(batch_size, seed)
     if explain not in EXPLAIN:

@@ -88,25 +88,19 @@ def plain(value: Any, what: str) -> Any:
 
 def resolve_methods(methods: Any) -> dict[str, tuple[str, dict[str, Any]]]:
     """label -> (registry name, all options with defaults filled in, plus ``baseline`` when given)."""
-    from ..attribution import get_method
-    from ..quality._scorecard import _method_specs
+    from ..attribution import method_choices
 
     if isinstance(methods, (Sequence, Mapping)) and not isinstance(methods, str) and len(methods) == 0:
         return {}  # a store of predictions only; methods are added to it later (`Store.explain`)
-    resolved = {}
-    for label, (name, opts) in _method_specs(methods, {}).items():
-        given = {k: v for k, v in opts.items() if k != "baseline"}
-        full = dict(get_method(name)(**given).options)
-        if "baseline" in opts:
-            full["baseline"] = opts["baseline"]
-        resolved[label] = (name, plain(full, f"the options of method {label!r}"))
-    return resolved
+    return {
+        label: (c.method, plain(c.full_options(), f"the options of method {label!r}"))
+        for label, c in method_choices(methods).items()
+    }
 
 
 def resolve_metrics(metrics: Any) -> dict[str, dict[str, Any]]:
     """metric name -> all its options (none when ``metrics`` is ``None``)."""
-    from ..quality import get_metric
-    from ..quality._scorecard import _metric_specs
+    from ..quality import get_metric, scorecard_metrics
 
     if metrics is None:
         return {}
@@ -115,7 +109,7 @@ def resolve_metrics(metrics: Any) -> dict[str, dict[str, Any]]:
         if twice:
             raise CnnlensError(f"metric {twice[0]!r} is listed twice")
     resolved = {}
-    for name, opts in _metric_specs(metrics).items():
+    for name, opts in scorecard_metrics(metrics).items():
         if name in EXPLANATION_COLUMNS:
             raise CnnlensError(f"a metric named {name!r} would clash with the store's own column of that name")
         resolved[name] = plain(dict(get_metric(name)(**opts).options), f"the options of metric {name!r}")

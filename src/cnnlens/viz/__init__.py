@@ -34,6 +34,9 @@ from ._maps import (
     resize_map,
     to_heatmap,
 )
+from ._notebook import explanation_figure as explanation_figure
+from ._notebook import score_figure as score_figure
+from ._notebook import scorecard_figure as scorecard_figure
 from ._panels import compare_panel, explanation_panel, method_grid
 from ._views import (
     VIEWS,
@@ -50,6 +53,7 @@ from ._views import (
     render,
 )
 
+# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = [
     "LABEL_PT",
     "REDUCTIONS",

@@ -3,6 +3,10 @@
 from .._baselines import inpaint_baseline
 from .._masks import feature_masks
 from ._common import top_segments
+from ._incremental import changed_scores as changed_scores
+from ._incremental import engine as engine
+from ._incremental import full as full
+from ._incremental import incremental_option as incremental_option
 from .ablation import FeatureAblation, FeaturePermutation, RegionOcclusion
 from .lime import Lime
 from .occlusion import Occlusion

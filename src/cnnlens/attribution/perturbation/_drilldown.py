@@ -20,7 +20,7 @@ import torch
 from scipy.stats import spearmanr
 
 from ...engine import Context
-from ...models._incremental import Incremental
+from ...models import Incremental
 from ._incremental import changed_scores, window_inside
 
 T = torch.Tensor

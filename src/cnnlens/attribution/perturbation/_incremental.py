@@ -20,8 +20,7 @@ import torch
 from ...core.options import Option, choice
 from ...core.progress import progress_bar
 from ...engine import Context, check_logits
-from ...models._graph import Untraceable
-from ...models._incremental import Incremental
+from ...models import Incremental, Untraceable
 
 T = torch.Tensor
 Inside = Callable[[T, T, T, int, int], T]  # (rows, y, x, h, w) -> (n, 1, h, w) bool: the changed pixels
