@@ -18,22 +18,23 @@ from PIL import Image
 
 import cnnlens
 from cnnlens import CnnlensError
-from cnnlens.report import (
-    Report,
+from cnnlens.report import Report, model_report, photo_report, sized_options
+from cnnlens.report._notes import (
     accuracy_note,
+    advice_notes,
     agreement_note,
     class_notes,
+    completeness_note,
     confidence_note,
     confusion_note,
-    model_report,
+    group_note,
+    inside_note,
     most_confused,
-    photo_report,
+    photo_note,
     recall_shift_note,
     shift_note,
-    sized_options,
     topk_overlap,
 )
-from cnnlens.report._notes import advice_notes, completeness_note, group_note, inside_note, photo_note
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

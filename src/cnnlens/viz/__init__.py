@@ -15,65 +15,49 @@ Concepts (``cnnlens.concepts``): :func:`concept_gallery_figure`, :func:`concept_
 
 from ._boxes import bounding_box, draw_bounding_box, superpixel_boundaries
 from ._concepts import concept_gallery_figure, concept_overlay_figure, error_concepts_figure
-from ._figures import (
-    confusion_matrix_figure,
-    metrics_figure,
-    roc_figure,
-    samples_figure,
-)
+from ._figures import confusion_matrix_figure, metrics_figure, roc_figure, samples_figure
 from ._layer_attribution import layer_channels_figure, ranked_channels, spatial_map
-from ._layers import channel_order, channels_figure, feature_maps_figure, filters_figure
-from ._legend import LABEL_PT, TITLE_PT, add_colorbar, figure_layout, scale_words, tag_map
-from ._maps import (
-    REDUCTIONS,
-    SIGNS,
-    apply_sign,
-    as_image,
-    normalize_map,
-    reduce_channels,
-    resize_map,
-    to_heatmap,
-)
+from ._layers import channel_order as channel_order
+from ._layers import channels_figure, feature_maps_figure, filters_figure
+from ._legend import LABEL_PT, figure_layout, scale_words
+from ._legend import TITLE_PT as TITLE_PT
+from ._legend import add_colorbar as add_colorbar
+from ._maps import SIGNS as SIGNS
+from ._maps import reduce_channels as reduce_channels
+from ._maps import resize_map as resize_map
+from ._maps import to_heatmap
 from ._notebook import explanation_figure as explanation_figure
 from ._notebook import score_figure as score_figure
 from ._notebook import scorecard_figure as scorecard_figure
 from ._panels import compare_panel, explanation_panel, method_grid
+from ._views import VIEWS as VIEWS
 from ._views import (
-    VIEWS,
     alpha_scaling,
     blended_heat_map,
     colormap,
-    default_cmap,
     draw_view,
     heat_map,
     map_colorbar,
-    map_range,
     masked_image,
     original_image,
-    render,
 )
+from ._views import default_cmap as default_cmap
+from ._views import map_range as map_range
+from ._views import render as render
 
-# Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
+# __all__ lists what users call; the names imported as themselves ("x as x") are what other cnnlens packages
+# (and the tests) use.
 __all__ = [
     "LABEL_PT",
-    "REDUCTIONS",
-    "SIGNS",
-    "TITLE_PT",
-    "VIEWS",
-    "add_colorbar",
     "alpha_scaling",
-    "apply_sign",
-    "as_image",
     "blended_heat_map",
     "bounding_box",
-    "channel_order",
     "channels_figure",
     "colormap",
     "compare_panel",
     "concept_gallery_figure",
     "concept_overlay_figure",
     "confusion_matrix_figure",
-    "default_cmap",
     "draw_bounding_box",
     "draw_view",
     "error_concepts_figure",
@@ -83,22 +67,16 @@ __all__ = [
     "filters_figure",
     "heat_map",
     "layer_channels_figure",
-    "map_range",
     "map_colorbar",
     "masked_image",
     "method_grid",
     "metrics_figure",
-    "normalize_map",
-    "ranked_channels",
     "original_image",
-    "reduce_channels",
-    "render",
-    "resize_map",
+    "ranked_channels",
     "roc_figure",
     "samples_figure",
     "scale_words",
     "spatial_map",
     "superpixel_boundaries",
-    "tag_map",
     "to_heatmap",
 ]
