@@ -31,6 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/python tools/check_architecture.py
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) out
