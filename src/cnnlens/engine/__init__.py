@@ -8,8 +8,8 @@ from ._batching import Batching, Rows, Shared
 from ._context import Context, sum_per_row
 from ._explained import Explained, Target, check_logits
 from ._memory import auto_batch_size, is_out_of_memory
-from ._neuron import NEURON, Neuron, NeuronSpec
 from ._modes import Objective, ReferencePass
+from ._neuron import NEURON, Neuron, NeuronSpec
 
 __all__ = [
     "NEURON",
