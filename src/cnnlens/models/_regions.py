@@ -141,7 +141,7 @@ def conv_window(weight: T, bias: T | None, stride: Any, padding: Any, dilation: 
     kernel, stride, dilation = tuple(weight.shape[2:]), _pair(stride), _pair(dilation)
     if len(kernel) != 2:
         return None
-    pad = _conv_padding(padding, kernel, dilation)  # type: ignore[arg-type]
+    pad = _conv_padding(padding, kernel, dilation)
     if pad is None:
         return None
 
@@ -154,7 +154,7 @@ def conv_window(weight: T, bias: T | None, stride: Any, padding: Any, dilation: 
 
     macs = int(weight.shape[1] * kernel[0] * kernel[1])
     conv = (weight, bias, stride, padding, dilation, groups)
-    return Window(kernel, stride, pad, dilation, 0.0, run, macs, conv)  # type: ignore[arg-type]
+    return Window(kernel, stride, pad, dilation, 0.0, run, macs, conv)
 
 
 def pool_window(kind: str, kernel: Any, stride: Any, padding: Any, dilation: Any, **extra: Any) -> Window | None:
