@@ -36,8 +36,8 @@ class Displayable:
     """Mixin: subclasses implement ``plot()`` (a Figure) and ``_summary()`` ((label, value) rows, or an HTML
     table string via ``_summary_html()``)."""
 
-    def plot(self, **options: Any) -> Any:
-        """The object as a matplotlib Figure."""
+    def plot(self, *args: Any, **options: Any) -> Any:
+        """The object as a matplotlib Figure (each subclass names the options it takes)."""
         raise NotImplementedError
 
     def _summary(self) -> list[tuple[str, str]]:

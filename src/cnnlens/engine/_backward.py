@@ -118,7 +118,7 @@ def backward(
 
     chunks = ctx.run(step, x.shape[0], rows_per_item=1 if reference is None else 2)
     if p.record:
-        ctx.explained.logits = torch.cat([c.logits for c in chunks])  # type: ignore[misc]
+        ctx.explained.logits = torch.cat([c.logits for c in chunks])
     return _joined(chunks, p.cut, reference is not None)
 
 

@@ -88,8 +88,8 @@ def conv_layer(name: str, x: T, weight: T, bias: T | None, call: dict, extra: tu
     zero-padded by ``extra`` (a ``F.pad`` list, last dimension first) right before, if not ``None``."""
     dims = weight.dim() - 2
 
-    def tup(v: object) -> tuple[int, ...]:
-        return tuple(int(i) for i in v) if isinstance(v, (tuple, list)) else (int(v),) * dims  # type: ignore[arg-type]
+    def tup(v: int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+        return tuple(int(i) for i in v) if isinstance(v, (tuple, list)) else (int(v),) * dims
 
     stride, dilation = tup(call.get("stride", 1)), tup(call.get("dilation", 1))
     padding = call.get("padding", 0)

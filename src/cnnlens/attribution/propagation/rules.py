@@ -30,7 +30,7 @@ Lapuschkin et al. 2019 (flat), Andéol et al. 2021 (generalized γ).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 
@@ -54,7 +54,7 @@ class Rule:
     stabilizer: float | None = field(default=None, kw_only=True)
     zero_bias: bool | None = field(default=None, kw_only=True)
 
-    def bind(self, options: dict[str, Any]) -> Rule:
+    def bind(self, options: dict[str, Any]) -> Self:
         """A copy with every ``None`` field set from ``options``."""
         unset = [f.name for f in fields(self) if getattr(self, f.name) is None and f.name in options]
         return replace(self, **{k: options[k] for k in unset})
@@ -180,9 +180,9 @@ class ZBox(Rule):
     low: Any = None
     high: Any = None
 
-    def bind(self, options: dict[str, Any]) -> Rule:
+    def bind(self, options: dict[str, Any]) -> Self:
         bound = super().bind(options)
-        if bound.low is None or bound.high is None:  # type: ignore[attr-defined]
+        if bound.low is None or bound.high is None:
             box = options.get("box")
             if box is None:
                 raise CnnlensError(
