@@ -215,10 +215,17 @@ def _joined(chunks: list[_Chunk], cut: bool, paired: bool) -> Backward:
 
     return Backward(
         torch.cat([c.scores for c in chunks]),
-        None if cut else torch.cat([c.grad for c in chunks]),  # type: ignore[misc]
+        None if cut else _cat([c.grad for c in chunks]),
         each([c.outputs for c in chunks]),
         each([c.layer_grads for c in chunks]),
         each([c.reference_outputs for c in chunks]) if paired else [],
         each([c.state_grads for c in chunks]),
-        torch.cat([c.reference_scores for c in chunks]) if paired else None,  # type: ignore[misc]
+        _cat([c.reference_scores for c in chunks]) if paired else None,
     )
+
+
+def _cat(parts: list[T | None]) -> T:
+    """One tensor that every chunk has a part of, concatenated."""
+    present = [p for p in parts if p is not None]
+    assert len(present) == len(parts), "internal: a chunk lacks its part"
+    return torch.cat(present)

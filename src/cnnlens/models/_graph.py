@@ -49,8 +49,10 @@ def _mutated(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
 def _inplace_flag(node: fx.Node) -> bool:
     if node.kwargs.get("inplace") is True:
         return True
+    if not callable(node.target):  # a method's or module's name
+        return False
     try:
-        params = list(inspect.signature(node.target).parameters)  # type: ignore[arg-type]
+        params = list(inspect.signature(node.target).parameters)
     except (TypeError, ValueError):
         return False
     return (

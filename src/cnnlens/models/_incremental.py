@@ -134,7 +134,9 @@ class Incremental:
         if node.op == "call_module":
             return self.modules[str(node.target)](*args, **kwargs)
         if node.op == "call_function":
-            return node.target(*args, **kwargs)  # type: ignore[operator]
+            fn = node.target
+            assert callable(fn)  # a function call's target is the function
+            return fn(*args, **kwargs)
         return getattr(args[0], str(node.target))(*args[1:], **kwargs)
 
     def clean(self, x: T) -> Clean:
