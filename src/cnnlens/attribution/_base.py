@@ -172,7 +172,7 @@ class Method:
             else:
                 attr, delta = self.compute(ctx, base)
             probabilities = torch.softmax(ctx.logits, dim=1)
-            targets = None if neuron is not None else ctx.targets if ctx.targets is not None else target
+            targets = None if neuron is not None else _explained_for(ctx, target)
             layer = self.layer_name(ctx)
         info = ctx.info
         if any(ctx.shared.rows.values()):
@@ -193,6 +193,14 @@ class Method:
             inputs=x,
             preprocessing=preprocessing,
         )
+
+
+def _explained_for(ctx: Context, target: Target) -> T | Callable[[T], T]:
+    """What the images were explained for: their classes, or the callable target (which resolves to none)."""
+    if ctx.targets is not None:
+        return ctx.targets
+    assert callable(target)  # any other target resolves to classes
+    return target
 
 
 def check_run_options(batch_size: Any, seed: Any) -> None:

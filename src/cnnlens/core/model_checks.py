@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 
 import torch
@@ -63,7 +64,8 @@ def batch_statistics_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _caller_level() -> int:
     """``stacklevel`` for a warning raised by the caller of this function: the first frame outside cnnlens."""
-    frame, level = sys._getframe(1), 1  # the function that warns is level 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1  # the function that warns is level 1
     while frame is not None and (
         frame.f_code.co_filename.startswith(_PACKAGE) or "contextlib" in frame.f_code.co_filename
     ):
@@ -109,6 +111,8 @@ class _CutWatch(TorchFunctionMode):
 
     _LEAVE = {"numpy", "tolist", "item"}
     _DETACH = {"detach", "detach_"}
+    # what reading ``.data`` calls (torch's stubs type ``Tensor.data`` as a tensor; on the class it is a descriptor)
+    _DATA = torch.Tensor.data.__get__  # type: ignore[attr-defined]
 
     def __init__(self) -> None:
         super().__init__()
@@ -119,7 +123,7 @@ class _CutWatch(TorchFunctionMode):
         on_path = any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
         if not torch.is_grad_enabled():
             self._add("runs (partly) under torch.no_grad() or torch.inference_mode()")
-        elif on_path and (name in self._DETACH or func == torch.Tensor.data.__get__):
+        elif on_path and (name in self._DETACH or func == self._DATA):
             self._add("detaches a tensor on the way to the output (.detach() or .data)")
         elif on_path and name in self._LEAVE:
             self._add(f"leaves torch with .{name}() on the way to the output")

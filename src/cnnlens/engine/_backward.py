@@ -118,7 +118,7 @@ def backward(
 
     chunks = ctx.run(step, x.shape[0], rows_per_item=1 if reference is None else 2)
     if p.record:
-        ctx.explained.logits = torch.cat([c.logits for c in chunks])  # type: ignore[misc]
+        ctx.explained.logits = torch.cat([c.logits for c in chunks])
     return _joined(chunks, p.cut, reference is not None)
 
 
@@ -135,8 +135,9 @@ def _chunk(ctx: Context, p: _Pass, rows: T, own: T, ref: T | None, state: State 
     """The backward pass of one chunk of rows (after its references' forward pass, with ``ref``)."""
     xi = rows.detach().requires_grad_(not p.cut)
     paired: AbstractContextManager[Any] = nullcontext()
-    if ref is not None:
-        ref_out, ref_outs, paired = _reference_pass(ctx, p, ref, own)
+    reference = None if ref is None else _reference_pass(ctx, p, ref, own)
+    if reference is not None:
+        paired = reference[2]
     st, flows = _flows(state)
     rule = p.mode if p.mode is not None else nullcontext()
     at, called = _diagnosis(ctx, xi)  # a model that refuses gradients is diagnosed on its own inputs
@@ -153,9 +154,9 @@ def _chunk(ctx: Context, p: _Pass, rows: T, own: T, ref: T | None, state: State 
     chunk = _Chunk(s.detach(), g, [o.detach() for o in outs], cast(list[T], grads[: len(outs)]), sg)
     if p.record:
         chunk.logits = out.detach()
-    if ref is not None:
-        chunk.reference_outputs = ref_outs
-        chunk.reference_scores = ctx.explained.paired_scores(ref_out, out.detach(), own)
+    if reference is not None:
+        chunk.reference_outputs = reference[1]
+        chunk.reference_scores = ctx.explained.paired_scores(reference[0], out.detach(), own)
     return chunk
 
 
@@ -215,10 +216,17 @@ def _joined(chunks: list[_Chunk], cut: bool, paired: bool) -> Backward:
 
     return Backward(
         torch.cat([c.scores for c in chunks]),
-        None if cut else torch.cat([c.grad for c in chunks]),  # type: ignore[misc]
+        None if cut else _cat([c.grad for c in chunks]),
         each([c.outputs for c in chunks]),
         each([c.layer_grads for c in chunks]),
         each([c.reference_outputs for c in chunks]) if paired else [],
         each([c.state_grads for c in chunks]),
-        torch.cat([c.reference_scores for c in chunks]) if paired else None,  # type: ignore[misc]
+        _cat([c.reference_scores for c in chunks]) if paired else None,
     )
+
+
+def _cat(parts: list[T | None]) -> T:
+    """One tensor that every chunk has a part of, concatenated."""
+    present = [p for p in parts if p is not None]
+    assert len(present) == len(parts), "internal: a chunk lacks its part"
+    return torch.cat(present)

@@ -203,8 +203,10 @@ class Cut:
         if not nodes:
             raise Untraceable(f"the traced graph does not call {self.name} as a module")
         split = Split(graph, nodes[0], {n: m for n, m in self.model.named_modules()})
-        parts = [fx.GraphModule(self.model, g) for g in (split.head_graph(), split.tail_graph(), split.inner_graph())]
-        return _Traced(graph, list(split.kinds), *parts)
+        head, tail, inner = (
+            fx.GraphModule(self.model, g) for g in (split.head_graph(), split.tail_graph(), split.inner_graph())
+        )
+        return _Traced(graph, tuple(split.kinds), head, tail, inner)
 
 
 def cut_at(model: nn.Module, layer: str | nn.Module) -> Cut:
@@ -220,7 +222,7 @@ class _Traced:
     """A traced cut's parts (they refer to the model's submodules, never to the model itself)."""
 
     graph: fx.Graph
-    kinds: list[str]
+    kinds: tuple[str, ...]
     head: fx.GraphModule
     tail: fx.GraphModule
     inner: fx.GraphModule

@@ -49,8 +49,10 @@ def _mutated(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
 def _inplace_flag(node: fx.Node) -> bool:
     if node.kwargs.get("inplace") is True:
         return True
+    if not callable(node.target):  # a method's or module's name
+        return False
     try:
-        params = list(inspect.signature(node.target).parameters)  # type: ignore[arg-type]
+        params = list(inspect.signature(node.target).parameters)
     except (TypeError, ValueError):
         return False
     return (
@@ -110,14 +112,16 @@ class Split:
         return [n for n in nodes if n in needed and n.op != "get_attr"]
 
     def head_graph(self) -> fx.Graph:
-        g, env = fx.Graph(), {}
+        g = fx.Graph()
+        env: dict[fx.Node, fx.Node] = {}
         for n in self.head:
             env[n] = g.node_copy(n, lambda a: env[a])
         g.output((env[self.cut], *[env[c] for c in self.crossing]))
         return g
 
     def inner_graph(self) -> fx.Graph:
-        g, env = fx.Graph(), {}
+        g = fx.Graph()
+        env: dict[fx.Node, fx.Node] = {}
         for n in self.nodes:
             if n in self.inner:
                 env[n] = g.node_copy(n, lambda a: env[a])
@@ -125,7 +129,8 @@ class Split:
         return g
 
     def tail_graph(self) -> fx.Graph:
-        g, env = fx.Graph(), {}
+        g = fx.Graph()
+        env: dict[fx.Node, fx.Node] = {}
         changed = {a for m, a in self.mutates.items() if m in self.tail}
         for i, n in enumerate([self.cut, *self.crossing]):
             p = g.placeholder("activation" if i == 0 else f"carried_{i}")
@@ -183,7 +188,7 @@ _ADD = {operator.add, operator.sub}
 _SCALE = {operator.mul, operator.truediv}
 
 
-def acts_per_unit(tail: fx.Graph, modules: dict[str, nn.Module], kinds: list[str]) -> bool:
+def acts_per_unit(tail: fx.Graph, modules: dict[str, nn.Module], kinds: tuple[str, ...]) -> bool:
     """Whether the tail's output is ``sum over units u of phi_u(a_u)`` plus a constant (``a``: the layer's output):
     functions of one unit each (eval-mode BatchNorm, activations), then affine maps only (pooling, linear layers,
     reshapes), and no value carried across the cut that varies with the input (a skip connection). Then the

@@ -27,6 +27,7 @@ Models that do not trace, have hooks, or use in-place operations whose input is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from torch import nn
 
 from ._graph import Untraceable, _mutated
 from ._regions import (
+    Window,
     cat_inputs,
     in_place,
     is_binary,
@@ -50,6 +52,10 @@ from ._tiles import Patch, _box, _capped, _read, _union
 from ._tracing import trace
 
 T = torch.Tensor
+# What a plan step carries for its kind: "window" its Window, "pad" (top, left), "pointwise" the in-place function
+# (or False / None: none), "binary" its input-dependent operands that are not maps of its size; else None.
+Extra = Window | tuple[int, int] | Callable[[T], T] | list[fx.Node] | bool | None
+Step = tuple[fx.Node, str, tuple[Extra, int]]  # node, kind, (extra, its full multiply-adds)
 
 
 @dataclass
@@ -113,12 +119,12 @@ class Incremental:
             if any(order[u] > order[m] for u in a.users if u is not m):
                 raise Untraceable(f"{m.name} changes {a.name} in place and {a.name} is read again afterwards")
             self.mutating.add(m)
-        self._plan: list[tuple[fx.Node, str, Any]] | None = None
+        self._plan: list[Step] | None = None
         self._sizes: dict[int, dict[fx.Node, Any]] = {}
         self.fold, self.channels_last = fold, channels_last
         self._alias: set[fx.Node] = set()  # those BatchNorms: their value is the convolution's
         self._windows: set[fx.Node] = set()  # convolutions and pooling (their changed values are fresh tensors)
-        self._convs: dict[fx.Node, Any] = {}  # convolution -> its Window (with a folded BatchNorm)
+        self._convs: dict[fx.Node, Window] = {}  # convolution -> its Window (with a folded BatchNorm)
         self._skipped: dict[fx.Node, tuple[int, int]] = {}  # zero padding read only by a convolution
 
     # ---- the clean run ----------------------------------------------------------------------------------------
@@ -128,7 +134,9 @@ class Incremental:
         if node.op == "call_module":
             return self.modules[str(node.target)](*args, **kwargs)
         if node.op == "call_function":
-            return node.target(*args, **kwargs)  # type: ignore[operator]
+            fn = node.target
+            assert callable(fn)  # a function call's target is the function
+            return fn(*args, **kwargs)
         return getattr(args[0], str(node.target))(*args[1:], **kwargs)
 
     def clean(self, x: T) -> Clean:
@@ -144,7 +152,7 @@ class Incremental:
             else:
                 args = fx.node.map_arg(n.args, lambda a: values[a])
                 kwargs = fx.node.map_arg(n.kwargs, lambda a: values[a])
-                values[n] = self._call(n, args, kwargs)  # type: ignore[arg-type]
+                values[n] = self._call(n, args, kwargs)
         logits = values[self.output]
         if self.channels_last:  # the changed copies run in channels-last layout (faster convolutions on a CPU)
             for n in self.dependent:
@@ -156,9 +164,10 @@ class Incremental:
             self._plan = self._make_plan(values)
         return Clean(values, logits)
 
-    def _make_plan(self, values: dict[fx.Node, Any]) -> list[tuple[fx.Node, str, Any]]:
+    def _make_plan(self, values: dict[fx.Node, Any]) -> list[Step]:
         """Each input-dependent node with its rule (see :mod:`cnnlens.models._regions`) and full multiply-adds."""
-        plan, self.full_macs = [], 0
+        plan: list[Step] = []
+        self.full_macs = 0
 
         def const(a: Any) -> Any:
             return values.get(a) if isinstance(a, fx.Node) and a not in self.dependent else None
@@ -175,15 +184,17 @@ class Incremental:
                 continue
             spatial = [a for a in n.all_input_nodes if a in self.dependent and _is_map(values[a], v)]
             others = [a for a in n.all_input_nodes if a in self.dependent and a not in spatial]
-            kind, extra, macs = "generic", None, whole_macs(n, module, v, values)
-            first = n.args[0] if n.args and isinstance(n.args[0], fx.Node) else None
+            kind, macs = "generic", whole_macs(n, module, v, values)
+            extra: Extra = None
+            arg = n.args[0] if n.args else None
             dep = [a for a in n.all_input_nodes if a in self.dependent]
-            one = dep == [first] and _is_4d(values[first]) and _is_4d(v)
-            window = window_of(n, module, const) if one else None
-            pad = pad_of(n, module) if one else None
+            # the node's one input-dependent operand, when that is its first argument and both are 4-d maps
+            first = arg if isinstance(arg, fx.Node) and dep == [arg] and _is_4d(values[arg]) and _is_4d(v) else None
+            window = window_of(n, module, const) if first is not None else None
+            pad = pad_of(n, module) if first is not None else None
             if n in self._alias:
                 kind, extra, macs = "alias", None, 0
-            elif window is not None:
+            elif first is not None and window is not None:
                 kind, extra, macs = "window", window, v.numel() * window.macs_per_output
                 self._windows.add(n)
                 bn = next_batchnorm(n, self.modules) if self.fold and window.conv is not None else None
@@ -192,12 +203,12 @@ class Incremental:
                     self._alias.add(bn[0])
                 if window.conv is not None:
                     self._convs[n] = extra
-                    sym = symmetric_zero_pad(first, self.modules.get(str(first.target))) if first else None
-                    if sym is not None and list(first.users) == [n] and window.padding == (0, 0):  # type: ignore[union-attr]
-                        self._skipped[first] = sym  # type: ignore[index]
+                    sym = symmetric_zero_pad(first, self.modules.get(str(first.target)))
+                    if sym is not None and list(first.users) == [n] and window.padding == (0, 0):
+                        self._skipped[first] = sym
             elif pad is not None:
                 kind, extra = "pad", pad
-            elif one and is_pointwise(n, module) and v.shape == values[first].shape:
+            elif first is not None and is_pointwise(n, module) and v.shape == values[first].shape:
                 kind, extra = "pointwise", self._owned(first, n) and in_place(n, module)
             elif spatial and _is_map(v, v) and is_binary(n):
                 kind, extra = "binary", others
@@ -231,23 +242,23 @@ class Incremental:
             if kind == "size":
                 continue
             if kind == "alias":  # a BatchNorm folded into the convolution before it
-                if node.args[0] in env:
-                    env[node] = env[node.args[0]]  # type: ignore[index]
+                if _operand(node) in env:
+                    env[node] = env[_operand(node)]
                 continue
             changed = [a for a in node.all_input_nodes if a in env]
             if not changed:
                 continue
-            if kind == "pad" and node in self._skipped and isinstance(env[node.args[0]], Full):  # type: ignore[index]
-                env[node] = Unpadded(env[node.args[0]].value, self._skipped[node])  # type: ignore[index]
+            if kind == "pad" and node in self._skipped and isinstance(env[_operand(node)], Full):
+                env[node] = Unpadded(env[_operand(node)].value, self._skipped[node])
                 continue
-            if kind == "pointwise" and extra and isinstance(env[node.args[0]], Full):  # type: ignore[index]
-                env[node] = Full(extra(env[node.args[0]].value))  # type: ignore[index]
+            if kind == "pointwise" and callable(extra) and isinstance(env[_operand(node)], Full):
+                env[node] = Full(extra(env[_operand(node)].value))
                 continue
             if kind == "generic" or any(isinstance(env[a], Full) for a in changed):
                 env[node] = Full(self._generic(node, clean, env, sizes, n, kind))
                 macs += n * full
                 continue
-            if kind == "binary" and any(a in env for a in extra):
+            if kind == "binary" and isinstance(extra, list) and any(a in env for a in extra):
                 env[node] = Full(self._generic(node, clean, env, sizes, n))
                 continue
             out = self._local(node, kind, extra, clean, env, field)
@@ -256,7 +267,7 @@ class Incremental:
                 macs += n * full
             elif out is not None:
                 env[node] = out
-                if kind == "window":
+                if isinstance(extra, Window):
                     macs += out.value.numel() * extra.macs_per_output
         result = self.output.args[0]
         if not isinstance(result, fx.Node) or result not in self.dependent:
@@ -277,7 +288,7 @@ class Incremental:
                 return Patch(extra(p.value), p.y, p.x, p.region)
             args = (p.value, *fx.node.map_arg(node.args[1:], lambda a: clean.values[a]))
             kwargs = fx.node.map_arg(node.kwargs, lambda a: clean.values[a])
-            return Patch(self._call(node, args, kwargs), p.y, p.x, p.region)  # type: ignore[arg-type]
+            return Patch(self._call(node, args, kwargs), p.y, p.x, p.region)
         if kind == "window":
             p = env[node.args[0]]
             region = _capped(extra.outputs(p.region, size), size, field)
@@ -286,7 +297,7 @@ class Incremental:
                 return None if box is None else Full(None)
             (y, x), shape = box
             (ty, tx), tshape = extra.tile((y, x), shape)
-            tile = _read(clean.values[node.args[0]], p, ty, tx, tshape, extra.fill)
+            tile = _read(clean.values[_operand(node)], p, ty, tx, tshape, extra.fill)
             return Patch(extra.run(tile), y, x, region)
         # binary and cat: the union of the changed operands' regions
         maps = [a for a in node.all_input_nodes if isinstance(env.get(a), Patch)]
@@ -304,7 +315,7 @@ class Incremental:
 
         args = fx.node.map_arg(node.args, read)
         kwargs = fx.node.map_arg(node.kwargs, read)
-        return Patch(self._call(node, args, kwargs), y, x, region)  # type: ignore[arg-type]
+        return Patch(self._call(node, args, kwargs), y, x, region)
 
     def _arg(self, a: fx.Node, clean: Clean, env: dict, sizes: dict, n: int) -> Any:
         """Argument ``a`` of an operation on whole tensors, one row per copy."""
@@ -322,9 +333,9 @@ class Incremental:
 
     def _generic(self, node: fx.Node, clean: Clean, env: dict, sizes: dict, n: int, kind: str = "generic") -> Any:
         if node in self._convs:
-            a = node.args[0]
+            a = _operand(node)
             pad = env[a].pad if isinstance(env.get(a), Unpadded) else None
-            return self._convs[node].full(self._arg(a, clean, env, sizes, n), pad)  # type: ignore[arg-type]
+            return self._convs[node].full(self._arg(a, clean, env, sizes, n), pad)
 
         def arg(a: fx.Node) -> Any:
             v = self._arg(a, clean, env, sizes, n)
@@ -333,7 +344,7 @@ class Incremental:
 
         args = fx.node.map_arg(node.args, arg)
         kwargs = fx.node.map_arg(node.kwargs, arg)
-        return self._call(node, args, kwargs)  # type: ignore[arg-type]
+        return self._call(node, args, kwargs)
 
     def _sizes_for(self, clean: Clean, n: int) -> dict[fx.Node, Any]:
         """Sizes and other non-tensor values for a batch of ``n`` rows (they depend on shapes only)."""
@@ -344,6 +355,13 @@ class Incremental:
                     sizes[node] = self._generic(node, clean, {}, sizes, n)
             self._sizes[n] = sizes
         return self._sizes[n]
+
+
+def _operand(node: fx.Node) -> fx.Node:
+    """``node``'s first argument: the changed map that its local rule reads (a node for those kinds)."""
+    a = node.args[0]
+    assert isinstance(a, fx.Node), node.name
+    return a
 
 
 def _fetch(gm: fx.GraphModule, target: str) -> Any:

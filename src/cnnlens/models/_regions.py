@@ -94,9 +94,9 @@ class Window:
 
     def tile(self, start: tuple[T, T], shape: tuple[int, int]) -> tuple[tuple[T, T], tuple[int, int]]:
         """Where the input tile of output box ``start`` (rows' top, left) of size ``shape`` lies, and its size."""
-        pos = tuple(start[i] * self.stride[i] - self.padding[i] for i in range(2))
-        size = tuple((shape[i] - 1) * self.stride[i] + self.dilation[i] * (self.kernel[i] - 1) + 1 for i in range(2))
-        return pos, size  # type: ignore[return-value]
+        (y, x), (h, w) = start, shape
+        (sy, sx), (py, px), (dy, dx), (ky, kx) = self.stride, self.padding, self.dilation, self.kernel
+        return (y * sy - py, x * sx - px), ((h - 1) * sy + dy * (ky - 1) + 1, (w - 1) * sx + dx * (kx - 1) + 1)
 
 
 def _matmul(x: T, matrix: T, bias: T | None) -> T:
@@ -133,7 +133,8 @@ def _conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, in
     if padding == "valid":
         return (0, 0)
     if padding == "same":  # PyTorch pads the extra one at the bottom / right
-        return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))  # type: ignore[return-value]
+        (kh, kw), (dh, dw) = kernel, dilation
+        return (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
     return _pair(padding)
 
 
@@ -141,7 +142,7 @@ def conv_window(weight: T, bias: T | None, stride: Any, padding: Any, dilation: 
     kernel, stride, dilation = tuple(weight.shape[2:]), _pair(stride), _pair(dilation)
     if len(kernel) != 2:
         return None
-    pad = _conv_padding(padding, kernel, dilation)  # type: ignore[arg-type]
+    pad = _conv_padding(padding, kernel, dilation)
     if pad is None:
         return None
 
@@ -154,7 +155,7 @@ def conv_window(weight: T, bias: T | None, stride: Any, padding: Any, dilation: 
 
     macs = int(weight.shape[1] * kernel[0] * kernel[1])
     conv = (weight, bias, stride, padding, dilation, groups)
-    return Window(kernel, stride, pad, dilation, 0.0, run, macs, conv)  # type: ignore[arg-type]
+    return Window(kernel, stride, pad, dilation, 0.0, run, macs, conv)
 
 
 def pool_window(kind: str, kernel: Any, stride: Any, padding: Any, dilation: Any, **extra: Any) -> Window | None:
@@ -278,9 +279,11 @@ def is_pointwise(node: fx.Node, module: nn.Module | None) -> bool:
 
 def batchnorm_affine(module: nn.Module | None) -> tuple[T, T] | None:
     """``(scale, shift)`` per channel of an eval-mode ``BatchNorm2d`` (``y = x * scale + shift``), else ``None``."""
-    if not isinstance(module, nn.BatchNorm2d) or module.training or module.running_mean is None:
+    if not isinstance(module, nn.BatchNorm2d) or module.training:
         return None
-    var, mean = module.running_var.double(), module.running_mean.double()  # type: ignore[union-attr]
+    if module.running_mean is None or module.running_var is None:
+        return None
+    var, mean = module.running_var.double(), module.running_mean.double()
     scale = (var + module.eps).rsqrt()
     if module.weight is not None:
         scale = scale * module.weight.detach().double()

@@ -82,14 +82,18 @@ class Explainer:
         self.batch_size = batch_size
         self.seed = seed
         self.fixed: Explanation | None = None
+        # what reruns it (None: a fixed explanation); a callable's result is checked to be a tensor
+        self.fn: str | Method | type[Method] | Callable[..., object] | None = None
         self.options = dict(options)
         self.last_delta: T | None = None
         """The ``delta`` of the last explanation (``None`` for callables and methods without one)."""
         if isinstance(spec, Explanation):
             self.fixed, self.name, self.fn = spec, spec.method, None
-        elif isinstance(spec, str | Method) or (isinstance(spec, type) and issubclass(spec, Method)):
+        elif isinstance(spec, str | Method):
             self.name = spec if isinstance(spec, str) else spec.name
             self.fn = spec
+        elif isinstance(spec, type) and issubclass(spec, Method):
+            self.name, self.fn = spec.name, spec
         elif callable(spec):
             self.name, self.fn = getattr(spec, "__name__", "callable"), spec
         else:
@@ -104,7 +108,7 @@ class Explainer:
     def rerunnable(self) -> bool:
         return self.fixed is None
 
-    def __call__(self, x: T, targets: T, seed: int | None = None, model: Any = None) -> tuple[T, int]:
+    def __call__(self, x: T, targets: T, seed: int | None = None, model: Any = None) -> tuple[T, float]:
         """``model``: explain another model than ``self.model`` (e.g. a randomized copy); ``None``: the caller's."""
         if self.fixed is not None:
             self.last_delta = self.fixed.delta
@@ -117,6 +121,7 @@ class Explainer:
             )  # fmt: skip
             self.last_delta = e.delta
             return e.attributions.detach(), e.passes
+        assert self.fn is not None  # set whenever the explanation is not a fixed one
         with torch.enable_grad():
             a = self.fn(self.model if model is None else model, x, targets)
         if not isinstance(a, torch.Tensor):
@@ -171,7 +176,7 @@ class MetricRun:
         self.ctx = ctx
         self.explainer = explainer
         self.generator = generator
-        self.explain_passes = 0
+        self.explain_passes: float = 0
         self._attributions: T | None = None
         self._delta: T | None = None
 

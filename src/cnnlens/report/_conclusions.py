@@ -69,7 +69,7 @@ def conclusions(
     the evaluation of the data set called ``focus``), which mistakes, what the maps showed (``where``), what the
     inside shows (``inside``), which maps to trust (``leads``, judged on ``explained_images`` images)."""
     errors = int((ev.y_true != ev.y_pred).sum())
-    said = [
+    said: list[str | None] = [
         accuracy_summary(accuracies, focus, ev.no_information_rate, len(ev.y_true)),
         mistakes_summary(ev.confused_pairs(3), errors, len(ev.y_true)),
     ]

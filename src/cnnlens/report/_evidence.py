@@ -99,8 +99,9 @@ def where_note(
     who = f"the misread {true}" if n == 1 else f"{count} of {n} misread {true}s"
     text = f"For {who} the evidence for {predicted} lies mostly in the {part} of the image"
     strokes = [stroke_share(img, w) for img, w in misread]
-    if all(s is not None for s in strokes):
-        share = float(np.mean(strokes))
+    known = [s for s in strokes if s is not None]
+    if len(known) == len(strokes):
+        share = float(np.mean(known))
         text += f", {100 * share:.0f}% of it on the strokes" if share >= 0.5 else (
             f", {100 * (1 - share):.0f}% of it off the strokes (on the background)"
         )  # fmt: skip

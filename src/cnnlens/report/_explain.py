@@ -96,8 +96,12 @@ def _intro(errors: bool) -> str:
     )
 
 
-def _extra_errors(groups: list[ErrorGroup]) -> list[int]:
-    return [int(r) for r in groups[0].errors[1:MORE_ERRORS]] if groups else []
+def _extra_errors(ev: Any, groups: list[ErrorGroup], source: Source) -> list[tuple[int, int]]:
+    """(row, target) of the first group's further errors that ``source`` can explain, each for its wrong class."""
+    if not groups:
+        return []
+    wrong = ev.classes.index(groups[0].predicted_label)
+    return [(int(r), wrong) for r in groups[0].errors[1:MORE_ERRORS] if source.has(ev, int(r), wrong)]
 
 
 def _where(
@@ -137,15 +141,15 @@ def explain_rows(
     if not rows:
         s.text("No images to explain.")
         return Explained(notes=[], where=None, summary={}, images=None)
-    wrong = ev.classes.index(groups[0].predicted_label) if groups else None
-    extra = [r for r in _extra_errors(groups) if source.has(ev, r, wrong)]
+    extra_pairs = _extra_errors(ev, groups, source)
+    extra = [r for r, _ in extra_pairs]
     x = classifier.preprocess([dataset[int(ev.positions[r])][0] for r in [*(r.row for r in rows), *extra]])
     n = len(rows)
     explained = [r.row for r in rows]
     targets = [r.target for r in rows]
     pixels_all = classifier.preprocessing.to_pixels(x)
     setup = warm_up(classifier, x) if source.computes else None
-    both = ExplainedImages(classifier, x, ev, explained + extra, targets + [wrong] * len(extra))
+    both = ExplainedImages(classifier, x, ev, explained + extra, targets + [t for _, t in extra_pairs])
     grad_all, grad_info = source.explain(
         both, gradient, batch_size=batch_size, seed=seed, progress=progress, desc="gradient/CAM"
     )
@@ -223,9 +227,8 @@ def _agreement_and_cost(
             s.figure(agreement_figure(methods, overlaps, AGREEMENT_FRACTION), "Agreement of every two methods")
     s.table(cost_table(info, n), caption=cost_caption(n, setup))
     s.words({**column_words(["seconds_per_image", "passes_per_image"]), **table_words("completeness error")})
-    said.append(duplicates_note(info))
-    said.append(notes.completeness_note({m: i.relative_delta for m, i in info.items()}))
-    said = [t for t in said if t]
+    ends = (duplicates_note(info), notes.completeness_note({m: i.relative_delta for m, i in info.items()}))
+    said += [t for t in ends if t]
     failed = [m for m, i in info.items() if i.error is not None]
     if failed:
         said.append(f"Not run on this model: {', '.join(notes.method_name(m) for m in failed)} (see the cost table).")
@@ -290,8 +293,8 @@ def scorecard_section(
         "is better)",
     )
     quality_columns = [c for c in sc.columns if higher.get(c) is not None and c not in COST]
-    said = [best_note(column_title(c), grid[c], bool(higher[c])) for c in quality_columns]
-    said = [t for t in said if t]
+    found = (best_note(column_title(c), grid[c], bool(higher[c])) for c in quality_columns)
+    said = [t for t in found if t]
     s.notes(said)
     if said:
         s.text(how_measured(n, len(cards)))

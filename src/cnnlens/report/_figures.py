@@ -72,10 +72,13 @@ def _map(ax: plt.Axes, image: np.ndarray, attribution: np.ndarray, title: str | 
 
 
 def maps_grid(
-    images: Sequence[np.ndarray], row_titles: Sequence[str], maps: Mapping[str, Sequence[np.ndarray]], cell: float = 1.7
+    images: Sequence[np.ndarray],
+    row_titles: Sequence[str],
+    maps: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+    cell: float = 1.7,
 ) -> Figure:
     """Rows = images (first column the image), columns = methods: each map, signed, over the image; one colour
-    bar for all."""
+    bar for all. ``maps``: per method, one map per image (a stacked array or a sequence)."""
     methods = list(maps)
     cols = 1 + len(methods)
     cell = min(cell, (MAX_WIDTH - 1.2) / cols)

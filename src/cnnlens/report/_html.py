@@ -177,13 +177,14 @@ class Section:
         caption: str = "",
     ) -> Section:
         """A table from dict rows (columns: ``columns`` or the keys in first-seen order) or list rows."""
-        rows = list(rows)
-        if rows and all(isinstance(r, Mapping) for r in rows):
+        items = list(rows)
+        dicts = [r for r in items if isinstance(r, Mapping)]
+        if items and len(dicts) == len(items):
             if columns is None:
-                columns = list(dict.fromkeys(k for r in rows for k in r))
-            cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-        elif all(isinstance(r, Sequence) and not isinstance(r, str) for r in rows):
-            cells = [[_cell(v) for v in r] for r in rows]
+                columns = list(dict.fromkeys(k for r in dicts for k in r))
+            cells = [[_cell(r.get(c)) for c in columns] for r in dicts]
+        elif all(isinstance(r, Sequence) and not isinstance(r, str) for r in items):
+            cells = [[_cell(v) for v in r] for r in items]
             width = len(columns) if columns is not None else (len(cells[0]) if cells else 0)
             bad = [i for i, r in enumerate(cells) if len(r) != width]
             if bad:
@@ -193,8 +194,9 @@ class Section:
         self.blocks.append(TableBlock(rows=cells, columns=[str(c) for c in columns or []], caption=caption))
         return self
 
-    def notes(self, notes: Sequence[str]) -> Section:
-        """A highlighted list of short plain-language sentences (empty lists add nothing)."""
+    def notes(self, notes: Sequence[str | None]) -> Section:
+        """A highlighted list of short plain-language sentences (empty lists add nothing; ``None`` entries, notes
+        with nothing to say, are skipped)."""
         if isinstance(notes, str):
             raise CnnlensError("notes() takes a list of sentences; use text() for one paragraph.")
         items = [str(n) for n in notes if n]

@@ -123,7 +123,9 @@ def inside_section(report: Report, classifier: Any, dataset: Any, ev: Any, group
         if final is not None:
             f = final.features
             like_true, like_predicted = _correlation(f[0], f[1]), _correlation(f[0], f[2])
-            said.append(notes.inside_note(final.layer, t, p, like_true, like_predicted))
+            said.append(
+                notes.inside_note(final.layer, group.true_label, group.predicted_label, like_true, like_predicted)
+            )
     _layer_table(s, classifier)
     s.notes(said)
     return said

@@ -151,7 +151,7 @@ def agreement_rows(
 
 def cost_table(info: dict[str, MethodRun], images: int) -> list[dict[str, Any]]:
     """Per method: seconds and model passes per image, completeness error, options (or why it did not run)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for m, i in info.items():
         if i.error is not None:
             rows.append({"method": notes.method_name(m), "seconds / image": None, "passes / image": None,

@@ -123,9 +123,12 @@ def _methods_section(report: Report, maps: Maps, info: dict[str, MethodRun], ima
         s.figure(agreement_figure(list(maps), overlaps, AGREEMENT_FRACTION), "Agreement of every two methods")
     s.table(cost_table(info, images), caption=cost_caption(images, setup))
     s.words({**column_words(["seconds_per_image", "passes_per_image"]), **table_words("completeness error")})
-    said = agreement_claims(per_image, AGREEMENT_FRACTION, families(list(maps)))
-    said.append(duplicates_note(info))
-    said.append(notes.completeness_note({m: i.relative_delta for m, i in info.items()}))
-    s.notes([n for n in said if n])
+    s.notes(
+        [
+            *agreement_claims(per_image, AGREEMENT_FRACTION, families(list(maps))),
+            duplicates_note(info),
+            notes.completeness_note({m: i.relative_delta for m, i in info.items()}),
+        ]
+    )
     if len(maps) > 1:
         s.text(how_measured(images))

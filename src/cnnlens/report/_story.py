@@ -114,7 +114,9 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
         )
     s.table(rows, caption="Accuracy per data set")
     s.words(table_words("accuracy", "no-information rate", "top-3 accuracy", "F1", "AUC"))
-    said = [notes.accuracy_note(n, ev.accuracy, ev.no_information_rate, len(ev.y_true)) for n, ev in evals.items()]
+    said: list[str | None] = [
+        notes.accuracy_note(n, ev.accuracy, ev.no_information_rate, len(ev.y_true)) for n, ev in evals.items()
+    ]
     if len(evals) > 1:
         ev = evals[focus]
         said.append(notes.shift_note({n: e.accuracy for n, e in evals.items()}, ev.confused_pairs(1)))
@@ -157,7 +159,7 @@ def _per_class(report: Report, evals: dict, focus: str) -> list[str]:
     s.words(table_words("recall", "precision", "F1", "AUC"))
     s.figure(metrics_figure(ev), f"Precision, recall and F1 per class on the {focus}")
     s.figure(roc_figure(ev), f"ROC curves on the {focus}")
-    said = notes.class_notes(ev.report)
+    said: list[str | None] = list(notes.class_notes(ev.report))
     if len(evals) > 1:
         best = max(evals, key=lambda n: evals[n].accuracy)
         if best != focus:

@@ -77,7 +77,7 @@ class CamMethod(Method):
             maps.append(F.relu(m) if self.relu else m)
         ctx.info["layers"] = names
         ctx.info["layer_maps"] = maps
-        size = tuple(ctx.inputs.shape[-2:])
+        size = (ctx.inputs.shape[-2], ctx.inputs.shape[-1])
         if len(maps) == 1:
             return upsample(maps[0], size), None
         return torch.stack([upsample_rescaled(m, size) for m in maps]).mean(0), None

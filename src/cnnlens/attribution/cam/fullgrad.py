@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import torch
 from torch import nn
 
@@ -19,7 +22,9 @@ def _bias(module: nn.Module) -> T | None:
     """The bias a layer adds to each channel (BatchNorm in eval mode: beta - gamma * mean / std)."""
     if isinstance(module, nn.Conv2d) and module.bias is not None:
         return module.bias
-    if isinstance(module, nn.BatchNorm2d) and module.track_running_stats and module.running_mean is not None:
+    if isinstance(module, nn.BatchNorm2d) and module.track_running_stats:
+        if module.running_mean is None or module.running_var is None:
+            return None
         scale = module.weight / torch.sqrt(module.running_var + module.eps) if module.affine else 1.0
         shift = module.bias if module.affine else 0.0
         return shift - scale * module.running_mean
@@ -30,7 +35,8 @@ def _psi(t: T, size: tuple[int, int], chunk: int = 64) -> T:
     """The paper's post-processing, summed over channels: absolute value, bilinear upsampling, each channel
     rescaled to [0, 1]. Channels go through in groups of ``chunk`` to keep the upsampled copies small."""
     t = t.abs()
-    return sum(upsample_rescaled(t[:, c : c + chunk], size).sum(1, keepdim=True) for c in range(0, t.shape[1], chunk))
+    parts = (upsample_rescaled(t[:, c : c + chunk], size).sum(1, keepdim=True) for c in range(0, t.shape[1], chunk))
+    return functools.reduce(operator.add, parts)
 
 
 @register
@@ -46,14 +52,14 @@ class FullGrad(Method):
                 "fullgrad reads the bias gradients of the model's layers, which TorchScript code hides; explain the "
                 "model as an nn.Module (load its state dict into its class)"
             )
-        named = [(n, m, _bias(m)) for n, m in ctx.model.named_modules()]
-        named = [(n, m, b) for n, m, b in named if b is not None]
+        named = [(n, m, b) for n, m in ctx.model.named_modules() if (b := _bias(m)) is not None]
         if not named:
             raise CnnlensError("fullgrad needs layers with biases (convolutions with bias or BatchNorm); none found")
         layers = [m for _, m, _ in named]
-        b = ctx.backward(ctx.inputs, ctx.owners(), layers=layers)
-        gx, grads = b.grad, b.layer_grads
-        size = tuple(ctx.inputs.shape[-2:])
+        back = ctx.backward(ctx.inputs, ctx.owners(), layers=layers)
+        gx, grads = back.grad, back.layer_grads
+        assert gx is not None  # input gradients were asked for
+        size = (ctx.inputs.shape[-2], ctx.inputs.shape[-1])
         total = torch.zeros(ctx.n, 1, *size, dtype=ctx.inputs.dtype, device=ctx.inputs.device)
         used = []
         for i in range(ctx.n):

@@ -120,24 +120,24 @@ def _op_name(func: Callable) -> str:
 
 
 Tn = torch.Tensor
-_IN_PLACE = {
+_IN_PLACE: dict[Callable, Callable] = {
     Tn.add_: Tn.add, Tn.__iadd__: Tn.add, Tn.sub_: Tn.sub, Tn.__isub__: Tn.sub,
     Tn.mul_: Tn.mul, Tn.__imul__: Tn.mul, Tn.div_: Tn.div, Tn.__itruediv__: Tn.div, Tn.neg_: Tn.neg,
 }  # fmt: skip
-_SUMS = {torch.add, Tn.add, torch.sub, Tn.sub, torch.subtract, Tn.subtract, torch.rsub, Tn.__rsub__}
-_PRODUCTS = {torch.mul, Tn.mul, torch.multiply, Tn.multiply}
-_DIVISIONS = {torch.div, Tn.div, torch.divide, Tn.divide, torch.true_divide, Tn.true_divide}
-_LINEAR_MAPS = _PRODUCTS | _DIVISIONS | {
+_SUMS: set[Callable] = {torch.add, Tn.add, torch.sub, Tn.sub, torch.subtract, Tn.subtract, torch.rsub, Tn.__rsub__}
+_PRODUCTS: set[Callable] = {torch.mul, Tn.mul, torch.multiply, Tn.multiply}
+_DIVISIONS: set[Callable] = {torch.div, Tn.div, torch.divide, Tn.divide, torch.true_divide, Tn.true_divide}
+_LINEAR_MAPS: set[Callable] = _PRODUCTS | _DIVISIONS | {
     torch.neg, Tn.neg, torch.sum, Tn.sum, torch.mean, Tn.mean, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.interpolate,
 }  # fmt: skip
-_MAX_POOLS = {
+_MAX_POOLS: set[Callable] = {
     F.max_pool1d, F.max_pool2d, F.max_pool3d, F.max_pool1d_with_indices, F.max_pool2d_with_indices,
     F.max_pool3d_with_indices, torch.max_pool1d, torch.max_pool2d, torch.max_pool3d, F.adaptive_max_pool1d,
     F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.adaptive_max_pool1d_with_indices,
     F.adaptive_max_pool2d_with_indices, F.adaptive_max_pool3d_with_indices,
 }  # fmt: skip
-_ROUTES = _MAX_POOLS | {
+_ROUTES: set[Callable] = _MAX_POOLS | {
     Tn.view, Tn.view_as, Tn.reshape, Tn.reshape_as, torch.reshape, Tn.flatten, torch.flatten, Tn.unflatten,
     torch.unflatten, Tn.permute, torch.permute, Tn.transpose, torch.transpose, Tn.t, Tn.squeeze, torch.squeeze,
     Tn.unsqueeze, torch.unsqueeze, Tn.contiguous, Tn.clone, torch.clone, Tn.expand, Tn.expand_as, Tn.repeat,

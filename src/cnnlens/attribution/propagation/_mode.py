@@ -25,6 +25,7 @@ import itertools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import torch
@@ -108,7 +109,9 @@ class RelevanceMode(TorchFunctionMode):
         self.records: list[dict] = []
         self._recording = True
         self._bound: dict[tuple, Rule] = {}
-        self._count, self._last, self._pad = 0, None, None
+        self._count = 0
+        self._last: _Last | None = None
+        self._pad: tuple[T, T, tuple[int, ...]] | None = None  # the latest zero padding: output, input, F.pad list
         self._seen: set = set()  # autograd nodes of the operations this mode saw in the current forward pass
 
     def start(self, logits: T, grad: T) -> T:
@@ -123,7 +126,7 @@ class RelevanceMode(TorchFunctionMode):
         self._recording, self._last, self._pad, self._seen = False, None, None, set()
         super().__exit__(*exc)
 
-    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None):
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if not torch.is_grad_enabled() or not _carries(args, kwargs):
             return func(*args, **kwargs)
@@ -170,10 +173,10 @@ class RelevanceMode(TorchFunctionMode):
         if func is F.linear:
             src, layer = x, LinearCall(name, weight, bias)
         else:
-            pad = self._pad
-            fold = pad is not None and pad[0] is x and len(pad[2]) == 2 * (weight.dim() - 2)
-            src = pad[1] if fold else x  # type: ignore[index]
-            layer = conv_layer(name, src, weight, bias, call, pad[2] if fold else None)  # type: ignore[index]
+            pad, src, folded = self._pad, x, None
+            if pad is not None and pad[0] is x and len(pad[2]) == 2 * (weight.dim() - 2):
+                src, folded = pad[1], pad[2]  # the padding is folded into the convolution
+            layer = conv_layer(name, src, weight, bias, call, folded)
         rule = self._rule(name, owner[1] if owner else None, layer.kind, self._count == 0)
         self._count += 1
         out = _LinearFn.apply(src, layer, rule, lambda: func(*args, **kwargs))
@@ -300,7 +303,7 @@ class RelevanceMode(TorchFunctionMode):
         """The innermost module of the model whose ``forward`` is running (found on the call stack)."""
         if not self._recording:
             return ""
-        frame = sys._getframe(1)
+        frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             code = frame.f_code
             if code.co_argcount and code.co_varnames[0] == "self":
