@@ -16,7 +16,7 @@ the tail), used the same way by IG steps, noise samples, DeepLIFT pairs and pert
 size from a memory budget and halves it whenever memory runs out. ``ctx.derive`` makes the context of noisy
 copies for smoothing; all contexts of a run share its pass counter, random draws and cuts.
 
-A context is made of parts it delegates to: :class:`~cnnlens.engine._explained.Explained` (what is explained,
+A context is made of parts it delegates to: :class:`~cnnlens.engine._explained.ExplainedScore` (what is explained,
 the targets and the logits record), :class:`~cnnlens.engine._batching.Batching` (chunked calls, automatic size)
 and the run's :class:`~cnnlens.engine._batching.Shared` (model, counter, draws, cuts, caches); its backward
 passes are in :mod:`~cnnlens.engine._backward`, its layer views in :mod:`~cnnlens.engine._layer_view`.
@@ -37,7 +37,7 @@ from ..models import State, probed_last_conv
 from . import _backward, _layer_view
 from ._backward import Backward
 from ._batching import Batching, Rows, Shared
-from ._explained import Explained, Network, Target, check_logits, network_logits
+from ._explained import ExplainedScore, Network, Target, check_logits, network_logits
 from ._neuron import Neuron
 
 T = torch.Tensor
@@ -58,7 +58,7 @@ class Context:
         self,
         shared: Shared,
         inputs: T,
-        explained: Explained,
+        explained: ExplainedScore,
         *,
         network: Network | None = None,
         layer: str | None = None,
@@ -93,14 +93,14 @@ class Context:
         """The context of ``inputs`` to ``model``, explained for ``target`` (or for ``neuron``)."""
         shared = Shared(model, batch_size, generator if generator is not None else torch.Generator().manual_seed(0))
         if neuron is None:
-            return cls(shared, inputs, Explained(target, inputs.shape[0]))
+            return cls(shared, inputs, ExplainedScore(target, inputs.shape[0]))
         if neuron.layer is None:  # the last convolution, found by a probe pass (kept)
             name, probed = probed_last_conv(model, (1, *inputs.shape[1:]))
             shared.passes += int(probed)
             neuron = Neuron(name, neuron.spec)
         cut = shared.cut(neuron.layer)
         _layer_view.check_inner(shared, cut, inputs)
-        return cls(shared, inputs, Explained(target, inputs.shape[0], neuron, cut.inner))
+        return cls(shared, inputs, ExplainedScore(target, inputs.shape[0], neuron, cut.inner))
 
     # ---- the run's shared parts ---------------------------------------------------------------------------------
     @property

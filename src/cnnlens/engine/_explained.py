@@ -1,4 +1,4 @@
-"""What a context explains (:class:`Explained`): a class score or a neuron, the targets once resolved, and the
+"""What a context explains (:class:`ExplainedScore`): a class score or a neuron, the targets once resolved, and the
 record of the inputs' logits; and the check every model output passes before it is used as logits."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from ..core.errors import CnnlensError
 from ..models import State, describe_output
 from ._batching import Batching
-from ._neuron import Neuron
+from ._neuron import Neuron, one_per_row
 
 T = torch.Tensor
 Target = None | int | list | tuple | T | Callable[[T], T]
@@ -46,7 +46,7 @@ def network_logits(network: Network, batching: Batching, rows: T, owner: T) -> T
     return torch.cat(batching.run(step, rows.shape[0]))
 
 
-class Explained:
+class ExplainedScore:
     """What the ``n`` images of a context are explained for, and what is known of it so far.
 
     ``spec``: the target as given (the predicted class when ``None``, an index, one per image, or a callable
@@ -75,12 +75,12 @@ class Explained:
         """Whether the target is a callable of the logits (then there are no class targets)."""
         return callable(self.spec)
 
-    def repeated(self, targets: T | None, repeat: int) -> Explained:
+    def repeated(self, targets: T | None, repeat: int) -> ExplainedScore:
         """The same explained score for ``repeat`` consecutive rows per image (``targets``: the resolved ones)."""
         if self.neuron is None and targets is not None:
             targets = targets.repeat_interleave(repeat)
-            return Explained(targets, self.n * repeat, targets=targets)
-        return Explained(self.spec, self.n * repeat, self.neuron, self.inner)
+            return ExplainedScore(targets, self.n * repeat, targets=targets)
+        return ExplainedScore(self.spec, self.n * repeat, self.neuron, self.inner)
 
     def resolve(self, logits: T) -> T:
         """The targets of the images for these logits (the spec checked)."""
@@ -101,13 +101,7 @@ class Explained:
     def select(self, logits: T, owner: T) -> T:
         """The class score each row is explained for: its owner's target logit, or the callable's value."""
         if callable(self.spec):
-            s = self.spec(logits)
-            if not isinstance(s, torch.Tensor) or s.shape != (logits.shape[0],):
-                raise CnnlensError(
-                    f"a callable target must map logits of shape {tuple(logits.shape)} to one score per "
-                    f"row, shape ({logits.shape[0]},); it returned {getattr(s, 'shape', type(s))}"
-                )
-            return s
+            return one_per_row(self.spec, logits, "a callable target must map logits", "score")
         if self.targets is None:
             if self.spec is None:  # only on the recording pass, where every row is its own image
                 return logits.max(1).values

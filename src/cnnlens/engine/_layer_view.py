@@ -17,7 +17,7 @@ from ..core.errors import CnnlensError
 from ..core.hooks import capture
 from ..models import Cut, State
 from ._batching import Rows, Shared
-from ._explained import Explained, network_logits
+from ._explained import ExplainedScore, network_logits
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -79,7 +79,7 @@ def _view(ctx: Context, cut: Cut) -> Context:
         cut.passed("logits", ctx.inputs)
     targets = ctx.targets
     spec = ctx.explained.spec if ctx.explained.by_function else targets
-    explained = Explained(spec, ctx.n, targets=targets, logits=logits)
+    explained = ExplainedScore(spec, ctx.n, targets=targets, logits=logits)
     cls = type(ctx)  # Context (whose module imports this one)
     return cls(shared, acts, explained, network=tail, layer=cut.name, state=state, parent=ctx, batching=batching)
 

@@ -16,6 +16,18 @@ T = torch.Tensor
 NeuronSpec = int | tuple | list | Callable[[T], T]
 
 
+def one_per_row(fn: Callable[[T], Any], x: T, what: str, kind: str) -> T:
+    """``fn(x)``, checked to be one ``kind`` per row of ``x``: a tensor of shape ``(N,)``; else a
+    :class:`CnnlensError` saying ``what`` the callable must do and what it returned."""
+    v = fn(x)
+    if not isinstance(v, torch.Tensor) or v.shape != (x.shape[0],):
+        raise CnnlensError(
+            f"{what} of shape {tuple(x.shape)} to one {kind} per row, shape ({x.shape[0]},); it returned "
+            f"{getattr(v, 'shape', type(v))}"
+        )
+    return v
+
+
 def _is_index(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
@@ -90,13 +102,7 @@ class Neuron:
         """One value per row of ``output``."""
         self.check(output)
         if callable(self.spec):
-            v = self.spec(output)
-            if not isinstance(v, torch.Tensor) or v.shape != (output.shape[0],):
-                raise CnnlensError(
-                    f"a neuron callable must map the layer's output of shape {tuple(output.shape)} to one value per "
-                    f"row, shape ({output.shape[0]},); it returned {getattr(v, 'shape', type(v))}"
-                )
-            return v
+            return one_per_row(self.spec, output, "a neuron callable must map the layer's output", "value")
         if isinstance(self.spec, tuple) and len(self.spec) == output.dim() - 1:
             unit: tuple[slice | int, ...] = (slice(None), *self.spec)
             return output[unit]
