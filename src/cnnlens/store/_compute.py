@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -154,7 +155,7 @@ class _Shard:
         self.shard = shard
         self.seed = shard_seed(job.seed, shard)
         self.start, self.stop = job.bounds(shard)
-        self.rows = {
+        self.rows: dict[int, dict[str, Any]] = {
             p: {"position": p, "id": job.ids[p], "shard": shard, "label": None, "ok": True, "error": None}
             for p in range(self.start, self.stop)
         }
@@ -203,8 +204,8 @@ class _Shard:
             rerun = get_metric(metric).rerun
             try:
                 s, said = _caught(
-                    lambda metric=metric, metric_opts=metric_opts, rerun=rerun: score(
-                        metric, self.job.classifier, x, name if rerun else e, target=targets,
+                    partial(
+                        score, metric, self.job.classifier, x, name if rerun else e, target=targets,
                         batch_size=self.job.batch_size, seed=self.seed, method_options=opts if rerun else None,
                         progress=False, **metric_opts,
                     )
@@ -245,8 +246,9 @@ def _compute(work: _Shard) -> ShardResult:
             for kind, (idx, targets) in _targets(job, rows, positions).items():
                 if not idx:
                     continue
+                bad: dict[int, str] = {}
                 if first is not None and first[0] == (label, kind):
-                    e, bad, said = first[1], {}, first[2]  # explained already, with the predicted class
+                    e, said = first[1], first[2]  # explained already, with the predicted class
                 else:
                     e, bad, said = work.explain(label, x[idx], targets)
                 for i, reason in bad.items():
@@ -296,12 +298,12 @@ def _predictions(
         if not bool(finite[i]):
             failed[pos] = "the model returned NaN or infinite logits for this image"
             continue
-        label = row["label"]
+        truth = row["label"]
         row.update(
             predicted=int(order[i, 0]),
             top_classes=[int(c) for c in order[i]],
             top_probabilities=[float(probs[i, c]) for c in order[i]],
-            p_label=float(probs[i, label]) if label is not None and 0 <= label < probs.shape[1] else None,
+            p_label=float(probs[i, truth]) if truth is not None and 0 <= truth < probs.shape[1] else None,
         )
         kept.append(i)
     if len(kept) < len(positions):  # only after a forward pass: an explanation has finite logits or fails
