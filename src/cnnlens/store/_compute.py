@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from ..core.errors import CnnlensError, CnnlensWarning
 from ..core.model_guard import frozen
 from ..core.progress import checkpoint
 from ._settings import RunPlan, shard_seed
+
+if TYPE_CHECKING:
+    from ..models import Classifier
 
 T = torch.Tensor
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -44,7 +47,7 @@ class ShardResult:
     seconds: float = 0.0
 
 
-def _inputs(classifier: Any, items: list[Any]) -> T:
+def _inputs(classifier: Classifier, items: list[Any]) -> T:
     """Images (or preprocessed ``(C, H, W)`` tensors) as one ``(n, C, H, W)`` model input."""
     if all(isinstance(item, torch.Tensor) for item in items):
         if any(item.dim() != 3 or not item.is_floating_point() for item in items):
