@@ -17,7 +17,7 @@ PER_PAGE = 48
 PAIR_IMAGES = 8
 
 
-def number(query: Mapping[str, str], name: str, low: float, high: float, default: float | None) -> float | None:
+def number(query: Mapping[str, str], name: str, low: float, high: float, default: float) -> float:
     text = query.get(name, "")
     if text == "":
         return default
@@ -242,15 +242,16 @@ def method_choices() -> list[tuple[str, list[dict[str, Any]]]]:
     def shown(value: Any) -> str:
         return value if isinstance(value, str) else repr(value)
 
-    out = []
+    by_category: dict[str, list[dict[str, Any]]] = {}
     for info in methods():
         options = {**info.options, **SMOOTH_OPTIONS}
         fields = [{"name": k, "default": shown(o.default), "rule": o.rule, "help": o.help} for k, o in options.items()]
         if info.needs_baseline:
             fields.insert(0, {"name": "baseline", "default": "", "rule": "one of " + ", ".join(BASELINE_NAMES),
                               "help": "the reference input (empty: the method's default)"})  # fmt: skip
-        out.append({"name": info.name, "category": info.category, "summary": info.summary, "options": fields})
-    return [(c, [m for m in out if m["category"] == c]) for c in dict.fromkeys(m["category"] for m in out)]
+        method = {"name": info.name, "category": info.category, "summary": info.summary, "options": fields}
+        by_category.setdefault(info.category, []).append(method)
+    return list(by_category.items())
 
 
 def parse_options(method: str, given: Mapping[str, Any]) -> dict[str, Any]:

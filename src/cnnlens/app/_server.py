@@ -179,7 +179,7 @@ class Pages:
         from starlette.concurrency import run_in_threadpool
         from starlette.responses import JSONResponse
 
-        wait = pages.number(request.query_params, "wait", 0.0, 30.0, 0.0) or 0.0
+        wait = pages.number(request.query_params, "wait", 0.0, 30.0, 0.0)
         job = self.state.jobs.current
         if job is not None and job.running and wait > 0:
             await run_in_threadpool(job.ended_event.wait, wait)
@@ -218,8 +218,9 @@ class Pages:
         from ..store import choose_label, full_options, kind_of, target_class
 
         store = self.state.store
-        image_id, method, label = asked.get("id"), asked.get("method"), asked.get("label")
-        if not isinstance(image_id, str) or not isinstance(method or label, str):
+        image_id, label = asked.get("id"), asked.get("label")
+        method = asked.get("method") or label  # a stored label's own method replaces it below
+        if not isinstance(image_id, str) or not isinstance(method, str):
             raise CnnlensError("give the image id, and the method name (with its options) or a stored method label")
         row = store.row(image_id)
         if not row["ok"]:

@@ -98,7 +98,7 @@ class RuleMode(TorchFunctionMode):
         self.generalize = generalize
         self.seen: set[str] = set()
 
-    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None):
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         if not torch.is_grad_enabled():
             return func(*args, **kwargs)
@@ -128,7 +128,7 @@ class RuleMode(TorchFunctionMode):
         """Any call that is neither an activation nor a pooling the mode has a rule for (subclasses may check)."""
         return func(*args, **kwargs)
 
-    def _maxpool(self, func: Callable, args: tuple, kwargs: dict):
+    def _maxpool(self, func: Callable, args: tuple, kwargs: dict) -> T | tuple[T, T]:
         names = ["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
         kw = dict(zip(names, args[1:], strict=False), **kwargs)
         want_idx = kw.pop("return_indices", False) or func is F.max_pool2d_with_indices

@@ -108,6 +108,7 @@ def explain_images(
     to ``out``, held as one run (`cnnlens.core.files.output_folder`: atomic files, a manifest, an earlier run's files
     replaced; other files, symlinks, a concurrent run and two images with one name refused)."""
     import numpy as np
+    import torch
 
     from ..attribution import explain
     from ..core.progress import progress_bar
@@ -122,20 +123,21 @@ def explain_images(
             t = None if _explains_neuron(method) else target  # a neuron is explained instead of a class
             results[method] = explain(classifier, x, method, target=t, batch_size=batch_size, seed=seed, **options)
         first = next(iter(results.values()))
-        by_class = next((e for e in results.values() if e.target is not None), None)
+        classes = next((e.target for e in results.values() if isinstance(e.target, torch.Tensor)), None)
         probs = first.probabilities
         pixels = classifier.preprocessing.to_pixels(x)
         summary: dict[str, Any] = {"model": classifier.name, "images": []}
         for i, name in enumerate(names):
             top = probs[i].topk(min(5, probs.shape[1]))
             tops = [(classifier.class_name(int(j)), float(p)) for p, j in zip(top.values, top.indices, strict=True)]
-            explained = None if by_class is None else classifier.class_name(int(by_class.target[i]))
+            explained = None if classes is None else classifier.class_name(int(classes[i]))
             what = f"evidence for '{explained}'" if explained is not None else f"evidence for neuron {first.neuron}"
             maps = {m: e.attributions[i].detach().cpu() for m, e in results.items()}
             fig = compare_panel(pixels[i], maps, top_k=tops, sign=sign, view=view, title=f"{name}: {what}")
             save_figure(fig, folder.file(f"{name}.png"))
             with atomic_open(folder.file(f"{name}.npz"), "wb") as f:
-                np.savez_compressed(f, **{m: a.numpy() for m, a in maps.items()})
+                # numpy's stub: the names could meet its allow_pickle (no map is named so)
+                np.savez_compressed(f, **{m: a.numpy() for m, a in maps.items()})  # type: ignore[arg-type]
             for m, e in results.items():
                 if _layer_shaped(m):
                     path = folder.file(f"{name}-{m}-channels.png")
@@ -144,7 +146,7 @@ def explain_images(
                 {
                     "image": name,
                     "explained_class": explained,
-                    "explained_index": None if by_class is None else int(by_class.target[i]),
+                    "explained_index": None if classes is None else int(classes[i]),
                     "top3": [{"class": c, "probability": round(p, 4)} for c, p in tops[:3]],
                     "methods": {m: _method_summary(m, e, i) for m, e in results.items()},
                 }

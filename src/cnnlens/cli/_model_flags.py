@@ -10,9 +10,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CnnlensError, CnnlensWarning
+
+if TYPE_CHECKING:
+    from ..models import Classifier
 
 
 def positive_int(text: str) -> int:
@@ -295,7 +298,7 @@ def check_sizes(classifier: Any, sizes: dict[str, tuple[int, int]]) -> None:
         )
 
 
-def load_classifier(args: argparse.Namespace) -> Any:
+def load_classifier(args: argparse.Namespace) -> Classifier:
     """The ``Classifier`` the model options describe, on the chosen device, ready to take images."""
     import torch
 
@@ -320,7 +323,7 @@ def load_classifier(args: argparse.Namespace) -> Any:
 
 # Methods that rewrite the model's activations through forward hooks (CAMs hook a layer too): on a TorchScript
 # module no hook fires, so they would silently return another method's result (measured on tests/_tiny_models.py).
-def needs_hooks(classifier: Any, command: str) -> None:
+def needs_hooks(classifier: Classifier, command: str) -> None:
     """TorchScript modules take no forward hooks, which ``command`` needs to look inside the model. (Single
     methods that cannot run on TorchScript refuse by themselves, with the library's own error.)"""
     import torch
@@ -332,7 +335,7 @@ def needs_hooks(classifier: Any, command: str) -> None:
         )
 
 
-def parse_target(classifier: Any, text: str | None) -> int | None:
+def parse_target(classifier: Classifier, text: str | None) -> int | None:
     """``--target``: a class index or one of the model's class names (``None``: the predicted class)."""
     if text is None:
         return None

@@ -7,12 +7,15 @@ import csv
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CnnlensError, CnnlensWarning
 from ..core.files import atomic_open, output_folder, write_json
 from ._data_flags import image_sizes, stray_files
 from ._model_flags import check_sizes, load_classifier, model_name
+
+if TYPE_CHECKING:
+    from ..models import Classifier
 
 TOP_K = 5
 
@@ -26,7 +29,7 @@ def _dataset(spec: str, on_error: str) -> Any:
 
 
 def predictions(
-    classifier: Any, dataset: Any, top_k: int, batch_size: int, on_error: str, progress: bool
+    classifier: Classifier, dataset: Any, top_k: int, batch_size: int, on_error: str, progress: bool
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """``(rows, skipped)``: one row per readable image (id, folder, its top classes and probabilities) and
     ``(id, reason)`` for each image that cannot be read (``on_error="raise"``: a ``CnnlensError`` instead)."""

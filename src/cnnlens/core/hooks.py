@@ -85,8 +85,8 @@ def capture(
     out: list[torch.Tensor] = []
     handles = []
 
-    def make(i: int):
-        def on_output(_m: nn.Module, args: tuple, output: torch.Tensor):
+    def make(i: int) -> Callable[[nn.Module, tuple[object, ...], torch.Tensor], torch.Tensor | None]:
+        def on_output(_m: nn.Module, args: tuple[object, ...], output: torch.Tensor) -> torch.Tensor | None:
             value = args[0] if inputs else output
             if not isinstance(value, torch.Tensor):
                 raise CnnlensError(f"layer {type(layers[i]).__name__} gives a {type(value).__name__}, not a tensor")

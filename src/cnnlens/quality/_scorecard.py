@@ -106,7 +106,7 @@ class Scorecard(Displayable):
     def _cells(self, fmt: str, bold: bool) -> tuple[list[str], list[list[str]]]:
         arrow = {True: " ↑", False: " ↓", None: ""}
         header = ["method", *(c + arrow[self.higher_is_better[c]] for c in self.columns)]
-        best = {}
+        best: dict[str, str | None] = {}
         for c in self.columns:
             try:
                 best[c] = self.best(c)

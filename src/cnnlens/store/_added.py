@@ -133,8 +133,8 @@ def _compute(
         try:
             items.append(job.dataset[position][0])
             positions.append(position)
-        except Exception as e:  # noqa: BLE001 - any reason the image cannot be read now is reported
-            added.failed[job.ids[position]] = f"cannot be read: {_reason(e)}"
+        except Exception as err:  # noqa: BLE001 - any reason the image cannot be read now is reported
+            added.failed[job.ids[position]] = f"cannot be read: {_reason(err)}"
     if not positions:
         return None
     targets = torch.tensor([t for p, t in pairs if p in positions], dtype=torch.long)

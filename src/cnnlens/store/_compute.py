@@ -11,7 +11,8 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from ..core.errors import CnnlensError, CnnlensWarning
 from ..core.model_guard import frozen
 from ..core.progress import checkpoint
 from ._settings import RunPlan, shard_seed
+
+if TYPE_CHECKING:
+    from ..models import Classifier
 
 T = torch.Tensor
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -43,7 +47,7 @@ class ShardResult:
     seconds: float = 0.0
 
 
-def _inputs(classifier: Any, items: list[Any]) -> T:
+def _inputs(classifier: Classifier, items: list[Any]) -> T:
     """Images (or preprocessed ``(C, H, W)`` tensors) as one ``(n, C, H, W)`` model input."""
     if all(isinstance(item, torch.Tensor) for item in items):
         if any(item.dim() != 3 or not item.is_floating_point() for item in items):
@@ -154,7 +158,7 @@ class _Shard:
         self.shard = shard
         self.seed = shard_seed(job.seed, shard)
         self.start, self.stop = job.bounds(shard)
-        self.rows = {
+        self.rows: dict[int, dict[str, Any]] = {
             p: {"position": p, "id": job.ids[p], "shard": shard, "label": None, "ok": True, "error": None}
             for p in range(self.start, self.stop)
         }
@@ -203,8 +207,8 @@ class _Shard:
             rerun = get_metric(metric).rerun
             try:
                 s, said = _caught(
-                    lambda metric=metric, metric_opts=metric_opts, rerun=rerun: score(
-                        metric, self.job.classifier, x, name if rerun else e, target=targets,
+                    partial(
+                        score, metric, self.job.classifier, x, name if rerun else e, target=targets,
                         batch_size=self.job.batch_size, seed=self.seed, method_options=opts if rerun else None,
                         progress=False, **metric_opts,
                     )
@@ -245,8 +249,9 @@ def _compute(work: _Shard) -> ShardResult:
             for kind, (idx, targets) in _targets(job, rows, positions).items():
                 if not idx:
                     continue
+                bad: dict[int, str] = {}
                 if first is not None and first[0] == (label, kind):
-                    e, bad, said = first[1], {}, first[2]  # explained already, with the predicted class
+                    e, said = first[1], first[2]  # explained already, with the predicted class
                 else:
                     e, bad, said = work.explain(label, x[idx], targets)
                 for i, reason in bad.items():
@@ -296,12 +301,12 @@ def _predictions(
         if not bool(finite[i]):
             failed[pos] = "the model returned NaN or infinite logits for this image"
             continue
-        label = row["label"]
+        truth = row["label"]
         row.update(
             predicted=int(order[i, 0]),
             top_classes=[int(c) for c in order[i]],
             top_probabilities=[float(probs[i, c]) for c in order[i]],
-            p_label=float(probs[i, label]) if label is not None and 0 <= label < probs.shape[1] else None,
+            p_label=float(probs[i, truth]) if truth is not None and 0 <= truth < probs.shape[1] else None,
         )
         kept.append(i)
     if len(kept) < len(positions):  # only after a forward pass: an explanation has finite logits or fails

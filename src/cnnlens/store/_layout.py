@@ -282,13 +282,11 @@ def map_array(
     path = f"{key[0]}/{key[1]}"
     size, shard = manifest["dataset"]["size"], manifest["shard_size"]
     shape = (size, *block.shape[1:])
-    try:
-        array = group[path]
-    except KeyError:
-        array = None
-    if array is not None and tuple(array.shape[1:]) != shape[1:]:
+    array = group.get(path)
+    if isinstance(array, zarr.Group) or (array is not None and tuple(array.shape[1:]) != shape[1:]):
+        found = "a Zarr group" if isinstance(array, zarr.Group) else f"shape {tuple(array.shape)}"
         raise CnnlensError(
-            f"the store's maps of {path} have shape {tuple(array.shape)}, but this run makes maps of shape "
+            f"the store's maps of {path} have {found}, but this run makes maps of shape "
             f"{shape}; the store is damaged or was written by another program: choose another output folder"
         )
     if array is None:

@@ -95,7 +95,8 @@ def unstored_view(store: Any, results: Iterable[Any]) -> Any:
 def _unstored_rows(results: Iterable[Any], held: Any) -> Unstored:
     """(rows, (label, kind) -> (position -> map, the maps' attributes), label -> ``{"method", "options"}``) of
     ``results`` (see `Store.with_unstored`), rows whose (position, label, kind) is ``held`` left out."""
-    rows, maps, meta, specs = [], {}, {}, {}
+    rows, meta, specs = [], {}, {}
+    maps: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     for result in results:
         for c in result.computed:
             for j, (position, row) in enumerate(zip(c["positions"], c["rows"], strict=True)):

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import CnnlensError, say, unknown_name
+from ..core.files import OutputFolder
 from ._kinds import ADDED, Added, added_rows, kinds
 from ._layout import EXPLANATIONS, IMAGES, MAPS, PART, explanations_schema, images_schema, read_manifest
 from ._parts import MixedMaps, Parts, concat, unstored_view
@@ -283,10 +284,11 @@ class Store:
         import zarr
 
         group = zarr.open_group(self.root / MAPS, mode="r")
-        if method not in group:
+        maps = group.get(method)
+        if not isinstance(maps, zarr.Group):  # absent (or, in a damaged store, an array)
             raise unknown_name("method in this store", method, self.labels)
-        keys = sorted(group[method].array_keys(), key=lambda k: k != explains)
-        return dict(group[method][keys[0]].attrs)
+        keys = sorted(maps.array_keys(), key=lambda k: k != explains)
+        return dict(maps[keys[0]].attrs)
 
     # ---- numbers --------------------------------------------------------------------------------------------
     def probabilities(self) -> tuple[list[str], np.ndarray]:
@@ -379,7 +381,9 @@ class Store:
         )  # fmt: skip
 
     # ---- the report ---------------------------------------------------------------------------------------
-    def report(self, out: str | os.PathLike[str], *, model: Any = None, data: Any = None, **options: Any) -> Path:
+    def report(
+        self, out: str | os.PathLike[str] | OutputFolder, *, model: Any = None, data: Any = None, **options: Any
+    ) -> Path:
         """The HTML report (`cnnlens.report.model_report`) of the store's model and data set, built from the stored
         predictions, maps and quality scores without recomputing them; writes ``out/report.html`` and
         ``out/metrics.json``, returns the HTML file's path. ``model`` / ``data``: needed when the run was given

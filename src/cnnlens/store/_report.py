@@ -16,6 +16,7 @@ from ..report import Computed, ExplainedImages, MethodRun
 from ._settings import data_fingerprint, dataset_ids, model_fingerprint
 
 if TYPE_CHECKING:
+    from ..core.files import OutputFolder
     from ._reader import Store
 
 
@@ -161,7 +162,7 @@ STORE_CHOSEN = ("methods", "perturbation_methods", "metrics", "source", "batch_s
 
 
 def store_report(
-    store: Store, out: str | os.PathLike[str], *, model: Any = None, data: Any = None, **options: Any
+    store: Store, out: str | os.PathLike[str] | OutputFolder, *, model: Any = None, data: Any = None, **options: Any
 ) -> Path:
     """`cnnlens.report.model_report` of the store's model and data set with the store's maps and scores."""
     import warnings
@@ -182,7 +183,9 @@ def store_report(
         )
     classifier = open_model(store, model)
     name, dataset = open_data(store, data)
-    gradient, perturbation, left_out = {}, {}, []
+    gradient: dict[str, dict[str, Any]] = {}
+    perturbation: dict[str, dict[str, Any]] = {}
+    left_out = []
     for label, spec in store.manifest["methods"].items():
         if label != spec["method"]:
             left_out.append(label)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..core.errors import CnnlensError
 from ..core.progress import progress as progress_switch
@@ -26,6 +26,9 @@ from ._settings import (
     resolve_methods,
     resolve_metrics,
 )
+
+if TYPE_CHECKING:
+    from ..models import Classifier
 
 BACKENDS = ("local", "ray")
 
@@ -97,6 +100,10 @@ def _dataset(dataset: Any, classifier: Any) -> Any:
     return dataset
 
 
+@overload
+def _positive(name: str, value: Any, allow_none: Literal[False]) -> int: ...
+@overload
+def _positive(name: str, value: Any, allow_none: bool) -> int | None: ...
 def _positive(name: str, value: Any, allow_none: bool) -> int | None:
     if value is None and allow_none:
         return None
@@ -168,7 +175,7 @@ class Sources:
 
 
 def run_loaded(
-    classifier: Any,
+    classifier: Classifier,
     data: Any,
     methods: Sequence[str] | Mapping[str, Mapping[str, Any]],
     *,

@@ -15,11 +15,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.errors import CnnlensError
+
+if TYPE_CHECKING:
+    from ..models import Classifier
 
 FORMAT = "cnnlens-store/1"
 EXPLAIN = ("predicted", "label", "both")
@@ -40,7 +43,7 @@ the methods added after the run, `Store.explain`)."""
 class RunPlan:
     """Everything a worker needs to compute any shard of a run (picklable, sent to Ray actors)."""
 
-    classifier: Any
+    classifier: Classifier
     dataset: Any
     methods: dict[str, tuple[str, dict[str, Any]]]
     """label -> (registry name, options as given, ``baseline`` included)."""

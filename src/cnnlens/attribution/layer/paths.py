@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...core.options import choice, integer, number
-from ...engine import Context, sum_per_row
+from ...engine import Context, Rows, sum_per_row
 from ...models import State
 from .._paths import PATH_OPTIONS, QUADRATURES, integrate, quadrature
 from .._registry import register
@@ -128,7 +128,7 @@ class LayerConductance(LayerMethod):
 
         moving = [(lo, hi) for lo, hi, k in zip(starts.values, ends.values, starts.kinds, strict=True) if k == "rows"]
 
-        def gradients(points: T, path: T, alpha: T) -> tuple[T, T]:
+        def gradients(points: Rows, path: T, alpha: T) -> tuple[T, T]:
             """The tail's gradient at the layer, and the flow through values that skip the layer."""
             state = starts.take(path).lerp(ends.take(path), alpha)
             g = view.backward(points, path // (n - 1), state=state)
