@@ -6,7 +6,7 @@ import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, final
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from ..core.progress import progress_bar
 from ..engine import Context, Neuron, Target
 from ._baselines import baseline_distribution, single_baseline
 from ._smooth import SMOOTH_OPTIONS, smoothed
+
+if TYPE_CHECKING:
+    from ..models import Classifier
 
 T = torch.Tensor
 
@@ -146,7 +149,7 @@ class Method:
     @final
     def __call__(
         self,
-        model: nn.Module,
+        model: Classifier | nn.Module,
         inputs: Any,
         *,
         target: Target = None,
@@ -211,7 +214,7 @@ def check_run_options(batch_size: Any, seed: Any) -> None:
         raise CnnlensError(f"seed must be an int; got {seed!r}")
 
 
-def unwrap(model: Any) -> tuple[nn.Module, Any]:
+def unwrap(model: Classifier | nn.Module) -> tuple[nn.Module, Any]:
     """(nn.Module, preprocessing or None) from a Classifier or a module."""
     module = getattr(model, "module", None)
     if isinstance(module, nn.Module) and not isinstance(model, nn.Module):
