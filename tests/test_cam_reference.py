@@ -164,7 +164,7 @@ def reference_layer_map(method: str, model: nn.Module, layer: str, x1: T, t: int
         size = tuple(x1.shape[-2:])
         s = torch.tensor([logit(model, x1 * up_minmax(a[c], size), t) for c in range(k)])
         return F.relu(channel_sum(torch.softmax(s, 0), a))
-    if method == "ablation_cam":  # Desai & Ramaswamy: w_k = (y - y_k) / y, channel k of the output zeroed
+    if method == "ablation_cam":  # Desai & Ramaswamy: w_k = (y - y_k) / y (y > 0; cnnlens: / |y|), channel k zeroed
         y = logit(model, x1, t)
         w = []
         for c in range(k):
@@ -176,7 +176,7 @@ def reference_layer_map(method: str, model: nn.Module, layer: str, x1: T, t: int
 
             h = model.get_submodule(layer).register_forward_hook(zero)
             try:
-                w.append((y - logit(model, x1, t)) / y)
+                w.append((y - logit(model, x1, t)) / abs(y))
             finally:
                 h.remove()
         return F.relu(channel_sum(w, a))

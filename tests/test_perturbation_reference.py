@@ -91,3 +91,35 @@ def test_occlusion_and_ablation_equal_captum_on_efficientnet_lite0(lite0) -> Non
     ref = captum_ablation(lite0.module, x, target, mask[:, None], black)
     assert e.passes == 1 + int(mask.max()) + 1
     torch.testing.assert_close(e.attributions, ref, atol=ATOL, rtol=0)
+
+
+def hand_occlusion(model, x, target: int, window: int, stride: int) -> T:
+    """Every window starting inside the image (cut at the border), zero baseline; uncovered pixels get 0."""
+    h, w = x.shape[-2:]
+    total, cover = torch.zeros_like(x), torch.zeros_like(x)
+    with torch.no_grad():
+        fx = model(x)[:, target]
+        for t in range(0, h, stride):
+            for le in range(0, w, stride):
+                occluded = x.clone()
+                occluded[..., t : t + window, le : le + window] = 0
+                total[..., t : t + window, le : le + window] += (fx - model(occluded)[:, target]).view(-1, 1, 1, 1)
+                cover[..., t : t + window, le : le + window] += 1
+    return total / cover.clamp(min=1)
+
+
+@pytest.mark.parametrize(("size", "incremental"), [(32, "exact"), (58, "exact"), (58, "approximate"), (58, "off")])
+def test_occlusion_with_a_stride_longer_than_the_window(size, incremental) -> None:
+    """Stride 12 or 14, window 4: the last start on each axis lies past the border (36 > 32, 70 > 58) and is
+    left out; at 58 the window starting at 56 is cut at the border. Equals a hand loop (Captum's ``Occlusion``
+    refuses a stride longer than the window)."""
+    model = residual_cnn()
+    x = inputs(b=1, h=size, w=size)
+    stride = 12 if size == 32 else 14
+    e = cnnlens.explain(
+        model, x, "occlusion", target=2, window=4, stride=stride, incremental=incremental, drill_down=1.0
+    )
+    assert e.info["windows"] == (9 if size == 32 else 25)
+    if size == 58:
+        assert e.info["inference"] == {"exact": "incremental", "approximate": "approximate", "off": "full"}[incremental]
+    torch.testing.assert_close(e.attributions, hand_occlusion(model, x, 2, 4, stride), atol=ATOL, rtol=0)

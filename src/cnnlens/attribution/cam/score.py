@@ -65,6 +65,13 @@ class AblationCam(CamMethod):
     summary = "Ablation-CAM: channel weight = relative drop of the target score when the channel is zeroed."
     uses_gradients = False
 
+    # Desai & Ramaswamy 2020 ("Ablation-CAM", WACV) define w_k = (y - y_k) / y for a positive class score y.
+    # Divided by y, the weight flips sign when y < 0 (the negated score of a one-logit model would get the same
+    # map as the score itself). cnnlens divides by |y|: identical to the paper for y > 0, and for any sign the
+    # weight keeps the sign of the drop y - y_k, so explaining -s negates every weight (before the ReLU). The
+    # drop itself does not change when a constant is added to the score; |y| does, so a shifted score
+    # rescales the map by the positive factor |y| / |y + C| (the same map after min-max rescaling). y = 0
+    # divides by 1.
     def activations(self, ctx: Context, layers: list[nn.Module], inputs: bool) -> tuple[list[T], list[T | None]]:
         """The layer's output from the head of the cut model (the view ``layer_map`` uses)."""
         return [ctx.at_layer(layer).inputs for layer in layers], [None] * len(layers)
@@ -85,6 +92,6 @@ class AblationCam(CamMethod):
             dropped = view.scores(rows, torch.full((len(active),), i, device=a.device))
             weights = torch.zeros(acts.shape[1], dtype=acts.dtype, device=acts.device)
             y = base[i]
-            weights[active] = (y - dropped) / torch.where(y != 0, y, torch.ones_like(y))
+            weights[active] = (y - dropped) / torch.where(y != 0, y.abs(), torch.ones_like(y))
             maps.append((weights[:, None, None] * acts[i]).sum(0, keepdim=True))
         return torch.stack(maps)

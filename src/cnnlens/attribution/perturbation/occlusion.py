@@ -36,15 +36,19 @@ def _size(v: object) -> tuple[int, int]:
 def windows(h: int, w: int, window: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int, int, int]]:
     """Window boxes ``(top, bottom, left, right)``, row-major: ``ceil((H - h) / stride) + 1`` per axis, the
     last one cut at the border (the same windows as Captum's ``Occlusion``). A window larger than the image is
-    cut to the image."""
+    cut to the image. A stride longer than the window (which Captum refuses) leaves pixels no window covers
+    (they get 0), and the last start on an axis can lie past the border: that window would occlude nothing and
+    is left out."""
     window = (min(window[0], h), min(window[1], w))
-    ny = math.ceil((h - window[0]) / stride[0]) + 1
-    nx = math.ceil((w - window[1]) / stride[1]) + 1
-    return [
-        (i * stride[0], min(h, i * stride[0] + window[0]), j * stride[1], min(w, j * stride[1] + window[1]))
-        for i in range(ny)
-        for j in range(nx)
-    ]
+    ys = _starts(h, window[0], stride[0])
+    xs = _starts(w, window[1], stride[1])
+    return [(t, min(h, t + window[0]), le, min(w, le + window[1])) for t in ys for le in xs]
+
+
+def _starts(size: int, window: int, stride: int) -> list[int]:
+    """Window starts on one axis of ``size`` pixels: multiples of ``stride`` inside the image."""
+    n = math.ceil((size - window) / stride) + 1
+    return [i * stride for i in range(n) if i * stride < size]
 
 
 @register
