@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer designs (256) and images for the timing")
     args = p.parse_args(argv)
     designs = 256 if args.quick else 1024
-    clf = digits_cnn(progress=False)
+    clf = digits_cnn()
     x = _class_images()
     log(f"[concepts] extract {K} concepts of digit {DIGIT} from {len(x)} images ...")
     start = time.perf_counter()

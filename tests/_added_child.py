@@ -1,7 +1,7 @@
 """A child process that adds explanations to a store (`Store.explain`) and dies by SIGKILL at a chosen moment.
 
-``python _added_child.py MOMENT STORE CACHE``: add occlusion maps of `IDS` to ``STORE`` with the digits model cached
-in ``CACHE``, and kill the process (as ``kill -9`` does) at ``MOMENT``:
+``python _added_child.py MOMENT STORE``: add occlusion maps of `IDS` to ``STORE`` with the shipped digits model, and
+kill the process (as ``kill -9`` does) at ``MOMENT``:
 
 - ``maps``: halfway through writing a map file of the addition (Zarr's temporary file half written);
 - ``rows``: halfway through writing the addition's rows (its commit mark), the maps and the manifest in place.
@@ -45,11 +45,11 @@ def main(argv: list[str]) -> None:
     from cnnlens.models import digits_cnn
     from cnnlens.store import open_store
 
-    moment, root, cache = argv
+    moment, root = argv
     _arm(moment)
     store = open_store(root)
     options = {k: v for k, v in ADDITION.items() if k not in ("method", "explains")}
-    store.explain(ids(store), ADDITION["method"], ADDITION["explains"], model=digits_cnn(cache_dir=cache, progress=False),
+    store.explain(ids(store), ADDITION["method"], ADDITION["explains"], model=digits_cnn(),
                   progress=False, **options)  # fmt: skip
     raise SystemExit("the addition finished: the kill never happened")
 

@@ -1,7 +1,7 @@
 """A dataset run for the store tests, and a child process that dies by SIGKILL at a chosen moment of it.
 
-``python _store_child.py MOMENT OUT CACHE``: run `SETTINGS` on `subset()` into ``OUT`` with the digits model cached
-in ``CACHE``, and kill the process (``os.kill(getpid(), SIGKILL)``, as ``kill -9`` does) at ``MOMENT``:
+``python _store_child.py MOMENT OUT``: run `SETTINGS` on `subset()` into ``OUT`` with the shipped digits model, and
+kill the process (``os.kill(getpid(), SIGKILL)``, as ``kill -9`` does) at ``MOMENT``:
 
 - ``manifest``: halfway through writing the manifest (a temporary file half written, no manifest yet);
 - ``maps``: halfway through writing one of shard 2's map files (Zarr's own temporary file half written, some of
@@ -111,9 +111,9 @@ def main(argv: list[str]) -> None:
     from cnnlens.models import digits_cnn
     from cnnlens.store import run
 
-    moment, out, cache = argv
+    moment, out = argv
     _arm(moment)
-    model = digits_cnn(cache_dir=cache, progress=False)
+    model = digits_cnn()
     run(model, subset(), out=out, progress=False, **SETTINGS)
     raise SystemExit("the run finished: the kill never happened")
 

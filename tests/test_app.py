@@ -314,15 +314,9 @@ def test_cli_view_data_predicts_into_a_new_store_while_serving_and_stops_on_ctrl
     import subprocess
     import sys
 
-    from _digits_session import digits_cache
-
     out = tmp_path / "view"
-    code = (
-        "import sys, cnnlens.models._digits as d; d.DEFAULT_CACHE_DIR = sys.argv[1]; from cnnlens.cli import main; "
-        "sys.exit(main(sys.argv[2:]))"
-    )
-    trained_digits()  # the child loads the weights this session trained
-    args = [sys.executable, "-c", code, str(digits_cache()), "view", "--data", "digits:field", "--model", "digits_cnn",
+    code = "import sys; from cnnlens.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = [sys.executable, "-c", code, "view", "--data", "digits:field", "--model", "digits_cnn",
             "--out", str(out), "--port", "0"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -233,11 +233,6 @@ def test_a_photo_runs_on_the_photo_model_by_default(tmp_path: Path, capsys) -> N
 
 
 def test_a_photo_into_the_digits_model_is_never_silent(tmp_path: Path, monkeypatch, capsys) -> None:
-    import cnnlens.models._digits as digits_module
-    from _digits_session import digits_cache, trained_digits
-
-    trained_digits()
-    monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())
     photo = _png(tmp_path / "photo.png", 0, (300, 200))
     argv = ["inside", str(photo), "--model", "digits_cnn", "--layers", "features.0.0", "--out", str(tmp_path / "o")]
     assert main(argv) == 0

@@ -268,12 +268,10 @@ def test_arch_is_also_looked_up_in_the_current_folder(tiny, tmp_path: Path, monk
 
 
 def test_evaluate_and_inside_on_the_digits(tmp_path: Path, monkeypatch, capsys) -> None:
-    import cnnlens.models._digits as digits_module
-    from _digits_session import digits_cache, trained_digits
+    from _digits_session import trained_digits
     from cnnlens.data import digits
 
     model = trained_digits()
-    monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())
     argv = ["evaluate", "--data", "digits:field", "--out", str(tmp_path / "ev"), "--no-progress"]
     assert main(argv) == 2  # the default model takes photos: the digits need the digits model, as the error says
     assert capsys.readouterr().err.rstrip().endswith("Pass --model digits_cnn")
@@ -372,11 +370,9 @@ def test_report_passes_the_model_data_and_options(tiny, fake_report, tmp_path: P
 
 
 def test_report_compares_named_datasets(fake_report, monkeypatch, tmp_path: Path) -> None:
-    import cnnlens.models._digits as digits_module
-    from _digits_session import digits_cache, trained_digits
+    from _digits_session import trained_digits
 
     trained_digits()
-    monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())
     argv = [
         "report",
         "--data",

@@ -22,13 +22,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture
 def digits_model(monkeypatch: pytest.MonkeyPatch) -> cnnlens.Classifier:
-    """The session's digits_cnn; ``--model digits_cnn`` loads the same weights from the session cache."""
-    import cnnlens.models._digits as digits_module
-    from _digits_session import digits_cache, trained_digits
+    """The session's digits_cnn; ``--model digits_cnn`` loads the same shipped weights."""
+    from _digits_session import trained_digits
 
-    model = trained_digits()
-    monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())
-    return model
+    return trained_digits()
 
 
 def _one_error_line(err: str) -> str:

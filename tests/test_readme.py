@@ -29,8 +29,7 @@ def small(tmp_path_factory):
     """The README's world made small: bundled models and data replaced by quick versions of themselves, files it
     names created in a fresh working folder."""
     import cnnlens.data as data
-    import cnnlens.models._digits as digits_module
-    from _digits_session import digits_cache, trained_digits
+    from _digits_session import trained_digits
     from cnnlens.data import ArrayImages
     from cnnlens.models import Preprocessing
 
@@ -71,7 +70,6 @@ def small(tmp_path_factory):
         mp.setattr(data, "digits", digits)
         mp.setattr("cnnlens.data._open.digits", digits)
         mp.setattr(data, "sample_images", sample_images)
-        mp.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())
         mp.chdir(folder)
         yield folder
 

@@ -441,12 +441,9 @@ def test_photo_report_shows_top_classes_and_every_method(digits_model, tmp_path:
 
 
 def test_demo_scaled_down_tells_both_stories(digits_model, lite0, tmp_path: Path, monkeypatch) -> None:
-    import cnnlens.models._digits as digits_module
-    from _digits_session import digits_cache
     from cnnlens.data import digits, sample_image
     from cnnlens.report import demo
 
-    monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())
     path = demo(
         tmp_path, progress=False, photos=["chelsea"], methods=["saliency", "grad_cam"], digits_methods=["saliency"],
         digits_perturbation_methods=["occlusion"], scorecard=False, max_groups=1, per_group=2,

@@ -16,7 +16,7 @@ import torch
 import zarr
 
 import cnnlens
-from _digits_session import digits_cache, trained_digits
+from _digits_session import trained_digits
 from _store_child import IMAGES, SETTINGS, subset
 from cnnlens.core.files import TMP_PREFIX
 from cnnlens.store import open_store
@@ -96,7 +96,7 @@ def test_reference_store_holds_every_image_once_with_its_numbers(model, referenc
 def _kill(moment: str, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(cnnlens.__file__).parents[1]), str(CHILD.parent)])}
     return subprocess.Popen(
-        [sys.executable, str(CHILD), moment, str(out), str(digits_cache())],
+        [sys.executable, str(CHILD), moment, str(out)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -104,7 +104,6 @@ def _kill(moment: str, out: Path) -> subprocess.Popen:
 
 
 def test_killed_at_three_moments_then_resumed_equals_an_uninterrupted_run(model, reference: Path, tmp_path) -> None:
-    trained_digits()  # the children load the weights this session trained
     children = {m: _kill(m, tmp_path / m) for m in MOMENTS}  # all three at once: the machine has two cores
     for moment, child in children.items():
         _, err = child.communicate(timeout=300)
@@ -170,10 +169,8 @@ def test_cli_run_records_a_broken_image_as_a_failed_row_and_report_store_equals_
     model, folder: Path, tmp_path, monkeypatch, capsys
 ) -> None:
     from cnnlens.cli import main
-    from cnnlens.models import _digits as digits_module
     from cnnlens.report import model_report
 
-    monkeypatch.setattr(digits_module, "DEFAULT_CACHE_DIR", digits_cache())  # --model digits_cnn: this session's
     store = tmp_path / "store"
     args = ["run", "--model", "digits_cnn", "--data", str(folder), "--methods", "saliency,integrated_gradients", "--set", "steps=8",
             "--metrics", "deletion", "--metric-set", "deletion.steps=4", "--explain", "both", "--shard-size", "4",

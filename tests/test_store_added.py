@@ -16,7 +16,7 @@ import torch
 import cnnlens
 from _added_child import ADDITION, ids
 from _app_store import METHODS, digits_store, store_copy
-from _digits_session import digits_cache, trained_digits
+from _digits_session import trained_digits
 from cnnlens.data import digits
 from cnnlens.store import open_store
 from cnnlens.store._layout import Lock
@@ -131,7 +131,7 @@ def test_a_store_of_predictions_only_is_explained_on_demand(model, tmp_path) -> 
 
 def _kill(moment: str, root: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    args = [sys.executable, str(CHILD), moment, str(root), str(digits_cache())]
+    args = [sys.executable, str(CHILD), moment, str(root)]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

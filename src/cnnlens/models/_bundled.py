@@ -39,7 +39,7 @@ def _efficientnet_lite0(map_location: str | torch.device) -> Classifier:
 def _digits_cnn(map_location: str | torch.device) -> Classifier:
     from cnnlens.models._digits import digits_cnn
 
-    return digits_cnn(map_location=map_location)  # trained on first use, then cached in ~/.cache/cnnlens
+    return digits_cnn(map_location=map_location)  # the weights shipped in models/weights/
 
 
 _REGISTRY: dict[str, Callable[[str | torch.device], Classifier]] = {

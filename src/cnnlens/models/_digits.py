@@ -1,13 +1,13 @@
-"""`digits_cnn`: a small CNN trained in seconds on the clean digits train split, cached after the first run."""
+"""`digits_cnn`: a small CNN trained on the clean digits train split, its weights shipped with the package.
+
+`train_digits_cnn` is the recipe that made the shipped weights (``tools/ship_digits_weights.py`` runs it); the
+weights are shipped so that which digits the model misreads does not depend on the CPU that trained it."""
 
 from __future__ import annotations
 
-import json
-import os
-import pickle
+import hashlib
+import io
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +15,22 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from cnnlens.core.errors import CnnlensError, say
-from cnnlens.core.files import write_json
+from cnnlens.core.errors import CnnlensError
 from cnnlens.data import DIGITS_SIZE, digits
 from cnnlens.models._classifier import Classifier, Preprocessing
 
 DIGITS_PREPROCESSING = Preprocessing(
     input_size=(DIGITS_SIZE, DIGITS_SIZE), resize=None, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
 )
-DEFAULT_CACHE_DIR = Path("~/.cache/cnnlens")
-_VERSION = 1  # bump when the architecture, data or training recipe changes (invalidates caches)
+WEIGHTS = Path(__file__).with_name("weights") / "digits_cnn.pt"
+# What the shipped file is, and what it measured when it was saved (tools/ship_digits_weights.py writes these).
+SHIPPED = {
+    "sha256": "cc84d099b6fd0286679513bcd96e88562a7133dfca036d68a2f736a508926c29",
+    "seed": 0,
+    "epochs": 12,
+    "test_correct": 351,  # of the 359 images of digits("test")
+    "field_correct": 187,  # of the 360 images of digits("field")
+}
 _EPOCHS = 12
 _BATCH = 32
 
@@ -55,82 +61,69 @@ def digits_tensors(images: np.ndarray) -> torch.Tensor:
     return DIGITS_PREPROCESSING.normalize(x.unsqueeze(1).expand(-1, 3, -1, -1))
 
 
-def _train(seed: int, progress: bool) -> tuple[DigitsCNN, dict[str, float]]:
+def digits_classifier(model: DigitsCNN, map_location: str | torch.device = "cpu") -> Classifier:
+    """``model`` (in eval mode, on ``map_location``) as the digits classifier: classes ``"0"``..``"9"``."""
+    model.to(map_location).eval()
+    return Classifier(model, DIGITS_PREPROCESSING, [str(d) for d in range(10)], "digits_cnn")
+
+
+def train_digits_cnn(seed: int = 0, epochs: int = _EPOCHS, progress: bool = False) -> DigitsCNN:
+    """A `DigitsCNN` trained on ``digits("train", seed)`` (Adam, one-cycle schedule, batches of 32), in eval mode.
+
+    Deterministic under ``seed`` on one machine; the global RNG is left alone. The shipped weights are
+    ``train_digits_cnn(seed=0)`` (about 15 s on one CPU core)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # this net is too small to gain from threads, and loses much on a busy machine
     try:
-        return _train_steps(seed, progress)
+        return _train_steps(int(seed), int(epochs), progress)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_steps(seed: int, progress: bool) -> tuple[DigitsCNN, dict[str, float]]:
-    start = time.perf_counter()
+def _train_steps(seed: int, epochs: int, progress: bool) -> DigitsCNN:
     train = digits("train", seed=seed)
     x, y = digits_tensors(train.images), torch.from_numpy(train.labels)
-    with torch.random.fork_rng(devices=[]):  # the caller's global RNG state is left alone
-        torch.manual_seed(seed)
-        model = DigitsCNN()
+    model = _fresh(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=_EPOCHS * -(-len(x) // _BATCH))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=epochs * -(-len(x) // _BATCH))
     model.train()
-    for _ in tqdm(range(_EPOCHS), desc="training digits_cnn", unit="epoch", file=sys.stderr, disable=not progress):
+    for _ in tqdm(range(epochs), desc="training digits_cnn", unit="epoch", file=sys.stderr, disable=not progress):
         for batch in torch.randperm(len(x), generator=gen).split(_BATCH):
             opt.zero_grad()
             nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
             opt.step()
             sched.step()
-    model.eval()
-    return model, {"seconds": time.perf_counter() - start, "epochs": _EPOCHS, "seed": seed}
+    return model.eval()
 
 
-def digits_cnn(
-    cache_dir: str | os.PathLike[str] | None = None,
-    seed: int = 0,
-    map_location: str | torch.device = "cpu",
-    retrain: bool = False,
-    progress: bool = True,
-) -> Classifier:
-    """The bundled digits classifier (classes ``"0"``..``"9"``), trained on ``digits("train", seed)``.
+def _fresh(seed: int) -> DigitsCNN:
+    with torch.random.fork_rng(devices=[]):  # building the module draws initial weights; the caller's RNG is kept
+        torch.manual_seed(seed)
+        return DigitsCNN()
 
-    Weights are cached in ``cache_dir`` (default ``~/.cache/cnnlens``) and reused; ``retrain=True`` trains again.
-    ``classifier.info`` holds the training time and whether the weights came from the cache.
+
+def digits_cnn(map_location: str | torch.device = "cpu") -> Classifier:
+    """The bundled digits classifier (classes ``"0"``..``"9"``): the weights shipped with the package.
+
+    They are ``train_digits_cnn(seed=0)``, saved once, so the model reads every digit the same on every machine;
+    the file is checked against its SHA-256. ``classifier.info`` says where the weights came from.
     """
-    folder = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
-    path = folder / f"digits_cnn-v{_VERSION}-seed{int(seed)}.pt"
-    if path.exists() and not retrain:
-        with torch.random.fork_rng(devices=[]):  # building the module draws initial weights
-            model = DigitsCNN()
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
-            raise CnnlensError(
-                f"The cached digits model {str(path)!r} cannot be read ({e}); delete it"
-                + say(" or pass retrain=True.", " (it is trained again on the next run).")
-            ) from e
-        info = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
-        info["cached"] = True
-    else:
-        model, info = _train(int(seed), progress)
-        _save(model, info, path)
-        info["cached"] = False
-    model.to(map_location).eval()
-    classifier = Classifier(model, DIGITS_PREPROCESSING, [str(d) for d in range(10)], "digits_cnn")
-    classifier.info = info
+    try:
+        data = WEIGHTS.read_bytes()
+    except OSError as e:
+        raise CnnlensError(f"The digits model's weights {str(WEIGHTS)!r} cannot be read ({e}); {_DAMAGED}") from e
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != SHIPPED["sha256"]:
+        raise CnnlensError(
+            f"The digits model's weights {str(WEIGHTS)!r} are not the shipped file (SHA-256 {digest[:12]}..., "
+            f"expected {str(SHIPPED['sha256'])[:12]}...); {_DAMAGED}"
+        )
+    model = _fresh(0)
+    model.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    classifier = digits_classifier(model, map_location)
+    classifier.info = {"weights": "shipped", "sha256": digest, "seed": SHIPPED["seed"], "epochs": SHIPPED["epochs"]}
     return classifier
 
 
-def _save(model: nn.Module, info: dict[str, float], path: Path) -> None:
-    """Write atomically so a crash or a parallel run never leaves half a file behind."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-            torch.save(model.state_dict(), f)
-        os.replace(f.name, path)
-        write_json(path.with_suffix(".json"), info)
-    except OSError as e:
-        raise CnnlensError(
-            f"Cannot write the digits model cache to {str(path.parent)!r} ({e}); "
-            + say("pass cache_dir= a writable folder.", "make that folder writable.")
-        ) from e
+_DAMAGED = "the cnnlens package is damaged: reinstall it (pip install --force-reinstall cnnlens)."
