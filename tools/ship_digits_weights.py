@@ -13,6 +13,7 @@ import json
 
 import torch
 
+from cnnlens.core.files import write_bytes
 from cnnlens.data import digits
 from cnnlens.evaluation import evaluate
 from cnnlens.models._digits import _EPOCHS, WEIGHTS, digits_classifier, train_digits_cnn
@@ -22,8 +23,7 @@ def main() -> None:
     model = train_digits_cnn(seed=0, progress=True)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    WEIGHTS.write_bytes(buffer.getvalue())
+    write_bytes(WEIGHTS, buffer.getvalue())  # atomic: temp file + rename, never through a link
     clf = digits_classifier(model)
     correct = {
         f"{split}_correct": int(round(evaluate(clf, digits(split), progress=False).accuracy * len(digits(split))))
