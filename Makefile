@@ -2,8 +2,9 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-# torch is pinned so pip takes the CPU wheel on this machine's disk instead of a multi-GB CUDA build.
-TORCH   := torch==2.13.0
+# torch/torchvision are pinned to the builds pip finds on this machine's disk (no multi-GB download); users need
+# only torch>=2.1 (torchvision and timm are optional extras).
+TORCH   := torch==2.14.1 torchvision==0.29.1
 STAMP   := $(VENV)/.installed
 
 .PHONY: demo test bench lint setup clean
@@ -13,9 +14,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]" "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --no-deps "zennit==0.5.1"  # test reference; its torchvision is stubbed
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[dev]" $(TORCH)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -41,7 +41,7 @@ COMPOSITES = ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1", 
 
 
 def zennit_composite(name: str, model: nn.Module, box: tuple[T, T], zero_bias: bool, merge: str) -> object:
-    zennit()  # the stand-in torchvision first
+    zennit()
     from zennit.canonizers import SequentialMergeBatchNorm
     from zennit.composites import (
         EpsilonAlpha2Beta1,

@@ -1,36 +1,15 @@
-"""Zennit (LGPL, test-only reference) imported beside our CPU torch.
-
-Zennit 0.5.1 imports ``torchvision.models.resnet`` in its ``__init__``, only for its torchvision-model
-canonizers, and torchvision does not load beside the CPU torch build used here. A minimal stand-in module that
-defines the two names Zennit imports is put in ``sys.modules`` first; the canonizers that would use them are never
-called. ``zennit()`` returns the imported package (the tests skip when it is not installed).
-"""
+"""Zennit (LGPL, test-only reference): ``zennit()`` imports the package and the parts the tests use; the helper
+below pairs BatchNorms by name for its merging canonizer. Compared against, never copied."""
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 from torch import nn
 
 
-def _stand_in() -> None:
-    if "torchvision" in sys.modules:
-        return
-    names = ("torchvision", "torchvision.models", "torchvision.models.resnet")
-    mods = {n: types.ModuleType(n) for n in names}
-    resnet = mods["torchvision.models.resnet"]
-    resnet.BasicBlock = type("BasicBlock", (nn.Module,), {})  # type: ignore[attr-defined]
-    resnet.Bottleneck = type("Bottleneck", (nn.Module,), {})  # type: ignore[attr-defined]
-    mods["torchvision"].models = mods["torchvision.models"]  # type: ignore[attr-defined]
-    mods["torchvision.models"].resnet = resnet  # type: ignore[attr-defined]
-    sys.modules.update(mods)
-
-
 def zennit() -> Any:
     """The ``zennit`` package (raises ImportError when it is not installed)."""
-    _stand_in()
     import zennit as z
     import zennit.attribution
     import zennit.canonizers
