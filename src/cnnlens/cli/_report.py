@@ -60,6 +60,7 @@ def _report_store(args: argparse.Namespace) -> None:
             model=classifier,
             data=args.data[0] if args.data else None,
             scorecard=not args.no_scorecard,
+            concepts=not args.no_concepts,
             progress=not args.no_progress,
             title=args.title,
         )

@@ -8,6 +8,7 @@ a BatchNorm followed by ReLU6 as in EfficientNet-Lite); its output is then recti
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import CnnlensError, say
+from ..core.errors import CnnlensError, CnnlensWarning, say
 from ..core.hooks import module_calls
 from ..core.model_guard import frozen, model_device
 from ..models import Classifier, cut_at, get_layer
@@ -82,13 +83,40 @@ def class_images(model: Any, data: Any, index: int, limit: int, seed: int) -> tu
             )
         if len(chosen) > limit:
             chosen = np.sort(np.random.default_rng(seed).choice(chosen, size=limit, replace=False))
-        items = [data[int(i)][0] for i in chosen]
-        x = torch.stack([as_batch(model, it)[0] for it in items]) if isinstance(items[0], T) else as_batch(model, items)
         all_ids = getattr(data, "ids", None)
         ids = [str(all_ids[int(i)]) if all_ids is not None else f"sample {int(i)}" for i in chosen]
+        items, ids = _readable(data, chosen, ids, _name(model, data, index))
+        x = torch.stack([as_batch(model, it)[0] for it in items]) if isinstance(items[0], T) else as_batch(model, items)
     if len(x) > limit:
         x, ids = x[:limit], ids[:limit]
     return x, ids
+
+
+def _readable(data: Any, chosen: np.ndarray, ids: list[str], class_name: str) -> tuple[list[Any], list[str]]:
+    """The images of samples ``chosen`` that can be read, and their ids. An unreadable one (a ``CnnlensError`` from
+    the data set) stops with its id, or is skipped with a ``CnnlensWarning`` naming it when the data set was opened
+    with ``on_error="report"`` (``--on-error report``)."""
+    items, kept, skipped = [], [], []
+    for i, sample_id in zip(chosen, ids, strict=True):
+        try:
+            items.append(data[int(i)][0])
+        except CnnlensError as e:
+            if getattr(data, "on_error", "raise") != "report":
+                fix = say("open the data with on_error='report' to skip it", "pass --on-error report to skip it")
+                raise CnnlensError(f"sample {sample_id!r} cannot be read: {e} (remove it, or {fix})") from e
+            skipped.append(sample_id)
+            continue
+        kept.append(sample_id)
+    if skipped:
+        warnings.warn(
+            f"concepts of class {class_name}: skipped {len(skipped)} unreadable sample(s): "
+            f"{'; '.join(skipped[:10])}{' ...' if len(skipped) > 10 else ''}",
+            CnnlensWarning,
+            stacklevel=3,
+        )
+    if not items:
+        raise CnnlensError(f"none of the {len(ids)} images of class {class_name} drawn for concepts can be read.")
+    return items, kept
 
 
 def _labels(data: Any) -> np.ndarray | None:
