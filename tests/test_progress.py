@@ -58,3 +58,12 @@ def test_score_progress_false_reaches_bars_inside() -> None:
     score(_Spy(), net, x, "saliency", progress=False)
     score(_Spy(), net, x, "saliency")
     assert _Spy.seen == [True, False]
+
+
+def test_fractional_pass_counts_are_shown_as_whole_numbers(capsys) -> None:
+    bar = progress_bar(total=200, desc="passes", mininterval=0, delay=0)
+    bar.update(33.17571507423185)
+    bar.refresh()
+    bar.close()
+    shown = capsys.readouterr().err
+    assert "33/200" in shown and "33.1757" not in shown

@@ -35,7 +35,12 @@ def progress_bar(iterable: Iterable[Any] | None = None, **options: Any) -> tqdm:
     from tqdm.auto import tqdm  # imported on first use: `cnnlens --help` starts without it
 
     disable = bool(options.pop("disable", False)) or not _SHOWN.get()
+    if options.get("total") is not None and "bar_format" not in options:
+        options["bar_format"] = _WHOLE_COUNTS  # model passes are counted in fractions; shown as whole numbers
     return tqdm(iterable, file=sys.stderr, disable=disable, **options)
+
+
+_WHOLE_COUNTS = "{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
 def honours_progress(fn: Callable[P, R]) -> Callable[P, R]:
