@@ -33,6 +33,7 @@ from cnnlens.report._notes import (
     photo_note,
     recall_shift_note,
     shift_note,
+    skipped_note,
     topk_overlap,
 )
 
@@ -169,13 +170,24 @@ def test_notes_are_exact_sentences() -> None:
     )
     assert confidence_note(0.55, 0.9).endswith("90% when it is right: low confidence is a useful warning sign.")
     assert confidence_note(float("nan")) is None
-    assert advice_notes({"test digits": 0.978, "field digits": 0.519}, 0.85) == [
+    wrong, right = np.array([0.95, 0.99, 0.6]), np.array([0.99] * 16 + [0.5] * 4)
+    assert advice_notes({"test digits": 0.978, "field digits": 0.519}, wrong, right) == [
         "The model was not made for images like the field digits (46 points less accurate than on the test "
         "digits): add such images to its training data, or change the training images to look like them, then "
         "run this report again.",
-        "Do not rely on the model's confidence to catch its mistakes: have uncertain cases checked.",
+        "Checking the answers given less than 90% probability (22% of the images) would catch 1 of its 3 errors (33%).",
+    ]  # 5 of 23 images are below 90%; one of the three errors
+    assert advice_notes({"a": 0.9}, np.array([0.98, 0.995]), right) == [
+        "Do not rely on the model's confidence to catch its mistakes: all 2 of its errors were given at least 90% "
+        "probability, so checking its uncertain answers would catch none of them; check a random sample of its "
+        "answers instead, and look at the error groups above."
     ]
-    assert advice_notes({"a": 0.9, "b": 0.85}, 0.5) == []
+    assert advice_notes({"a": 0.9, "b": 0.85}) == []
+    assert skipped_note("data", []) is None
+    assert skipped_note("folder", [("d/b.png", "truncated file"), ("d/c.png", "not an image")], shown=1) == (
+        "Skipped 2 unreadable file(s) of the folder, left out of every number: d/b.png (truncated file); and 1 more "
+        "(see metrics.json)."
+    )
     assert agreement_note("grad_cam", "integrated_gradients", 0.63) == (
         "Grad-CAM and integrated gradients agree on 63% of the 10% most important pixels."
     )
@@ -477,3 +489,17 @@ def test_texts_match_data_without_mistakes_and_unlabelled_photos(digits_model, t
     r = photo_report(digits_model, photos, methods=["saliency", "grad_cam"], progress=False)
     words = " ".join(_Parsed(r.to_html()).text)
     assert "no true label" in words and not re.search(r"misread|mistake|errors|wrong", words)
+
+
+def test_accuracy_row_leaves_out_top3_where_it_cannot_fall_below_100_percent() -> None:
+    from cnnlens.evaluation import Evaluation
+    from cnnlens.report._story import accuracy_row
+
+    rng = np.random.default_rng(0)
+    for k in (3, 4):
+        probs = rng.dirichlet(np.ones(k), size=12)
+        ev = Evaluation(np.arange(12) % k, probs, [f"c{i}" for i in range(k)], skipped=[("x.png", "truncated")])
+        row = accuracy_row("data", ev)
+        assert ("top-3 accuracy" in row) == (k > 3)  # three classes: top-3 accuracy is 100% by construction
+        assert row["skipped"] == 1 and row["images"] == 12
+        assert row["macro AUC"] == f"{ev.roc_auc['macro']:.3f}" and len(row["macro F1"].split(".")[1]) == 3

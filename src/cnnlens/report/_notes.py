@@ -130,8 +130,16 @@ def class_notes(report: Mapping[str, Mapping[str, float]], n: int = 3, below: fl
     return notes
 
 
-def advice_notes(accuracies: Mapping[str, float], wrong_confidence: float | None = None) -> list[str]:
-    """What to do, from the numbers: a large accuracy drop between data sets, and confident mistakes."""
+CHECK_BELOW = 0.9
+"""Advice on checking answers: the answers given less than this probability are the "uncertain" ones."""
+
+
+def advice_notes(
+    accuracies: Mapping[str, float], wrong: np.ndarray | None = None, right: np.ndarray | None = None
+) -> list[str]:
+    """What to do, from the numbers: a large accuracy drop between data sets, and what checking the uncertain
+    answers (probability below `CHECK_BELOW`) would catch, from the probabilities the model gave its ``wrong`` and
+    ``right`` answers."""
     said = []
     if len(accuracies) > 1:
         best = max(accuracies, key=lambda k: accuracies[k])
@@ -143,9 +151,26 @@ def advice_notes(accuracies: Mapping[str, float], wrong_confidence: float | None
                 f"on the {best}): add such images to its training data, or change the training images to look "
                 "like them, then run this report again."
             )
-    if wrong_confidence is not None and not math.isnan(wrong_confidence) and wrong_confidence >= 0.8:
-        said.append("Do not rely on the model's confidence to catch its mistakes: have uncertain cases checked.")
+    if wrong is not None and len(wrong):
+        said.append(_checking_note(np.asarray(wrong), np.asarray(right if right is not None else [])))
     return said
+
+
+def _checking_note(wrong: np.ndarray, right: np.ndarray) -> str:
+    caught = int((wrong < CHECK_BELOW).sum())
+    share = float((wrong < CHECK_BELOW).sum() + (right < CHECK_BELOW).sum()) / (len(wrong) + len(right))
+    below = f"{_pct0(CHECK_BELOW)} probability"
+    if caught == 0:
+        every = "its only error was" if len(wrong) == 1 else f"all {len(wrong)} of its errors were"
+        return (
+            f"Do not rely on the model's confidence to catch its mistakes: {every} given at least {below}, so "
+            "checking its uncertain answers would catch none of them; check a random sample of its answers instead, "
+            "and look at the error groups above."
+        )
+    return (
+        f"Checking the answers given less than {below} ({_pct0(share)} of the images) would catch {caught} of "
+        f"its {len(wrong)} errors ({_pct0(caught / len(wrong))})."
+    )
 
 
 def recall_shift_note(before: Mapping[str, float], after: Mapping[str, float], data: str, n: int = 3) -> str | None:
@@ -170,6 +195,15 @@ def confidence_note(wrong: float, right: float | None = None) -> str | None:
     if right is not None and right - wrong >= 0.2:
         return text + ": low confidence is a useful warning sign."
     return text + "."
+
+
+def skipped_note(data: str, skipped: Sequence[tuple[str, str]], shown: int = 5) -> str | None:
+    """The files of ``data`` that could not be read (``(id, reason)`` pairs), named with the reason."""
+    if not skipped:
+        return None
+    listed = "; ".join(f"{name} ({reason})" for name, reason in skipped[:shown])
+    more = f"; and {len(skipped) - shown} more (see metrics.json)" if len(skipped) > shown else ""
+    return f"Skipped {len(skipped)} unreadable file(s) of the {data}, left out of every number: {listed}{more}."
 
 
 def group_note(true: str, predicted: str, count: int, confidence: float) -> str:

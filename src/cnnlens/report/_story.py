@@ -61,10 +61,30 @@ def _datasets(data: Any, classifier: Any) -> dict[str, Any]:
     return {str(getattr(data, "name", "data")): one(data)}
 
 
+def _confidences(ev: Any, wrong: bool) -> np.ndarray:
+    """The probability the model gave its answer, on the images it got wrong (or right)."""
+    rows = np.flatnonzero((ev.y_true != ev.y_pred) if wrong else (ev.y_true == ev.y_pred))
+    return np.asarray(ev.probabilities[rows, ev.y_pred[rows]], dtype=float)
+
+
 def _mean_confidence(ev: Any, wrong: bool) -> float:
-    mask = (ev.y_true != ev.y_pred) if wrong else (ev.y_true == ev.y_pred)
-    rows = np.flatnonzero(mask)
-    return float(ev.probabilities[rows, ev.y_pred[rows]].mean()) if len(rows) else float("nan")
+    values = _confidences(ev, wrong)
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def accuracy_row(name: str, ev: Any) -> dict[str, Any]:
+    """One row of the accuracy table of evaluation ``ev`` of data set ``name``; top-3 accuracy only where it can be
+    below 100% (more than three classes), scores with three decimals."""
+    return {
+        "data": name,
+        "images": len(ev.y_true),
+        "skipped": len(ev.skipped),
+        "accuracy": notes.pct(ev.accuracy),
+        "no-information rate": notes.pct(ev.no_information_rate),
+        **({"top-3 accuracy": notes.pct(ev.top_k_accuracy(3))} if len(ev.classes) > 3 else {}),
+        "macro F1": f"{ev.averages['macro']['f1']:.3f}",
+        "macro AUC": f"{ev.roc_auc['macro']:.3f}",
+    }
 
 
 TABLE_CLASSES = 20
@@ -98,22 +118,10 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
         ],
         columns=["", ""],
     )
-    rows = []
-    for name, ev in evals.items():
-        rows.append(
-            {
-                "data": name,
-                "images": len(ev.y_true),
-                "skipped": len(ev.skipped),
-                "accuracy": notes.pct(ev.accuracy),
-                "no-information rate": notes.pct(ev.no_information_rate),
-                "top-3 accuracy": notes.pct(ev.top_k_accuracy(min(3, len(ev.classes)))),
-                "macro F1": round(ev.averages["macro"]["f1"], 3),
-                "macro AUC": round(ev.roc_auc["macro"], 3),
-            }
-        )
-    s.table(rows, caption="Accuracy per data set")
-    s.words(table_words("accuracy", "no-information rate", "top-3 accuracy", "F1", "AUC"))
+    rows = [accuracy_row(name, ev) for name, ev in evals.items()]
+    s.table(rows, caption="Accuracy per data set")  # top-3 accuracy only where it can be below 100%
+    shown = ["top-3 accuracy"] if "top-3 accuracy" in rows[0] else []
+    s.words(table_words("accuracy", "no-information rate", *shown, "F1", "AUC"))
     said: list[str | None] = [
         notes.accuracy_note(n, ev.accuracy, ev.no_information_rate, len(ev.y_true)) for n, ev in evals.items()
     ]
@@ -121,6 +129,7 @@ def _overview(report: Report, classifier: Any, evals: dict, focus: str) -> list[
         ev = evals[focus]
         said.append(notes.shift_note({n: e.accuracy for n, e in evals.items()}, ev.confused_pairs(1)))
     said.append(notes.confidence_note(_mean_confidence(evals[focus], True), _mean_confidence(evals[focus], False)))
+    said += [notes.skipped_note(n, ev.skipped) for n, ev in evals.items()]
     s.notes(said)
     return [n for n in said if n]
 
@@ -296,7 +305,7 @@ def _conclude(report: Report, classifier: Any, told: Told) -> dict[str, Any]:
         accuracies, told.focus, ev, where=told.explained.where, inside=told.inside[-1] if told.inside else None,
         leads=told.trust.leads, explained_images=0 if images is None else int(images.inputs.shape[0]),
     )  # fmt: skip
-    advice = notes.advice_notes(accuracies, _mean_confidence(ev, True))
+    advice = notes.advice_notes(accuracies, _confidences(ev, True), _confidences(ev, False))
     section = report.section("What this means", "The main findings in plain words, computed from the numbers above.")
     section.notes(summary)
     if advice:
