@@ -503,3 +503,20 @@ def test_accuracy_row_leaves_out_top3_where_it_cannot_fall_below_100_percent() -
         assert ("top-3 accuracy" in row) == (k > 3)  # three classes: top-3 accuracy is 100% by construction
         assert row["skipped"] == 1 and row["images"] == 12
         assert row["macro AUC"] == f"{ev.roc_auc['macro']:.3f}" and len(row["macro F1"].split(".")[1]) == 3
+
+
+def test_a_method_and_its_duplicate_are_scored_once_and_never_compared(digits_model, tmp_path: Path) -> None:
+    from cnnlens.data import digits
+
+    path = model_report(
+        digits_model, _subset(digits("field"), 40), tmp_path, methods=["saliency"],
+        perturbation_methods={"occlusion": {"window": 4, "stride": 4}, "feature_ablation": {"mask": "grid:4"}},
+        max_groups=1, per_group=1, progress=False,
+    )  # fmt: skip
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["explanations"]["methods"]["feature_ablation"]["same_as"] == "occlusion"  # 4-pixel squares both
+    assert saved["scorecard"]["methods"] == ["saliency", "occlusion"]  # scored once
+    cells = _Parsed(path.read_text(encoding="utf-8")).sections["how-much-to-trust-the-explanations"]
+    assert "occlusion = feature ablation" in cells and "feature ablation" not in cells
+    for note in [n for n in saved["notes"] if n.startswith("On ")]:  # the "best" notes name the merged pair only
+        assert "feature ablation" not in note.replace("occlusion = feature ablation", ""), note

@@ -272,8 +272,11 @@ def scorecard_section(
         "really changes the answer (faithfulness), whether the map changes with the model's weights (sanity), "
         "whether it differs between classes, and what it costs. What each column means:",
     )
+    ran = explained.summary.get("methods", {})
+    scored = {m: o for m, o in {**gradient, **perturbation}.items() if not ran.get(m, {}).get("same_as")}
+    label = {m: ran.get(m, {}).get("same_as_shown") or notes.method_name(m) for m in scored}  # a duplicate: once
     try:
-        cards = _cards(source, explained.images, {**gradient, **perturbation}, metrics=metrics,
+        cards = _cards(source, explained.images, scored, metrics=metrics,
                        batch_size=batch_size, seeds=range(seed, seed + seeds), progress=progress)  # fmt: skip
     except CnnlensError as err:
         s.text(f"The scorecard could not be computed: {err}")
@@ -287,18 +290,19 @@ def scorecard_section(
     s.words(column_words(sc.columns))
     n = int(explained.images.inputs.shape[0])
     s.table(
-        [[notes.method_name(m), *(means[c][m] for c in sc.columns)] for m in sc.methods],
+        [[label.get(m, m), *(means[c][m] for c in sc.columns)] for m in sc.methods],
         columns=["method", *(column_title(c) + arrow[higher.get(c)] for c in sc.columns)],
         caption=f"Scorecard: means over the {n} images above and {len(cards)} seed(s) (↑ higher is better, ↓ lower "
         "is better)",
     )
     quality_columns = [c for c in sc.columns if higher.get(c) is not None and c not in COST]
-    found = (best_note(column_title(c), grid[c], bool(higher[c])) for c in quality_columns)
+    named = {c: {label.get(m, m): v for m, v in grid[c].items()} for c in quality_columns}
+    found = (best_note(column_title(c), named[c], bool(higher[c])) for c in quality_columns)
     said = [t for t in found if t]
     s.notes(said)
     if said:
         s.text(how_measured(n, len(cards)))
-    leads = {column_title(c): lead(grid[c], bool(higher[c])) for c in quality_columns}
+    leads = {column_title(c): lead(named[c], bool(higher[c])) for c in quality_columns}
     return Trust(notes=said, scorecard=_summary(sc, grid, means, seeds=list(range(seed, seed + len(cards)))),
                  leads=leads)  # fmt: skip
 
