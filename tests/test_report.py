@@ -520,3 +520,21 @@ def test_a_method_and_its_duplicate_are_scored_once_and_never_compared(digits_mo
     assert "occlusion = feature ablation" in cells and "feature ablation" not in cells
     for note in [n for n in saved["notes"] if n.startswith("On ")]:  # the "best" notes name the merged pair only
         assert "feature ablation" not in note.replace("occlusion = feature ablation", ""), note
+
+
+def test_concepts_with_poor_fidelity_are_flagged_not_used() -> None:
+    from types import SimpleNamespace
+
+    from cnnlens.report._concepts import POOR_FIDELITY, _fidelity_note
+
+    good = SimpleNamespace(n_concepts=5, fidelity=0.83, importance=np.array([0.4, 0.2]))
+    assert _fidelity_note("3", good) == (
+        "The model's score for 3 depends most on concept 0 (it is involved in 40% of the score's variance when "
+        "concepts are dimmed at random); the 5 concepts reproduce the class score with fidelity 0.83 (R\u00b2; 1 = "
+        "all of it)."
+    )
+    bad = SimpleNamespace(n_concepts=5, fidelity=-0.16, importance=np.array([0.4, 0.2]))
+    assert POOR_FIDELITY > 0 and _fidelity_note("3", bad) == (
+        "For 3, the 5 concepts reproduce the class score with fidelity -0.16 (R\u00b2; 1 = all of it, below 0: "
+        "worse than a constant): too little to rely on what they show."
+    )

@@ -14,6 +14,22 @@ from ._html import Report
 REPORT_CONCEPTS: dict[str, Any] = {"n_concepts": 5, "images": 100, "designs": 128, "importance_images": 12}
 
 
+POOR_FIDELITY = 0.5
+"""Concepts that rebuild less of the class score's variance than this (R^2) are shown but not used to explain."""
+
+
+def _fidelity_note(c: str, found: Any) -> str:
+    """What the concepts of class ``c`` say, or that they say too little to be relied on."""
+    rebuilt = f"the {found.n_concepts} concepts reproduce the class score with fidelity {found.fidelity:.2f} (R\u00b2; 1 = all of it"
+    if found.fidelity < POOR_FIDELITY:
+        worse = ", below 0: worse than a constant" if found.fidelity < 0 else ""
+        return f"For {c}, {rebuilt}{worse}): too little to rely on what they show."
+    return (
+        f"The model's score for {c} depends most on concept 0 (it is involved in {found.importance[0]:.0%} of the "
+        f"score's variance when concepts are dimmed at random); {rebuilt})."
+    )
+
+
 def _names(idx: Any) -> str:
     return ", ".join(f"concept {int(c)}" for c in idx) or "none"
 
@@ -51,14 +67,16 @@ def concepts_section(
     shown = [c for c in (t, p) if found[c] is not None]
     for c in shown:
         s.figure(concept_gallery_figure(found[c], crops=5), f"The concepts of class {c}, most important first")
-    said = [
-        f"The model's score for {c} depends most on concept 0 (it is involved in {found[c].importance[0]:.0%} of the "
-        f"score's variance when concepts are dimmed at random); the {found[c].n_concepts} concepts reproduce the "
-        f"class score with fidelity {found[c].fidelity:.2f} (R\u00b2; 1 = all of it)."
-        for c in shown
-    ]
+    said = [_fidelity_note(c, found[c]) for c in shown]
+    poor = [c for c in shown if found[c].fidelity < POOR_FIDELITY]
     if found[p] is None:
         said.append(f"The data holds too few images of {p} to show its concepts.")
+    elif poor:
+        said.append(
+            f"The concepts of {' and '.join(poor)} reproduce too little of the class score (fidelity below "
+            f"{POOR_FIDELITY}) to explain the error with them; more concepts (cnnlens concepts --concepts) or "
+            "another layer (--layer) may do better."
+        )
     elif group.errors:
         image = dataset[int(ev.positions[group.errors[0]])][0]
         from ..concepts import explain_error
