@@ -37,6 +37,13 @@ def add_class_map(p: argparse.ArgumentParser) -> None:
     )
 
 
+def class_map(args: argparse.Namespace) -> dict[str, str | int] | None:
+    """The ``--class-map`` given, read (``None`` without one)."""
+    from ..data import read_class_map
+
+    return None if args.class_map is None else dict(read_class_map(args.class_map))
+
+
 def open_data(spec: str, classifier: Any, args: argparse.Namespace) -> Any:
     """``open_dataset`` for the model's classes (and ``--class-map``); stray files are an error (or a warning
     with ``--on-error report``); sizes far from the model's input get a warning."""

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..core.errors import CnnlensError
-from ._data_flags import DATA_HELP, add_class_map, open_data
+from ._data_flags import DATA_HELP, add_class_map, class_map, open_data
 from ._explain import method_options
 from ._model_flags import (
     add_model_options,
@@ -22,7 +22,7 @@ from ._quality import metric_options
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from ..store import Sources, run_loaded
+    from ..store import Sources, absolute, run_loaded
 
     methods = method_names(args.methods) or []
     options = method_options(methods, args.set)  # names and options are checked before the model is loaded
@@ -35,12 +35,13 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise CnnlensError("--workers sizes the Ray actor pool; give it with --backend ray")
     check_digits_input(args, [args.data], "--data")
     classifier = load_classifier(args)
-    dataset = open_data(args.data, classifier, args)  # images that cannot be decoded become failed rows
+    data = absolute(args.data)  # ids are absolute paths: the store reopens its data from any folder
+    dataset = open_data(data, classifier, args)  # images that cannot be decoded become failed rows
     summary = run_loaded(
         classifier,
         dataset,
         options,
-        sources=Sources(model_name(args), args.data, args.arch),
+        sources=Sources(model_name(args), data, args.arch, class_map(args)),
         out=args.out,
         metrics=metrics,
         explain=args.explain,

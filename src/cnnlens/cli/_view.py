@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from ..core.errors import CnnlensError
-from ._data_flags import DATA_HELP, add_class_map, open_data
+from ._data_flags import DATA_HELP, add_class_map, class_map, open_data
 from ._model_flags import (
     DEFAULT_MODEL,
     add_model_options,
@@ -79,14 +79,15 @@ def _cmd_view(args: argparse.Namespace) -> None:
     if args.data is None:
         raise CnnlensError("give a STORE (made by cnnlens run), or --data DATA to predict a data set into a new store")
     from ..app import start_predictions
-    from ..store import Sources
+    from ..store import Sources, absolute
 
     check_digits_input(args, [args.data], "--data")
     classifier = load_classifier(args)
-    dataset = open_data(args.data, classifier, args)
+    data = absolute(args.data)  # ids are absolute paths: the store reopens its data from any folder
+    dataset = open_data(data, classifier, args)
     out = args.out or "out/view"
     jobs = start_predictions(
-        classifier, dataset, out, sources=Sources(model_name(args), args.data, args.arch),
+        classifier, dataset, out, sources=Sources(model_name(args), data, args.arch, class_map(args)),
         batch_size=args.batch_size, max_passes=args.max_passes,
     )  # fmt: skip
     where = f"{args.data} (predicted into the store {out})"

@@ -11,6 +11,7 @@ from ._reader import Store, open_store
 from ._run import RunSummary, run
 from ._run import Sources as Sources
 from ._run import run_loaded as run_loaded
+from ._sources import absolute as absolute
 
 # Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
 __all__ = ["RunSummary", "Store", "open_store", "run"]

@@ -14,6 +14,7 @@ import numpy as np
 from ..core.errors import CnnlensError, CnnlensWarning, say
 from ..report import Computed, ExplainedImages, MethodRun
 from ._settings import data_fingerprint, dataset_ids, model_fingerprint
+from ._sources import importable
 
 if TYPE_CHECKING:
     from ..core.files import OutputFolder
@@ -115,7 +116,8 @@ def open_model(store: Store, model: Any) -> Any:
                 f"the store's model {spec['name']!r} was given as a Python object; pass it"
                 f"{say(': report(out, model=...)', ' with --model')}"
             )
-        model = load_model(spec["source"], spec=spec.get("arch"), class_names=spec.get("classes"))
+        with importable(spec):
+            model = load_model(spec["source"], spec=spec.get("arch"), class_names=spec.get("classes"))
         if spec.get("preprocessing") is not None:
             model.preprocessing = Preprocessing(**spec["preprocessing"])
     from ..report import as_classifier
@@ -144,7 +146,8 @@ def open_data(store: Store, data: Any) -> tuple[str, Any]:
     name = os.fspath(data) if isinstance(data, (str, os.PathLike)) else str(getattr(data, "name", spec["name"]))
     if isinstance(data, (str, os.PathLike)):
         classes = store.manifest["model"].get("classes") or spec.get("classes")
-        data = open_dataset(os.fspath(data), classes=classes, on_error="report")
+        class_map = spec.get("class_map")
+        data = open_dataset(os.fspath(data), classes=classes, on_error="report", class_map=class_map)
     labels = getattr(data, "labels", None)
     found = data_fingerprint(
         dataset_ids(data), None if labels is None else list(labels), getattr(data, "classes", None)

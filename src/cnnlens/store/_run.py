@@ -26,6 +26,7 @@ from ._settings import (
     resolve_methods,
     resolve_metrics,
 )
+from ._sources import record
 
 if TYPE_CHECKING:
     from ..models import Classifier
@@ -172,6 +173,7 @@ class Sources:
     model: str | None = None
     data: str | None = None
     arch: str | None = None
+    class_map: Mapping[str, str | int] | None = None
 
 
 def run_loaded(
@@ -217,7 +219,7 @@ def run_loaded(
     )  # fmt: skip
     workers = _positive("workers", workers, allow_none=True)
     manifest = build_manifest(job, sources.model, sources.data, __version__)
-    manifest["model"]["arch"] = sources.arch
+    manifest["model"], manifest["dataset"] = record(manifest["model"], manifest["dataset"], sources)
     manifest["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest["run"] = {"backend": backend, "batch_size": batch_size}
     start = time.perf_counter()

@@ -189,8 +189,12 @@ def build_manifest(job: RunPlan, model_source: str | None, data_spec: str | None
 
 def _compared(manifest: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in manifest.items() if k not in RUN_ONLY}
-    out["model"] = {k: v for k, v in manifest.get("model", {}).items() if k not in ("name", "source", "arch")}
-    out["dataset"] = {k: v for k, v in manifest.get("dataset", {}).items() if k not in ("spec", "name", "skipped")}
+    out["model"] = {
+        k: v for k, v in manifest.get("model", {}).items() if k not in ("name", "source", "arch", "arch_root")
+    }
+    out["dataset"] = {
+        k: v for k, v in manifest.get("dataset", {}).items() if k not in ("spec", "name", "skipped", "class_map")
+    }
     return out
 
 
