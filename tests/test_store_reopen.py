@@ -81,3 +81,8 @@ def test_a_store_whose_model_module_is_gone_says_what_to_add(own_store: Path) ->
     (own_store.parent / "mynet.py").unlink()
     with pytest.raises(CnnlensError, match=r"mynet:MyNet, imported from .*work.*PYTHONPATH"):
         open_store(own_store).model()
+
+
+def test_run_ends_with_both_next_steps(capsys: pytest.CaptureFixture[str], own_store: Path) -> None:
+    printed = capsys.readouterr().out
+    assert "next: cnnlens view store" in printed and "cnnlens report --store store" in printed

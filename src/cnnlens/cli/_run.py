@@ -56,7 +56,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
     )
     print(summary)
-    print(f"store: {args.out} (read it with cnnlens.open_store, or: cnnlens report --store {args.out})")
+    print(f"store: {args.out}")
+    print(f"next: cnnlens view {args.out}  (browse it)   or   cnnlens report --store {args.out}  (the HTML report)")
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
