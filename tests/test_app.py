@@ -373,3 +373,23 @@ def test_cli_view_usage_errors_name_the_fix(tmp_path, capsys) -> None:
         assert main(["view", str(digits_store()), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"cannot serve on 127.0.0.1:{port}" in err and "choose another --port (0: any free port)" in err
+
+
+def test_layer_methods_are_not_scored_and_every_score_says_which_way_is_better(served) -> None:
+    from cnnlens.quality import get_metric
+
+    client, root = served
+    store = open_store(root)
+    image = store.ids[5]
+    page = client.text(f"/image?id={urllib.parse.quote(image)}")
+    methods = {m["name"]: m for m in json.loads(re.search(r'id="methods-data"[^>]*>(.*?)</script>', page, re.S)[1])}
+    assert methods["layer_activation"]["scorable"] is False and methods["saliency"]["scorable"] is True
+    for metric in store.metrics:  # e.g. "deletion ↓" (lower is better) in the score-it choice and the cards
+        mark = {True: "↑", False: "↓", None: ""}[get_metric(metric).higher_is_better]
+        assert f"{metric} {mark}" in page
+    status, _, body = client.post("/api/explain", {"id": image, "method": "layer_activation", "score": True})
+    assert status == 202, body
+    job = client.wait()
+    assert job["state"] == "done", job  # a layer's map is stored unscored, not failed on the pixel scores
+    e = open_store(root).explanation(image, "layer_activation", int(store.row(image)["predicted"]))
+    assert all(e[m] is None or np.isnan(e[m]) for m in store.metrics)

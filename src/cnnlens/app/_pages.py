@@ -213,7 +213,15 @@ def image(store: Any, image_id: str, explains: str | int) -> dict[str, Any]:
                          scores={m: e[m] for m in store.metrics})  # fmt: skip
         maps.append(entry)
     return {"row": row, "top": top, "target": target, "explains": explains, "maps": maps, "classes": classes,
-            "metrics": store.metrics}  # fmt: skip
+            "metrics": store.metrics, "better": better(store.metrics)}  # fmt: skip
+
+
+def better(metrics: Any) -> dict[str, str]:
+    """Metric -> which way is better, as the page marks it (``↑ higher is better``; ``""`` for descriptive)."""
+    from ..quality import get_metric
+
+    marks = {True: "↑ higher is better", False: "↓ lower is better", None: ""}
+    return {m: marks[get_metric(m).higher_is_better] for m in metrics}
 
 
 def pair(store: Any, query: Mapping[str, str]) -> dict[str, Any]:
@@ -249,7 +257,13 @@ def method_choices() -> list[tuple[str, list[dict[str, Any]]]]:
         if info.needs_baseline:
             fields.insert(0, {"name": "baseline", "default": "", "rule": "one of " + ", ".join(BASELINE_NAMES),
                               "help": "the reference input (empty: the method's default)"})  # fmt: skip
-        method = {"name": info.name, "category": info.category, "summary": info.summary, "options": fields}
+        method = {
+            "name": info.name,
+            "category": info.category,
+            "summary": info.summary,
+            "options": fields,
+            "scorable": bool(info.maps_pixels),
+        }  # layer and neuron maps: the input-space scores do not apply
         by_category.setdefault(info.category, []).append(method)
     return list(by_category.items())
 

@@ -214,7 +214,7 @@ class Pages:
 
     def _start(self, asked: dict[str, Any]) -> dict[str, Any]:
         """Check what was asked, then start the computation (or say where the stored one is)."""
-        from ..attribution import get_method
+        from ..attribution import get_method, methods
         from ..store import choose_label, full_options, kind_of, target_class
 
         store = self.state.store
@@ -244,7 +244,8 @@ class Pages:
                 )
         explains = explains_param(str(asked.get("explains", "predicted")))
         target = target_class(row, explains, len(store.classes))
-        score = bool(asked.get("score", True))
+        pixel_maps = {m.name for m in methods() if m.maps_pixels}
+        score = bool(asked.get("score", True)) and method in pixel_maps  # the scores judge maps over pixels
         label = choose_label(store, method, full_options(method, values), label)
         page = url("/image", id=image_id, explains=str(target) if isinstance(explains, int) else explains)
         if label in store.labels and store.has(image_id, label, kind_of(row, target)):

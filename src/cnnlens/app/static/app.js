@@ -164,7 +164,15 @@ function setupExplain() {
       fieldset.append(label);
     }
     fieldset.hidden = method.options.length === 0;
+    if (form.score) {  // layer and neuron maps are not over the image's pixels: no scores for them
+      form.score.disabled = !method.scorable;
+      form.score.checked = method.scorable;
+      $("#score-hint").hidden = method.scorable;
+    }
+    sessionStorage.setItem("cnnlens-method", form.method.value);  // kept after a computation reloads the page
   };
+  const kept = sessionStorage.getItem("cnnlens-method");
+  if (kept && byName[kept]) form.method.value = kept;
   form.method.addEventListener("change", build);
   build();
   form.addEventListener("submit", async (event) => {
@@ -174,7 +182,7 @@ function setupExplain() {
       if (input.value.trim() !== input.dataset.default) options[input.name.slice(7)] = input.value.trim();
     }
     const body = { id: form.dataset.id, method: form.method.value, options, explains: form.explains.value };
-    if (form.score) body.score = form.score.checked;
+    if (form.score) body.score = form.score.checked && !form.score.disabled;
     await startComputation(body, $("#explain-error"));
   });
   for (const button of $$("button.compute")) {
