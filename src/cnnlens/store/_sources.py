@@ -14,12 +14,10 @@ from typing import Any
 from ..core.errors import CnnlensError
 
 
-def absolute(text: str | None) -> str | None:
+def absolute(text: str) -> str:
     """``text`` as an absolute path when it names an existing file or folder (relative to the working folder),
     else unchanged (a bundled model's name, a ``digits:test`` spec)."""
-    if text is None or not Path(text).exists():
-        return text
-    return str(Path(text).resolve())
+    return str(Path(text).resolve()) if Path(text).exists() else text
 
 
 def module_root(arch: str | None) -> str | None:
@@ -49,7 +47,11 @@ def record(model: Mapping[str, Any], dataset: Mapping[str, Any], sources: Any) -
             "arch": sources.arch,
             "arch_root": module_root(sources.arch),
         },
-        {**dataset, "spec": absolute(dataset.get("spec")), "class_map": None if class_map is None else dict(class_map)},
+        {
+            **dataset,
+            "spec": dataset["spec"] and absolute(dataset["spec"]),
+            "class_map": None if class_map is None else dict(class_map),
+        },
     )
 
 
