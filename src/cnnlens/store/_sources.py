@@ -43,7 +43,7 @@ def record(model: Mapping[str, Any], dataset: Mapping[str, Any], sources: Any) -
     return (
         {
             **model,
-            "source": absolute(model.get("source")),
+            "source": model["source"] and absolute(model["source"]),
             "arch": sources.arch,
             "arch_root": module_root(sources.arch),
         },
