@@ -65,6 +65,28 @@ class _ShareFn(torch.autograd.Function):
         return (None, None, None, *(x * g for x, g in zip(xs, grads, strict=True)))
 
 
+class _GateFn(torch.autograd.Function):
+    """Forward: ``f(x, g)``, a product of a signal ``x`` and a gate ``g`` (a sigmoid's output). Backward: the gate
+    held as a fixed weight, ``x`` gets ``x * J_x^T (R / stab(y))`` (all the relevance, up to the stabilizer), the
+    gate nothing (its branch is part of the weight, as in Ali et al. 2022 / Achtibat et al. 2024)."""
+
+    @staticmethod
+    def forward(ctx: Any, f: Callable[[T, T], T], eps: float, x: T, g: T) -> T:
+        ctx.f, ctx.eps = f, eps
+        ctx.save_for_backward(x, g)
+        return f(x, g)
+
+    @staticmethod
+    def backward(ctx: Any, r: T) -> tuple:
+        x, g = ctx.saved_tensors
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            y = ctx.f(leaf, g.detach())
+            s = (r / stabilize(y.detach(), ctx.eps)).detach()
+            (grad,) = torch.autograd.grad((y * s).sum(), leaf)
+        return None, None, x * grad, torch.zeros_like(g)
+
+
 class _PassFn(torch.autograd.Function):
     """Forward: ``f(x)`` (same shape). Backward: the relevance unchanged."""
 
@@ -75,6 +97,29 @@ class _PassFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, r: T) -> tuple:
         return r, None
+
+
+def layer_norm_map(x: T, shape: Any, weight: T | None, bias: T | None, eps: float) -> T:
+    """``F.layer_norm`` with the standard deviation detached: ``(x - mean) / std * w + b``, linear in ``x`` for
+    the relevance pass (the normalization's scale held constant; Ali et al. 2022, Achtibat et al. 2024)."""
+    dims = tuple(range(-(1 if isinstance(shape, int) else len(shape)), 0))
+    mean = x.mean(dims, keepdim=True)
+    std = torch.sqrt(x.detach().var(dims, unbiased=False, keepdim=True) + eps)
+    y = (x - mean) / std
+    y = y if weight is None else y * weight
+    return y if bias is None else y + bias
+
+
+def group_norm_map(x: T, groups: int, weight: T | None, bias: T | None, eps: float) -> T:
+    """``F.group_norm`` with the standard deviation of each group detached (see ``layer_norm_map``)."""
+    n, c = x.shape[:2]
+    xg = x.reshape(n, groups, -1)
+    mean = xg.mean(-1, keepdim=True)
+    std = torch.sqrt(xg.detach().var(-1, unbiased=False, keepdim=True) + eps)
+    y = ((xg - mean) / std).reshape(x.shape)
+    per_channel = (1, c, *[1] * (x.dim() - 2))
+    y = y if weight is None else y * weight.view(per_channel)
+    return y if bias is None else y + bias.view(per_channel)
 
 
 def _tensors(args: tuple, kwargs: dict | None = None) -> list[T]:
@@ -126,6 +171,8 @@ _IN_PLACE: dict[Callable, Callable] = {
 }  # fmt: skip
 _SUMS: set[Callable] = {torch.add, Tn.add, torch.sub, Tn.sub, torch.subtract, Tn.subtract, torch.rsub, Tn.__rsub__}
 _PRODUCTS: set[Callable] = {torch.mul, Tn.mul, torch.multiply, Tn.multiply}
+_GATES = frozenset({"sigmoid", "hardsigmoid"})
+"""Activations whose output, multiplying another activation, is a gate (squeeze-and-excitation, SiLU as x * sigmoid(x))."""
 _DIVISIONS: set[Callable] = {torch.div, Tn.div, torch.divide, Tn.divide, torch.true_divide, Tn.true_divide}
 _LINEAR_MAPS: set[Callable] = _PRODUCTS | _DIVISIONS | {
     torch.neg, Tn.neg, torch.sum, Tn.sum, torch.mean, Tn.mean, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
