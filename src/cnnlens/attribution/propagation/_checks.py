@@ -39,7 +39,7 @@ def check_relevance(method: str, r: T, starts: T, logits: T, options: dict[str, 
     if bool((ratio > EXPLOSION).any()):
         raise CnnlensError(_explosion(method, float(total.max()), float(ratio.max()), options))
     notes = []
-    tiny = torch.finfo(r.dtype).tiny
+    tiny = torch.finfo(torch.float32).tiny  # float16 relevance underflows to 0 below its own range
     vanished = start < tiny
     if bool(vanished.any()):
         notes.append(_vanished(method, vanished, logits))
@@ -47,11 +47,12 @@ def check_relevance(method: str, r: T, starts: T, logits: T, options: dict[str, 
     floor = max(float(options["epsilon"]), float(options["stabilizer"]))
     absorbed = ~vanished & (scale < floor) if method != "sglrp" else torch.zeros_like(vanished)
     if bool(absorbed.any()):
+        low = float(scale[absorbed].min())
         notes.append(
-            f"the model's outputs are below the rules' stabilizers (largest |logit| {float(scale[absorbed].max()):.3g} < "
-            f"{floor:g}, the epsilon/stabilizer every rule adds to its denominators), so the relevance is absorbed, "
-            f"not redistributed (rows {_rows(absorbed)}); lower epsilon and stabilizer well below the outputs' scale "
-            f"(e.g. epsilon=stabilizer=1e-12) or explain a model whose outputs have a normal scale"
+            f"the model's outputs are below the rules' stabilizers (largest |logit| {low:.3g} < {floor:g}, the "
+            f"epsilon/stabilizer every rule adds to its denominators), so the relevance is absorbed, not "
+            f"redistributed (rows {_rows(absorbed)}); lower epsilon and stabilizer far below the outputs' scale "
+            f"(e.g. epsilon=stabilizer={max(low * 1e-6, 1e-30):.0e}) or explain a model whose outputs have a normal scale"
         )
     lost = ~vanished & ~absorbed & (total < tiny) & (not options.get("cut"))  # a layer may get none: a gate's branch
     if bool(lost.any()):

@@ -122,6 +122,28 @@ def group_norm_map(x: T, groups: int, weight: T | None, bias: T | None, eps: flo
     return y if bias is None else y + bias.view(per_channel)
 
 
+_NORM_ARGS = {
+    F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
+    F.group_norm: ("input", "num_groups", "weight", "bias", "eps"),
+}
+
+
+def norm_maps(func: Callable, call: dict[str, Any], zero_bias: bool) -> tuple[Callable[[T], T], Callable[[T], T]]:
+    """``(f, f_eff)`` of a ``F.layer_norm`` / ``F.group_norm`` call (its arguments by name): the call itself, and
+    the linear map with the standard deviation held constant (without the bias when ``zero_bias``)."""
+    bias = None if zero_bias else call.get("bias")
+    linear = layer_norm_map if func is F.layer_norm else group_norm_map
+    size = call[_NORM_ARGS[func][1]]
+
+    def f_eff(t: T) -> T:
+        return linear(t, size, call.get("weight"), bias, call.get("eps", 1e-5))
+
+    def f(t: T) -> T:
+        return func(**{**call, "input": t})
+
+    return f, f_eff
+
+
 def _tensors(args: tuple, kwargs: dict | None = None) -> list[T]:
     """The relevance-carrying tensors among the arguments (also inside lists and tuples)."""
     out = []

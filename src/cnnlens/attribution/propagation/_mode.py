@@ -12,11 +12,9 @@ from the initial relevance at the logits and arrives at the inputs with their re
   scaling by a constant): each summand gets relevance in proportion to its contribution.
 * Element-wise activations (ReLU, GELU, SiLU, Hardswish, sigmoid...) and a BatchNorm that follows no layer:
   relevance passes unchanged.
-* A product ``x * g`` where ``g`` is a gate, the output of a sigmoid or hardsigmoid (squeeze-and-excitation): the
-  gate is held as a fixed weight, so all relevance goes to ``x`` and none to the gate's branch. A product of two
-  other activations (or of two gates) raises: which factor is the signal is not known.
-* ``F.layer_norm`` and ``F.group_norm`` (LayerNorm, GroupNorm, timm's LayerNorm2d): the linear map
-  ``(x - mean) / std * w + b`` with ``std`` held constant, relevance shared in proportion to the contributions
+* ``x * g`` with ``g`` a gate, a sigmoid's or hardsigmoid's output (squeeze-and-excitation): ``g`` is a fixed
+  weight, all relevance goes to ``x``, none to the gate's branch. Other products of two activations raise.
+* ``F.layer_norm``, ``F.group_norm``: the linear map ``(x - mean) / std * w + b`` with ``std`` held constant
   (Ali et al. 2022; Achtibat et al. 2024); the bias keeps its share unless ``zero_bias``.
 * Reshaping, indexing, concatenation, padding, dropout (eval) and max pooling (winner takes all): the gradient
   routes relevance to where the values came from.
@@ -50,6 +48,7 @@ from ._functions import (
     _IN_PLACE,
     _LINEAR_MAPS,
     _MAX_POOLS,
+    _NORM_ARGS,
     _PRODUCTS,
     _ROUTES,
     _SUMS,
@@ -64,12 +63,11 @@ from ._functions import (
     _ShareFn,
     _tensors,
     _zero,
-    group_norm_map,
-    layer_norm_map,
+    norm_maps,
 )
 from ._layer import LinearCall, conv_layer
 from .composites import Composite
-from .rules import RULES, Rule, ZBox
+from .rules import RULES, Rule, ZBox, box_elsewhere
 
 T = torch.Tensor
 
@@ -205,15 +203,8 @@ class RelevanceMode(TorchFunctionMode):
         if key not in self._bound:
             spec = self.composite.rule_for(name, module, kind, first)
             rule = RULES[spec] if isinstance(spec, str) else spec
-            box = self.options.get("box")
-            if not first and box is not None and isinstance(rule, ZBox) and (rule.low is None or rule.high is None):
-                cut = " (layer_lrp's relevance pass starts at a hidden layer and never reaches it)"
-                raise CnnlensError(
-                    f"{self.method}: the z^B rule at {name} needs the range of that layer's inputs; the bounds "
-                    f"(bounds= or the Classifier's normalization) are the model input's and apply only at the first "
-                    f"layer, the one the input enters{cut if self.options.get('cut') else ''}. Give "
-                    f"ZBox(low, high) for {name!r} in the composite, or another rule there"
-                )
+            if not first and isinstance(rule, ZBox) and (rule.low is None or rule.high is None):
+                raise box_elsewhere(self.method, name, bool(self.options.get("cut")))
             self._bound[key] = rule.bind(self.options if first else {**self.options, "box": None})
         return self._bound[key]
 
@@ -278,9 +269,8 @@ class RelevanceMode(TorchFunctionMode):
         return self._share(func, base, args, kwargs, "proportional")
 
     def _product(self, func: Callable, base: Callable, args: tuple) -> T:
-        """``x * g`` where ``g`` is a gate (a sigmoid or hardsigmoid output, as in squeeze-and-excitation): the gate
-        is a fixed weight for the relevance pass; all relevance goes to ``x``, none to the gate's branch. A product
-        of two other activations (or of two gates) has no rule: which factor is the signal is not known."""
+        """``x * g``, ``g`` a gate: a fixed weight; all relevance to ``x``. Two gates, or none: which factor is the
+        signal is not known (refused)."""
         gate = [i for i in (0, 1) if self._is_gate(args[i])]
         if len(gate) != 1:
             what = "both factors are gates" if gate else "neither factor is a gate, a sigmoid's or hardsigmoid's output"
@@ -300,8 +290,8 @@ class RelevanceMode(TorchFunctionMode):
         return self._overwrite(args[0], out) if in_place else out
 
     def _cut_gate(self, args: tuple) -> bool:
-        """In a pass cut at a layer (``layer_lrp``), activations from the input carry no relevance: a gate times a
-        tensor the model does not own (not a parameter or buffer) is still a gate on that activation."""
+        """In a pass cut at a layer (``layer_lrp``) activations carry no relevance: a gate times a tensor the model
+        does not own (not a parameter or buffer) still gates an activation."""
         gate = [self._is_gate(a) for a in args]
         other = args[gate.index(True) - 1] if sum(gate) == 1 else None
         return bool(self.options.get("cut")) and isinstance(other, T) and id(other) not in self.owners
@@ -312,22 +302,12 @@ class RelevanceMode(TorchFunctionMode):
     def _norm(self, func: Callable, args: tuple, kwargs: dict) -> T:
         """LayerNorm / GroupNorm: a linear map ``(x - mean) / std * w + b`` with ``std`` held constant (Ali et al.
         2022; Achtibat et al. 2024): relevance shared in proportion to the contributions, like a layer."""
-        names = ("input", "normalized_shape" if func is F.layer_norm else "num_groups", "weight", "bias", "eps")
-        call = _bind(names, args, kwargs)
-        x = call["input"]
-        if not (isinstance(x, T) and x.requires_grad) or _carries((), {k: v for k, v in call.items() if k != "input"}):
+        call = _bind(_NORM_ARGS[func], args, kwargs)
+        if not _carries((call["input"],), {}) or _carries((), {k: v for k, v in call.items() if k != "input"}):
             raise self._unsupported(f"{_op_name(func)} with weights computed from the input")
-        bias = None if self.options["zero_bias"] else call.get("bias")
-        linear = layer_norm_map if func is F.layer_norm else group_norm_map
-
-        def f_eff(t: T) -> T:
-            return linear(t, call[names[1]], call.get("weight"), bias, call.get("eps", 1e-5))
-
-        def f(t: T) -> T:
-            return func(**{**call, "input": t})
-
+        f, f_eff = norm_maps(func, call, self.options["zero_bias"])
         self._record(self._where(), _op_name(func), "normalization (scale held constant)")
-        return _ShareFn.apply(f, f_eff, self.options["stabilizer"], x)
+        return _ShareFn.apply(f, f_eff, self.options["stabilizer"], call["input"])
 
     def _share(
         self, func: Callable, base: Callable, args: tuple, kwargs: dict, rule: str, f_eff: Callable | None = None

@@ -95,7 +95,10 @@ class _Relevance(Method):
     def relevance(self, ctx: Context, box: T | None, layers: Sequence[Any] = ()) -> T:
         """The relevance of the inputs, or of the one layer's output. ``info``: ``"rules"`` (the rule of every
         operation, in the order they ran) and ``"initial_relevance"`` ``(B, K)``, what the inputs' relevance sums
-        to where it is conserved (no biases, or ``zero_bias=True`` on a model without them)."""
+        to where it is conserved (no biases, or ``zero_bias=True`` on a model without them).
+
+        Raises ``CnnlensError`` when the relevance overflows or explodes (``sum |R|`` more than ``_checks.EXPLOSION``
+        times ``sum |R0|``); warns ``DegenerateRelevanceWarning`` when it is numerically degenerate (``_checks``)."""
         opts = {**self.options, "box": None if box is None else box[0], "cut": bool(layers)}
         starts: list[T] = []
         logits: list[T] = []
@@ -145,7 +148,9 @@ class Lrp(_Relevance):
 class Sglrp(_Relevance):
     """Softmax-gradient LRP (Iwana, Kuroki and Uchida 2019): LRP started from the gradient of the target's
     softmax probability w.r.t. the logits, so the relevance sums to 0 and separates the target from the
-    classes competing with it (the map sums to 0 where relevance is conserved)."""
+    classes competing with it (the map sums to 0 where relevance is conserved). Where the softmax saturates (the
+    target's probability is 1 to float precision) that gradient underflows and the map is 0: a
+    ``DegenerateRelevanceWarning`` says so (explain the logit with ``lrp`` instead)."""
 
     name = "sglrp"
     summary = "Softmax-gradient LRP: LRP started from d softmax_t / d logits, contrasting the target with the rest."
@@ -185,7 +190,9 @@ class LayerLrp(LayerMethod, Lrp):
     """LRP stopped at one layer: the relevance of every unit of its output, ``(B, C, h, w)`` like that output
     (the input of concept relevance); ``info["layer"]`` names the layer, ``info["activations"]`` holds its output.
     A BatchNorm right after the layer is not
-    folded into it (it passes relevance), so the layer's output is where the relevance is read."""
+    folded into it (it passes relevance), so the layer's output is where the relevance is read. The composite's
+    ``"first"`` rule (z^B, flat) belongs to the layer the input enters, which this pass never reaches: every layer
+    after the chosen one gets its kind's rule."""
 
     name = "layer_lrp"
     summary = "LRP relevance of every unit of a layer's output, shaped like that output."
