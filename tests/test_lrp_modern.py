@@ -149,12 +149,14 @@ class Product(nn.Module):
         elif k == "x_sigmoid_x":
             z = self.conv(x)
             h = z * z.sigmoid()
-        elif k in ("gate_first", "in_place", "view"):
+        elif k in ("gate_first", "in_place", "view", "resized"):
             g = torch.sigmoid(s)
             if k == "gate_first":
                 h = g * h
             elif k == "in_place":
                 h = h.clone().mul_(g)
+            elif k == "resized":  # as GhostNetV2's attention: a gate computed small, then resized
+                h = h * F.interpolate(g, size=h.shape[2:], mode="nearest")
             else:
                 h = h * g.flatten(1).view(-1, 4, 1, 1).expand_as(h)
         elif k == "two_activations":
@@ -174,7 +176,7 @@ def test_silu_written_as_x_times_sigmoid_x_is_silu_passing_relevance() -> None:
     torch.testing.assert_close(written, silu, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind", ["gate_first", "in_place", "view"])
+@pytest.mark.parametrize("kind", ["gate_first", "in_place", "view", "resized"])
 def test_a_gate_is_recognised_however_the_product_is_written(kind: str) -> None:
     x = inputs(2, 3, 5, 5)
     plain = cnnlens.explain(Product("gate_last"), x, "lrp", composite=ALL).attributions

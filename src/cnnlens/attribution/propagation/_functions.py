@@ -66,15 +66,18 @@ class _ShareFn(torch.autograd.Function):
 
 
 class _GateFn(torch.autograd.Function):
-    """Forward: ``f(x, g)``, a product of a signal ``x`` and a gate ``g`` (a sigmoid's output). Backward: the gate
-    held as a fixed weight, ``x`` gets ``x * J_x^T (R / stab(y))`` (all the relevance, up to the stabilizer), the
-    gate nothing (its branch is part of the weight, as in Ali et al. 2022 / Achtibat et al. 2024)."""
+    """Forward: ``x * g`` (``mul``, the factors in the call's order), a signal ``x`` times a gate ``g`` (a
+    sigmoid's output). Backward: the gate held as a fixed weight, ``x`` gets ``x * J_x^T (R / stab(y))`` (all the
+    relevance, up to the stabilizer), the gate nothing: the signal-take-all rule of Arras et al. 2017 for LSTM
+    gates. (AttnLRP, Achtibat et al. 2024, splits a product of two signals in halves instead; a product without
+    exactly one gate is refused here.)"""
 
     @staticmethod
-    def forward(ctx: Any, f: Callable[[T, T], T], eps: float, x: T, g: T) -> T:
-        ctx.f, ctx.eps = f, eps
+    def forward(ctx: Any, mul: Callable[[T, T], T], gate_first: bool, eps: float, x: T, g: T) -> T:
+        ctx.f = (lambda s, w: mul(w, s)) if gate_first else mul  # f(signal, gate) in the call's order
+        ctx.eps = eps
         ctx.save_for_backward(x, g)
-        return f(x, g)
+        return ctx.f(x, g)
 
     @staticmethod
     def backward(ctx: Any, r: T) -> tuple:
@@ -84,7 +87,7 @@ class _GateFn(torch.autograd.Function):
             y = ctx.f(leaf, g.detach())
             s = (r / stabilize(y.detach(), ctx.eps)).detach()
             (grad,) = torch.autograd.grad((y * s).sum(), leaf)
-        return None, None, x * grad, torch.zeros_like(g)
+        return None, None, None, x * grad, torch.zeros_like(g)
 
 
 class _PassFn(torch.autograd.Function):

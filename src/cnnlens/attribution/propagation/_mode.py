@@ -13,7 +13,7 @@ from the initial relevance at the logits and arrives at the inputs with their re
 * Element-wise activations (ReLU, GELU, SiLU, Hardswish, sigmoid...) and a BatchNorm that follows no layer:
   relevance passes unchanged.
 * ``x * g`` with ``g`` a gate, a sigmoid's or hardsigmoid's output (squeeze-and-excitation): ``g`` is a fixed
-  weight, all relevance goes to ``x``, none to the gate's branch. Other products of two activations raise.
+  weight, all relevance goes to ``x`` (signal-take-all, Arras et al. 2017). Other products of activations raise.
 * ``F.layer_norm``, ``F.group_norm``: the linear map ``(x - mean) / std * w + b`` with ``std`` held constant
   (Ali et al. 2022; Achtibat et al. 2024); the bias keeps its share unless ``zero_bias``.
 * Reshaping, indexing, concatenation, padding, dropout (eval) and max pooling (winner takes all): the gradient
@@ -153,9 +153,14 @@ class RelevanceMode(TorchFunctionMode):
                 self._record(self._where(), _op_name(func), "winner takes all")
             if func not in _ROUTES and _carries((out,), {}):
                 raise self._unsupported(_op_name(func))
-            like = func in (Tn.expand_as, Tn.view_as, Tn.reshape_as)  # the second argument gives a shape only
-            if all(self._is_gate(t) for t in _tensors(args[:1] if like else args, kwargs)):  # a gate reshaped...
-                self._gates.update(t.grad_fn for t in _tensors((out,)))
+        like = func in (Tn.expand_as, Tn.view_as, Tn.reshape_as)  # the second argument gives a shape only
+        if (
+            (handler is None or func is F.interpolate)
+            and all(  # a gate reshaped, resized, copied is a gate
+                self._is_gate(t) for t in _tensors(args[:1] if like else args, kwargs)
+            )
+        ):
+            self._gates.update(t.grad_fn for t in _tensors((out,)))
         for t in _tensors((out,)):
             if t.grad_fn is not None:
                 self._seen.add(t.grad_fn)
@@ -269,8 +274,7 @@ class RelevanceMode(TorchFunctionMode):
         return self._share(func, base, args, kwargs, "proportional")
 
     def _product(self, func: Callable, base: Callable, args: tuple) -> T:
-        """``x * g``, ``g`` a gate: a fixed weight; all relevance to ``x``. Two gates, or none: which factor is the
-        signal is not known (refused)."""
+        """``x * g``, ``g`` a gate: a fixed weight, all relevance to ``x``. Two gates or none: refused."""
         gate = [i for i in (0, 1) if self._is_gate(args[i])]
         if len(gate) != 1:
             what = "both factors are gates" if gate else "neither factor is a gate, a sigmoid's or hardsigmoid's output"
@@ -281,17 +285,12 @@ class RelevanceMode(TorchFunctionMode):
             )
         g, in_place = gate[0], func in _IN_PLACE
         xs = [a.clone() if in_place and i == 0 else a for i, a in enumerate(args)]
-
-        def f(signal: T, weight: T) -> T:
-            return base(signal, weight) if g == 1 else base(weight, signal)
-
         self._record(self._where(), _op_name(func), "gate (held as a weight)")
-        out = _GateFn.apply(f, self.options["stabilizer"], xs[1 - g], xs[g])
+        out = _GateFn.apply(base, g == 0, self.options["stabilizer"], xs[1 - g], xs[g])
         return self._overwrite(args[0], out) if in_place else out
 
     def _cut_gate(self, args: tuple) -> bool:
-        """In a pass cut at a layer (``layer_lrp``) activations carry no relevance: a gate times a tensor the model
-        does not own (not a parameter or buffer) still gates an activation."""
+        """Cut at a layer (``layer_lrp``), a gate times a tensor the model does not own still gates an activation."""
         gate = [self._is_gate(a) for a in args]
         other = args[gate.index(True) - 1] if sum(gate) == 1 else None
         return bool(self.options.get("cut")) and isinstance(other, T) and id(other) not in self.owners
