@@ -218,3 +218,20 @@ def test_relevance_is_conserved_on_bias_free_torchvision_nets(arch: str) -> None
     for composite in ("epsilon", "epsilon_gamma_box"):
         e = cnnlens.explain(net, x, "lrp", composite=composite, zero_bias=True, bounds=(-5.0, 5.0), **TINY)
         torch.testing.assert_close(e.attributions.flatten(1).sum(1), score, rtol=1e-3, atol=0, msg=composite)
+
+
+@pytest.mark.parametrize(
+    "arch", ["mobilenetv3_small_050", "ghostnet_100", "ghostnetv2_100", "rexnet_100", "convnext_nano"]
+)
+def test_relevance_is_conserved_on_bias_free_timm_nets(arch: str) -> None:
+    """timm's squeeze-and-excitation (sigmoid and hardsigmoid gates, GhostNetV2's resized gate), LayerNorm2d:
+    refused on main ("no relevance rule for Tensor.mul"); measured within 3e-6 of the logit."""
+    timm = pytest.importorskip("timm")
+    g = torch.Generator().manual_seed(0)
+    calibration, x = torch.randn(2, 3, 64, 64, generator=g), torch.randn(1, 3, 64, 64, generator=g)
+    torch.manual_seed(0)
+    net = without_biases(_calibrated(timm.create_model(arch, pretrained=False), calibration))
+    with torch.no_grad():
+        score = net(x).amax(1)
+    e = cnnlens.explain(net, x, "lrp", composite="epsilon", zero_bias=True, **TINY)
+    torch.testing.assert_close(e.attributions.flatten(1).sum(1), score, rtol=1e-3, atol=0)
