@@ -264,7 +264,7 @@ def test_zbox_bounds_come_from_the_classifier_normalization_or_the_option() -> N
 
 
 def _gated(x: T, se: nn.Conv2d) -> T:
-    return x * torch.sigmoid(se(x.mean((2, 3), keepdim=True)))
+    return x * torch.relu(se(x.mean((2, 3), keepdim=True)))  # not a gate (sigmoid): tests/test_lrp_modern.py
 
 
 class Odd(nn.Module):
@@ -283,8 +283,8 @@ class Odd(nn.Module):
         h = F.relu(self.conv(x))
         if self.kind == "gate":
             h = _gated(h, self.se)
-        elif self.kind == "group_norm":
-            h = self.norm(h)
+        elif self.kind == "instance_norm":
+            h = F.instance_norm(h)
         elif self.kind == "batch_stats":
             h = self.bn(h)
         out = h.mean((2, 3))
@@ -297,8 +297,8 @@ class Odd(nn.Module):
 @pytest.mark.parametrize(
     ("kind", "phrase"),
     [
-        ("gate", r"Tensor.mul \(a product of two tensors computed from the input\), run in the model's forward"),
-        ("group_norm", "no relevance rule for F.group_norm, run in norm"),
+        ("gate", r"Tensor.mul \(a product of two tensors computed from the input; neither factor is a gate"),
+        ("instance_norm", "no relevance rule for F.instance_norm, run in the model's forward"),
         ("batch_stats", "batch_norm with batch statistics, run in bn"),
         ("matmul", "no relevance rule for Tensor.matmul"),
         ("softmax", "no relevance rule for torch.softmax"),

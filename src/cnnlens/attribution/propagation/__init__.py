@@ -4,6 +4,7 @@ Rules (``rules``) say how a layer's output relevance goes to its inputs; composi
 rule each layer gets; the methods differ in where relevance starts.
 """
 
+from ._checks import DegenerateRelevanceWarning
 from .composites import Composite, composites, register_composite
 from .methods import Clrp, LayerLrp, Lrp, Sglrp
 from .rules import RULES, AlphaBeta, Epsilon, Flat, Gamma, Pass, Rule, WSquare, ZBox, ZPlus
@@ -13,6 +14,7 @@ __all__ = [
     "AlphaBeta",
     "Clrp",
     "Composite",
+    "DegenerateRelevanceWarning",
     "Epsilon",
     "Flat",
     "Gamma",

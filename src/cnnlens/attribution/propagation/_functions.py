@@ -65,6 +65,31 @@ class _ShareFn(torch.autograd.Function):
         return (None, None, None, *(x * g for x, g in zip(xs, grads, strict=True)))
 
 
+class _GateFn(torch.autograd.Function):
+    """Forward: ``x * g`` (``mul``, the factors in the call's order), a signal ``x`` times a gate ``g`` (a
+    sigmoid's output). Backward: the gate held as a fixed weight, ``x`` gets ``x * J_x^T (R / stab(y))`` (all the
+    relevance, up to the stabilizer), the gate nothing: the signal-take-all rule of Arras et al. 2017 for LSTM
+    gates. (AttnLRP, Achtibat et al. 2024, splits a product of two signals in halves instead; a product without
+    exactly one gate is refused here.)"""
+
+    @staticmethod
+    def forward(ctx: Any, mul: Callable[[T, T], T], gate_first: bool, eps: float, x: T, g: T) -> T:
+        ctx.f = (lambda s, w: mul(w, s)) if gate_first else mul  # f(signal, gate) in the call's order
+        ctx.eps = eps
+        ctx.save_for_backward(x, g)
+        return ctx.f(x, g)
+
+    @staticmethod
+    def backward(ctx: Any, r: T) -> tuple:
+        x, g = ctx.saved_tensors
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            y = ctx.f(leaf, g.detach())
+            s = (r / stabilize(y.detach(), ctx.eps)).detach()
+            (grad,) = torch.autograd.grad((y * s).sum(), leaf)
+        return None, None, None, x * grad, torch.zeros_like(g)
+
+
 class _PassFn(torch.autograd.Function):
     """Forward: ``f(x)`` (same shape). Backward: the relevance unchanged."""
 
@@ -75,6 +100,51 @@ class _PassFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, r: T) -> tuple:
         return r, None
+
+
+def layer_norm_map(x: T, shape: Any, weight: T | None, bias: T | None, eps: float) -> T:
+    """``F.layer_norm`` with the standard deviation detached: ``(x - mean) / std * w + b``, linear in ``x`` for
+    the relevance pass (the normalization's scale held constant; Ali et al. 2022, Achtibat et al. 2024)."""
+    dims = tuple(range(-(1 if isinstance(shape, int) else len(shape)), 0))
+    mean = x.mean(dims, keepdim=True)
+    std = torch.sqrt(x.detach().var(dims, unbiased=False, keepdim=True) + eps)
+    y = (x - mean) / std
+    y = y if weight is None else y * weight
+    return y if bias is None else y + bias
+
+
+def group_norm_map(x: T, groups: int, weight: T | None, bias: T | None, eps: float) -> T:
+    """``F.group_norm`` with the standard deviation of each group detached (see ``layer_norm_map``)."""
+    n, c = x.shape[:2]
+    xg = x.reshape(n, groups, -1)
+    mean = xg.mean(-1, keepdim=True)
+    std = torch.sqrt(xg.detach().var(-1, unbiased=False, keepdim=True) + eps)
+    y = ((xg - mean) / std).reshape(x.shape)
+    per_channel = (1, c, *[1] * (x.dim() - 2))
+    y = y if weight is None else y * weight.view(per_channel)
+    return y if bias is None else y + bias.view(per_channel)
+
+
+_NORM_ARGS = {
+    F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
+    F.group_norm: ("input", "num_groups", "weight", "bias", "eps"),
+}
+
+
+def norm_maps(func: Callable, call: dict[str, Any], zero_bias: bool) -> tuple[Callable[[T], T], Callable[[T], T]]:
+    """``(f, f_eff)`` of a ``F.layer_norm`` / ``F.group_norm`` call (its arguments by name): the call itself, and
+    the linear map with the standard deviation held constant (without the bias when ``zero_bias``)."""
+    bias = None if zero_bias else call.get("bias")
+    linear = layer_norm_map if func is F.layer_norm else group_norm_map
+    size = call[_NORM_ARGS[func][1]]
+
+    def f_eff(t: T) -> T:
+        return linear(t, size, call.get("weight"), bias, call.get("eps", 1e-5))
+
+    def f(t: T) -> T:
+        return func(**{**call, "input": t})
+
+    return f, f_eff
 
 
 def _tensors(args: tuple, kwargs: dict | None = None) -> list[T]:
@@ -126,6 +196,8 @@ _IN_PLACE: dict[Callable, Callable] = {
 }  # fmt: skip
 _SUMS: set[Callable] = {torch.add, Tn.add, torch.sub, Tn.sub, torch.subtract, Tn.subtract, torch.rsub, Tn.__rsub__}
 _PRODUCTS: set[Callable] = {torch.mul, Tn.mul, torch.multiply, Tn.multiply}
+_GATES = frozenset({"sigmoid", "hardsigmoid"})
+"""Activations whose output, multiplying another activation, is a gate (squeeze-and-excitation, SiLU as x * sigmoid(x))."""
 _DIVISIONS: set[Callable] = {torch.div, Tn.div, torch.divide, Tn.divide, torch.true_divide, Tn.true_divide}
 _LINEAR_MAPS: set[Callable] = _PRODUCTS | _DIVISIONS | {
     torch.neg, Tn.neg, torch.sum, Tn.sum, torch.mean, Tn.mean, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,

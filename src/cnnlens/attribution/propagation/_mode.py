@@ -10,7 +10,12 @@ from the initial relevance at the logits and arrives at the inputs with their re
   ``F.pad`` with zeros right before a convolution and a BatchNorm (eval mode) right after it are folded into it.
 * Sums (``+``, ``-``, ``torch.add``, ``sum``, ``mean``, average and adaptive average pooling, interpolation,
   scaling by a constant): each summand gets relevance in proportion to its contribution.
-* Element-wise activations and a BatchNorm that follows no layer: relevance passes unchanged.
+* Element-wise activations (ReLU, GELU, SiLU, Hardswish, sigmoid...) and a BatchNorm that follows no layer:
+  relevance passes unchanged.
+* ``x * g`` with ``g`` a gate, a sigmoid's or hardsigmoid's output (squeeze-and-excitation): ``g`` is a fixed
+  weight, all relevance goes to ``x`` (signal-take-all, Arras et al. 2017). Other products of activations raise.
+* ``F.layer_norm``, ``F.group_norm``: the linear map ``(x - mean) / std * w + b`` with ``std`` held constant
+  (Ali et al. 2022; Achtibat et al. 2024); the bias keeps its share unless ``zero_bias``.
 * Reshaping, indexing, concatenation, padding, dropout (eval) and max pooling (winner takes all): the gradient
   routes relevance to where the values came from.
 
@@ -39,15 +44,18 @@ from ._functions import (
     _BN_ARGS,
     _CONV_ARGS,
     _DIVISIONS,
+    _GATES,
     _IN_PLACE,
     _LINEAR_MAPS,
     _MAX_POOLS,
+    _NORM_ARGS,
     _PRODUCTS,
     _ROUTES,
     _SUMS,
     Tn,
     _bind,
     _carries,
+    _GateFn,
     _interpolation_mode,
     _LinearFn,
     _op_name,
@@ -55,10 +63,11 @@ from ._functions import (
     _ShareFn,
     _tensors,
     _zero,
+    norm_maps,
 )
 from ._layer import LinearCall, conv_layer
 from .composites import Composite
-from .rules import RULES, Rule
+from .rules import RULES, Rule, ZBox, box_elsewhere
 
 T = torch.Tensor
 
@@ -113,17 +122,18 @@ class RelevanceMode(TorchFunctionMode):
         self._last: _Last | None = None
         self._pad: tuple[T, T, tuple[int, ...]] | None = None  # the latest zero padding: output, input, F.pad list
         self._seen: set = set()  # autograd nodes of the operations this mode saw in the current forward pass
+        self._gates: set = set()  # autograd nodes of gates: sigmoid/hardsigmoid outputs (reshaped, expanded)
 
     def start(self, logits: T, grad: T) -> T:
         """The initial relevance at the logits (see ``start`` above)."""
         return self._start(logits, grad)
 
     def __enter__(self) -> RelevanceMode:
-        self._count, self._last, self._pad, self._seen = 0, None, None, set()
+        self._count, self._last, self._pad, self._seen, self._gates = 0, None, None, set(), set()
         return super().__enter__()
 
     def __exit__(self, *exc: Any) -> None:
-        self._recording, self._last, self._pad, self._seen = False, None, None, set()
+        self._recording, self._last, self._pad, self._seen, self._gates = False, None, None, set(), set()
         super().__exit__(*exc)
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -143,6 +153,14 @@ class RelevanceMode(TorchFunctionMode):
                 self._record(self._where(), _op_name(func), "winner takes all")
             if func not in _ROUTES and _carries((out,), {}):
                 raise self._unsupported(_op_name(func))
+        like = func in (Tn.expand_as, Tn.view_as, Tn.reshape_as)  # the second argument gives a shape only
+        if (
+            (handler is None or func is F.interpolate)
+            and all(  # a gate reshaped, resized, copied is a gate
+                self._is_gate(t) for t in _tensors(args[:1] if like else args, kwargs)
+            )
+        ):
+            self._gates.update(t.grad_fn for t in _tensors((out,)))
         for t in _tensors((out,)):
             if t.grad_fn is not None:
                 self._seen.add(t.grad_fn)
@@ -177,7 +195,8 @@ class RelevanceMode(TorchFunctionMode):
             if pad is not None and pad[0] is x and len(pad[2]) == 2 * (weight.dim() - 2):
                 src, folded = pad[1], pad[2]  # the padding is folded into the convolution
             layer = conv_layer(name, src, weight, bias, call, folded)
-        rule = self._rule(name, owner[1] if owner else None, layer.kind, self._count == 0)
+        first = self._count == 0 and not self.options.get("cut", False)  # the layer the input enters
+        rule = self._rule(name, owner[1] if owner else None, layer.kind, first)
         self._count += 1
         out = _LinearFn.apply(src, layer, rule, lambda: func(*args, **kwargs))
         record = self._record(name, _op_name(func), str(rule))
@@ -187,8 +206,11 @@ class RelevanceMode(TorchFunctionMode):
     def _rule(self, name: str, module: nn.Module | None, kind: str, first: bool) -> Rule:
         key = (name, kind, first)
         if key not in self._bound:
-            rule = self.composite.rule_for(name, module, kind, first)
-            self._bound[key] = (RULES[rule] if isinstance(rule, str) else rule).bind(self.options)
+            spec = self.composite.rule_for(name, module, kind, first)
+            rule = RULES[spec] if isinstance(spec, str) else spec
+            if not first and isinstance(rule, ZBox) and (rule.low is None or rule.high is None):
+                raise box_elsewhere(self.method, name, bool(self.options.get("cut")))
+            self._bound[key] = rule.bind(self.options if first else {**self.options, "box": None})
         return self._bound[key]
 
     def _batch_norm(self, func: Callable, args: tuple, kwargs: dict) -> T:
@@ -237,16 +259,54 @@ class RelevanceMode(TorchFunctionMode):
         """Sums over positions (``sum``, ``mean``, pooling, interpolation) and scaling by constants."""
         base = _IN_PLACE.get(func, func)
         n = sum(_carries((a,), {}) for a in args)
+        if base in _PRODUCTS and len(args) == 2 and not kwargs and (n == 2 or self._cut_gate(args)):
+            return self._product(func, base, args)
         if n != 1 or _carries((), kwargs) or (base in _DIVISIONS and (not _carries(args[:1], {}) or kwargs)):
             what = "a product of two tensors computed from the input" if base in _PRODUCTS else "this use"
             raise self._unsupported(
                 f"{_op_name(func)} ({what})",
-                "LRP has no rule for multiplying or dividing two signals (gates as in squeeze-and-excitation, "
-                "attention); use a gradient method (input_x_gradient, integrated_gradients) for this model",
+                "LRP has no rule for dividing a signal by another, nor for a product unless one factor is a gate "
+                "(a sigmoid's output, as in squeeze-and-excitation); use a gradient method (input_x_gradient, "
+                "integrated_gradients) for this model",
             )
         if func is F.interpolate and _interpolation_mode(args, kwargs).startswith("nearest"):
             return func(*args, **kwargs)  # copies: the gradient routes relevance
         return self._share(func, base, args, kwargs, "proportional")
+
+    def _product(self, func: Callable, base: Callable, args: tuple) -> T:
+        """``x * g``, ``g`` a gate: a fixed weight, all relevance to ``x``. Two gates or none: refused."""
+        gate = [i for i in (0, 1) if self._is_gate(args[i])]
+        if len(gate) != 1:
+            what = "both factors are gates" if gate else "neither factor is a gate, a sigmoid's or hardsigmoid's output"
+            raise self._unsupported(
+                f"{_op_name(func)} (a product of two tensors computed from the input; {what})",
+                "a product is explained only when one factor is a gate (as in squeeze-and-excitation), which is "
+                "then held as a weight; use a gradient method (input_x_gradient, integrated_gradients) for this model",
+            )
+        g, in_place = gate[0], func in _IN_PLACE
+        xs = [a.clone() if in_place and i == 0 else a for i, a in enumerate(args)]
+        self._record(self._where(), _op_name(func), "gate (held as a weight)")
+        out = _GateFn.apply(base, g == 0, self.options["stabilizer"], xs[1 - g], xs[g])
+        return self._overwrite(args[0], out) if in_place else out
+
+    def _cut_gate(self, args: tuple) -> bool:
+        """Cut at a layer (``layer_lrp``), a gate times a tensor the model does not own still gates an activation."""
+        gate = [self._is_gate(a) for a in args]
+        other = args[gate.index(True) - 1] if sum(gate) == 1 else None
+        return bool(self.options.get("cut")) and isinstance(other, T) and id(other) not in self.owners
+
+    def _is_gate(self, t: T) -> bool:
+        return isinstance(t, T) and t.grad_fn is not None and t.grad_fn in self._gates
+
+    def _norm(self, func: Callable, args: tuple, kwargs: dict) -> T:
+        """LayerNorm / GroupNorm: a linear map ``(x - mean) / std * w + b`` with ``std`` held constant (Ali et al.
+        2022; Achtibat et al. 2024): relevance shared in proportion to the contributions, like a layer."""
+        call = _bind(_NORM_ARGS[func], args, kwargs)
+        if not _carries((call["input"],), {}) or _carries((), {k: v for k, v in call.items() if k != "input"}):
+            raise self._unsupported(f"{_op_name(func)} with weights computed from the input")
+        f, f_eff = norm_maps(func, call, self.options["zero_bias"])
+        self._record(self._where(), _op_name(func), "normalization (scale held constant)")
+        return _ShareFn.apply(f, f_eff, self.options["stabilizer"], call["input"])
 
     def _share(
         self, func: Callable, base: Callable, args: tuple, kwargs: dict, rule: str, f_eff: Callable | None = None
@@ -278,9 +338,10 @@ class RelevanceMode(TorchFunctionMode):
         if not (isinstance(x, T) and x.requires_grad):
             return func(*args, **kwargs)
         self._record(self._where(), name, "pass")
-        if not in_place:
-            return _PassFn.apply(x, f)
-        return self._overwrite(x, _PassFn.apply(x.clone(), f))
+        out = _PassFn.apply(x, f) if not in_place else self._overwrite(x, _PassFn.apply(x.clone(), f))
+        if name in _GATES:
+            self._gates.add(out.grad_fn)
+        return out
 
     def _overwrite(self, t: T, value: T) -> T:
         """An in-place operation's result: ``t`` now holds ``value``, so it is no longer a layer's raw output (no
@@ -331,6 +392,7 @@ _HANDLERS: dict[Callable, Callable] = {
     **dict.fromkeys((F.conv1d, F.conv2d, F.conv3d, F.linear), RelevanceMode._linear),
     F.batch_norm: RelevanceMode._batch_norm,
     F.pad: RelevanceMode._pad_call,
+    **dict.fromkeys((F.layer_norm, F.group_norm), RelevanceMode._norm),
     **dict.fromkeys(_SUMS | {Tn.add_, Tn.__iadd__, Tn.sub_, Tn.__isub__}, RelevanceMode._sum),
     **dict.fromkeys(
         _LINEAR_MAPS | {Tn.mul_, Tn.__imul__, Tn.div_, Tn.__itruediv__, Tn.neg_}, RelevanceMode._linear_map

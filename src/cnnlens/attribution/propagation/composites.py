@@ -3,9 +3,17 @@
 A composite maps keys to rules (a rule name from ``rules.RULES`` or a ``Rule`` object). Keys, most specific
 first: a layer's dotted name (``"_blocks.0._project_conv"``), ``"first"`` (the first convolution or fully
 connected layer to run, whatever its name: the layer that sees the pixels), a module type (``nn.Conv2d``, any
-subclass matches), and the kinds ``"conv"`` and ``"linear"``. Everything else has one fixed rule: sums (``+``,
-``torch.add``, ``sum``, ``mean``, average pooling) split relevance in proportion to the summands, max pooling
-gives it to the winner, activations and BatchNorm pass it on, reshaping and concatenation route it.
+subclass matches), and the kinds ``"conv"`` and ``"linear"``. ``"first"`` is the layer the input enters: the
+z^B bounds (``bounds=`` or a Classifier's normalization) are the input's, so ``layer_lrp``, whose relevance pass
+starts at a hidden layer and never reaches it, gives every layer its kind's rule; a z^B rule without bounds of
+its own at any other layer is refused.
+
+Everything else has one fixed rule, the same in every composite: sums (``+``, ``torch.add``, ``sum``, ``mean``,
+average pooling) split relevance in proportion to the summands, max pooling gives it to the winner, element-wise
+activations (ReLU, GELU, SiLU, Hardswish, sigmoid...) and BatchNorm pass it on, reshaping and concatenation route
+it; a feature map times a gate (a sigmoid's or hardsigmoid's output, squeeze-and-excitation) gets all the
+relevance, the gate held as a weight; LayerNorm / GroupNorm / LayerNorm2d share it as the linear map
+``(x - mean) / std * w + b`` with ``std`` held constant (Ali et al. 2022; Achtibat et al. 2024).
 """
 
 from __future__ import annotations

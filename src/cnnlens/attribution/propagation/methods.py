@@ -29,6 +29,7 @@ from .._base import Method
 from .._layers import LAYER
 from .._registry import register
 from ..layer._base import LayerMethod
+from ._checks import check_relevance
 from ._mode import RelevanceMode
 from .composites import Composite
 
@@ -94,16 +95,22 @@ class _Relevance(Method):
     def relevance(self, ctx: Context, box: T | None, layers: Sequence[Any] = ()) -> T:
         """The relevance of the inputs, or of the one layer's output. ``info``: ``"rules"`` (the rule of every
         operation, in the order they ran) and ``"initial_relevance"`` ``(B, K)``, what the inputs' relevance sums
-        to where it is conserved (no biases, or ``zero_bias=True`` on a model without them)."""
-        opts = {**self.options, "box": None if box is None else box[0]}
-        starts: list[T] = []
+        to where it is conserved (no biases, or ``zero_bias=True`` on a model without them).
 
-        def start(logits: T, g0: T) -> T:
-            r = self.start(logits, g0)
+        Raises ``CnnlensError`` when the relevance overflows or explodes (``sum |R|`` more than ``_checks.EXPLOSION``
+        times ``sum |R0|``); warns ``DegenerateRelevanceWarning`` when it is numerically degenerate (``_checks``)."""
+        opts = {**self.options, "box": None if box is None else box[0], "cut": bool(layers)}
+        starts: list[T] = []
+        logits: list[T] = []
+
+        def start(z: T, g0: T) -> T:
+            r = self.start(z, g0)
             starts.append(r.detach())
+            logits.append(z.detach())
             return r
 
-        mode = RelevanceMode(self.name, ctx.model, Composite.of(self.options["composite"]), opts, start)
+        composite = Composite.of(self.options["composite"])
+        mode = RelevanceMode(self.name, ctx.model, composite, opts, start)
         b = ctx.backward(ctx.inputs, ctx.owners(), mode, layers=layers, input_grad=not layers)
         rel, outputs, at_layers = b.grad, b.outputs, b.layer_grads
         if layers:
@@ -112,13 +119,9 @@ class _Relevance(Method):
         ctx.info["initial_relevance"] = torch.cat(starts)
         r = at_layers[0] if layers else rel
         assert r is not None
-        if not torch.isfinite(r).all():
-            raise CnnlensError(
-                f"{self.name}: the relevance overflowed (inf or NaN): rules divided by outputs close to 0 layer after "
-                f"layer. With zero_bias=True on a model that has biases, the epsilon-rule divides by outputs without "
-                f"their bias, which vanish where the bias made the activation; keep the biases (zero_bias=False), "
-                f"raise epsilon (e.g. 0.25), or use a composite with z+ or gamma rules"
-            )
+        check_relevance(
+            self.name, r, ctx.info["initial_relevance"], torch.cat(logits), {**opts, "composite": composite}
+        )
         return r
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
@@ -145,14 +148,21 @@ class Lrp(_Relevance):
 class Sglrp(_Relevance):
     """Softmax-gradient LRP (Iwana, Kuroki and Uchida 2019): LRP started from the gradient of the target's
     softmax probability w.r.t. the logits, so the relevance sums to 0 and separates the target from the
-    classes competing with it (the map sums to 0 where relevance is conserved)."""
+    classes competing with it (the map sums to 0 where relevance is conserved). Where the softmax saturates (the
+    target's probability is 1 to float precision) that gradient underflows and the map is 0: a
+    ``DegenerateRelevanceWarning`` says so (explain the logit with ``lrp`` instead)."""
 
     name = "sglrp"
     summary = "Softmax-gradient LRP: LRP started from d softmax_t / d logits, contrasting the target with the rest."
 
     def start(self, logits: T, g0: T) -> T:
-        p = torch.softmax(logits, dim=1)
-        return p * g0 - p * (p * g0).sum(1, keepdim=True)  # the softmax Jacobian times dS/dz
+        """``p_k (g0_k - sum_j p_j g0_j)``, the softmax Jacobian times dS/dz, written with ``m`` the most probable
+        class as ``p_k ((g0_k - g0_m) + sum_j p_j (g0_m - g0_j))`` in float64: no ``1 - p_t`` that rounds to 0
+        when the softmax saturates (the small probabilities are summed directly)."""
+        p = torch.softmax(logits.double(), dim=1)
+        g = g0.double()
+        gm = g.gather(1, p.argmax(1, keepdim=True))
+        return (p * ((g - gm) + (p * (gm - g)).sum(1, keepdim=True))).to(logits.dtype)
 
 
 @register
@@ -180,7 +190,9 @@ class LayerLrp(LayerMethod, Lrp):
     """LRP stopped at one layer: the relevance of every unit of its output, ``(B, C, h, w)`` like that output
     (the input of concept relevance); ``info["layer"]`` names the layer, ``info["activations"]`` holds its output.
     A BatchNorm right after the layer is not
-    folded into it (it passes relevance), so the layer's output is where the relevance is read."""
+    folded into it (it passes relevance), so the layer's output is where the relevance is read. The composite's
+    ``"first"`` rule (z^B, flat) belongs to the layer the input enters, which this pass never reaches: every layer
+    after the chosen one gets its kind's rule."""
 
     name = "layer_lrp"
     summary = "LRP relevance of every unit of a layer's output, shaped like that output."

@@ -248,6 +248,16 @@ class Pass(Rule):
         return r
 
 
+def box_elsewhere(method: str, name: str, cut: bool) -> CnnlensError:
+    """The error for a z^B rule without bounds of its own at a layer other than the one the input enters."""
+    why = " (layer_lrp's relevance pass starts at a hidden layer and never reaches it)" if cut else ""
+    return CnnlensError(
+        f"{method}: the z^B rule at {name} needs the range of that layer's inputs; the bounds (bounds= or the "
+        f"Classifier's normalization) are the model input's and apply only at the first layer, the one the input "
+        f"enters{why}. Give ZBox(low, high) for {name!r} in the composite, or another rule there"
+    )
+
+
 def _split_by_sign(
     layer: LinearCall, x: T, r: T, w_pos_in: T, w_neg_in: T, b: T | None, divide: Callable[[T, T], T]
 ) -> T:
