@@ -327,11 +327,11 @@ def load_classifier(args: argparse.Namespace) -> Classifier:
     zoo = model.startswith(("torchvision:", "timm:"))
     if args.arch is None and args.num_classes is not None and model not in bundled_models() and not zoo:
         raise CnnlensError("--num-classes is only used with --arch (to build the class for a state-dict file)")
-    weights = getattr(args, "weights", None)
-    weights = "DEFAULT" if weights is None else None if weights.lower() == "none" else weights
+    given = getattr(args, "weights", None)  # passed on only when given: load_model's default otherwise
+    weights = {} if given is None else {"weights": None if given.lower() == "none" else given}
     with _cwd_on_path(args.arch is not None):
         classifier = load_model(
-            model, spec=args.arch, class_names=names, num_classes=args.num_classes, map_location=device, weights=weights
+            model, spec=args.arch, class_names=names, num_classes=args.num_classes, map_location=device, **weights
         )
     classifier.preprocessing = _preprocessing(args, classifier.preprocessing, model)
     classifier.to(device)
