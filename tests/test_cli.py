@@ -427,7 +427,7 @@ BAD_INPUT = {
     "unknown metric": (["metrics", "delition"], "unknown metric 'delition'. Did you mean deletion"),
     "unknown layer": (["inside", "{img}", *STATE, "_tiny_models:TinyCNN", "--layers", "features.9"], "No layer named 'features.9'"),
     "empty layers": (["inside", "{img}", *STATE, "_tiny_models:TinyCNN", "--layers", ","], "--layers is empty"),
-    "rule on torchscript": ([*EXPLAIN, *TS, "--methods", "saliency,guided_backprop"],
+    "rule on torchscript": ([*EXPLAIN, *TS, "--methods", "guided_backprop"],
                             "guided_backprop changes the backward pass of the model's activations, which it cannot reach inside TorchScript"),
     "cam on torchscript": ([*EXPLAIN, *TS, "--methods", "grad_cam", "--set", "layer=features.0"],
                            "is TorchScript code, which takes no forward hooks"),

@@ -1,7 +1,9 @@
 """The ``cnnlens`` command line. Every command has ``--help``.
 
 Exit codes: 0 done; 2 usage or bad input (one ``cnnlens: error: ...`` line on stderr); 1 an unexpected error (one
-line and a hint to rerun with ``--debug``, which prints the traceback); 130 interrupted.
+line and a hint to rerun with ``--debug``, which prints the traceback); 3 done in part (``explain`` with several
+methods, some of which refused: the others are written, the refusals are on stderr and in ``summary.json``); 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     try:
         with _warnings_as_lines(), cli_words(), command_line(sys.argv[1:] if argv is None else argv):
-            args.func(args)
+            code = args.func(args)
     except CnnlensError as err:
         return _fail(_one_line(err), 2, debug)
     except KeyboardInterrupt:
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"{err.strerror or _one_line(err)}: {str(err.filename)!r}; check the path", 2, debug)
         hint = "" if debug else " (rerun with --debug for the traceback)"
         return _fail(f"unexpected {type(err).__name__}: {_one_line(err)}{hint}", 1, debug)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import CnnlensError
+from ..core.errors import CnnlensError, CnnlensWarning
 from ..core.files import OutputFolder, atomic_open, output_folder, save_figure, write_json
 from ..core.progress import honours_progress
 from ._catalog import load
@@ -24,6 +25,8 @@ from ._model_flags import (
 DEFAULT_METHODS = "saliency,integrated_gradients"
 LAYER_METHODS = "layer_gradient_x_activation,layer_integrated_gradients"  # the default with --layer
 NEURON_METHODS = "neuron_gradient,neuron_integrated_gradients"  # the default with --neuron
+PARTIAL = 3
+"""Exit code of ``explain`` when some of several methods refused and were skipped (the others were written)."""
 
 
 def parse_neuron(text: str) -> int | tuple[int, ...]:
@@ -106,27 +109,29 @@ def explain_images(
     """Explain ``images`` with each method; write ``<name>.png`` panels (`cnnlens.viz.compare_panel`: the image,
     each method's ``view`` of the map with ``sign``, the top-5 classes), ``<name>.npz`` maps and ``summary.json``
     to ``out``, held as one run (`cnnlens.core.files.output_folder`: atomic files, a manifest, an earlier run's files
-    replaced; other files, symlinks, a concurrent run and two images with one name refused)."""
+    replaced; other files, symlinks, a concurrent run and two images with one name refused). A method that refuses
+    (`CnnlensError`) while others run is skipped with a warning and listed with its reason under
+    ``"failed_methods"`` in ``summary.json``, in the returned summary and in the manifest; when every method
+    refuses, or the only one does, the error is raised and nothing is written."""
     import numpy as np
     import torch
 
-    from ..attribution import explain
-    from ..core.progress import progress_bar
     from ..viz import compare_panel
 
     if len({n.casefold() for n in names}) != len(names):
         raise CnnlensError(f"two images have one output name in {list(names)}; give each its own (see output_names)")
     x = classifier.preprocess(images)
     with output_folder(out, "explain", model=classifier.name, images=list(names), methods=list(methods)) as folder:
-        results = {}
-        for method, options in progress_bar(methods.items(), desc="methods", unit="method", disable=not progress):
-            t = None if _explains_neuron(method) else target  # a neuron is explained instead of a class
-            results[method] = explain(classifier, x, method, target=t, batch_size=batch_size, seed=seed, **options)
+        results, failed = _run_methods(
+            classifier, x, methods, target=target, batch_size=batch_size, seed=seed, progress=progress
+        )
+        if failed:
+            folder.info["failed_methods"] = failed  # in the manifest from its next write on
         first = next(iter(results.values()))
         classes = next((e.target for e in results.values() if isinstance(e.target, torch.Tensor)), None)
         probs = first.probabilities
         pixels = classifier.preprocessing.to_pixels(x)
-        summary: dict[str, Any] = {"model": classifier.name, "images": []}
+        summary: dict[str, Any] = {"model": classifier.name, "failed_methods": failed, "images": []}
         for i, name in enumerate(names):
             top = probs[i].topk(min(5, probs.shape[1]))
             tops = [(classifier.class_name(int(j)), float(p)) for p, j in zip(top.values, top.indices, strict=True)]
@@ -136,8 +141,7 @@ def explain_images(
             fig = compare_panel(pixels[i], maps, top_k=tops, sign=sign, view=view, title=f"{name}: {what}")
             save_figure(fig, folder.file(f"{name}.png"))
             with atomic_open(folder.file(f"{name}.npz"), "wb") as f:
-                # numpy's stub: the names could meet its allow_pickle (no map is named so)
-                np.savez_compressed(f, **{m: a.numpy() for m, a in maps.items()})  # type: ignore[arg-type]
+                np.savez_compressed(f, **{m: a.numpy() for m, a in maps.items()})
             for m, e in results.items():
                 if _layer_shaped(m):
                     path = folder.file(f"{name}-{m}-channels.png")
@@ -153,6 +157,35 @@ def explain_images(
             )
         write_json(folder.file("summary.json"), summary)
     return summary
+
+
+def _run_methods(
+    classifier: Any, x: Any, methods: dict[str, dict[str, Any]], *, target: int | None, batch_size: int | None,
+    seed: int, progress: bool,
+) -> tuple[dict[str, Any], dict[str, str]]:  # fmt: skip
+    """Each method's `Explanation`, and the reason of each method that refused (a `CnnlensError`: it cannot
+    explain this model or these inputs), which is skipped with a warning when others run. Any other error (one
+    raised in the model's own code, say) propagates as it is; so does the refusal when every method refuses."""
+    import warnings
+
+    from ..attribution import explain
+    from ..core.progress import progress_bar
+
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for method, options in progress_bar(methods.items(), desc="methods", unit="method", disable=not progress):
+        t = None if _explains_neuron(method) else target  # a neuron is explained instead of a class
+        try:
+            results[method] = explain(classifier, x, method, target=t, batch_size=batch_size, seed=seed, **options)
+        except CnnlensError as err:
+            if len(methods) == 1:
+                raise
+            failed[method] = " ".join(str(err).split())
+    if not results:
+        raise CnnlensError("no method could run: " + "; ".join(f"{m}: {why}" for m, why in failed.items()))
+    for method, why in failed.items():
+        warnings.warn(f"{method} was skipped: {why}", CnnlensWarning, stacklevel=3)
+    return results, failed
 
 
 def _explains_neuron(method: str) -> bool:
@@ -224,7 +257,7 @@ def output_names(paths: list[str]) -> list[str]:
     return names
 
 
-def _cmd_explain(args: argparse.Namespace) -> None:
+def _cmd_explain(args: argparse.Namespace) -> int:
     from ..data import load_image
 
     neuron = None if args.neuron is None else parse_neuron(args.neuron)
@@ -246,6 +279,14 @@ def _cmd_explain(args: argparse.Namespace) -> None:
         what = f"class '{item['explained_class']}'" if item["explained_class"] is not None else f"neuron {neuron}"
         print(f"{item['image']}: top-3 {tops}; explained {what}")
     print(f"wrote {len(summary['images'])} panel(s) (PNG), maps (NPZ) and summary.json to {out}")
+    if summary["failed_methods"]:
+        print(
+            f"cnnlens: error: {len(summary['failed_methods'])} of {len(methods)} methods failed and were skipped: "
+            f"{', '.join(summary['failed_methods'])} (reasons above and in summary.json)",
+            file=sys.stderr,
+        )
+        return PARTIAL
+    return 0
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

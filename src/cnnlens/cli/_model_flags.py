@@ -83,8 +83,17 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = None) ->
         "--model",
         default=None,
         metavar="M",
-        help=f"bundled name (see `cnnlens models`), TorchScript file or state-dict file with --arch ({default}). "
-        "A bundled name wins over a file of that name; write ./NAME for the file",
+        help=f"bundled name (see `cnnlens models`), torchvision:NAME or timm:NAME (e.g. torchvision:resnet50, "
+        f"timm:convnext_tiny; preprocessing and class names from their weights), TorchScript file or state-dict file "
+        f"with --arch ({default}). A bundled name wins over a file of that name; write ./NAME for the file",
+    )
+    g.add_argument(
+        "--weights",
+        default=None,
+        metavar="W",
+        help="weights of a torchvision:/timm: model: DEFAULT (default), a weights name (torchvision: e.g. "
+        "IMAGENET1K_V2; timm: a tag, e.g. ra2_in1k) read from the folder the library downloads to (never "
+        "downloaded), a file, or none for random weights",
     )
     g.add_argument(
         "--arch",
@@ -210,6 +219,14 @@ def _preprocessing(args: argparse.Namespace, current: Any, name: str) -> Any:
         changes["std"] = parse_triple(args.std, "--std")
         if min(changes["std"]) <= 0:
             raise CnnlensError(f"--std values must be positive; got {args.std!r}")
+    if current is None and "input_size" in changes and ("mean" not in changes or "std" not in changes):
+        warnings.warn(
+            f"--input-size without --mean and --std: the model {name!r} gets pixels in [0, 1] (mean 0, std 1 where "
+            "not given); if it was trained on normalized pixels (ImageNet: --mean 0.485,0.456,0.406 --std "
+            "0.229,0.224,0.225) its answers and maps are wrong. Give both (--mean 0 --std 1 for raw pixels)",
+            CnnlensWarning,
+            stacklevel=2,
+        )
     if not changes:
         if current is None:
             raise CnnlensError(
@@ -307,11 +324,14 @@ def load_classifier(args: argparse.Namespace) -> Classifier:
     model = model_name(args)
     device = resolve_device(args.device)
     names = read_classes(args.classes) if args.classes is not None else None
-    if args.arch is None and args.num_classes is not None and model not in bundled_models():
+    zoo = model.startswith(("torchvision:", "timm:"))
+    if args.arch is None and args.num_classes is not None and model not in bundled_models() and not zoo:
         raise CnnlensError("--num-classes is only used with --arch (to build the class for a state-dict file)")
+    given = getattr(args, "weights", None)  # passed on only when given: load_model's default otherwise
+    weights = {} if given is None else {"weights": None if given.lower() == "none" else given}
     with _cwd_on_path(args.arch is not None):
         classifier = load_model(
-            model, spec=args.arch, class_names=names, num_classes=args.num_classes, map_location=device
+            model, spec=args.arch, class_names=names, num_classes=args.num_classes, map_location=device, **weights
         )
     classifier.preprocessing = _preprocessing(args, classifier.preprocessing, model)
     classifier.to(device)

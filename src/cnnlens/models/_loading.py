@@ -1,4 +1,5 @@
-"""`load_model`: bundled names, nn.Module instances, TorchScript files and state-dict files."""
+"""`load_model`: bundled names, ``torchvision:``/``timm:`` names, nn.Module instances, TorchScript files and
+state-dict files."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from torch import nn
 from cnnlens.core.errors import CnnlensError, CnnlensWarning, say
 from cnnlens.models._bundled import _REGISTRY, _load_bundled, bundled_models
 from cnnlens.models._classifier import Classifier, Preprocessing
+from cnnlens.models._zoo import PREFIXES as ZOO_PREFIXES
 
 
 def _spec_hint() -> str:
@@ -33,12 +35,35 @@ def load_model(
     class_names: Sequence[str] | None = None,
     num_classes: int | None = None,
     map_location: str | torch.device = "cpu",
+    weights: str | os.PathLike[str] | None = "DEFAULT",
 ) -> Classifier:
-    """Load a classifier (in eval mode) from a bundled name, a module, a TorchScript or a state-dict file.
+    """Load a classifier (in eval mode) from a bundled name, a library's model name, a module, a TorchScript or a
+    state-dict file.
 
     A state-dict file needs ``spec="package.module:Class"``; the class is built with no arguments,
     or with ``num_classes=`` when given. ``preprocessing`` and ``class_names`` override the defaults.
+
+    ``"torchvision:NAME"`` (e.g. ``"torchvision:resnet50"``) and ``"timm:NAME"`` (e.g. ``"timm:convnext_tiny"``,
+    or ``"timm:convnext_tiny.fb_in1k"`` with a tag) are built by that library (``pip install "cnnlens[torchvision]"``
+    or ``"cnnlens[timm]"``), with the input size, resize, center crop, mean/std and class names of the weights'
+    metadata (torchvision's weights enum, timm's pretrained config and ``ImageNetInfo``). ``weights``:
+    ``"DEFAULT"`` or a weights name (torchvision: an enum member such as ``"IMAGENET1K_V2"``; timm: a tag such as
+    ``"ra2_in1k"``), read from the cache folder the library downloads to (see `cnnlens.models._zoo`; nothing is
+    ever downloaded: a missing file raises a `CnnlensError` that names the file and where to put it); a path to a
+    weights file (a state dict, or a checkpoint holding one under ``"state_dict"``/``"model_state_dict"``; torchvision's
+    own file under its own name counts as those weights); or ``None`` for random weights (with a warning: the maps
+    then explain noise). ``weights`` is only for these names.
     """
+    if isinstance(name_or_path, str) and name_or_path.startswith(ZOO_PREFIXES):
+        return _from_zoo(name_or_path, weights, spec, preprocessing, class_names, num_classes, map_location)
+    if weights != "DEFAULT":
+        raise CnnlensError(
+            f"{say('weights=', '--weights')} is for models named torchvision:NAME or timm:NAME; "
+            + say(
+                "for a state-dict file pass the file itself with spec=.",
+                "for a state-dict file give --model FILE --arch.",
+            )
+        )
     prep = _as_preprocessing(preprocessing)
     names = None if class_names is None else [str(c) for c in class_names]
     if names is not None and num_classes is not None and len(names) != num_classes:
@@ -99,6 +124,50 @@ def load_model(
     _load_state_strict(module, state, path)
     module.to(map_location).eval()
     return Classifier(module, prep, names, path.stem)
+
+
+def _from_zoo(
+    name: str,
+    weights: str | os.PathLike[str] | None,
+    spec: str | None,
+    preprocessing: Preprocessing | Mapping[str, Any] | None,
+    class_names: Sequence[str] | None,
+    num_classes: int | None,
+    map_location: str | torch.device,
+) -> Classifier:
+    """``torchvision:NAME`` or ``timm:NAME``, with the caller's preprocessing and class names over the metadata's."""
+    from cnnlens.models._zoo import load_timm, load_torchvision
+
+    if spec is not None:
+        raise CnnlensError(f"{name!r} names its architecture; drop {say('spec=', '--arch')}.")
+    prep = _as_preprocessing(preprocessing)
+    library, _, arch = name.partition(":")
+    load = load_torchvision if library == "torchvision" else load_timm
+    clf = load(
+        arch, weights, num_classes=num_classes, map_location=map_location, read=_read_weights, fit=_load_state_strict
+    )
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+        if len(names) != clf.num_classes:
+            raise CnnlensError(f"{name!r} has {clf.num_classes} classes but {len(names)} class names were given.")
+        clf.class_names = names
+    if prep is not None:
+        clf.preprocessing = prep
+    return clf
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a PyTorch file (`_read_state_dict`), on the CPU."""
+    if path.suffix != ".safetensors":
+        return _read_state_dict(path, "cpu")
+    try:
+        from safetensors.torch import load_file
+    except ImportError as e:
+        raise CnnlensError(f"{str(path)!r} is a safetensors file; pip install safetensors to read it ({e})") from e
+    try:
+        return dict(load_file(str(path), device="cpu"))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for a bad file
+        raise CnnlensError(f"Could not read {str(path)!r} as a safetensors file ({e}); is it corrupt?") from e
 
 
 def _as_preprocessing(p: Preprocessing | Mapping[str, Any] | None) -> Preprocessing | None:
@@ -219,7 +288,9 @@ def _build_from_spec(spec: str, num_classes: int | None) -> nn.Module:
     return module
 
 
-def _load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+def _load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path, fix: str | None = None) -> None:
+    """Load ``state`` into ``module``, or a clear error listing the keys and shapes that do not match; ``fix``:
+    what to check then (default: that the spec names the class, and num_classes)."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -241,7 +312,11 @@ def _load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], path: 
         raise CnnlensError(
             f"The state dict in {str(path)!r} does not match {type(module).__name__}: "
             + "; ".join(parts)
-            + f". Check that {say('spec', '--arch')} names the class the weights were saved from (and "
-            + f"{say('num_classes', '--num-classes')})."
+            + ". "
+            + (
+                fix
+                or f"Check that {say('spec', '--arch')} names the class the weights were saved from (and "
+                f"{say('num_classes', '--num-classes')})."
+            )
         )
     module.load_state_dict(state, strict=True)
