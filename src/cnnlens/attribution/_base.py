@@ -20,6 +20,7 @@ from ..core.progress import progress as progress_switch
 from ..core.progress import progress_bar
 from ..engine import Context, Neuron, Target
 from ._baselines import baseline_distribution, single_baseline
+from ._checkpointing import checkpointing_off
 from ._smooth import SMOOTH_OPTIONS, smoothed
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ class Method:
         neuron = self.explained(target)
         # a bar of model passes, shown when the run takes over 2 s; progress=False silences every bar inside
         bar = progress_bar(desc=self.name, unit="pass", delay=2.0, leave=False, disable=not progress)
-        with progress_switch(progress), bar, frozen(module), explaining(module):
+        with progress_switch(progress), bar, frozen(module), checkpointing_off(module) as off, explaining(module):
             ctx = Context.create(module, x, target, batch_size, generator, neuron=neuron)
             ctx.bar = bar
             base = self.resolve_baseline(baseline, x, preprocessing)
@@ -177,7 +178,7 @@ class Method:
             probabilities = torch.softmax(ctx.logits, dim=1)
             targets = None if neuron is not None else _explained_for(ctx, target)
             layer = self.layer_name(ctx)
-        info = ctx.info
+        info = ctx.info if not off else {**ctx.info, "checkpointing_off": off}
         if any(ctx.shared.rows.values()):
             info = {**info, "rows": dict(ctx.shared.rows)}
         return Explanation(
