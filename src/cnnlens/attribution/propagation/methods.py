@@ -135,6 +135,7 @@ class Lrp(_Relevance):
     rule of every layer."""
 
     name = "lrp"
+    invariances = frozenset({"negation", "batch"})
     summary = "Layer-wise relevance propagation: the score redistributed layer by layer by a composite's rules."
 
     def start(self, logits: T, g0: T) -> T:
@@ -148,6 +149,7 @@ class Sglrp(_Relevance):
     classes competing with it (the map sums to 0 where relevance is conserved)."""
 
     name = "sglrp"
+    invariances = frozenset({"batch"})
     summary = "Softmax-gradient LRP: LRP started from d softmax_t / d logits, contrasting the target with the rest."
 
     def start(self, logits: T, g0: T) -> T:
@@ -162,6 +164,7 @@ class Clrp(_Relevance):
     pass (relevance is linear in its start)."""
 
     name = "clrp"
+    invariances = frozenset({"batch"})
     summary = "Contrastive LRP (CLRP1): target relevance minus that of all other classes, positive part."
 
     def start(self, logits: T, g0: T) -> T:
@@ -183,6 +186,7 @@ class LayerLrp(LayerMethod, Lrp):
     folded into it (it passes relevance), so the layer's output is where the relevance is read."""
 
     name = "layer_lrp"
+    invariances = frozenset({"negation", "batch"})
     summary = "LRP relevance of every unit of a layer's output, shaped like that output."
     params: ClassVar = {"layer": LAYER, **PARAMS}
 
