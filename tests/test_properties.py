@@ -2,7 +2,7 @@
 every method must survive (a negative score, a one-logit model, an all-zero layer, a constant image).
 
 Each method declares the invariances its definition guarantees (``Method.invariances``, names from
-``cnnlens.attribution._base.INVARIANCES``); the tests of an invariance run over exactly the methods that declare it,
+``cnnlens.attribution.INVARIANCES``); the tests of an invariance run over exactly the methods that declare it,
 so a new method is checked by what it declares:
 
 * ``shift``: the same constant added to every logit (the last layer's bias) leaves the map unchanged;
@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 import cnnlens
-from cnnlens.attribution import get_method, methods
-from cnnlens.attribution._base import INVARIANCES
+from cnnlens.attribution import INVARIANCES, get_method, methods
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
