@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CnnlensError
 from ..engine import Target
+from ._base import INVARIANCES as INVARIANCES
 from ._base import Explanation, Method
 from ._base import check_inputs as check_inputs
 from ._base import check_run_options as check_run_options

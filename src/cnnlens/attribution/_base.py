@@ -20,12 +20,24 @@ from ..core.progress import progress as progress_switch
 from ..core.progress import progress_bar
 from ..engine import Context, Neuron, Target
 from ._baselines import baseline_distribution, single_baseline
+from ._checkpointing import checkpointing_off
 from ._smooth import SMOOTH_OPTIONS, smoothed
 
 if TYPE_CHECKING:
     from ..models import Classifier
 
 T = torch.Tensor
+
+INVARIANCES: dict[str, str] = {
+    "shift": "the map is unchanged when the same constant is added to every logit (e.g. to the last layer's bias)",
+    "negation": "the map is negated when every logit is negated (the explained score changes sign)",
+    "unsigned": "the map is unchanged when every logit is negated (it shows magnitudes, or no class score is "
+    "explained)",
+    "baseline_zero": "an image equal to the baseline (to every baseline of a distribution) gets an all-zero map",
+    "batch": "each image's map is the same whether it is explained in a batch or alone (with the same seed)",
+}
+"""What a method's ``invariances`` may name: properties its definition guarantees, with its default options
+(``tests/test_properties.py`` checks each declared one on small nets, and only those)."""
 
 
 @dataclass
@@ -104,9 +116,17 @@ class Method:
     output: ClassVar[str] = "input"
     """"input": like the inputs; "map": one channel; "layer": like the layer's output; "layer_map": one channel at
     the layer's resolution."""
+    invariances: ClassVar[frozenset[str]] = frozenset()
+    """The properties the method's definition guarantees with its default options, by the names of
+    ``INVARIANCES`` (each registered method sets its own)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        unknown = set(cls.invariances) - set(INVARIANCES)
+        if unknown:
+            raise CnnlensError(
+                f"{cls.__name__} declares unknown invariances {sorted(unknown)}; known: {list(INVARIANCES)}"
+            )
         if cls.name:  # help(method) lists the options with their defaults, rules and meaning
             doc = cls.__dict__.get("__doc__") or cls.summary
             cls.__doc__ = f"{doc}\n\n{describe({**cls.params, **SMOOTH_OPTIONS})}"
@@ -166,7 +186,7 @@ class Method:
         neuron = self.explained(target)
         # a bar of model passes, shown when the run takes over 2 s; progress=False silences every bar inside
         bar = progress_bar(desc=self.name, unit="pass", delay=2.0, leave=False, disable=not progress)
-        with progress_switch(progress), bar, frozen(module), explaining(module):
+        with progress_switch(progress), bar, frozen(module), checkpointing_off(module) as off, explaining(module):
             ctx = Context.create(module, x, target, batch_size, generator, neuron=neuron)
             ctx.bar = bar
             base = self.resolve_baseline(baseline, x, preprocessing)
@@ -177,7 +197,7 @@ class Method:
             probabilities = torch.softmax(ctx.logits, dim=1)
             targets = None if neuron is not None else _explained_for(ctx, target)
             layer = self.layer_name(ctx)
-        info = ctx.info
+        info = ctx.info if not off else {**ctx.info, "checkpointing_off": off}
         if any(ctx.shared.rows.values()):
             info = {**info, "rows": dict(ctx.shared.rows)}
         return Explanation(

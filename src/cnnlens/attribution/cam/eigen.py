@@ -32,6 +32,7 @@ def first_component(maps: T) -> T:
 @register
 class EigenCam(CamMethod):
     name = "eigen_cam"
+    invariances = frozenset({"shift", "unsigned", "batch"})
     summary = "Eigen-CAM: first principal component of the layer's activations (class-agnostic, no gradients)."
     uses_gradients = False
     relu = False
@@ -43,6 +44,7 @@ class EigenCam(CamMethod):
 @register
 class EigenGradCam(CamMethod):
     name = "eigen_grad_cam"
+    invariances = frozenset({"shift", "batch"})
     summary = "Eigen-Grad-CAM: first principal component of gradient times activation (class-specific)."
     relu = False
 

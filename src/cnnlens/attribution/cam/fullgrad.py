@@ -42,6 +42,7 @@ def _psi(t: T, size: tuple[int, int], chunk: int = 64) -> T:
 @register
 class FullGrad(Method):
     name = "fullgrad"
+    invariances = frozenset({"shift", "unsigned", "batch"})
     category = "cam"
     summary = "FullGrad: absolute input x gradient plus absolute bias x gradient of every conv/BatchNorm layer."
     output = "map"

@@ -15,6 +15,7 @@ T = torch.Tensor
 @register
 class GradCam(CamMethod):
     name = "grad_cam"
+    invariances = frozenset({"shift", "batch"})
     summary = "Channels weighted by their spatially averaged gradient (Selvaraju et al.), ReLU, upsampled."
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
@@ -25,6 +26,7 @@ class GradCam(CamMethod):
 @register
 class GradCamPP(CamMethod):
     name = "grad_cam_pp"
+    invariances = frozenset({"shift", "batch"})
     summary = "Grad-CAM++: positive gradients weighted by second/third-order terms (exponential score)."
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
@@ -39,6 +41,7 @@ class GradCamPP(CamMethod):
 @register
 class XGradCam(CamMethod):
     name = "xgrad_cam"
+    invariances = frozenset({"shift", "batch"})
     summary = "XGrad-CAM: gradients averaged with the channel's own normalized activations as weights."
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
@@ -51,6 +54,7 @@ class XGradCam(CamMethod):
 @register
 class LayerCam(CamMethod):
     name = "layer_cam"
+    invariances = frozenset({"shift", "batch"})
     summary = "Layer-CAM: every activation weighted by its own positive gradient (finer maps, any layer)."
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:
@@ -61,6 +65,7 @@ class LayerCam(CamMethod):
 @register
 class HiResCam(CamMethod):
     name = "hires_cam"
+    invariances = frozenset({"shift", "batch"})
     summary = "HiResCAM: gradient times activation summed over channels (faithful to the score), ReLU."
 
     def layer_map(self, ctx: Context, acts: T, grads: T | None, layer: nn.Module) -> T:

@@ -16,6 +16,7 @@ T = torch.Tensor
 @register
 class GuidedGradCam(GradCam):
     name = "guided_grad_cam"
+    invariances = frozenset({"shift", "batch"})
     summary = "Guided backprop times the upsampled Grad-CAM: fine detail, class-discriminative."
     output = "input"
     params = {"layer": LAYERS, "generalize": GENERALIZE}

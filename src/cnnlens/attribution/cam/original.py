@@ -22,6 +22,7 @@ def _last(model: nn.Module, kind: type) -> nn.Module | None:
 @register
 class Cam(CamMethod):
     name = "cam"
+    invariances = frozenset({"shift", "negation", "batch"})
     summary = "CAM: the last linear layer's class weights applied to the feature map that is average-pooled."
     uses_gradients = False
     relu = False

@@ -20,6 +20,7 @@ T = torch.Tensor
 @register
 class ScoreCam(CamMethod):
     name = "score_cam"
+    invariances = frozenset({"shift", "batch"})
     summary = "Score-CAM: each channel, upsampled to a [0, 1] mask, weighted by the softmax of masked-input scores."
     uses_gradients = False
 
@@ -62,6 +63,7 @@ def _zeroed(acts: T, channels: T) -> T:
 @register
 class AblationCam(CamMethod):
     name = "ablation_cam"
+    invariances = frozenset({"batch"})
     summary = "Ablation-CAM: channel weight = relative drop of the target score when the channel is zeroed."
     uses_gradients = False
 

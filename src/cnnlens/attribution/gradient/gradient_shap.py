@@ -15,6 +15,7 @@ T = torch.Tensor
 @register
 class GradientShap(Method):
     name = "gradient_shap"
+    invariances = frozenset({"shift", "negation", "baseline_zero"})
     category = "gradient"
     summary = "Expected gradients: baselines drawn from a distribution, uniform path points, optional noise."
     params = {

@@ -21,6 +21,7 @@ __all__ = ["QUADRATURES", "IntegratedGradients", "integrated_gradients", "quadra
 @register
 class IntegratedGradients(Method):
     name = "integrated_gradients"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     category = "gradient"
     summary = "Path integral of gradients from a baseline; adaptive mode refines until completeness holds."
     params = dict(PATH_OPTIONS)

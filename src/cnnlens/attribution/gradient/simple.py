@@ -16,6 +16,7 @@ T = torch.Tensor
 @register
 class Saliency(Method):
     name = "saliency"
+    invariances = frozenset({"shift", "unsigned", "batch"})
     category = "gradient"
     summary = "Gradient of the target score w.r.t. the input (absolute value unless abs=False)."
     params = {"abs": flag(True, "absolute value of the gradient (False: signed)")}
@@ -28,6 +29,7 @@ class Saliency(Method):
 @register
 class InputXGradient(Method):
     name = "input_x_gradient"
+    invariances = frozenset({"shift", "negation", "batch"})
     category = "gradient"
     summary = "Input times gradient (first-order Taylor contribution of each input value)."
 
@@ -38,6 +40,7 @@ class InputXGradient(Method):
 @register
 class GuidedBackprop(Method):
     name = "guided_backprop"
+    invariances = frozenset({"shift", "batch"})
     category = "gradient"
     summary = "Gradient where ReLU-like activations pass only positive gradients (ReLU6 and hardtanh too)."
     params = {"generalize": GENERALIZE}
@@ -49,6 +52,7 @@ class GuidedBackprop(Method):
 @register
 class Deconvnet(Method):
     name = "deconvnet"
+    invariances = frozenset({"shift", "batch"})
     category = "gradient"
     summary = "Backward pass where ReLU-like activations pass the positive part of the gradient, ungated."
     params = {"generalize": GENERALIZE}

@@ -53,6 +53,7 @@ def unit_groups(mask: T | None, shape: tuple[int, ...]) -> tuple[T, int]:
 @register
 class LayerFeatureAblation(LayerMethod):
     name = "layer_feature_ablation"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "Score drop when a group of the layer's units (default: each channel) is set to its baseline value."
     params = {
         **LayerMethod.params,

@@ -26,6 +26,7 @@ def _rescaled(ctx: Context, layer: torch.nn.Module, x: T, refs: T, owner: T) -> 
 @register
 class LayerDeepLift(LayerMethod):
     name = "layer_deeplift"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "DeepLIFT (rescale rule) at the layer: (output - its value on the baseline) x the multipliers."
     needs_baseline = "single"
     has_delta = True
@@ -39,12 +40,13 @@ class LayerDeepLift(LayerMethod):
         attr = (a - a0) * m
         gap = ctx.target_scores() - ref_scores
         ctx.info["activations"] = a
-        return attr, checked(sum_per_row(attr) - gap, gap, layer=ctx.info["layer"])
+        return attr, checked(sum_per_row(attr) - gap, gap, layer=ctx.info["layer"], scores=ctx.target_scores())
 
 
 @register
 class LayerDeepLiftShap(LayerMethod):
     name = "layer_deeplift_shap"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "Layer DeepLIFT averaged over a baseline distribution (approximates SHAP values of the layer's units)."
     needs_baseline = "distribution"
     has_delta = True
@@ -58,12 +60,13 @@ class LayerDeepLiftShap(LayerMethod):
         attr = ((a - a0) * m).view(ctx.n, k, *a.shape[1:]).mean(1)
         gap = ctx.target_scores() - ref_scores.view(-1, k).mean(1)
         ctx.info["activations"] = a[::k]
-        return attr, checked(sum_per_row(attr) - gap, gap, layer=ctx.info["layer"])
+        return attr, checked(sum_per_row(attr) - gap, gap, layer=ctx.info["layer"], scores=ctx.target_scores())
 
 
 @register
 class LayerGradientShap(LayerMethod):
     name = "layer_gradient_shap"
+    invariances = frozenset({"shift", "negation", "baseline_zero"})
     summary = "Expected gradients at the layer: gradients at random input-path points x (output - its baseline value)."
     params = {
         **LayerMethod.params,

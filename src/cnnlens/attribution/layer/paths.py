@@ -18,6 +18,7 @@ T = torch.Tensor
 @register
 class LayerIntegratedGradients(LayerMethod):
     name = "layer_integrated_gradients"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "Integrated gradients at the layer, from its output on the baseline to that on the image (tail only)."
     params = {**LayerMethod.params, **PATH_OPTIONS}
     needs_baseline = "single"
@@ -40,6 +41,7 @@ class LayerIntegratedGradients(LayerMethod):
 @register
 class InternalInfluence(LayerMethod):
     name = "internal_influence"
+    invariances = frozenset({"shift", "negation", "batch"})
     summary = "Gradient w.r.t. the layer's output integrated along the input path from the baseline (no inputs x)."
     params = {
         **LayerMethod.params,
@@ -64,6 +66,7 @@ class InternalInfluence(LayerMethod):
 @register
 class LayerConductance(LayerMethod):
     name = "layer_conductance"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "Conductance: the score's flow through each unit along the input path (sums to f(x) - f(baseline))."
     params = {
         **LayerMethod.params,

@@ -26,6 +26,7 @@ def _acts_and_grads(ctx: Context, method: LayerMethod) -> tuple[T, T]:
 @register
 class LayerActivation(LayerMethod):
     name = "layer_activation"
+    invariances = frozenset({"shift", "unsigned", "batch"})
     summary = "The layer's output itself (what each unit computes for the image; no class involved)."
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
@@ -38,6 +39,7 @@ class LayerActivation(LayerMethod):
 @register
 class LayerGradient(LayerMethod):
     name = "layer_gradient"
+    invariances = frozenset({"shift", "negation", "batch"})
     summary = "Gradient of the target score w.r.t. the layer's output (signed)."
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
@@ -47,6 +49,7 @@ class LayerGradient(LayerMethod):
 @register
 class LayerGradientXActivation(LayerMethod):
     name = "layer_gradient_x_activation"
+    invariances = frozenset({"shift", "negation", "batch"})
     summary = "The layer's output times the target score's gradient w.r.t. it (first-order contribution per unit)."
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
@@ -57,6 +60,7 @@ class LayerGradientXActivation(LayerMethod):
 @register
 class LayerGradCam(LayerMethod):
     name = "layer_grad_cam"
+    invariances = frozenset({"shift", "batch"})
     summary = "Grad-CAM at the layer's resolution: channels weighted by their mean gradient, summed (B, 1, h, w)."
     output = "layer_map"
     params = {**LayerMethod.params, "relu": flag(True, "keep the positive evidence only (Selvaraju et al.)")}

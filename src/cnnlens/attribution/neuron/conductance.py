@@ -19,6 +19,7 @@ T = torch.Tensor
 @register
 class NeuronConductance(NeuronMethod):
     name = "neuron_conductance"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "The target score's flow through the neuron, per input value (sums over pixels to its conductance)."
     params = {
         **NeuronMethod.params,

@@ -20,6 +20,7 @@ T = torch.Tensor
 @register
 class NeuronGradient(NeuronMethod):
     name = "neuron_gradient"
+    invariances = frozenset({"shift", "unsigned", "batch"})
     summary = "Gradient of the neuron's value w.r.t. the input (signed)."
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
@@ -29,6 +30,7 @@ class NeuronGradient(NeuronMethod):
 @register
 class NeuronIntegratedGradients(NeuronMethod):
     name = "neuron_integrated_gradients"
+    invariances = frozenset({"shift", "unsigned", "baseline_zero", "batch"})
     summary = "Integrated gradients of the neuron's value; sums to its value on the image minus on the baseline."
     params = {**NeuronMethod.params, **PATH_OPTIONS}
     needs_baseline = "single"
@@ -42,6 +44,7 @@ class NeuronIntegratedGradients(NeuronMethod):
 @register
 class NeuronGradientShap(NeuronMethod, GradientShap):
     name = "neuron_gradient_shap"
+    invariances = frozenset({"shift", "unsigned", "baseline_zero"})
     summary = "Expected gradients of the neuron's value (baselines from a distribution, random path points)."
     params = {**NeuronMethod.params, **GradientShap.params}
 
@@ -49,18 +52,21 @@ class NeuronGradientShap(NeuronMethod, GradientShap):
 @register
 class NeuronDeepLift(NeuronMethod, DeepLift):
     name = "neuron_deeplift"
+    invariances = frozenset({"shift", "unsigned", "baseline_zero", "batch"})
     summary = "DeepLIFT (rescale rule) of the neuron's value; sums to its value on the image minus on the baseline."
 
 
 @register
 class NeuronDeepLiftShap(NeuronMethod, DeepLiftShap):
     name = "neuron_deeplift_shap"
+    invariances = frozenset({"shift", "unsigned", "baseline_zero", "batch"})
     summary = "DeepLIFT of the neuron's value averaged over a baseline distribution."
 
 
 @register
 class NeuronGuidedBackprop(NeuronMethod, GuidedBackprop):
     name = "neuron_guided_backprop"
+    invariances = frozenset({"shift", "unsigned", "batch"})
     summary = "Guided backprop of the neuron's value (ReLU-like activations pass only positive gradients)."
     params = {**NeuronMethod.params, **GuidedBackprop.params}
 
@@ -68,6 +74,7 @@ class NeuronGuidedBackprop(NeuronMethod, GuidedBackprop):
 @register
 class NeuronDeconvnet(NeuronMethod, Deconvnet):
     name = "neuron_deconvnet"
+    invariances = frozenset({"shift", "unsigned", "batch"})
     summary = "Deconvnet backward pass of the neuron's value."
     params = {**NeuronMethod.params, **Deconvnet.params}
 
@@ -75,5 +82,6 @@ class NeuronDeconvnet(NeuronMethod, Deconvnet):
 @register
 class NeuronFeatureAblation(NeuronMethod, FeatureAblation):
     name = "neuron_feature_ablation"
+    invariances = frozenset({"shift", "unsigned", "baseline_zero", "batch"})
     summary = "Drop of the neuron's value when each segment of a feature mask is replaced by the baseline."
     params = {**NeuronMethod.params, **FeatureAblation.params}

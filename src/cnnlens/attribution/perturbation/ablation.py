@@ -34,6 +34,7 @@ def one_off(counts: list[int], width: int, device: torch.device) -> tuple[T, T, 
 @register
 class FeatureAblation(SegmentMethod):
     name = "feature_ablation"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "Score drop when each segment of a feature mask is replaced by the baseline, one at a time."
     params = {"mask": mask_option("grid:16"), "incremental": incremental_option()}
 
@@ -66,6 +67,7 @@ class FeatureAblation(SegmentMethod):
 @register
 class RegionOcclusion(FeatureAblation):
     name = "region_occlusion"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "Occlusion of superpixels: score drop when each region is replaced by the baseline."
     params = {"mask": mask_option("slic:100"), "incremental": incremental_option()}
 
@@ -99,6 +101,7 @@ def _segment_inside(labels: T, owner: T, segment: T) -> Inside:
 @register
 class FeaturePermutation(SegmentMethod):
     name = "feature_permutation"
+    invariances = frozenset({"shift", "negation"})
     summary = "Score drop when a segment takes its pixels from another image of the batch (needs B >= 2)."
     params = {"mask": mask_option("grid:16"), "samples": integer(1, "random permutations per segment")}
     needs_baseline = None

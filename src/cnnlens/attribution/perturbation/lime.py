@@ -27,6 +27,7 @@ def lime_design(m: int, samples: int, generator: torch.Generator) -> T:
 @register
 class Lime(SegmentMethod):
     name = "lime"
+    invariances = frozenset({"shift", "negation", "baseline_zero"})
     summary = "LIME: ridge regression (scikit-learn) of scores on superpixels switched to the baseline."
     params = {
         "mask": mask_option("slic:50"),

@@ -54,6 +54,7 @@ def _starts(size: int, window: int, stride: int) -> list[int]:
 @register
 class Occlusion(SegmentMethod):
     name = "occlusion"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "Score drop when a sliding window (all channels) is replaced by the baseline; overlaps averaged."
     params = {
         "window": value(

@@ -86,6 +86,7 @@ def _bits(masks: list[int], m: int) -> T:
 @register
 class PartitionShap(SegmentMethod):
     name = "partition_shap"
+    invariances = frozenset({"shift", "negation", "baseline_zero", "batch"})
     summary = "Partition SHAP: Owen values over a binary segment hierarchy, as deep as max_evals allows."
     params = {
         "mask": mask_option("grid:16"),

@@ -18,6 +18,7 @@ T = torch.Tensor
 @register
 class Rise(SegmentMethod):
     name = "rise"
+    invariances = frozenset({"negation", "batch"})
     summary = "RISE: average of random upsampled masks weighted by the score of the image they keep."
     params = {
         "samples": integer(500, "random masks"),

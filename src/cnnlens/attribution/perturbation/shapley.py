@@ -60,6 +60,7 @@ def shapley_from_table(table: T, m: int) -> T:
 @register
 class ShapleySampling(SegmentMethod):
     name = "shapley_sampling"
+    invariances = frozenset({"shift", "negation", "baseline_zero"})
     summary = (
         "Shapley values by permutation sampling: paired (reversed) permutations, each coalition scored once, "
         "exact once the coalitions cover them all."
@@ -193,6 +194,7 @@ def solve(z: T, w: np.ndarray, y: np.ndarray, total: float) -> np.ndarray:
 @register
 class KernelShap(SegmentMethod):
     name = "kernel_shap"
+    invariances = frozenset({"shift", "negation", "baseline_zero"})
     summary = "KernelSHAP: Shapley-kernel weighted regression on coalitions; exact once samples cover them all."
     params = {"mask": mask_option("slic:50"), "samples": integer(300, "coalitions scored per image")}
     has_delta = True

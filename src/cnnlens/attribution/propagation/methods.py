@@ -138,6 +138,7 @@ class Lrp(_Relevance):
     rule of every layer."""
 
     name = "lrp"
+    invariances = frozenset({"negation", "batch"})
     summary = "Layer-wise relevance propagation: the score redistributed layer by layer by a composite's rules."
 
     def start(self, logits: T, g0: T) -> T:
@@ -153,6 +154,7 @@ class Sglrp(_Relevance):
     ``DegenerateRelevanceWarning`` says so (explain the logit with ``lrp`` instead)."""
 
     name = "sglrp"
+    invariances = frozenset({"batch"})
     summary = "Softmax-gradient LRP: LRP started from d softmax_t / d logits, contrasting the target with the rest."
 
     def start(self, logits: T, g0: T) -> T:
@@ -172,6 +174,7 @@ class Clrp(_Relevance):
     pass (relevance is linear in its start)."""
 
     name = "clrp"
+    invariances = frozenset({"batch"})
     summary = "Contrastive LRP (CLRP1): target relevance minus that of all other classes, positive part."
 
     def start(self, logits: T, g0: T) -> T:
@@ -195,6 +198,7 @@ class LayerLrp(LayerMethod, Lrp):
     after the chosen one gets its kind's rule."""
 
     name = "layer_lrp"
+    invariances = frozenset({"negation", "batch"})
     summary = "LRP relevance of every unit of a layer's output, shaped like that output."
     params: ClassVar = {"layer": LAYER, **PARAMS}
 
