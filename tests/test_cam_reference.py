@@ -633,7 +633,7 @@ def test_reused_module_as_layer(x, method) -> None:
 
 def test_cam_needs_global_average_pooling() -> None:
     net = _nets.act_net("relu")
-    with pytest.raises(cnnlens.CnnlensError, match="cam needs a network that ends in global average pooling"):
+    with pytest.raises(cnnlens.CnnlensError, match="cam needs global average pooling: .* window .* not their mean"):
         cnnlens.explain(net, _nets.inputs(2), "cam")
 
 
@@ -643,15 +643,17 @@ def test_cam_refuses_a_head_that_is_not_one_linear_layer(x) -> None:
     model.body = base
     base.fc = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 5))
     _nets.init_(model)
-    with pytest.raises(cnnlens.CnnlensError, match="logits are not its last linear layer applied to the global"):
+    with pytest.raises(cnnlens.CnnlensError, match=r"head has a hidden layer \(body.fc.0 \(Linear\) before body.fc.2"):
         cnnlens.explain(model, x, "cam")
 
 
 def test_cam_refuses_a_layer_that_is_not_the_pooled_map(net, x) -> None:
-    with pytest.raises(cnnlens.CnnlensError, match="6 channels to be average-pooled straight into the last"):
+    with pytest.raises(cnnlens.CnnlensError, match="between stem and the global average pooling .* bn0 .BatchNorm2d"):
         cnnlens.explain(net, x, "cam", layer="stem")  # 6 channels, the fc takes 8
-    with pytest.raises(cnnlens.CnnlensError, match="logits are not its last linear layer applied to the global"):
-        cnnlens.explain(net, x, "cam", layer="head")  # 8 channels, but before the ReLU
+    before = cnnlens.explain(net, x, "cam", target=TARGETS, layer="head")  # 8 channels, before the ReLU module
+    pooled = cnnlens.explain(net, x, "cam", target=TARGETS, layer="relus.5")
+    assert before.info["cam"]["applied"] == ["relus.5 (ReLU)"]  # CAM on the maps that are pooled: ReLU(head)
+    assert_close(before.attributions, pooled.attributions)
 
 
 def test_cam_refuses_a_callable_target(net, x) -> None:
