@@ -162,7 +162,7 @@ def test_a_pooling_window_smaller_than_the_map_is_refused() -> None:
         (
             "hidden",
             r"head has a hidden layer \(fc \(Linear\) before fc2",
-            r"after the linear layer fc this .* relu.* hidden layer",
+            r"after the linear layer fc .Linear. this .* relu.* hidden layer",
         ),
         ("relu_after_pool", r"after the global average pooling this model applies relu", r"pooling .* applies relu"),
         ("conv_after_pool", r"before the linear layer fc2 .* applies mix \(Conv2d\)", r"pooling .* applies mix"),
@@ -176,3 +176,18 @@ def test_heads_where_cam_does_not_apply_are_refused_with_the_reason(kind: str, d
         cnnlens.explain(net, X8, "cam", target=0, progress=False)
     with pytest.raises(cnnlens.CnnlensError, match=at_conv2 + ".*[Uu]se grad_cam"):
         cnnlens.explain(net, X8, "cam", target=0, layer="conv2", progress=False)
+
+
+def test_a_timm_head_whose_linear_layer_is_traced_through() -> None:
+    """timm's ``Linear`` (an nn.Linear subclass) calls ``F.linear`` in its own forward code; regnetx_002's head
+    pools, drops out, applies it, then an identity ``flatten``."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("regnetx_002", pretrained=False).eval()
+    x = photos()[:1]
+    e = cnnlens.explain(model, x, "cam", target=3, progress=False)
+    assert e.info["cam"]["layer"] == "final_conv" and e.info["cam"]["linear"] == "head.fc"
+    ref, _ = hand_cam(model, "final_conv", x, 3, relu=False)
+    torch.testing.assert_close(
+        e.info["layer_maps"][0][0, 0].double(), ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max())
+    )

@@ -164,6 +164,8 @@ def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
             return "linear"
     elif node.op in ("call_function", "call_method"):
         name = _name(node)
+        if name == "linear" and _linear_module(node, modules) is not None:
+            return "linear"
         if name in ("contiguous", "clone"):
             return "identity"
         if name in _ELEMENTWISE and len(node.all_input_nodes) == 1:
@@ -171,6 +173,27 @@ def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
         if name in _RESHAPES:
             return "reshape"
     return "pool" if _pooling(node, modules) else None
+
+
+def _linear_module(node: fx.Node, modules: dict[str, nn.Module]) -> nn.Linear | None:
+    """The ``nn.Linear`` (subclass) whose own forward code makes this node (``F.linear`` of its weight and bias,
+    e.g. timm's ``Linear``), if it is one."""
+    if node.op == "call_module":
+        called = modules[str(node.target)]
+        return called if isinstance(called, nn.Linear) else None
+    inside = [s for s in _scopes(node) if s in modules]
+    owner = modules[inside[-1]] if inside else None
+    if not isinstance(owner, nn.Linear) or _name(node) != "linear":
+        return None
+    params = [a.target for a in node.all_input_nodes if a.op == "get_attr"]
+    return owner if f"{inside[-1]}.weight" in params else None
+
+
+def _linear_words(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    """A linear layer's node in words: its module's name and class."""
+    m = _linear_module(node, modules)
+    name = next((n for n, v in modules.items() if v is m), str(node.target))
+    return f"{name} ({type(m).__name__})"
 
 
 def _tensor_users(node: fx.Node) -> list[fx.Node]:
@@ -234,7 +257,8 @@ def _pooled_layer(graph: fx.Graph, modules: dict[str, nn.Module]) -> tuple[fx.No
     walked: list[fx.Node] = []
     node = logits
     while _kind(node, modules) != "pool":
-        if _kind(node, modules) is None or (_kind(node, modules) == "linear" and walked):
+        hidden = _kind(node, modules) == "linear" and any(_kind(n, modules) == "linear" for n in walked)
+        if _kind(node, modules) is None or hidden:
             raise CnnlensError(_no_pooling(walked, node, modules))
         walked.append(node)
         node = _input(node)
@@ -256,16 +280,16 @@ def _pooled_layer(graph: fx.Graph, modules: dict[str, nn.Module]) -> tuple[fx.No
 
 def _no_pooling(walked: list[fx.Node], node: fx.Node, modules: dict[str, nn.Module]) -> str:
     """Why the logits are not one linear layer on globally average-pooled maps (walking back from the output)."""
-    linears = [describe(n, modules) for n in walked if _kind(n, modules) == "linear"]
+    linears = [_linear_words(n, modules) for n in walked if _kind(n, modules) == "linear"]
     if not linears:
         return (
             f"cam needs the logits to come out of an nn.Linear layer applied to globally average-pooled maps; this "
-            f"model's output comes from {describe(walked[0] if walked else node, modules)}. Use grad_cam, which "
+            f"model's output comes from {describe(node, modules)}. Use grad_cam, which "
             "works on any architecture"
         )
     if _kind(node, modules) == "linear":
         return (
-            f"this model's head has a hidden layer ({describe(node, modules)} before {linears[0]}): CAM's class "
+            f"this model's head has a hidden layer ({_linear_words(node, modules)} before {linears[0]}): CAM's class "
             "weights exist only where the pooled maps go straight into one linear layer. Use grad_cam"
         )
     return (
@@ -321,7 +345,7 @@ def _forward(
                 "unset to find it), or use grad_cam, which works at any layer"
             )
         elif pooling is not None and linear is None and kind == "linear":
-            linear, linear_name = modules[str(user.target)], str(user.target)  # type: ignore[assignment]
+            linear, linear_name = _linear_module(user, modules), _linear_words(user, modules)
         elif pooling is not None and kind not in ("identity", "reshape"):
             where = "the global average pooling" if linear is None else f"the linear layer {linear_name}"
             raise CnnlensError(
