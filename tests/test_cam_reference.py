@@ -123,13 +123,15 @@ def up_minmax(m: T, size: tuple[int, int]) -> T:
 
 def eigen_projection(m: T) -> T:
     """Projection of the (HW, K) matrix of ``m`` (K, h, w) on its first right singular vector (NumPy, float64),
-    signed to correlate positively with the channel sum."""
+    signed so that its sum is positive (the direction of the mean activation vector), or where that sum is 0,
+    so that its larger-magnitude side is positive."""
     k, h, w = m.shape
     mat = m.reshape(k, h * w).T.double().numpy()
     _, _, vt = np.linalg.svd(mat, full_matrices=False)
     p = mat @ vt[0]
-    total = mat.sum(1)
-    if np.dot(p - p.mean(), total - total.mean()) < 0:
+    if abs(p.sum()) > 1e-5 * np.abs(p).sum():
+        p = p if p.sum() > 0 else -p
+    elif p.max() + p.min() < 0:
         p = -p
     return torch.from_numpy(p.reshape(h, w)).float()
 
