@@ -191,3 +191,22 @@ def test_a_timm_head_whose_linear_layer_is_traced_through() -> None:
     torch.testing.assert_close(
         e.info["layer_maps"][0][0, 0].double(), ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max())
     )
+
+
+def test_squeezenet_pools_its_class_maps_straight_into_the_logits() -> None:
+    """SqueezeNet: final 1x1 conv, ReLU, global average pooling, flatten, no linear layer: each class has its own
+    map (the class weights are the identity), which CAM returns; Grad-CAM there is that map / (h w)."""
+    model = calibrated("squeezenet1_1")
+    x = photos()[:1].repeat(3, 1, 1, 1)
+    e = cnnlens.explain(model, x, "cam", target=[0, 7, 500], progress=False)
+    assert e.info["cam"]["layer"] == "classifier.2" and e.info["cam"]["linear"] is None
+    seen = {}
+    handle = model.classifier[2].register_forward_hook(lambda _m, _a, out: seen.update(a=out.clone()))
+    with torch.no_grad():
+        model(x[:1])
+    handle.remove()
+    ref = seen["a"][0, [0, 7, 500]][:, None]
+    torch.testing.assert_close(e.info["layer_maps"][0], ref)
+    grad = cnnlens.explain(model, x, "grad_cam", target=[0, 7, 500], layer="classifier.2", progress=False)
+    hw = ref.shape[-1] * ref.shape[-2]
+    torch.testing.assert_close(grad.info["layer_maps"][0] * hw, ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()))

@@ -6,13 +6,15 @@ Recognised whether written as modules or as functions in the forward code: eleme
 ``F.relu(x, inplace=True)``, ReLU6, SiLU, GELU, Hardswish, ``clamp``, ...), dropout and identities, global average
 pooling (``nn.AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``, ``x.mean([2, 3])``, ``avg_pool2d`` whose
 window is the whole map), reshapes (``flatten``, ``view``, ``reshape``, ``squeeze``, ``nn.Flatten``) and one
-``nn.Linear``. Anything else on the way from the layer to the logits means CAM's class weights do not exist, and
-:func:`gap_head` says why.
+``nn.Linear`` (or none: maps pooled straight into the logits, one per class, as in SqueezeNet). Anything else on
+the way from the layer to the logits means CAM's class weights do not exist, and :func:`gap_head` says why.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +23,7 @@ from torch import nn
 
 from cnnlens.core.errors import CnnlensError
 from cnnlens.models._graph import Untraceable
+from cnnlens.models._state import state_fingerprint
 from cnnlens.models._tracing import trace
 
 T = torch.Tensor
@@ -35,6 +38,8 @@ _ELEMENTWISE |= {"sigmoid_", "tanh", "tanh_", "gelu", "elu", "elu_", "selu", "ce
 _ELEMENTWISE |= {"hardsigmoid", "mish", "clamp", "clamp_", "clip", "clamp_min", "clamp_min_"}
 _RESHAPES = {"flatten", "view", "reshape", "squeeze"}
 _SIZES = {"size", "dim", "numel", "shape", "ndim", "dtype", "device"}
+# model -> {layer or None: (state fingerprint, the head or the error)}; weak keys: never keeps a model alive
+_FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,12 @@ class GapHead:
     the element-wise functions between that layer and the pooling, in order (CAM is computed on the maps they
     give, the maps that are pooled); ``pooling``: how the model pools, in words; ``window``: for ``avg_pool2d``,
     the map size (h, w) its window covers exactly (other sizes are not a global mean); ``linear``: the one linear
-    layer after the pooling."""
+    layer after the pooling (``None``: the pooled maps are the logits, one map per class, the class weights the
+    identity, as in SqueezeNet)."""
 
     layer: str
     inputs: bool
-    linear: nn.Linear
+    linear: nn.Linear | None
     pooling: str
     applied: tuple[str, ...] = ()
     window: tuple[int, int] | None = None
@@ -70,7 +76,26 @@ def gap_head(model: nn.Module, layer: str | None = None) -> GapHead:
 
     Raises ``CnnlensError`` with the reason where the logits are not one linear layer applied to the global
     average of the layer's (element-wise activated) maps, and ``Untraceable`` where ``torch.fx`` cannot trace the
-    model (the caller may then fall back to module types)."""
+    model (the caller may then fall back to module types). The answer is kept while the model lives and its state
+    (modules, parameters, buffers, hooks, attributes: ``state_fingerprint``) stays the same."""
+    try:
+        seen, found = _FOUND.get(model, {}).get(layer, (None, None))
+    except TypeError:  # a model that cannot be weakly referenced is never cached
+        seen, found = None, None
+    fingerprint = state_fingerprint(model)
+    if found is None or seen != fingerprint:
+        try:
+            found = _gap_head(model, layer)
+        except (CnnlensError, Untraceable) as err:
+            found = err
+        with suppress(TypeError):
+            _FOUND.setdefault(model, {})[layer] = (fingerprint, found)
+    if isinstance(found, Exception):
+        raise type(found)(*found.args)
+    return found
+
+
+def _gap_head(model: nn.Module, layer: str | None) -> GapHead:
     graph = trace(model)
     modules = dict(model.named_modules())
     inputs = False
@@ -312,7 +337,7 @@ def _layer_node(graph: fx.Graph, layer: str, modules: dict[str, nn.Module]) -> f
 
 def _forward(
     node: fx.Node, layer: str, inputs: bool, modules: dict[str, nn.Module]
-) -> tuple[list[str], list[Callable[[T], T]], str, tuple[int, int] | None, nn.Linear]:
+) -> tuple[list[str], list[Callable[[T], T]], str, tuple[int, int] | None, nn.Linear | None]:
     """Walk from the layer's output to the logits: element-wise functions, one global average pooling, reshapes,
     one linear layer, nothing else; returns what is applied before the pooling, the pooling and the linear layer."""
     applied: list[str] = []
@@ -354,9 +379,9 @@ def _forward(
                 + ", so the logits are not class weights times the pooled maps and CAM does not apply. Use grad_cam"
             )
         node = user
-    if pooling is None or linear is None:
-        missing = "global average pooling" if pooling is None else "linear layer after the global pooling"
+    if pooling is None:
         raise CnnlensError(
-            f"from {what} to the logits this model has no {missing}, so it has no CAM class weights. Use grad_cam"
+            f"from {what} to the logits this model has no global average pooling, so it has no CAM class weights. "
+            "Use grad_cam"
         )
     return applied, steps, pooling[0], pooling[1], linear

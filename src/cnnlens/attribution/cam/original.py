@@ -87,8 +87,11 @@ class Cam(CamMethod):
                 f"inputs whose maps are {head.window}, or use grad_cam"
             )
         check_logits(ctx, maps, head.linear)
-        weights = head.linear.weight[ctx.targets]
-        cam = (weights[:, :, None, None] * maps).sum(1, keepdim=True)
+        if head.linear is None:  # the pooled maps are the logits: class c's map is CAM's map for c
+            cam = maps.gather(1, ctx.targets.view(-1, 1, 1, 1).expand(-1, 1, *maps.shape[-2:]))
+        else:
+            weights = head.linear.weight[ctx.targets]
+            cam = (weights[:, :, None, None] * maps).sum(1, keepdim=True)
         names = {id(m): n for n, m in ctx.model.named_modules()}
         ctx.info["layers"] = [head.layer]
         ctx.info["layer_maps"] = [cam]
@@ -97,22 +100,25 @@ class Cam(CamMethod):
             "captured": "input" if head.inputs else "output",
             "applied": list(head.applied),
             "pooling": head.pooling,
-            "linear": names.get(id(head.linear), "nn.Linear"),
+            "linear": None if head.linear is None else names.get(id(head.linear), "nn.Linear"),
             "found_by": found,
         }
         return upsample(cam, (ctx.inputs.shape[-2], ctx.inputs.shape[-1])), None
 
 
-def check_logits(ctx: Context, maps: T, linear: nn.Linear) -> None:
-    """Raise unless the model's logits are ``linear`` applied to the spatial mean of ``maps``."""
-    if linear.in_features != maps.shape[1]:
+def check_logits(ctx: Context, maps: T, linear: nn.Linear | None) -> None:
+    """Raise unless the model's logits are ``linear`` (``None``: the identity) applied to the spatial mean of
+    ``maps``."""
+    takes = ctx.logits.shape[1] if linear is None else linear.in_features
+    if takes != maps.shape[1]:
+        into = "the logits, which are" if linear is None else "the linear layer, which takes"
         raise CnnlensError(
-            f"cam needs the feature map's {maps.shape[1]} channels to be average-pooled straight into the linear "
-            f"layer, which takes {linear.in_features}. Use grad_cam instead"
+            f"cam needs the feature map's {maps.shape[1]} channels to be average-pooled straight into {into} "
+            f"{takes}. Use grad_cam instead"
         )
-    w = working(linear.weight)
     pooled = working(maps).mean((2, 3))
-    expected = pooled @ w.T + (0 if linear.bias is None else working(linear.bias))
+    w = torch.eye(takes, dtype=pooled.dtype, device=pooled.device) if linear is None else working(linear.weight)
+    expected = pooled @ w.T + (0 if linear is None or linear.bias is None else working(linear.bias))
     logits = working(ctx.logits)
     tol = tolerance(maps.dtype, 1e-4)  # float16/bfloat16: the model's own rounding, relative to its terms
     scale = max(float(logits.abs().max()), float((pooled.abs() @ w.abs().T).max()) if tol > 1e-4 else 0.0)
