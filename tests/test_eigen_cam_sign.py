@@ -88,7 +88,9 @@ def test_equals_pytorch_grad_cam_where_the_definitions_agree() -> None:
     net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), Centre(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
     maps = cnnlens.explain(net, x, "eigen_cam", layer="1", progress=False).info["layer_maps"][0][:, 0]
-    theirs = pgc.EigenCAM(net, target_layers=[net[1]])(input_tensor=x.clone(), targets=None)  # (B, 12, 12), layer = input size
+    theirs = pgc.EigenCAM(net, target_layers=[net[1]])(
+        input_tensor=x.clone(), targets=None
+    )  # (B, 12, 12), layer = input size
     for ours, ref in zip(maps.numpy(), theirs, strict=True):
         candidates = []
         for s in (1.0, -1.0):
