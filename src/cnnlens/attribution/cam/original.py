@@ -67,6 +67,12 @@ class Cam(CamMethod):
             if len(spec) != 1:
                 raise CnnlensError("cam uses one layer, the one whose maps are pooled; give one layer or none")
             spec = spec[0]
+        if isinstance(ctx.model, torch.jit.ScriptModule):  # (a model with scripted parts falls back below)
+            raise CnnlensError(
+                "cam captures a layer's activations with a forward hook, which TorchScript code does not take; "
+                "explain the model as an nn.Module (load its state dict into its class), or use a method without "
+                "hooks (saliency, integrated_gradients, occlusion)"
+            )
         name = None if spec is None else resolve_layer(ctx, spec)[0]
         try:
             return gap_head(ctx.model, name), "traced graph"
