@@ -123,13 +123,15 @@ def up_minmax(m: T, size: tuple[int, int]) -> T:
 
 def eigen_projection(m: T) -> T:
     """Projection of the (HW, K) matrix of ``m`` (K, h, w) on its first right singular vector (NumPy, float64),
-    signed to correlate positively with the channel sum."""
+    signed so that its sum is positive (the direction of the mean activation vector), or where that sum is 0,
+    so that its larger-magnitude side is positive."""
     k, h, w = m.shape
     mat = m.reshape(k, h * w).T.double().numpy()
     _, _, vt = np.linalg.svd(mat, full_matrices=False)
     p = mat @ vt[0]
-    total = mat.sum(1)
-    if np.dot(p - p.mean(), total - total.mean()) < 0:
+    if abs(p.sum()) > 1e-5 * np.abs(p).sum():
+        p = p if p.sum() > 0 else -p
+    elif p.max() + p.min() < 0:
         p = -p
     return torch.from_numpy(p.reshape(h, w)).float()
 
@@ -633,7 +635,7 @@ def test_reused_module_as_layer(x, method) -> None:
 
 def test_cam_needs_global_average_pooling() -> None:
     net = _nets.act_net("relu")
-    with pytest.raises(cnnlens.CnnlensError, match="cam needs a network that ends in global average pooling"):
+    with pytest.raises(cnnlens.CnnlensError, match="cam needs global average pooling: .* window .* not their mean"):
         cnnlens.explain(net, _nets.inputs(2), "cam")
 
 
@@ -643,15 +645,17 @@ def test_cam_refuses_a_head_that_is_not_one_linear_layer(x) -> None:
     model.body = base
     base.fc = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 5))
     _nets.init_(model)
-    with pytest.raises(cnnlens.CnnlensError, match="logits are not its last linear layer applied to the global"):
+    with pytest.raises(cnnlens.CnnlensError, match=r"head has a hidden layer \(body.fc.0 \(Linear\) before body.fc.2"):
         cnnlens.explain(model, x, "cam")
 
 
 def test_cam_refuses_a_layer_that_is_not_the_pooled_map(net, x) -> None:
-    with pytest.raises(cnnlens.CnnlensError, match="6 channels to be average-pooled straight into the last"):
+    with pytest.raises(cnnlens.CnnlensError, match="between stem and the global average pooling .* bn0 .BatchNorm2d"):
         cnnlens.explain(net, x, "cam", layer="stem")  # 6 channels, the fc takes 8
-    with pytest.raises(cnnlens.CnnlensError, match="logits are not its last linear layer applied to the global"):
-        cnnlens.explain(net, x, "cam", layer="head")  # 8 channels, but before the ReLU
+    before = cnnlens.explain(net, x, "cam", target=TARGETS, layer="head")  # 8 channels, before the ReLU module
+    pooled = cnnlens.explain(net, x, "cam", target=TARGETS, layer="relus.5")
+    assert before.info["cam"]["applied"] == ["relus.5 (ReLU)"]  # CAM on the maps that are pooled: ReLU(head)
+    assert_close(before.attributions, pooled.attributions)
 
 
 def test_cam_refuses_a_callable_target(net, x) -> None:

@@ -94,15 +94,25 @@ class OwnConv(nn.Module):
 
 
 class PooledByMean(nn.Module):
-    """Conv, an nn.ReLU module, x.mean((2, 3)) (no pooling module), linear: CAM needs layer= (the pooled map)."""
+    """Conv, conv, an nn.ReLU module, x.mean((2, 3)) (no pooling module), linear: CAM finds the pooled map."""
 
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(2)
-        self.conv, self.relu, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Linear(4, 3)
+        self.conv, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.relu, self.fc = nn.ReLU(), nn.Linear(4, 3)
 
     def forward(self, x: T) -> T:
-        return self.fc(self.relu(self.conv(x)).mean((2, 3)))
+        return self.fc(self.relu(self.conv2(self.conv(x))).mean((2, 3)))
+
+
+def _hidden() -> nn.Module:
+    """Global average pooling, then a head with a hidden layer: CAM does not apply."""
+    torch.manual_seed(4)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4), nn.ReLU(),
+        nn.Linear(4, 3),
+    )  # fmt: skip
 
 
 class Keeps(nn.Module):
@@ -213,11 +223,11 @@ CASES: list[tuple[str, Callable, str, Callable]] = [
      "choose a convolutional layer before global pooling", lambda: explain(NET, X, "grad_cam", layer="features.2")),
     ("no default CAM layer", lambda: explain(OwnConv(), X, "grad_cam"),
      re.escape("Give the layer: layer='name'"), lambda: explain(OwnConv(), X, "grad_cam", layer="block")),
-    ("CAM without a pooling module", lambda: explain(PooledByMean(), X, "cam"),
-     "Pass layer= .the feature map that is pooled. or use grad_cam",
-     lambda: (explain(PooledByMean(), X, "cam", layer="relu"), explain(PooledByMean(), X, "grad_cam"))),
-    ("CAM of another head", lambda: explain(PooledByMean(), X, "cam", layer="conv"),
-     "use grad_cam", lambda: explain(PooledByMean(), X, "grad_cam", layer="conv")),
+    ("CAM at a layer before the pooled one", lambda: explain(PooledByMean(), X, "cam", layer="conv"),
+     "leave layer unset to find it.*or use grad_cam",
+     lambda: (explain(PooledByMean(), X, "cam"), explain(PooledByMean(), X, "grad_cam", layer="conv"))),
+    ("CAM of a head with a hidden layer", lambda: explain(_hidden(), X, "cam"),
+     "head has a hidden layer.*Use grad_cam", lambda: explain(_hidden(), X, "grad_cam")),
     ("CAM with a callable target", lambda: explain(NET, X, "cam", target=lambda lg: lg[:, 0]),
      "give class indices as target", lambda: explain(NET, X, "cam", target=0)),
     ("TorchScript and a rule", lambda: explain(_scripted(), X, "guided_backprop"),

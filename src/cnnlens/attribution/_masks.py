@@ -7,34 +7,61 @@ tensor ``(H, W)`` shared by all images or ``(B, H, W)`` one per image (a channel
 over the channels, is accepted), or a list with one of these per image. Labels of a tensor must be ``0..S-1``
 with every label used. A mask is the same for every channel. Superpixels are computed on each image scaled
 to [0, 1] by its own range.
+
+Too few superpixels: on noisy or low-texture images (whose own-range scaling turns faint noise into full-range
+noise) SLIC's colour distances swamp its compactness, and connectivity enforcement merges everything into one
+segment; a method would then attribute the whole image as one feature, a constant map. A segmentation with fewer
+than a quarter of the requested segments (``slic:n``, ``watershed:n``; fewer than 2 for quickshift and
+felzenszwalb, which take no count) falls back, with a ``CnnlensWarning``: SLIC is run again on the image smoothed
+by a Gaussian of sigma 1 pixel (measured on noisy and low-texture shapes: about the requested count, segments that
+follow the shapes), and where that is still too few, a regular grid of about the requested number of cells.
+``feature_masks(..., notes=[])`` records per image what was used (``None``: the segmentation as asked).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..core.errors import CnnlensError
+from ..core.errors import CnnlensError, CnnlensWarning
 
 T = torch.Tensor
 ALGORITHMS = ("grid", "slic", "quickshift", "felzenszwalb", "watershed")
 MaskSpec = str | T | Sequence[str | T]
 
 
-def feature_masks(spec: MaskSpec, inputs: T) -> tuple[T, list[int]]:
-    """``(labels (B, H, W) long on the inputs' device, segments per image)``; labels are ``0..S_i-1``."""
+def feature_masks(spec: MaskSpec, inputs: T, notes: list[str | None] | None = None) -> tuple[T, list[int]]:
+    """``(labels (B, H, W) long on the inputs' device, segments per image)``; labels are ``0..S_i-1``.
+
+    ``notes``: a list that receives, per image, what replaced a superpixel segmentation with too few segments
+    (see the module docstring), else ``None``; a ``CnnlensWarning`` says so once per call."""
     b, _, h, w = inputs.shape
+    notes = [] if notes is None else notes
     if isinstance(spec, (list, tuple)):
         if len(spec) != b:
             raise CnnlensError(f"a list of masks needs one per image: got {len(spec)} for {b} images")
-        parts = [feature_masks(s, inputs[i : i + 1]) for i, s in enumerate(spec)]
+        parts = [feature_masks(s, inputs[i : i + 1], notes) for i, s in enumerate(spec)]
         return torch.cat([p[0] for p in parts]), [p[1][0] for p in parts]
     if isinstance(spec, str):
-        labels = torch.stack([_from_name(spec, inputs[i]) for i in range(b)])
+        made = [_from_name(spec, inputs[i]) for i in range(b)]
+        said = [note for _, note in made]
+        notes.extend(said)
+        if any(said):
+            first = next(note for note in said if note)
+            warnings.warn(
+                f"mask {spec!r}: too few segments on {sum(map(bool, said))} of {b} images (noisy or low-texture "
+                f"images), e.g. {first}; info['mask_fallback'] lists each image's",
+                CnnlensWarning,
+                stacklevel=3,
+            )
+        labels = torch.stack([seg for seg, _ in made])
         return _consecutive(labels.to(inputs.device))
+    notes.extend([None] * b)
     if isinstance(spec, (torch.Tensor, np.ndarray)):
         return _from_tensor(torch.as_tensor(spec), inputs)
     raise CnnlensError(
@@ -115,7 +142,8 @@ def grid(h: int, w: int, cell: tuple[int, int]) -> T:
     return rows[:, None] * ((w + cw - 1) // cw) + cols[None, :]
 
 
-def _from_name(spec: str, image: T) -> T:
+def _from_name(spec: str, image: T) -> tuple[T, str | None]:
+    """One image's labels for a named mask, and what replaced a superpixel segmentation with too few segments."""
     name, arg = _parse(spec)
     _, h, w = image.shape
     if name == "grid":
@@ -125,30 +153,63 @@ def _from_name(spec: str, image: T) -> T:
         else:
             size = _number(name, arg, 16)
             cell = (size, size)
-        return grid(h, w, cell)
+        return grid(h, w, cell), None
+    pixels = _as_pixels(image)
+    wanted = _number(name, arg, 100) if name in ("slic", "watershed") else None
+    seg = _superpixels(name, arg, pixels)
+    enough = max(2, math.ceil(wanted / 4)) if wanted is not None else 2
+    got = _count(seg)
+    if got >= enough:
+        return torch.from_numpy(np.ascontiguousarray(seg)).long(), None
+    said = f"{spec} gave {got} segment{'s' if got != 1 else ''} (fewer than {enough})"
+    if name == "slic":
+        seg = _slic(pixels, int(wanted or 100), sigma=1.0)
+        if _count(seg) >= enough:
+            said += f"; SLIC on the image smoothed by a Gaussian (sigma 1 pixel) gave {_count(seg)}"
+            return torch.from_numpy(np.ascontiguousarray(seg)).long(), said
+    labels = about(h, w, wanted or 50)
+    return labels, said + f"; a regular grid of {int(labels.max()) + 1} cells is used instead"
+
+
+def about(h: int, w: int, n: int) -> T:
+    """A regular grid of about ``n`` square cells (side ``ceil(sqrt(h w / n))`` pixels)."""
+    side = max(1, math.ceil(math.sqrt(h * w / max(1, n))))
+    return grid(h, w, (side, side))
+
+
+def _count(seg: np.ndarray) -> int:
+    return len(np.unique(seg))
+
+
+def _slic(pixels: np.ndarray, n: int, sigma: float = 0.0) -> np.ndarray:
     from skimage import segmentation
 
-    pixels = _as_pixels(image)
+    channel_axis = -1 if pixels.shape[-1] > 1 else None
+    data = pixels if channel_axis is not None else pixels[..., 0]
+    return segmentation.slic(
+        data, n_segments=n, compactness=10.0, sigma=sigma, start_label=0, channel_axis=channel_axis
+    )
+
+
+def _superpixels(name: str, arg: str | None, pixels: np.ndarray) -> np.ndarray:
+    """scikit-image's segmentation ``name`` of an (H, W, C) image in [0, 1]."""
+    from skimage import segmentation
+
     channel_axis = -1 if pixels.shape[-1] > 1 else None
     data = pixels if channel_axis is not None else pixels[..., 0]
     if name == "slic":
-        n = _number(name, arg, 100)
-        seg = segmentation.slic(data, n_segments=n, compactness=10.0, start_label=0, channel_axis=channel_axis)
-    elif name == "quickshift":
+        return _slic(pixels, _number(name, arg, 100))
+    if name == "quickshift":
         if pixels.shape[-1] != 3:
             raise CnnlensError("quickshift segments RGB images only; use slic or felzenszwalb for other channels")
         k = _number(name, arg, 5.0, float)
-        seg = segmentation.quickshift(pixels, kernel_size=k, max_dist=4 * k, ratio=0.5, rng=0)
-    elif name == "felzenszwalb":
+        return segmentation.quickshift(pixels, kernel_size=k, max_dist=4 * k, ratio=0.5, rng=0)
+    if name == "felzenszwalb":
         scale = _number(name, arg, 100.0, float)
-        seg = segmentation.felzenszwalb(data, scale=scale, sigma=0.8, min_size=20, channel_axis=channel_axis)
-    else:  # watershed on the gradient magnitude, with about n compact markers
-        from skimage.filters import sobel
+        return segmentation.felzenszwalb(data, scale=scale, sigma=0.8, min_size=20, channel_axis=channel_axis)
+    from skimage.filters import sobel  # watershed on the gradient magnitude, with about n compact markers
 
-        n = _number(name, arg, 100)
-        gray = pixels.mean(-1)
-        seg = segmentation.watershed(sobel(gray), markers=n, compactness=0.001)
-    return torch.from_numpy(np.ascontiguousarray(seg)).long()
+    return segmentation.watershed(sobel(pixels.mean(-1)), markers=_number(name, arg, 100), compactness=0.001)
 
 
 def _as_pixels(image: T) -> np.ndarray:

@@ -4,6 +4,8 @@ from cnnlens.models._bundled import bundled_models
 from cnnlens.models._classifier import Classifier, Preprocessing
 from cnnlens.models._cut import Cut, State, cut_at
 from cnnlens.models._digits import DigitsCNN, digits_cnn
+from cnnlens.models._gap import GapHead as GapHead
+from cnnlens.models._gap import gap_head as gap_head
 from cnnlens.models._graph import Untraceable as Untraceable
 from cnnlens.models._incremental import Incremental as Incremental
 from cnnlens.models._layers import as_module as as_module

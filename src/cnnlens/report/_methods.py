@@ -54,6 +54,8 @@ def run_methods(
             if not issubclass(w.category, CnnlensWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         maps[m] = e.attributions.detach().float().cpu().numpy()
+        if e.info.get("class_evidence") is False:  # its sign is a convention (Eigen-CAM): drawn as one-sign weight
+            maps[m] = one_sign(maps[m])
         rel = None
         if e.delta is not None:
             gap = e.attributions.flatten(1).sum(1) - e.delta
@@ -64,6 +66,15 @@ def run_methods(
             warnings=said,
         )  # fmt: skip
     return maps, info
+
+
+def one_sign(maps: np.ndarray) -> np.ndarray:
+    """Each map min-max rescaled to [0, 1]: drawn in the evidence-for half of the colour map only, never as
+    evidence against (for maps whose sign is a convention, not a direction of evidence)."""
+    flat = maps.reshape(maps.shape[0], -1)
+    lo, hi = flat.min(1), flat.max(1)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return ((flat - lo[:, None]) / span[:, None]).reshape(maps.shape).astype(maps.dtype)
 
 
 def merge_duplicates(maps: Maps, info: dict[str, MethodRun]) -> Maps:

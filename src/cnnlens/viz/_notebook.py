@@ -37,20 +37,23 @@ def _pixels(inputs: torch.Tensor, preprocessing: Preprocessing | None) -> np.nda
 
 def explanation_figure(e: Explanation, max_images: int = 6, view: str = "blended", sign: str | None = None) -> Figure:
     """The explanation's maps over its images (rows), with one colour bar; ``sign`` defaults to ``all`` (red for,
-    blue against) when the maps have negative values, else ``positive``."""
+    blue against) when the maps have negative values, else ``positive``; a map whose sign is only a convention
+    (``info["class_evidence"] is False``: Eigen-CAM) is drawn ``positive``, titled class-agnostic."""
     if e.inputs is None:
         raise CnnlensError("this Explanation does not hold its inputs; draw it with viz.method_grid(images, ...)")
     n = min(int(max_images), e.attributions.shape[0])
     attributions = e.attributions[:n].detach().float().cpu()
+    agnostic = e.info.get("class_evidence") is False  # e.g. Eigen-CAM: its sign is a convention, not evidence
     if sign is None:
-        sign = "all" if bool((attributions < 0).any()) else "positive"
+        sign = "positive" if agnostic or not bool((attributions < 0).any()) else "all"
     pixels = _pixels(e.inputs[:n], e.preprocessing)
     targets = e.target[:n].tolist() if isinstance(e.target, torch.Tensor) else [None] * n
     labels = [f"image {i}" + ("" if t is None else f": class {t} ({float(e.probabilities[i, t]):.0%})")
               for i, t in enumerate(targets)]  # fmt: skip
     more = f" (first {n} of {e.attributions.shape[0]} images)" if n < e.attributions.shape[0] else ""
     return method_grid(list(pixels), {e.method: attributions}, row_labels=labels, sign=sign, view=view,
-                       title=f"{e.method}: evidence for the explained class{more}")  # fmt: skip
+                       title=f"{e.method}: " + ("a class-agnostic map (neither for nor against a class)"
+                             if agnostic else "evidence for the explained class") + more)  # fmt: skip
 
 
 def score_figure(s: Score) -> Figure:

@@ -159,7 +159,8 @@ class SegmentMethod(Method):
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, T | None]:
         x = ctx.inputs
-        labels, counts = feature_masks(self.options["mask"], x)
+        fallback: list[str | None] = []
+        labels, counts = feature_masks(self.options["mask"], x, fallback)
         fx = ctx.target_scores()
         bases: list[T | None] = [None] if baseline is None else list(baseline.unbind(1))
         total, fb_sum = None, torch.zeros_like(fx)
@@ -174,6 +175,8 @@ class SegmentMethod(Method):
         assert total is not None
         v = total / len(bases)
         ctx.info.update(segment_values=v, masks=labels, segments=counts)
+        if any(fallback):  # a superpixel segmentation with too few segments was replaced (see attribution._masks)
+            ctx.info["mask_fallback"] = fallback
         attr = paint(v, labels, x.shape[1], spread=self.spread)
         if not self.has_delta:
             return attr, None
