@@ -52,7 +52,7 @@ def find_default_layer(
     zeros of ``input_shape`` (chained to the model's error)."""
     try:
         graph, calls = trace_calls(root)
-        shapes = _shapes(root, graph, {n for _, n in calls if n is not None}, input_shape, device, dtype)
+        shapes = _shapes(root, calls, input_shape, device, dtype)
     except Untraceable as err:
         name = probe_last_conv(root, input_shape, device, dtype)
         why = (
@@ -113,28 +113,37 @@ def _is_spatial(shape: tuple | None) -> bool:
 
 def _shapes(
     root: nn.Module,
-    graph: fx.Graph,
-    wanted: set[fx.Node],
+    calls: list[tuple[str, fx.Node | None]],
     input_shape: tuple[int, ...],
     device: torch.device,
     dtype: torch.dtype,
 ) -> dict[fx.Node, tuple]:
-    """The shape of each ``wanted`` node's value (tensors only) when the traced graph runs on zeros."""
-    shapes: dict[fx.Node, tuple] = {}
-
-    class Shapes(fx.Interpreter):
-        def run_node(self, n: fx.Node) -> object:
-            value = super().run_node(n)
-            if n in wanted and isinstance(value, torch.Tensor):
-                shapes[n] = tuple(value.shape)
-            return value
-
+    """The output shape of each traced module call, from one run of the model itself on zeros; the k-th traced
+    call of a module gets the shape of its k-th call in the run (a module called a different number of times in
+    the run than in the trace gets none, and is no candidate)."""
+    named = [(n, m) for n, m in root.named_modules() if n]
     try:
-        with frozen(root), torch.no_grad():
-            Shapes(fx.GraphModule(root, graph)).run(torch.zeros(input_shape, device=device, dtype=dtype))
+        with module_calls(named, keep=_shape) as ran, frozen(root), torch.no_grad():
+            root(torch.zeros(input_shape, device=device, dtype=dtype))
     except Exception as err:  # noqa: BLE001 - then the model is probed as it is (which reports its own error)
-        raise Untraceable(f"the traced graph failed on zeros ({type(err).__name__}: {str(err)[:200]})") from None
-    return shapes
+        raise Untraceable(f"the model failed on zeros ({type(err).__name__})") from None
+    runs: dict[str, list] = {}
+    for c in ran:
+        runs.setdefault(c.name, []).append(c.output)
+    traced: dict[str, list] = {}
+    for name, node in calls:
+        traced.setdefault(name, []).append(node)
+    return {
+        node: shape
+        for name, nodes in traced.items()
+        if len(runs.get(name, ())) == len(nodes)
+        for node, shape in zip(nodes, runs[name], strict=True)
+        if node is not None and shape is not None
+    }
+
+
+def _shape(output: object) -> tuple | None:
+    return tuple(output.shape) if isinstance(output, torch.Tensor) else None
 
 
 def _tokens_message(
