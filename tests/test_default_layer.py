@@ -234,3 +234,20 @@ def test_timm_vit_has_no_default_layer() -> None:
 def test_cam_on_a_token_layer_is_refused() -> None:
     with pytest.raises(cnnlens.CnnlensError, match=r"outputs tokens, shape \(1, 17, 32\).*not supported yet"):
         cnnlens.explain(_tiny_vit(), torch.rand(1, 3, 32, 32), "grad_cam", layer="encoder.layers", progress=False)
+
+
+def test_cam_emptied_only_by_its_relu_is_an_answer_not_a_warning() -> None:
+    """Every channel of `0` speaks against class 0 (negative weights after positive activations): Grad-CAM's
+    weighted sum is negative everywhere and its ReLU leaves an empty map; that is the method's answer (nothing
+    supports class 0), so no DegenerateMapWarning; class 1 gets a positive map."""
+    net = nn.Sequential(_block(3, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    with torch.no_grad():
+        net[3].weight.copy_(torch.tensor([[-1.0, -2.0, -1.0, -3.0], [1.0, 1.0, 1.0, 1.0]]))
+        net[0][0].bias.fill_(0.5)  # every unit active
+        net[0][0].weight.abs_()
+    x = torch.rand(1, 3, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateMapWarning)
+        e = cnnlens.explain(net, x, "grad_cam", target=0, progress=False)
+        assert torch.equal(e.attributions, torch.zeros(1, 1, 8, 8)) and e.info["layer_maps"][0].abs().amax() == 0
+        assert cnnlens.explain(net, x, "grad_cam", target=1, progress=False).attributions.amin() > 0

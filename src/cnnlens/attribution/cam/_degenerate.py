@@ -24,7 +24,10 @@ class DegenerateMapWarning(CnnlensWarning):
 
 def warn_degenerate(method: str, layer: str, acts: T, grads: T | None, raw: T) -> None:
     """Warn once when the layer map ``raw`` ``(B, 1, h, w)`` (before the ReLU) is zero everywhere for an image,
-    naming the cause found in the layer's activations ``acts`` and gradients ``grads`` ``(B, K, h, w)``."""
+    naming the cause found in the layer's activations ``acts`` and gradients ``grads`` ``(B, K, h, w)``.
+
+    A map that only the method's ReLU empties (negative everywhere: nothing at the layer speaks for the class,
+    common for a class the model does not predict) is an answer, not a failure, and is not warned about."""
     flat = raw.detach().flatten(1)
     dead = ~(flat != 0).any(1)
     if not bool(dead.any()):
