@@ -217,12 +217,36 @@ def _tiny_vit() -> nn.Module:
     return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64).eval()
 
 
-@pytest.mark.parametrize("method", ["grad_cam", "layer_gradient_x_activation"])
+@pytest.mark.parametrize("method", ["grad_cam", "layer_gradient_x_activation", "neuron_gradient"])
 def test_vit_has_no_default_layer(method: str) -> None:
-    vit = _tiny_vit()
+    vit = _tiny_vit().train()
     assert last_conv_layer(vit, (1, 3, 32, 32)) == "conv_proj"  # the old rule's answer: the patch embedding
     with pytest.raises(cnnlens.CnnlensError, match=r"tokens.*after 'conv_proj' \(its patch embedding\)"):
-        cnnlens.explain(vit, torch.rand(1, 3, 32, 32), method, progress=False)
+        cnnlens.explain(vit, torch.rand(1, 3, 32, 32), method, progress=False, **_neuron(method))
+    assert vit.training and all(not m._forward_hooks and not m._forward_pre_hooks for m in vit.modules())
+
+
+def _neuron(method: str) -> dict:
+    return {"neuron": 0} if method.startswith("neuron") else {}
+
+
+class LinearPatches(nn.Module):
+    """A transformer on linearly embedded patches: no convolution, no spatial layer at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(3 * 16, 16)
+        self.encoder = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = nn.functional.unfold(x, 4, stride=4).transpose(1, 2)
+        return self.head(self.encoder(self.embed(patches)).mean(1))
+
+
+def test_transformer_without_spatial_layers_is_refused_clearly() -> None:
+    with pytest.raises(cnnlens.CnnlensError, match=r"tokens.*\(embed, encoder.*no spatial layer before them"):
+        cnnlens.explain(LinearPatches().eval(), torch.rand(1, 3, 8, 8), "grad_cam", progress=False)
 
 
 def test_timm_vit_has_no_default_layer() -> None:

@@ -23,6 +23,7 @@ def trace(model: nn.Module, layer: str | None = None) -> fx.Graph:
     through the forward code of the root and of the modules that contain the layer only, every other module called.
 
     Raises :class:`~cnnlens.models._graph.Untraceable` with the reason where the graph could not be trusted."""
+    _refuse_scripted(model)
     if layer is None:
         return _trace(model, fx.Tracer(), list(model.modules()))
     tracer = _Tracer(model, layer)
@@ -34,6 +35,7 @@ def trace_calls(model: nn.Module) -> tuple[fx.Graph, list[tuple[str, fx.Node | N
     made while tracing (the root's excepted), in the order the calls returned: ``(dotted name, the node of its
     output)``; a call whose output is not one value (a tuple, a dict) has node ``None``. Same errors as
     :func:`trace`."""
+    _refuse_scripted(model)
     tracer = _Recorder()
     return _trace(model, tracer, list(model.modules())), tracer.calls
 
@@ -51,9 +53,12 @@ class _Recorder(fx.Tracer):
         return out
 
 
-def _trace(model: nn.Module, tracer: fx.Tracer, traced: list[nn.Module]) -> fx.Graph:
+def _refuse_scripted(model: nn.Module) -> None:
     if isinstance(model, torch.jit.ScriptModule) or any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
         raise Untraceable("TorchScript code cannot be traced by torch.fx")
+
+
+def _trace(model: nn.Module, tracer: fx.Tracer, traced: list[nn.Module]) -> fx.Graph:
     hooked = [m for m in traced if _hooks(m)]
     if hooked or _hooks(None):
         where = f"{type(hooked[0]).__name__} has" if hooked else "global module hooks are"
