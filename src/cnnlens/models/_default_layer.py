@@ -6,8 +6,11 @@ spatial layer whose output every path from the input to the logits passes throug
 the graph traced by ``torch.fx``; sizes read from a tensor are not a path) and that comes last; where several
 modules output that same tensor (a block, its last activation, the ``Sequential`` holding it), the outermost one
 is named (ResNet ``layer4``, not ``layer4.1`` or ``layer4.1.relu``; torchvision VGG, DenseNet, ConvNeXt,
-EfficientNet and MobileNet ``features``, whose output is their last stage's). A layer inside one branch of a
-block, in a dead branch or in a side head is never chosen: the score does not depend on it alone.
+EfficientNet and MobileNet ``features``, whose output is their last stage's). Normalisation, activation and
+pooling modules are not spatial layers on their own: where the last convolution's BatchNorm and activation are
+not inside a module with it (EfficientNet-Lite0: ``_conv_head``, then ``_bn1`` and ReLU6 called by the root), the
+convolution is named. A layer inside one branch of a block, in a dead branch or in a side head is never chosen:
+the score does not depend on it alone.
 
 Where no spatial layer dominates the output, or token layers ``(B, T, C)`` follow the last one (a vision
 transformer, whose last spatial layer is its patch embedding), there is no default and the error says why.
