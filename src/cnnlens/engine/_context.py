@@ -33,7 +33,7 @@ from torch import nn
 
 from ..core.errors import CnnlensError
 from ..core.hooks import capture
-from ..models import State, probed_last_conv
+from ..models import State, probed_default_layer
 from . import _backward, _layer_view
 from ._backward import Backward
 from ._batching import Batching, Rows, Shared
@@ -94,10 +94,10 @@ class Context:
         shared = Shared(model, batch_size, generator if generator is not None else torch.Generator().manual_seed(0))
         if neuron is None:
             return cls(shared, inputs, ExplainedScore(target, inputs.shape[0]))
-        if neuron.layer is None:  # the last convolution, found by a probe pass (kept)
-            name, probed = probed_last_conv(model, (1, *inputs.shape[1:]))
+        if neuron.layer is None:  # the default layer, found by a probe pass (kept)
+            found, probed = probed_default_layer(model, (1, *inputs.shape[1:]))
             shared.passes += int(probed)
-            neuron = Neuron(name, neuron.spec)
+            neuron = Neuron(found.name, neuron.spec)
         cut = shared.cut(neuron.layer)
         _layer_view.check_inner(shared, cut, inputs)
         return cls(shared, inputs, ExplainedScore(target, inputs.shape[0], neuron, cut.inner))

@@ -9,7 +9,8 @@ from cnnlens.models._gap import gap_head as gap_head
 from cnnlens.models._graph import Untraceable as Untraceable
 from cnnlens.models._incremental import Incremental as Incremental
 from cnnlens.models._layers import as_module as as_module
-from cnnlens.models._layers import get_layer, last_conv_layer, layer_names
+from cnnlens.models._layers import default_layer, get_layer, last_conv_layer, layer_names
+from cnnlens.models._layers import probed_default_layer as probed_default_layer
 from cnnlens.models._layers import probed_last_conv as probed_last_conv
 from cnnlens.models._loading import load_model
 from cnnlens.models._outputs import SelectOutput
@@ -25,6 +26,7 @@ __all__ = [
     "State",
     "bundled_models",
     "cut_at",
+    "default_layer",
     "digits_cnn",
     "get_layer",
     "last_conv_layer",

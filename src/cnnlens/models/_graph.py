@@ -66,21 +66,7 @@ class Split:
     def __init__(self, graph: fx.Graph, cut: fx.Node, modules: dict[str, nn.Module]) -> None:
         self.graph, self.cut = graph, cut
         nodes = list(graph.nodes)
-        order = {n: i for i, n in enumerate(nodes)}
-        deps: dict[fx.Node, set[fx.Node]] = {n: set(n.all_input_nodes) for n in nodes}
-        self.mutates: dict[fx.Node, fx.Node] = {}
-        for m in nodes:  # an in-place change orders the mutated value's other readers around it
-            a = _mutated(m, modules)
-            if a is None:
-                continue
-            self.mutates[m] = a
-            for u in a.users:
-                if u is not m:
-                    (deps[u].add(m) if order[u] > order[m] else deps[m].add(u))
-        users: dict[fx.Node, set[fx.Node]] = {n: set() for n in nodes}
-        for n, ds in deps.items():
-            for d in ds:
-                users[d].add(n)
+        deps, users, self.mutates = dependencies(nodes, modules)
         tail = _closure([cut], users) - {cut}
         tail |= {n for n in nodes if n.op == "output"}
         placeholders = [n for n in nodes if n.op == "placeholder"]
@@ -141,6 +127,59 @@ class Split:
             elif n in self.tail:
                 env[n] = g.node_copy(n, lambda a: env[a])
         return g
+
+
+def dependencies(
+    nodes: list[fx.Node], modules: dict[str, nn.Module]
+) -> tuple[dict[fx.Node, set[fx.Node]], dict[fx.Node, set[fx.Node]], dict[fx.Node, fx.Node]]:
+    """``(deps, users, mutates)`` of a graph's ``nodes`` (in graph order): what each node needs and what needs it,
+    with an in-place change ordering the mutated value's other readers around it (a reader after the change
+    needs it, a reader before it comes first), and which value each in-place node changes."""
+    order = {n: i for i, n in enumerate(nodes)}
+    deps: dict[fx.Node, set[fx.Node]] = {n: set(n.all_input_nodes) for n in nodes}
+    mutates: dict[fx.Node, fx.Node] = {}
+    for m in nodes:
+        a = _mutated(m, modules)
+        if a is None:
+            continue
+        mutates[m] = a
+        for u in a.users:
+            if u is not m:
+                (deps[u].add(m) if order[u] > order[m] else deps[m].add(u))
+    users: dict[fx.Node, set[fx.Node]] = {n: set() for n in nodes}
+    for n, ds in deps.items():
+        for d in ds:
+            users[d].add(n)
+    return deps, users, mutates
+
+
+def dominators(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[fx.Node]:
+    """The tensor values every path from the model's input (the first placeholder) to its output passes through,
+    in graph order: the dominators of the output in the graph of tensor values (sizes read from a tensor are not
+    a path; an in-place change is one, see :func:`dependencies`).
+
+    In a graph in topological order, a value ``v`` on a path from input to output is avoided by some path exactly
+    when an edge between two such values jumps over it (starts before ``v`` and ends after it)."""
+    nodes = list(graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    if not placeholders:
+        return []
+    deps, users, _ = dependencies(nodes, modules)
+    seen: dict = {}
+    tensors = {n for n in nodes if n.op in ("placeholder", "output") or _is_tensor(n, seen)}
+    down = _closure([placeholders[0]], {n: users[n] & tensors for n in nodes})
+    sink = [n for n in nodes if n.op == "output"]
+    up = _closure(sink, {n: deps[n] & tensors for n in nodes})
+    live = [n for n in nodes if n in down and n in up]
+    pos = {n: i for i, n in enumerate(live)}
+    if not sink or sink[0] not in pos:
+        return []
+    out, reach = [], -1
+    for n in live:
+        if reach <= pos[n]:
+            out.append(n)
+        reach = max([reach, *(pos[u] for u in users[n] if u in pos)])
+    return out
 
 
 def _closure(start: list[fx.Node], edges: dict[fx.Node, set[fx.Node]]) -> set[fx.Node]:

@@ -1,21 +1,23 @@
-"""Finding layers in a model by name, by module, or as the last convolution executed."""
+"""Finding layers in a model by name, by module, as the last convolution executed, or the default layer."""
 
 from __future__ import annotations
 
 import difflib
 import weakref
+from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
 
 import torch
 from torch import nn
 
 from cnnlens.core.errors import CnnlensError
-from cnnlens.core.hooks import module_calls
-from cnnlens.core.model_guard import frozen, is_scripted
+from cnnlens.core.model_guard import is_scripted
 from cnnlens.models._classifier import Classifier
+from cnnlens.models._default_layer import DefaultLayer, find_default_layer, probe_last_conv
 from cnnlens.models._state import state_fingerprint
 
-# model -> {(input shape, dtype, device): (state fingerprint, layer name)}; weak keys: never keeps a model alive
+# model -> {(kind, input shape, dtype, device): (state fingerprint, what was found)}; weak keys: never keeps a model alive
 _FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -72,58 +74,55 @@ def last_conv_layer(model: nn.Module | Classifier, input_shape: tuple[int, ...] 
     else ``(1, 3, 224, 224)``) in eval mode; training flags and hooks are restored afterwards. The answer is kept
     per model state and input shape (see :func:`probed_last_conv`).
     """
-    root = as_module(model)
-    if input_shape is None:
-        prep = model.preprocessing if isinstance(model, Classifier) else None
-        input_shape = (1, 3, *prep.input_size) if prep is not None else (1, 3, 224, 224)
-    return probed_last_conv(root, input_shape)[0]
+    return probed_last_conv(as_module(model), _input_shape(model, input_shape))[0]
 
 
 def probed_last_conv(root: nn.Module, input_shape: tuple[int, ...]) -> tuple[str, bool]:
     """``(last_conv_layer(root, input_shape), whether the model ran for it)``: the probe runs once per model state
     (its modules, parameters, buffers, hooks and attributes; :func:`~cnnlens.models._state.state_fingerprint`),
     input shape, dtype and device; models with TorchScript inside are probed every time."""
+    return _probed(root, input_shape, "last_conv", probe_last_conv)
+
+
+def default_layer(model: nn.Module | Classifier, input_shape: tuple[int, ...] | None = None) -> str:
+    """Dotted name of the default layer of CAM and layer methods: the last spatial layer every path from the input
+    to the logits passes through (rule: :mod:`cnnlens.models._default_layer`; e.g. ResNet ``layer4``, VGG and
+    DenseNet ``features``, Inception-v3 ``Mixed_7c``).
+
+    The model is traced with ``torch.fx`` and its graph run once on zeros of ``input_shape`` (default: the
+    classifier's input size, else ``(1, 3, 224, 224)``) in eval mode; kept per model state and input shape.
+    A model that cannot be traced gets the last ``nn.Conv2d`` that ran (:func:`last_conv_layer`). Raises
+    ``CnnlensError`` where no layer qualifies (a vision transformer, spatial layers only in parallel branches),
+    listing the candidates."""
+    root = as_module(model)
+    return probed_default_layer(root, _input_shape(model, input_shape))[0].name
+
+
+def probed_default_layer(root: nn.Module, input_shape: tuple[int, ...]) -> tuple[DefaultLayer, bool]:
+    """``(the default layer with why it was chosen, whether the model ran for it)``; cached as
+    :func:`probed_last_conv`."""
+    return _probed(root, input_shape, "default", find_default_layer)
+
+
+def _probed(root: nn.Module, input_shape: tuple[int, ...], kind: str, find: Callable) -> tuple[Any, bool]:
     param = next(iter(root.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    key = (tuple(input_shape), dtype, device)
+    key = (kind, tuple(input_shape), dtype, device)
     if is_scripted(root):
-        return _probe(root, input_shape, device, dtype), True
+        return find(root, input_shape, device, dtype), True
     with suppress(TypeError):  # a model that cannot be weakly referenced is never cached
-        seen, name = _FOUND.get(root, {}).get(key, (None, None))
-        if name is not None and seen == state_fingerprint(root):
-            return name, False
-    name = _probe(root, input_shape, device, dtype)
+        seen, found = _FOUND.get(root, {}).get(key, (None, None))
+        if found is not None and seen == state_fingerprint(root):
+            return found, False
+    found = find(root, input_shape, device, dtype)
     with suppress(TypeError):
-        _FOUND.setdefault(root, {})[key] = (state_fingerprint(root), name)
-    return name, True
+        _FOUND.setdefault(root, {})[key] = (state_fingerprint(root), found)
+    return found, True
 
 
-def _probe(root: nn.Module, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> str:
-    convs = [(name, m) for name, m in root.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise CnnlensError(
-            f"{type(root).__name__} has no nn.Conv2d layers (TorchScript models cannot be searched); "
-            "pass the layer name yourself."
-        )
-    try:
-        with module_calls(convs, keep=_spatial) as calls, frozen(root), torch.no_grad():
-            root(torch.zeros(input_shape, device=device, dtype=dtype))
-    except Exception as e:
-        raise CnnlensError(
-            f"Running the model on a zero input of shape {tuple(input_shape)} failed "
-            f"({type(e).__name__}: {e}); "
-            "pass input_shape= matching what the model expects."
-        ) from e
-    executed = [c.name for c in calls if c.output]
-    if not executed:
-        raise CnnlensError(
-            "No nn.Conv2d layer with a spatial output larger than 1x1 ran during the forward pass; "
-            "pass the layer name yourself."
-        )
-    return executed[-1]
-
-
-def _spatial(output: object) -> bool:
-    """Whether a convolution's output is a (B, C, H, W) map larger than 1 x 1."""
-    return isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[-2] * output.shape[-1] > 1
+def _input_shape(model: nn.Module | Classifier, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    if input_shape is not None:
+        return input_shape
+    prep = model.preprocessing if isinstance(model, Classifier) else None
+    return (1, 3, *prep.input_size) if prep is not None else (1, 3, 224, 224)

@@ -23,13 +23,42 @@ def trace(model: nn.Module, layer: str | None = None) -> fx.Graph:
     through the forward code of the root and of the modules that contain the layer only, every other module called.
 
     Raises :class:`~cnnlens.models._graph.Untraceable` with the reason where the graph could not be trusted."""
+    _refuse_scripted(model)
+    if layer is None:
+        return _trace(model, fx.Tracer(), list(model.modules()))
+    tracer = _Tracer(model, layer)
+    return _trace(model, tracer, [m for m in model.modules() if id(m) in tracer.ancestors])
+
+
+def trace_calls(model: nn.Module) -> tuple[fx.Graph, list[tuple[str, fx.Node | None]]]:
+    """``(graph, calls)``: ``model``'s graph traced as :func:`trace` does without a layer, and every module call
+    made while tracing (the root's excepted), in the order the calls returned: ``(dotted name, the node of its
+    output)``; a call whose output is not one value (a tuple, a dict) has node ``None``. Same errors as
+    :func:`trace`."""
+    _refuse_scripted(model)
+    tracer = _Recorder()
+    return _trace(model, tracer, list(model.modules())), tracer.calls
+
+
+class _Recorder(fx.Tracer):
+    """A tracer that records each module call and the node of its output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, fx.Node | None]] = []
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        out = super().call_module(m, forward, args, kwargs)
+        self.calls.append((self.path_of_module(m), out.node if isinstance(out, fx.Proxy) else None))
+        return out
+
+
+def _refuse_scripted(model: nn.Module) -> None:
     if isinstance(model, torch.jit.ScriptModule) or any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
         raise Untraceable("TorchScript code cannot be traced by torch.fx")
-    if layer is None:
-        tracer, traced = fx.Tracer(), list(model.modules())
-    else:
-        tracer = _Tracer(model, layer)
-        traced = [m for m in model.modules() if id(m) in tracer.ancestors]
+
+
+def _trace(model: nn.Module, tracer: fx.Tracer, traced: list[nn.Module]) -> fx.Graph:
     hooked = [m for m in traced if _hooks(m)]
     if hooked or _hooks(None):
         where = f"{type(hooked[0]).__name__} has" if hooked else "global module hooks are"

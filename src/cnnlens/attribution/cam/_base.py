@@ -19,12 +19,14 @@ from ...core.errors import CnnlensError
 from ...core.options import Option
 from ...engine import Context
 from .._base import Method
-from .._layers import LAYERS, resolve_layers
+from .._layers import LAYERS, refuse_tokens, resolve_layers
+from ._degenerate import warn_degenerate
 
 T = torch.Tensor
 
 
 def check_spatial(name: str, acts: T) -> None:
+    refuse_tokens(name, acts)
     if acts.dim() != 4 or acts.shape[-1] * acts.shape[-2] < 2:
         raise CnnlensError(
             f"layer {name!r} outputs shape {tuple(acts.shape)}; a CAM needs a (B, C, H, W) feature map with "
@@ -74,6 +76,7 @@ class CamMethod(Method):
         for name, layer, a, g in zip(names, layers, acts, grads, strict=True):
             check_spatial(name, a)
             m = self.layer_map(ctx, a, g, layer)
+            warn_degenerate(self.name, name, a, g, m)
             maps.append(F.relu(m) if self.relu else m)
         ctx.info["layers"] = names
         ctx.info["layer_maps"] = maps

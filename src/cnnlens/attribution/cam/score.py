@@ -90,9 +90,12 @@ class AblationCam(CamMethod):
             def zeroed(sl: slice, a: T = a, active: T = active) -> T:
                 return _zeroed(a, active[sl])
 
+            weights = torch.zeros(acts.shape[1], dtype=acts.dtype, device=acts.device)
+            if len(active) == 0:  # every channel is zero: ablating changes nothing, the map is zero (warned)
+                maps.append(torch.zeros_like(acts[i, :1]))
+                continue
             rows = Rows(len(active), zeroed)
             dropped = view.scores(rows, torch.full((len(active),), i, device=a.device))
-            weights = torch.zeros(acts.shape[1], dtype=acts.dtype, device=acts.device)
             y = base[i]
             weights[active] = (y - dropped) / torch.where(y != 0, y.abs(), torch.ones_like(y))
             maps.append((weights[:, None, None] * acts[i]).sum(0, keepdim=True))

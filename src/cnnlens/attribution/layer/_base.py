@@ -18,7 +18,7 @@ T = torch.Tensor
 class LayerMethod(Method):
     """A method whose attributions belong to the units of one layer: shaped like its output ``(B, C, h, w)``.
 
-    ``layer=`` names the layer (default: the last convolution with spatial output). ``Explanation.layer`` and
+    ``layer=`` names the layer (default: the last spatial layer every path to the score passes through). ``Explanation.layer`` and
     ``info["layer"]`` give its name; methods that compute the layer's output for the inputs keep it in
     ``info["activations"]`` (the feature maps that ``cnnlens.viz.layer_channels_figure`` shows).
     """

@@ -18,9 +18,9 @@ T = torch.Tensor
 class NeuronMethod(Method):
     """An input attribution method that explains the value of one unit of a layer instead of a class score.
 
-    ``layer=`` (default: the last convolution with spatial output) and ``neuron=``: a channel (its spatial mean),
-    a ``(channel, y, x)`` unit, or a callable ``layer_output -> one value per row``. Only the part of the model
-    up to the layer runs. Every input method runs unchanged on this score (``Context.create(..., neuron=...)``).
+    ``layer=`` (default: the last spatial layer every path to the logits passes through) and ``neuron=``: a
+    channel (its spatial mean), a ``(channel, y, x)`` unit, or a callable ``layer_output -> one value per row``.
+    Only the part of the model up to the layer runs. Every input method runs unchanged on this score (``Context.create(..., neuron=...)``).
     """
 
     category = "neuron"
