@@ -7,6 +7,7 @@ from torch import nn
 
 from ...core.errors import CnnlensError, say
 from ...engine import Context
+from ...models import class_rows
 from .._precision import tolerance, working
 from .._registry import register
 from ._base import CamMethod
@@ -61,5 +62,5 @@ class Cam(CamMethod):
             )
         if ctx.targets is None:
             raise CnnlensError("cam explains class logits: give class indices as target, not a callable")
-        weights = linear.weight[ctx.targets]
+        weights = class_rows(linear.weight)[ctx.targets]  # a one-logit model's class 0 is the negated logit
         return (weights[:, :, None, None] * acts).sum(1, keepdim=True)
