@@ -178,7 +178,7 @@ class Preprocessing:
         high = tuple(round((1 - m) / s, 2) for m, s in zip(self.mean, self.std, strict=True))
         lo, hi = float(t.amin()), float(t.amax())
         warnings.warn(
-            f"the inputs look normalised twice: their values span [{lo:.3g}, {hi:.3g}], outside [(0 - mean) / std, "
+            f"the inputs look normalised twice (or hold unscaled 0..255 values): their values span [{lo:.3g}, {hi:.3g}], outside [(0 - mean) / std, "
             f"(1 - mean) / std] = [{low}, {high}] (per channel), the range of any image after the model's "
             f"normalisation (mean={self.mean}, std={self.std}), by {max(below, above):.3g} in pixel units. Pass the "
             "images themselves (paths, PIL images, arrays) or classifier.preprocess(images), which normalises once; "
