@@ -40,40 +40,35 @@ def test_noise_baseline_follows_the_seed(classifier: bool) -> None:
     clf = _classifier()
     model = clf if classifier else clf.module
     x = clf.preprocess([sample_image("chelsea")])
-    run = lambda seed: (
-        cnnlens.explain(  # noqa: E731
-            model, x, "integrated_gradients", baseline="noise", steps=4, target=0, seed=seed, progress=False
-        ).attributions
-    )
+
+    def run(seed: int) -> T:
+        opts = {"baseline": "noise", "steps": 4, "target": 0, "seed": seed, "progress": False}
+        return cnnlens.explain(model, x, "integrated_gradients", **opts).attributions
+
     torch.testing.assert_close(run(1), run(1), rtol=0, atol=0)
     assert not torch.equal(run(1), run(2))
 
 
 def test_noise_baseline_of_a_distribution_follows_the_seed() -> None:
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    run = lambda seed: (
-        cnnlens.explain(  # noqa: E731
-            _net(),
-            x,
-            "feature_ablation",
-            baseline=["noise", "noise"],
-            mask="grid:4",
-            target=0,
-            seed=seed,
-            progress=False,
-        ).attributions
-    )
+
+    def run(seed: int) -> T:
+        opts = {"baseline": ["noise", "noise"], "mask": "grid:4", "target": 0, "seed": seed, "progress": False}
+        return cnnlens.explain(_net(), x, "feature_ablation", **opts).attributions
+
     torch.testing.assert_close(run(5), run(5), rtol=0, atol=0)
     assert not torch.equal(run(5), run(6))
 
 
 def test_deletion_noise_baseline_follows_the_seed() -> None:
     x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    run = lambda seed: (
-        q.score(  # noqa: E731
-            "deletion", _net(), x, "saliency", baseline="noise", steps=4, output="logit", seed=seed, progress=False
-        ).curve
-    )
+
+    def run(seed: int) -> T:
+        opts = {"baseline": "noise", "steps": 4, "output": "logit", "seed": seed, "progress": False}
+        curve = q.score("deletion", _net(), x, "saliency", **opts).curve
+        assert curve is not None
+        return curve
+
     torch.testing.assert_close(run(1), run(1), rtol=0, atol=0)
     assert not torch.equal(run(1)[:, 1:], run(2)[:, 1:])  # the start (nothing deleted) is the input's score
 
