@@ -275,7 +275,9 @@ def test_trapezoid_is_exact_for_a_linear_integrand_and_captum_misses_by_n_minus_
     w = _nets.inputs(1, seed=5)[0]
     model = _quadratic_model(w)
     exact = w * (x**2 - x0**2)  # IG of sum(w x^2) from x0 to x, per feature
-    ours = cnnlens.explain(model, x, "integrated_gradients", baseline=x0, steps=steps, quadrature="riemann_trapezoid")
+    ours = cnnlens.explain(
+        model, x, "integrated_gradients", baseline=x0, target=1, steps=steps, quadrature="riemann_trapezoid"
+    )
     assert_close(ours.attributions, exact)
     assert ours.delta.abs().max() <= 1e-5 * exact.abs().sum()
     theirs = captum_attr.IntegratedGradients(model).attribute(
@@ -296,7 +298,9 @@ def test_riemann_rules_on_a_linear_integrand_by_hand(x, x0, steps) -> None:
         "gausslegendre": w * (x**2 - x0**2),
     }
     for quadrature, value in expected.items():
-        ours = cnnlens.explain(model, x, "integrated_gradients", baseline=x0, steps=steps, quadrature=quadrature)
+        ours = cnnlens.explain(
+            model, x, "integrated_gradients", baseline=x0, target=1, steps=steps, quadrature=quadrature
+        )
         assert_close(ours.attributions, value)
 
 
@@ -364,7 +368,7 @@ def test_relu6_unit_by_hand(v) -> None:
     z = (x.flatten(1) @ w + b).view(-1, 1, 1, 1)
     wv = w.view(1, 1, 2, 3)
     gate = ((z > 0) & (z < 6)).float()
-    e = lambda method, **kw: cnnlens.explain(model, x, method, target=0, **kw)  # noqa: E731
+    e = lambda method, **kw: cnnlens.explain(model, x, method, target=1, **kw)  # noqa: E731
     assert_close(e("saliency", abs=False).attributions, v * gate * wv)
     assert_close(e("guided_backprop").attributions, max(v, 0.0) * gate * wv)
     assert_close(e("deconvnet").attributions, max(v, 0.0) * wv.expand_as(x))  # ignores the gate
@@ -400,7 +404,7 @@ def test_two_layer_relu_net_guided_deconv_deeplift_by_hand() -> None:
     m1 = (z1.relu() - z10.relu()) / (z1 - z10)
     m2 = (z2.relu() - z20.relu()) / (z2 - z20)
     deeplift = (xf - x0f) * (((m2 * u) @ V * m1) @ W)
-    e = lambda method, **kw: cnnlens.explain(model, x, method, target=0, **kw).attributions.flatten(1)  # noqa: E731
+    e = lambda method, **kw: cnnlens.explain(model, x, method, target=1, **kw).attributions.flatten(1)  # noqa: E731
     assert_close(e("saliency", abs=False), grad)
     assert_close(e("guided_backprop"), guided)
     assert_close(e("deconvnet"), deconv)
@@ -427,7 +431,7 @@ def test_deeplift_rescale_on_one_smooth_unit(act) -> None:
     (deriv,) = torch.autograd.grad(fn(zd).sum(), zd)
     slope = torch.where(z == z0, deriv, (fn(z) - fn(z0)) / torch.where(z == z0, 1.0, z - z0))
     expected = (x - x0) * w * v * slope[:, None]
-    r = cnnlens.explain(model, x.view(4, 1, 2, 2), "deeplift", baseline=x0.view(4, 1, 2, 2), target=0)
+    r = cnnlens.explain(model, x.view(4, 1, 2, 2), "deeplift", baseline=x0.view(4, 1, 2, 2), target=1)
     assert_close(r.attributions.flatten(1), expected)
     assert r.delta.abs().max() < 1e-5
 
@@ -461,7 +465,7 @@ def test_deeplift_maxpool_rule_by_hand(k, s, p) -> None:
     out = (h + 2 * p - k) // s + 1
     c = torch.randn(2, out, out, generator=g)
     model = _nets.Functional(lambda t: (F.max_pool2d(t, k, s, p) * c).flatten(1).sum(1, keepdim=True))
-    r = cnnlens.explain(model, x, "deeplift", baseline=x0, target=0)
+    r = cnnlens.explain(model, x, "deeplift", baseline=x0, target=1)
     expected = torch.stack(
         [torch.stack([_maxpool_by_hand(x[i, ch], x0[i, ch], c[ch], k, s, p) for ch in range(2)]) for i in range(2)]
     )
@@ -714,8 +718,8 @@ def test_generalized_rules_on_one_silu_unit_by_hand(v) -> None:
     zd = (x.flatten(1) @ w + b).requires_grad_(True)
     (d,) = torch.autograd.grad(F.silu(zd).sum(), zd)
     wv = w.view(1, 1, 2, 3)
-    guided = cnnlens.explain(model, x, "guided_backprop", target=0, generalize=True).attributions
-    deconv = cnnlens.explain(model, x, "deconvnet", target=0, generalize=True).attributions
+    guided = cnnlens.explain(model, x, "guided_backprop", target=1, generalize=True).attributions
+    deconv = cnnlens.explain(model, x, "deconvnet", target=1, generalize=True).attributions
     assert_close(guided, max(v, 0.0) * d.view(-1, 1, 1, 1) * wv)
     assert_close(deconv, max(v, 0.0) * wv.expand_as(x))
 

@@ -6,12 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CnnlensError
 from ..engine import Target
+from ..models import inputs_checked as inputs_checked  # quality's re-explained rows skip the range check
 from ._base import INVARIANCES as INVARIANCES
 from ._base import Explanation, Method
 from ._base import check_inputs as check_inputs
 from ._base import check_run_options as check_run_options
 from ._base import unwrap as unwrap
 from ._baselines import BASELINE_NAMES as BASELINE_NAMES
+from ._baselines import drawing_from as drawing_from
 from ._baselines import single_baseline as single_baseline
 from ._registry import CATEGORIES as CATEGORIES
 from ._registry import MethodInfo, get_method, method_table, methods, register

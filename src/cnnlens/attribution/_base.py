@@ -19,7 +19,8 @@ from ..core.options import Option, defaults, describe, validate
 from ..core.progress import progress as progress_switch
 from ..core.progress import progress_bar
 from ..engine import Context, Neuron, Target
-from ._baselines import baseline_distribution, single_baseline
+from ..models import class_probabilities
+from ._baselines import baseline_distribution, drawing_from, single_baseline
 from ._checkpointing import checkpointing_off
 from ._smooth import SMOOTH_OPTIONS, smoothed
 
@@ -52,7 +53,8 @@ class Explanation(Displayable):
     """The class index explained per image, or the callable target that was given (``None`` when a neuron is
     explained instead of a class)."""
     probabilities: T
-    """Softmax of the model's logits for the inputs, ``(B, K)``."""
+    """Softmax of the model's logits for the inputs, ``(B, K)``; for a one-logit model ``z``, the two classes'
+    ``[sigmoid(-z), sigmoid(z)]``, ``(B, 2)``."""
     passes: float
     """Model inputs evaluated (each image in a forward pass counts once; an image computed incrementally counts as
     the fraction of a full pass's multiply-adds it cost, see ``info["multiply_adds"]``)."""
@@ -68,8 +70,8 @@ class Explanation(Displayable):
     neuron: Any = None
     """Neuron methods: the unit explained (a channel, a ``(channel, y, x)`` unit or a callable)."""
     logits: T | None = None
-    """The model's logits for the inputs, ``(B, K)`` (``probabilities`` is their softmax), from the passes the
-    method made anyway."""
+    """The model's logits for the inputs, ``(B, K)`` (``probabilities`` is their softmax, or their sigmoid for one
+    logit), from the passes the method made anyway."""
     inputs: T | None = field(default=None, repr=False)
     """The explained inputs ``(B, C, H, W)``, kept for pictures (``plot``, the notebook display)."""
     preprocessing: Any = field(default=None, repr=False)
@@ -189,12 +191,13 @@ class Method:
         with progress_switch(progress), bar, frozen(module), checkpointing_off(module) as off, explaining(module):
             ctx = Context.create(module, x, target, batch_size, generator, neuron=neuron)
             ctx.bar = bar
-            base = self.resolve_baseline(baseline, x, preprocessing)
+            with drawing_from(generator):  # baseline="noise" draws from the run's generator
+                base = self.resolve_baseline(baseline, x, preprocessing)
             if self.options.get("smooth"):
                 attr, delta = smoothed(self.compute, self.options, ctx, base)
             else:
                 attr, delta = self.compute(ctx, base)
-            probabilities = torch.softmax(ctx.logits, dim=1)
+            probabilities = class_probabilities(ctx.logits)
             targets = None if neuron is not None else _explained_for(ctx, target)
             layer = self.layer_name(ctx)
         info = ctx.info if not off else {**ctx.info, "checkpointing_off": off}
@@ -264,6 +267,8 @@ def check_inputs(module: nn.Module, inputs: Any, preprocessing: Any) -> T:
         device = model_device(module)
         if device is not None:
             inputs = inputs.to(device)
+    elif preprocessing is not None and hasattr(preprocessing, "check_range"):
+        preprocessing.check_range(inputs)  # a tensor normalised twice gets a warning
     if inputs.dim() == 3:
         raise CnnlensError(
             f"inputs have shape {tuple(inputs.shape)}; a batch (B, C, H, W) is needed — use x.unsqueeze(0) "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,11 +45,27 @@ def _blur(inputs: T, sigma: float = 10.0) -> T:
     return torch.nn.functional.conv2d(x, k.transpose(2, 3), groups=c)
 
 
-def _noise(inputs: T, preprocessing: Preprocessing | None, seed: int = 0) -> T:
+_DRAWS: ContextVar[torch.Generator | None] = ContextVar("cnnlens_baseline_draws", default=None)
+
+
+@contextmanager
+def drawing_from(generator: torch.Generator) -> Iterator[None]:
+    """Inside the block, ``baseline="noise"`` draws from ``generator`` (a run's generator, seeded with its
+    ``seed=``) instead of a generator seeded with 0."""
+    token = _DRAWS.set(generator)
+    try:
+        yield
+    finally:
+        _DRAWS.reset(token)
+
+
+def _noise(inputs: T, preprocessing: Preprocessing | None) -> T:
     """Uniform random pixel colours (normalized as the model expects), or N(0, 1) without a normalization.
 
-    Drawn from a generator with a fixed seed, so the same inputs always get the same noise."""
-    g = torch.Generator().manual_seed(seed)
+    Drawn from the run's generator inside `drawing_from` (methods and metrics: seeded with ``seed=``), else from a
+    generator seeded with 0, so the same inputs and seed always get the same noise."""
+    g = _DRAWS.get()
+    g = g if g is not None else torch.Generator().manual_seed(0)
     if preprocessing is None:
         return torch.randn(inputs.shape, generator=g).to(inputs)
     return preprocessing.normalize(torch.rand(inputs.shape, generator=g)).to(inputs)

@@ -4,6 +4,8 @@ calls, backward passes, the run seen from a layer) and what it is made of. Metho
 internals. ``__all__`` is what a method's author uses; the names imported as themselves ("x as x") are what
 other cnnlens packages use."""
 
+from ..models import class_probabilities as class_probabilities  # quality reads the classes through the engine
+from ..models import class_scores as class_scores
 from ._backward import Backward
 from ._batching import Rows
 from ._context import Context, sum_per_row

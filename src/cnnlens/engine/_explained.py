@@ -1,5 +1,8 @@
 """What a context explains (:class:`ExplainedScore`): a class score or a neuron, the targets once resolved, and the
-record of the inputs' logits; and the check every model output passes before it is used as logits."""
+record of the inputs' logits; and the check every model output passes before it is used as logits.
+
+A model with one output logit ``z`` is a binary classifier with two classes (:mod:`cnnlens.models._heads`): class
+1 is explained through ``z``, class 0 through ``-z``, and the predicted class is 1 when ``z > 0``."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any
 import torch
 
 from ..core.errors import CnnlensError
-from ..models import State, describe_output
+from ..models import State, class_scores, describe_output
 from ._batching import Batching
 from ._neuron import Neuron, one_per_row
 
@@ -83,19 +86,19 @@ class ExplainedScore:
         return ExplainedScore(self.spec, self.n * repeat, self.neuron, self.inner)
 
     def resolve(self, logits: T) -> T:
-        """The targets of the images for these logits (the spec checked)."""
-        spec, k = self.spec, logits.shape[1]
+        """The targets of the images for these logits (the spec checked); a one-logit model has classes 0 and 1."""
+        spec, scores = self.spec, class_scores(logits)
         if spec is None:
-            return logits.argmax(1)
+            return scores.argmax(1)
         t = torch.as_tensor(spec, device=logits.device)
         if t.dtype.is_floating_point or t.dtype == torch.bool or t.dim() > 1:
             raise CnnlensError(f"target must be an int, one int per image, or a callable; got {spec!r}")
         t = t.long().expand(self.n) if t.dim() == 0 else t.long()
         if t.numel() != self.n:
             raise CnnlensError(f"target has {t.numel()} entries but there are {self.n} images; give one per image")
-        bad = (t < 0) | (t >= k)
+        bad = (t < 0) | (t >= scores.shape[1])
         if bad.any():
-            raise CnnlensError(f"target {t[bad].tolist()} out of range: the model has {k} classes (0..{k - 1})")
+            raise CnnlensError(f"target {t[bad].tolist()} out of range: {_classes(logits.shape[1])}")
         return t
 
     def select(self, logits: T, owner: T) -> T:
@@ -104,9 +107,9 @@ class ExplainedScore:
             return one_per_row(self.spec, logits, "a callable target must map logits", "score")
         if self.targets is None:
             if self.spec is None:  # only on the recording pass, where every row is its own image
-                return logits.max(1).values
+                return class_scores(logits).max(1).values
             self.targets = self.resolve(logits)
-        return logits.gather(1, self.targets[owner][:, None])[:, 0]
+        return class_scores(logits).gather(1, self.targets[owner][:, None])[:, 0]
 
     def score(self, out: Any, owner: T) -> T:
         """The explained score of each row from the output of a pass (the logits, or the neuron's layer output)."""
@@ -115,5 +118,13 @@ class ExplainedScore:
     def paired_scores(self, ref_out: Any, out: T, owner: T) -> T:
         """Scores of reference rows, each for the target of the row it is paired with (``out``: the rows')."""
         if self.neuron is None and self.targets is None and self.spec is None:
-            return ref_out.gather(1, out.argmax(1, keepdim=True))[:, 0]  # recording pass: the rows' top classes
+            top = class_scores(out).argmax(1, keepdim=True)  # recording pass: the rows' top classes
+            return class_scores(ref_out).gather(1, top)[:, 0]
         return self.score(ref_out, owner)
+
+
+def _classes(k: int) -> str:
+    """What the classes of a model with ``k`` logits are, for an error message."""
+    if k == 1:
+        return "the model has one logit z, so two classes: 0 (explained through -z) and 1 (through z)"
+    return f"the model has {k} classes (0..{k - 1})"

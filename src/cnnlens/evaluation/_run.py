@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -12,8 +13,9 @@ from torch import nn
 
 from cnnlens.core.errors import CnnlensError, CnnlensWarning, say
 from cnnlens.core.model_guard import frozen, model_device
+from cnnlens.data import open_dataset
 from cnnlens.evaluation._evaluation import Evaluation
-from cnnlens.models import Classifier
+from cnnlens.models import Classifier, class_count, class_probabilities, default_class_names
 
 from ..core.progress import progress_bar
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
 def evaluate(
     model: Classifier | nn.Module,
-    dataset: ImageDataset[ImageInput | torch.Tensor] | tuple[torch.Tensor, ArrayLike],
+    dataset: ImageDataset[ImageInput | torch.Tensor] | tuple[torch.Tensor, ArrayLike] | str | os.PathLike[str],
     *,
     batch_size: int = 64,
     classes: Sequence[str] | None = None,
@@ -35,9 +37,12 @@ def evaluate(
     """Predict every sample of ``dataset`` with ``model`` (in eval mode, restored after) and compute metrics.
 
     ``dataset``: anything with ``len`` and ``dataset[i] -> (image or (C, H, W) tensor, label)`` (e.g.
-    ``ImageFolder``, ``CsvImages``, ``digits("test")``), or a tuple ``(inputs (N, C, H, W), labels)``.
-    Images need a ``Classifier`` with preprocessing. Class names come from ``classes``, the dataset or the
-    model. ``on_error``: ``"report"`` skips samples that cannot be read (listed in ``Evaluation.skipped``),
+    ``ImageFolder``, ``CsvImages``, ``digits("test")``), a tuple ``(inputs (N, C, H, W), labels)``, or what the
+    command line takes (a folder with one sub-folder per class, a ``.csv`` of ``path,label`` rows, ``"digits:test"``;
+    opened by ``cnnlens.data.open_dataset`` with the model's class names). Images need a ``Classifier`` with
+    preprocessing. Class names come from ``classes``, the dataset or the model (a model with one output logit
+    ``z`` has two classes, ``["negative", "positive"]`` unless named, with probabilities ``sigmoid(-z)`` and
+    ``sigmoid(z)``). ``on_error``: ``"report"`` skips samples that cannot be read (listed in ``Evaluation.skipped``),
     ``"raise"`` stops at the first; default: the dataset's own ``on_error``, else ``"raise"``.
     """
     if int(batch_size) < 1:
@@ -45,6 +50,9 @@ def evaluate(
     module = model.module if isinstance(model, Classifier) else model
     if not isinstance(module, nn.Module):
         raise CnnlensError(f"model must be a Classifier or an nn.Module; got {type(model).__name__}.")
+    if isinstance(dataset, str | os.PathLike):
+        names = model.class_names if isinstance(model, Classifier) else None
+        dataset = open_dataset(os.fspath(dataset), classes=names, on_error=on_error or "raise")
     if isinstance(dataset, tuple) and len(dataset) == 2:
         dataset = _TensorPairs(*dataset)
     if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
@@ -80,7 +88,9 @@ def evaluate(
                 labels.append(int(label))
                 batch_ids.append(i)
             if items:
-                probs.append(_predict(model, module, items, device, len(names)))
+                logits = _logits(model, module, items, device)
+                names = names if names is not None else default_class_names(logits.shape[1])
+                probs.append(_probabilities(logits, len(names)))
                 kept.extend(batch_ids)
             bar.update(min(int(batch_size), len(dataset) - start))
     if newly_skipped:
@@ -91,7 +101,7 @@ def evaluate(
             CnnlensWarning,
             stacklevel=2,
         )
-    if not kept:
+    if not kept or names is None:
         raise CnnlensError(f"No sample could be evaluated; {len(skipped) + len(newly_skipped)} were skipped.")
     ids = [ids[i] for i in kept]
     return Evaluation(np.asarray(labels), np.concatenate(probs), names, ids, skipped + newly_skipped, np.asarray(kept))
@@ -112,7 +122,8 @@ class _TensorPairs:
         return self.inputs[i], int(self.labels[i])
 
 
-def _class_names(model: Classifier | nn.Module, dataset: object, classes: Sequence[str] | None) -> list[str]:
+def _class_names(model: Classifier | nn.Module, dataset: object, classes: Sequence[str] | None) -> list[str] | None:
+    """The class names from ``classes``, the dataset or the model; ``None``: named after the model's outputs."""
     if classes is not None:
         return [str(c) for c in classes]
     data_names = getattr(dataset, "classes", None)
@@ -128,21 +139,13 @@ def _class_names(model: Classifier | nn.Module, dataset: object, classes: Sequen
             )
         )
     names = data_names if data_names is not None else model_names
-    if names is None:
-        n = model.num_classes if isinstance(model, Classifier) else None
-        if n is None:
-            raise CnnlensError("Cannot tell the class names; pass classes= to evaluate.")
-        names = [str(i) for i in range(n)]
-    return [str(c) for c in names]
+    return None if names is None else [str(c) for c in names]
 
 
-def _predict(
-    model: Classifier | nn.Module,
-    module: nn.Module,
-    items: list[ImageInput | torch.Tensor],
-    device: torch.device,
-    k: int,
-) -> np.ndarray:
+def _logits(
+    model: Classifier | nn.Module, module: nn.Module, items: list[ImageInput | torch.Tensor], device: torch.device
+) -> torch.Tensor:
+    """The model's ``(batch, outputs)`` logits of one batch of samples (images preprocessed, tensors as they are)."""
     tensors = [it for it in items if isinstance(it, torch.Tensor)]
     images = [it for it in items if not isinstance(it, torch.Tensor)]
     if not images:
@@ -158,14 +161,20 @@ def _predict(
         )
     with torch.no_grad():
         logits = module(x)
-    if isinstance(logits, torch.Tensor) and logits.ndim == 2 and logits.shape[1] != k:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise CnnlensError(f"The model must return (batch, classes) logits; got {shape}.")
+    return logits
+
+
+def _probabilities(logits: torch.Tensor, k: int) -> np.ndarray:
+    """``(batch, k)`` class probabilities: softmax, or ``[sigmoid(-z), sigmoid(z)]`` for one logit ``z``."""
+    if class_count(logits.shape[1]) != k:
         fix = say(
             "give the model its class names (load_model(..., class_names=[...])) and build the dataset with "
             "classes=model.class_names, or pass classes= to evaluate",
             "give --classes with the model's class names (one per output): class folders are matched to them",
         )
-        raise CnnlensError(f"The model returns {logits.shape[1]} scores per image but there are {k} classes; {fix}.")
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise CnnlensError(f"The model must return (batch, {k}) logits for {k} classes; got {shape}.")
-    return torch.softmax(logits.double(), dim=1).cpu().numpy()
+        what = "one logit (two classes: negative, positive)" if logits.shape[1] == 1 else f"{logits.shape[1]} scores"
+        raise CnnlensError(f"The model returns {what} per image but there are {k} classes; {fix}.")
+    return class_probabilities(logits.double()).cpu().numpy()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +15,36 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnlens.core.errors import CnnlensError, say
+from cnnlens.core.errors import CnnlensError, CnnlensWarning, say
 from cnnlens.core.model_guard import frozen, model_device
 from cnnlens.data import load_image
+from cnnlens.models._heads import class_count, class_probabilities
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 Images = ImageLike | list[ImageLike] | tuple[ImageLike, ...]
+
+RANGE_TOLERANCE = 1.0
+"""How far (in pixel units, where an image spans [0, 1]) an input may go outside the range any image reaches
+after the normalisation before `InputRangeWarning` says so: wide enough for noise and augmentation, narrow enough
+for an ImageNet-normalised tensor normalised again (its dark pixels land 2.1 below 0)."""
+
+_RANGE_CHECK: ContextVar[bool] = ContextVar("cnnlens_range_check", default=True)
+
+
+class InputRangeWarning(CnnlensWarning):
+    """Inputs outside the range any image can reach after the model's normalisation (e.g. normalised twice)."""
+
+
+@contextmanager
+def inputs_checked() -> Iterator[None]:
+    """Inside the block, inputs are not range-checked: they are rows cnnlens made from inputs checked already
+    (e.g. a metric's perturbed copies)."""
+    token = _RANGE_CHECK.set(False)
+    try:
+        yield
+    finally:
+        _RANGE_CHECK.reset(token)
+
 
 _RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
@@ -137,6 +164,29 @@ class Preprocessing:
         c = torch.tensor(colour, dtype=torch.float32)
         return (c - torch.tensor(self.mean)) / torch.tensor(self.std)
 
+    def check_range(self, t: torch.Tensor, tolerance: float = RANGE_TOLERANCE) -> None:
+        """Warn (`InputRangeWarning`) when a preprocessed ``(B, 3, H, W)`` tensor has values farther than
+        ``tolerance`` (pixel units) outside ``[(0 - mean) / std, (1 - mean) / std]``, the range of any image after
+        this normalisation: the usual cause is a tensor normalised twice (or 0..255 values)."""
+        if not _RANGE_CHECK.get() or t.ndim != 4 or t.shape[1] != 3 or not t.is_floating_point() or t.numel() == 0:
+            return
+        pixels = self.denormalize(t.detach())
+        below, above = float(-pixels.amin()), float(pixels.amax() - 1)
+        if max(below, above) <= tolerance:
+            return
+        low = tuple(round((0 - m) / s, 2) for m, s in zip(self.mean, self.std, strict=True))
+        high = tuple(round((1 - m) / s, 2) for m, s in zip(self.mean, self.std, strict=True))
+        lo, hi = float(t.amin()), float(t.amax())
+        warnings.warn(
+            f"the inputs look normalised twice (or hold unscaled 0..255 values): their values span [{lo:.3g}, {hi:.3g}], outside [(0 - mean) / std, "
+            f"(1 - mean) / std] = [{low}, {high}] (per channel), the range of any image after the model's "
+            f"normalisation (mean={self.mean}, std={self.std}), by {max(below, above):.3g} in pixel units. Pass the "
+            "images themselves (paths, PIL images, arrays) or classifier.preprocess(images), which normalises once; "
+            "a tensor given to cnnlens must be normalised exactly once",
+            InputRangeWarning,
+            stacklevel=2,
+        )
+
     def to_pixels(self, t: torch.Tensor) -> np.ndarray:
         """(B, H, W, 3) float NumPy array in [0, 1] for display (a (3, H, W) input gives B = 1)."""
         if t.ndim == 3:
@@ -181,7 +231,8 @@ class Classifier:
 
     @property
     def num_classes(self) -> int:
-        """Number of classes (from the class names, else from a forward pass or the last Linear layer)."""
+        """Number of classes (from the class names, else from a forward pass or the last Linear layer); a model
+        with one output logit has two classes (0: the logit negated, 1: the logit)."""
         if self.class_names is not None:
             return len(self.class_names)
         if self._num_classes is None:
@@ -194,10 +245,10 @@ class Classifier:
             with frozen(self.module), torch.no_grad():
                 out = self.module(x)
             if isinstance(out, torch.Tensor) and out.ndim == 2:
-                return int(out.shape[1])
+                return class_count(out.shape[1])
         linears = [m for m in self.module.modules() if isinstance(m, nn.Linear)]
         if linears:
-            return int(linears[-1].out_features)
+            return class_count(linears[-1].out_features)
         raise CnnlensError(
             "Cannot tell how many classes this model has; "
             + say("pass class_names= or num_classes= to load_model.", "give --classes.")
@@ -229,15 +280,18 @@ class Classifier:
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise CnnlensError(f"the model must return (batch, classes) logits; it returned {shape}.")
-        if self.class_names is not None and logits.shape[1] != len(self.class_names):
+        if self.class_names is not None and class_count(logits.shape[1]) != len(self.class_names):
+            binary = " (one logit: two classes, the logit negated and the logit, e.g. ['negative', 'positive'])"
             raise CnnlensError(
-                f"The model returns {logits.shape[1]} scores but has {len(self.class_names)} class names; "
+                f"The model returns {logits.shape[1]} scores but has {len(self.class_names)} class names"
+                f"{binary if logits.shape[1] == 1 else ''}; "
                 + say("pass class_names matching the model's outputs.", "give --classes with one name per output.")
             )
         return logits
 
     def predict(self, images: Images | torch.Tensor, top_k: int = 5) -> list[list[tuple[int, str, float]]]:
-        """Top-k ``(class_index, class_name, probability)`` for each image (or each row of a tensor).
+        """Top-k ``(class_index, class_name, probability)`` for each image (or each row of a tensor); a one-logit
+        model ``z`` has the classes 0 (probability ``sigmoid(-z)``) and 1 (``sigmoid(z)``).
 
         The module runs in eval mode; its training flags are restored afterwards (also on error)."""
         if int(top_k) < 1:
@@ -250,11 +304,13 @@ class Classifier:
                 )
             x = images.unsqueeze(0) if images.ndim == 3 else images
             x = x.to(self.device)
+            if self.preprocessing is not None:
+                self.preprocessing.check_range(x)
         else:
             x = self.preprocess(images)
         with frozen(self.module), torch.no_grad():
             logits = self.module(x)
-        probs = torch.softmax(self.check_logits(logits).float(), dim=1)
+        probs = class_probabilities(self.check_logits(logits).float())
         values, indices = probs.topk(min(int(top_k), probs.shape[1]), dim=1)
         return [
             [(int(i), self.class_name(int(i)), float(p)) for p, i in zip(row_p, row_i, strict=True)]

@@ -14,14 +14,22 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
-from ..attribution import Explanation, Method, check_inputs, check_run_options, explain, unwrap
+from ..attribution import (
+    Explanation,
+    Method,
+    check_inputs,
+    check_run_options,
+    explain,
+    inputs_checked,
+    unwrap,
+)
 from ..core.display import Displayable
 from ..core.errors import CnnlensError
 from ..core.model_checks import explaining
 from ..core.model_guard import frozen
 from ..core.options import Option, defaults, describe, validate
 from ..core.progress import honours_progress, progress_bar
-from ..engine import Context, Rows, Target
+from ..engine import Context, Rows, Target, class_probabilities, class_scores
 
 T = torch.Tensor
 MethodSpec = str | Method | type[Method] | Explanation | Callable[..., T]
@@ -114,6 +122,10 @@ class Explainer:
             self.last_delta = self.fixed.delta
             return self._fixed(x, targets), 0
         self.last_delta = None
+        with inputs_checked():  # rows made from the metric's inputs, whose range was checked on entry
+            return self._rerun(x, targets, seed, model)
+
+    def _rerun(self, x: T, targets: T, seed: int | None, model: Any) -> tuple[T, float]:
         if isinstance(self.fn, str | Method | type):
             e = explain(
                 self.model if model is None else model, x, self.fn, target=targets, batch_size=self.batch_size,
@@ -256,10 +268,10 @@ class MetricRun:
 
     def output_scores(self, logits: T, owner: T, output: str = "logit") -> T:
         """The target's ``output`` (``"logit"`` or ``"probability"``: softmax) of each row of ``logits`` (N, K),
-        row ``i`` explaining image ``owner[i]``."""
-        if output == "probability":
-            logits = torch.softmax(logits, dim=1)
-        return logits.gather(1, self.targets[owner][:, None])[:, 0]
+        row ``i`` explaining image ``owner[i]``. A one-logit model's class 1 is ``z`` (probability ``sigmoid(z)``),
+        its class 0 is ``-z`` (probability ``sigmoid(-z)``)."""
+        scores = class_probabilities(logits) if output == "probability" else class_scores(logits)
+        return scores.gather(1, self.targets[owner][:, None])[:, 0]
 
     def owners(self, repeat: int = 1) -> T:
         return self.ctx.owners(repeat)

@@ -20,7 +20,7 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import splu
 
-from ..attribution import single_baseline
+from ..attribution import drawing_from, single_baseline
 from ..attribution.perturbation import incremental_option
 from ..core.errors import CnnlensError
 from ..core.options import Option, choice, integer, number, value
@@ -101,7 +101,8 @@ class _PixelCurve(Metric):
         spec = o["baseline"]
         if spec is None:
             spec = "black" if job.preprocessing is not None else "zero"
-        base = single_baseline(spec, x, job.preprocessing)
+        with drawing_from(job.generator):  # baseline="noise" draws from the metric's seed
+            base = single_baseline(spec, x, job.preprocessing)
         ranks = pixel_ranks(job.attributions, o["sign"])
         counts = step_counts(n_pix, steps).to(x.device)
         k1 = steps + 1

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from ..core.errors import CnnlensError
 from ..core.options import number
+from ..engine import class_scores
 from ._base import Metric, MetricRun
 from ._registry import register_metric
 from ._sanity import ABSOLUTE, maps, spearman
@@ -30,9 +30,7 @@ class ClassDiscrimination(Metric):
     rerun = True
 
     def compute(self, job: MetricRun) -> tuple[T, T | None, T | None, dict[str, Any]]:
-        logits = job.ctx.logits
-        if logits.shape[1] < 2:
-            raise CnnlensError("class_discrimination needs a model with at least two classes")
+        logits = class_scores(job.ctx.logits)  # a one-logit model's classes: -z and z
         first = job.targets
         rival = logits.detach().clone()
         rival[torch.arange(job.n, device=rival.device), first] = -math.inf

@@ -14,7 +14,7 @@ from torch import nn
 
 from ...core.errors import CnnlensError, say
 from ...engine import Context
-from ...models import GapHead, Untraceable, gap_head, get_layer
+from ...models import GapHead, Untraceable, class_rows, gap_head, get_layer
 from .._layers import resolve_layer
 from .._precision import tolerance, working
 from .._registry import register
@@ -97,7 +97,7 @@ class Cam(CamMethod):
         if head.linear is None:  # the pooled maps are the logits: class c's map is CAM's map for c
             cam = maps.gather(1, ctx.targets.view(-1, 1, 1, 1).expand(-1, 1, *maps.shape[-2:]))
         else:
-            weights = head.linear.weight[ctx.targets]
+            weights = class_rows(head.linear.weight)[ctx.targets]  # one logit: class 0 is the negated logit
             cam = (weights[:, :, None, None] * maps).sum(1, keepdim=True)
         names = {id(m): n for n, m in ctx.model.named_modules()}
         ctx.info["layers"] = [head.layer]
