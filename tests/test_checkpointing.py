@@ -119,7 +119,16 @@ def _own(checkpointed: bool, reentrant: bool = False) -> OwnCheckpoint:
     return OwnCheckpoint(checkpointed, reentrant).eval()
 
 
-@pytest.mark.parametrize("name", ["deeplift", "lrp", "grad_cam"])
+def test_grad_cam_at_the_checkpointed_block_itself_equals_the_plain_model() -> None:
+    """The default layer is the checkpointed block (every path passes through it): its output is captured outside
+    the checkpoint, so Grad-CAM is exact there."""
+    got = cnnlens.explain(_own(True), X[:, :, :8, :8], "grad_cam", progress=False)
+    want = cnnlens.explain(_own(False), X[:, :, :8, :8], "grad_cam", progress=False)
+    assert got.info["default_layer"]["layer"] == "block" and bool(want.attributions.abs().max() > 0)
+    torch.testing.assert_close(got.attributions, want.attributions)
+
+
+@pytest.mark.parametrize("name", ["deeplift", "lrp"])
 def test_checkpointing_in_the_models_own_code_is_refused_naming_the_cause(name: str) -> None:
     model = _own(True)
     with pytest.raises(cnnlens.CnnlensError, match="gradient checkpointing .* switched off"):
