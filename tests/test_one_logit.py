@@ -178,3 +178,25 @@ def test_evaluate_a_one_logit_model(x) -> None:
     assert named.classes == ["healthy", "ill"]
     with pytest.raises(cnnlens.CnnlensError, match="one logit"):
         evaluate(net, (x, labels), classes=["a", "b", "c"], progress=False)
+
+
+def test_a_store_of_a_one_logit_model_keeps_the_sigmoid_pair(net, x, tmp_path) -> None:
+    from cnnlens.store import open_store
+
+    class Pairs:
+        classes = ["negative", "positive"]
+
+        def __len__(self) -> int:
+            return len(x)
+
+        def __getitem__(self, i: int):
+            return x[i], i % 2
+
+    clf = Classifier(net, None, ["negative", "positive"])
+    cnnlens.run(clf, Pairs(), ["saliency"], out=tmp_path / "s", progress=False)
+    rows = open_store(tmp_path / "s").images.to_pydict()
+    z = net(x)[:, 0].detach().double()
+    for i in range(len(x)):
+        top, p = rows["top_classes"][i], rows["top_probabilities"][i]
+        assert top[0] == int(z[i] > 0) and p[0] == pytest.approx(float(torch.sigmoid(z[i].abs())), rel=1e-6)
+        assert sum(p) == pytest.approx(1.0)  # not a softmax over one logit (1.0 everywhere)

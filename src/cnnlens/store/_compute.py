@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..core.errors import CnnlensError, CnnlensWarning
 from ..core.model_guard import frozen
 from ..core.progress import checkpoint
+from ..models import class_probabilities
 from ._settings import RunPlan, shard_seed
 
 if TYPE_CHECKING:
@@ -292,7 +293,7 @@ def _predictions(
         positions, x, logits = [positions[i] for i in keep], x[keep], e.logits
         first = ((label, "predicted"), e, said)
     finite = torch.isfinite(logits).all(1)
-    probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
+    probs = class_probabilities(logits.double()).cpu().numpy()  # one logit: the sigmoid pair
     k = min(job.top_k, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     kept = []
