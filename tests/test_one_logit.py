@@ -200,3 +200,15 @@ def test_a_store_of_a_one_logit_model_keeps_the_sigmoid_pair(net, x, tmp_path) -
         top, p = rows["top_classes"][i], rows["top_probabilities"][i]
         assert top[0] == int(z[i] > 0) and p[0] == pytest.approx(float(torch.sigmoid(z[i].abs())), rel=1e-6)
         assert sum(p) == pytest.approx(1.0)  # not a softmax over one logit (1.0 everywhere)
+
+
+def test_sglrp_on_one_logit_starts_from_the_sigmoid_pairs_gradient(net, x) -> None:
+    """A one-logit model's SGLRP is LRP scaled by dp_t/dz = ±sigmoid(z) sigmoid(-z) (the map is linear in its start),
+    not the zero map of a softmax over one logit."""
+    for target in (0, 1):
+        s = cnnlens.explain(net, x, "sglrp", target=target, composite="epsilon", progress=False).attributions
+        lrp = cnnlens.explain(net, x, "lrp", target=1, composite="epsilon", progress=False).attributions
+        z = net(x)[:, 0].detach()
+        scale = (2 * target - 1) * torch.sigmoid(z) * torch.sigmoid(-z) / z  # lrp(target=1) starts from z
+        torch.testing.assert_close(s, lrp * scale.view(-1, 1, 1, 1), rtol=1e-4, atol=1e-7)
+        assert bool(s.abs().amax() > 0)

@@ -160,7 +160,11 @@ class Sglrp(_Relevance):
     def start(self, logits: T, g0: T) -> T:
         """``p_k (g0_k - sum_j p_j g0_j)``, the softmax Jacobian times dS/dz, written with ``m`` the most probable
         class as ``p_k ((g0_k - g0_m) + sum_j p_j (g0_m - g0_j))`` in float64: no ``1 - p_t`` that rounds to 0
-        when the softmax saturates (the small probabilities are summed directly)."""
+        when the softmax saturates (the small probabilities are summed directly). One logit ``z`` (two classes,
+        ``-z`` and ``z``): ``dp_t/dz = g0 sigmoid(z) sigmoid(-z)``, the sigmoid pair's Jacobian."""
+        if logits.shape[1] == 1:
+            z = logits.double()
+            return (g0.double() * torch.sigmoid(z) * torch.sigmoid(-z)).to(logits.dtype)
         p = torch.softmax(logits.double(), dim=1)
         g = g0.double()
         gm = g.gather(1, p.argmax(1, keepdim=True))
