@@ -365,3 +365,16 @@ def test_last_conv_layer_skips_1x1_outputs(tiny: ModuleType) -> None:
     with pytest.raises(CnnlensError, match="input_shape"):
         last_conv_layer(net, input_shape=(1, 4, 10, 10))
     assert _no_hooks(net) and net.training
+
+
+def test_python_takes_the_model_description_the_command_line_takes() -> None:
+    """``--input-size 64 --mean ... --std ...`` in Python: an int size, no resize."""
+    from cnnlens import load_model
+
+    clf = load_model(
+        nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        preprocessing={"input_size": 64, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)},
+    )
+    assert clf.preprocessing.input_size == (64, 64) and clf.preprocessing.resize is None
+    x = clf.preprocess([np.full((80, 100, 3), 255, np.uint8)])
+    assert x.shape == (1, 3, 64, 64) and torch.allclose(x, torch.full_like(x, 2.0))  # (1 - 0.5) / 0.25

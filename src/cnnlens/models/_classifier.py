@@ -73,13 +73,15 @@ class Preprocessing:
     """How images become model input: resize, center crop, scale to [0, 1], normalize."""
 
     input_size: tuple[int, int]
+    """``(height, width)``; an int ``s`` means ``(s, s)``."""
     resize: int | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        size = tuple(int(s) for s in self.input_size)
+        given: Any = self.input_size
+        size = (int(given), int(given)) if isinstance(given, (int, np.integer)) else tuple(int(s) for s in given)
         if len(size) != 2 or min(size) < 1:
             raise CnnlensError(f"input_size must be (height, width) with positive values; got {self.input_size}.")
         object.__setattr__(self, "input_size", size)

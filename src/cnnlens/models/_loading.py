@@ -179,7 +179,7 @@ def _as_preprocessing(p: Preprocessing | Mapping[str, Any] | None) -> Preprocess
         if unknown:
             raise CnnlensError(f"Unknown preprocessing field(s) {unknown}; valid fields: {', '.join(allowed)}.")
         try:
-            return Preprocessing(**p)
+            return Preprocessing(**{"resize": None, **p})  # as on the command line, resize is optional
         except TypeError as e:
             raise CnnlensError(f"Incomplete preprocessing dict ({e}); valid fields: {', '.join(allowed)}.") from e
     raise CnnlensError(f"preprocessing must be a Preprocessing, a dict of its fields or None; got {type(p).__name__}.")
