@@ -126,3 +126,17 @@ def test_evaluation_displays_its_summary_and_confusion_matrix() -> None:
         ev.plot("pie")
     assert ev.show() is not None  # outside a notebook: the figure, to save
     plt.close("all")
+
+
+def test_an_explanation_of_a_classifier_names_its_classes(run) -> None:
+    from cnnlens.models import Classifier
+
+    model, x = run
+    names = [f"kind {k}" for k in range(int(model(x).shape[1]))]
+    e = cnnlens.explain(Classifier(model, None, names), x, "saliency", progress=False)
+    t = int(e.target[0])
+    assert e.class_names == names
+    maps = [a for a in e.plot(max_images=1).axes if a.get_images() and a.get_label() != "<colorbar>"]
+    assert maps[0].get_ylabel().startswith(f"image 0: 'kind {t}' (class {t})")
+    assert cnnlens.explain(model, x, "saliency", progress=False).class_names is None
+    plt.close("all")

@@ -76,6 +76,8 @@ class Explanation(Displayable):
     """The explained inputs ``(B, C, H, W)``, kept for pictures (``plot``, the notebook display)."""
     preprocessing: Any = field(default=None, repr=False)
     """The classifier's preprocessing when the model was a Classifier (to show the inputs as images)."""
+    class_names: list[str] | None = field(default=None, repr=False)
+    """The classifier's class names when the model was a Classifier with names (to name the explained class)."""
 
     @property
     def predictions(self) -> T:
@@ -218,6 +220,7 @@ class Method:
             logits=ctx.logits.detach(),
             inputs=x,
             preprocessing=preprocessing,
+            class_names=getattr(model, "class_names", None) if not isinstance(model, nn.Module) else None,
         )
 
 

@@ -35,6 +35,11 @@ def _pixels(inputs: torch.Tensor, preprocessing: Preprocessing | None) -> np.nda
     return np.repeat(pixels, 3, axis=3) if pixels.shape[3] == 1 else pixels[..., :3]
 
 
+def _named(names: list[str] | None, t: int) -> str:
+    """``'tabby' (class 281)`` with names, else ``class 281``."""
+    return f"{names[t]!r} (class {t})" if names is not None and 0 <= t < len(names) else f"class {t}"
+
+
 def explanation_figure(e: Explanation, max_images: int = 6, view: str = "blended", sign: str | None = None) -> Figure:
     """The explanation's maps over its images (rows), with one colour bar; ``sign`` defaults to ``all`` (red for,
     blue against) when the maps have negative values, else ``positive``; a map whose sign is only a convention
@@ -48,7 +53,8 @@ def explanation_figure(e: Explanation, max_images: int = 6, view: str = "blended
         sign = "positive" if agnostic or not bool((attributions < 0).any()) else "all"
     pixels = _pixels(e.inputs[:n], e.preprocessing)
     targets = e.target[:n].tolist() if isinstance(e.target, torch.Tensor) else [None] * n
-    labels = [f"image {i}" + ("" if t is None else f": class {t} ({float(e.probabilities[i, t]):.0%})")
+    names = e.class_names
+    labels = [f"image {i}" + ("" if t is None else f": {_named(names, t)} ({float(e.probabilities[i, t]):.0%})")
               for i, t in enumerate(targets)]  # fmt: skip
     more = f" (first {n} of {e.attributions.shape[0]} images)" if n < e.attributions.shape[0] else ""
     return method_grid(list(pixels), {e.method: attributions}, row_labels=labels, sign=sign, view=view,
