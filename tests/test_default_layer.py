@@ -255,9 +255,11 @@ def test_timm_vit_has_no_default_layer() -> None:
         default_layer(vit, (1, 3, 32, 32))
 
 
-def test_cam_on_a_token_layer_is_refused() -> None:
+@pytest.mark.parametrize("method", ["grad_cam", "layer_activation", "layer_gradient", "layer_integrated_gradients"])
+def test_cam_and_layer_methods_on_a_token_layer_named_by_hand_are_refused(method: str) -> None:
+    vit = _tiny_vit()
     with pytest.raises(cnnlens.CnnlensError, match=r"outputs tokens, shape \(1, 17, 32\).*not supported yet"):
-        cnnlens.explain(_tiny_vit(), torch.rand(1, 3, 32, 32), "grad_cam", layer="encoder.layers", progress=False)
+        cnnlens.explain(vit, torch.rand(1, 3, 32, 32), method, layer="encoder.layers", progress=False)
 
 
 def test_cam_emptied_only_by_its_relu_is_an_answer_not_a_warning() -> None:

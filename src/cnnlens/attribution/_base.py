@@ -162,6 +162,9 @@ class Method:
         """What is explained: ``None`` for the class score ``target``, or a neuron (neuron methods override)."""
         return None
 
+    def check_result(self, ctx: Context, attributions: T) -> None:
+        """Raise `CnnlensError` when the attributions cannot mean what the method says (default: nothing to check)."""
+
     def layer_name(self, ctx: Context) -> str | None:
         """The layer the explanation belongs to (``Explanation.layer``); layer and neuron methods override."""
         return None
@@ -199,6 +202,7 @@ class Method:
                 attr, delta = smoothed(self.compute, self.options, ctx, base)
             else:
                 attr, delta = self.compute(ctx, base)
+            self.check_result(ctx, attr)
             probabilities = class_probabilities(ctx.logits)
             targets = None if neuron is not None else _explained_for(ctx, target)
             layer = self.layer_name(ctx)

@@ -10,7 +10,7 @@ from torch import nn
 from ...core.options import Option
 from ...engine import Context
 from .._base import Method
-from .._layers import LAYER, resolve_layer
+from .._layers import LAYER, refuse_tokens, resolve_layer
 
 T = torch.Tensor
 
@@ -35,3 +35,7 @@ class LayerMethod(Method):
 
     def layer_name(self, ctx: Context) -> str | None:
         return ctx.info.get("layer")
+
+    def check_result(self, ctx: Context, attributions: T) -> None:
+        """A token layer ``(B, T, C)`` (a vision transformer's) is refused: nothing spatial to attribute to."""
+        refuse_tokens(str(ctx.info.get("layer")), attributions)
