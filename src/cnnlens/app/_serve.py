@@ -193,8 +193,19 @@ def serve(
     _warn_network(host)
     sock = _bind(host, port)
     try:
-        app = _guarded(create_app(store, model=model, data=data, max_passes=max_passes, jobs=jobs,
-                                  batch_size=batch_size, allow_hosts=allow_hosts, token=_token(host, token)), host)
+        app = _guarded(
+            create_app(
+                store,
+                model=model,
+                data=data,
+                max_passes=max_passes,
+                jobs=jobs,
+                batch_size=batch_size,
+                allow_hosts=allow_hosts,
+                token=_token(host, token),
+            ),
+            host,
+        )
     except BaseException:
         sock.close()
         raise  # fmt: skip
