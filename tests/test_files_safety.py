@@ -162,6 +162,9 @@ def test_a_fifo_in_a_csv_is_named_as_such(tmp_path: Path) -> None:
     with pytest.warns(cnnlens.CnnlensWarning, match="a FIFO"):
         data = CsvImages(tmp_path / "list.csv")
     assert len(data) == 1
+    os.mkfifo(tmp_path / "fifo.csv")
+    with pytest.raises(cnnlens.CnnlensError, match="is a FIFO"):
+        CsvImages(tmp_path / "fifo.csv")
 
 
 def test_a_decompression_bomb_is_a_cnnlens_message_naming_the_file(tiny, tmp_path: Path, capsys, monkeypatch):

@@ -192,23 +192,12 @@ def serve(
     _require()
     _warn_network(host)
     sock = _bind(host, port)
+    options = {"max_passes": max_passes, "jobs": jobs, "batch_size": batch_size, "allow_hosts": allow_hosts}
     try:
-        app = _guarded(
-            create_app(
-                store,
-                model=model,
-                data=data,
-                max_passes=max_passes,
-                jobs=jobs,
-                batch_size=batch_size,
-                allow_hosts=allow_hosts,
-                token=_token(host, token),
-            ),
-            host,
-        )
+        app = _guarded(create_app(store, model=model, data=data, token=_token(host, token), **options), host)
     except BaseException:
         sock.close()
-        raise  # fmt: skip
+        raise
     app.allow(sock.getsockname()[0])  # the address a name given as host was bound to
     server = _server(app, sock)
     if ready is not None:

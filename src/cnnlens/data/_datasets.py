@@ -281,6 +281,8 @@ class CsvImages(ImageFiles):
         path = Path(path)
         _check_on_error(on_error)
         if not path.is_file():
+            if path.exists():  # a FIFO, socket or device: never opened
+                raise CnnlensError(f"{str(path)!r} is {_special(path)}; give a path,label CSV file.")
             raise CnnlensError(f"CSV file not found: {str(path)!r}.")
         base = Path(root) if root is not None else path.parent
         with open(path, newline="", encoding="utf-8-sig") as f:
