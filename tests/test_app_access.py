@@ -172,3 +172,30 @@ def test_refusals_keep_the_security_headers(guarded) -> None:
     for headers in ({}, {"Host": "evil.example"}):
         _, got, _ = request(guarded, path="/images", **headers)
         assert got["x-frame-options"] == "DENY" and "script-src 'self'" in got["content-security-policy"]
+
+
+def test_cli_view_passes_host_and_allow_hosts_to_serve(monkeypatch, capsys) -> None:
+    import cnnlens.app
+    from cnnlens.cli import main
+
+    calls = []
+
+    def fake_serve(store, **options):
+        calls.append(options)
+        options["ready"](f"http://0.0.0.0:1234/?token={TOKEN}")
+
+    monkeypatch.setattr(cnnlens.app, "serve", fake_serve)
+    argv = [
+        "view",
+        str(digits_store()),
+        "--host",
+        "0.0.0.0",
+        "--allow-host",
+        "lens.example",
+        "--allow-host",
+        "b.example",
+    ]
+    assert main(argv) == 0
+    assert calls[0]["host"] == "0.0.0.0" and calls[0]["allow_hosts"] == ["lens.example", "b.example"]
+    assert f"at http://0.0.0.0:1234/?token={TOKEN}" in capsys.readouterr().out
+    assert main(["view", str(digits_store())]) == 0 and calls[1]["allow_hosts"] == []
