@@ -302,10 +302,12 @@ def test_many_classes_matrix_shows_the_most_confused(tmp_path) -> None:
 
 
 def test_serving_to_the_network_warns(tmp_path) -> None:
-    app = create_app(digits_store(), hosts=None)
+    app = create_app(digits_store(), hosts=None, token="a-token-for-this-test")  # any Host: behind a proxy
     warned = pytest.warns(cnnlens.CnnlensWarning, match="anyone who can reach this machine")
     with warned, running(digits_store(), host="0.0.0.0", app=app) as url:
-        assert Client(url.replace("0.0.0.0", "127.0.0.1")).get("/", Host="example.org")[0] == 200
+        client = Client(url.replace("0.0.0.0", "127.0.0.1"))
+        assert client.get("/?token=a-token-for-this-test", Host="example.org")[0] == 200
+        assert client.get("/", Host="example.org")[0] == 403  # no token
 
 
 def test_cli_view_data_predicts_into_a_new_store_while_serving_and_stops_on_ctrl_c(tmp_path) -> None:

@@ -7,7 +7,8 @@ pages, styles and scripts ship inside the package (nothing is fetched from the n
 """
 
 from ._fill import start_predictions as start_predictions
+from ._security import new_token as new_token
 from ._serve import create_app, running, serve
 
 # Besides __all__, the names imported above as themselves ("x as x") are what the other cnnlens packages use.
-__all__ = ["create_app", "running", "serve"]
+__all__ = ["create_app", "new_token", "running", "serve"]

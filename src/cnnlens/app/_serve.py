@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.errors import CnnlensError, CnnlensWarning, say
-from ._security import LOOPBACK_NAMES, Guard, is_loopback
+from ._security import LOOPBACK_NAMES, Guard, is_loopback, new_token
 from ._state import DEFAULT_MAX_PASSES, AppState
 
 log = logging.getLogger("cnnlens.app")
@@ -30,12 +30,15 @@ def _require() -> None:
 
 def create_app(
     store: Any, *, model: Any = None, data: Any = None, max_passes: int = DEFAULT_MAX_PASSES, hosts: Any = "local",
-    jobs: Any = None, batch_size: int | None = None,
+    jobs: Any = None, batch_size: int | None = None, allow_hosts: Any = (), token: str | None = None,
 ) -> Any:  # fmt: skip
     """The app (a Starlette ASGI application) of ``store`` (a path or a `Store`). ``model`` / ``data``: the
     store's model and data set when its manifest cannot reopen them (checked against the stored hashes).
     ``max_passes``: the most model inputs one on-demand computation may evaluate. ``hosts``: the Host names
-    accepted, ``"local"`` (localhost, 127.0.0.1, ::1) or None (any: the app is served to the network).
+    accepted, ``"local"`` (localhost, 127.0.0.1, ::1), names, or None (any host: only behind a proxy that checks
+    it); ``allow_hosts``: more names accepted (`serve` and `running` add the address they bind).
+    ``token``: the access token every request must carry (query ``token=``, ``Authorization: Bearer``, or the
+    cookie the app sets when given it), None: none asked (this machine only); see `new_token`.
     ``jobs``: the computations runner to use (`start_predictions` gives one already running); ``batch_size``: most
     model inputs per pass of on-demand computations (None: automatic)."""
     _require()
@@ -87,8 +90,8 @@ def create_app(
         routes=routes, exception_handlers={HTTPException: failure, CnnlensError: failure, Exception: failure}
     )
     app.state.cnnlens = state
-    allowed = {*LOOPBACK_NAMES} if hosts == "local" else None if hosts is None else {h.lower() for h in hosts}
-    return Guard(app, allowed)
+    allowed = None if hosts is None else {*LOOPBACK_NAMES, *allow_hosts} if hosts == "local" else {*hosts, *allow_hosts}
+    return Guard(app, allowed, token)
 
 
 def _warm(state: AppState) -> None:
@@ -140,27 +143,65 @@ def address(sock: socket.socket) -> str:
 def _warn_network(host: str) -> None:
     if not is_loopback(host):
         warnings.warn(
-            f"serving on {host}: anyone who can reach this machine can browse the store and start computations "
-            f"(the app has no login); serve on 127.0.0.1 unless you mean it",
+            f"serving on {host}: anyone who can reach this machine and has the URL with its access token can browse "
+            f"the store and start computations; serve on 127.0.0.1 unless you mean it",
             CnnlensWarning,
             stacklevel=3,
         )
 
 
+def _token(host: str, token: str | bool | None) -> str | None:
+    """The access token to ask for: ``token`` when it is text, a new one when True or (None) when ``host`` is not
+    this machine only, else None."""
+    if isinstance(token, str):
+        if len(token) < 16:
+            raise CnnlensError("an access token needs at least 16 characters; leave it out to have one made")
+        return token
+    return new_token() if token or (token is None and not is_loopback(host)) else None
+
+
+def _guarded(app: Any, host: str) -> Guard:
+    """``app`` (made by `create_app`) accepting requests addressed to ``host``; refused when ``host`` is beyond
+    this machine and the app asks for no token."""
+    if not isinstance(app, Guard):
+        raise CnnlensError("app= takes an app made by cnnlens.app.create_app")
+    if app.token is None and not is_loopback(host):
+        raise CnnlensError(
+            f"serving on {host} (beyond this machine) needs an access token: make the app with "
+            "create_app(..., token=new_token()), or serve on 127.0.0.1"
+        )
+    app.allow(host)
+    return app
+
+
+def url(sock: socket.socket, app: Guard) -> str:
+    """The address to open: the bound one, with the access token (``?token=``) where the app asks for one."""
+    return address(sock) + ("" if app.token is None else f"?token={app.token}")
+
+
 def serve(
     store: Any, *, host: str = "127.0.0.1", port: int = 8765, model: Any = None, data: Any = None,
     max_passes: int = DEFAULT_MAX_PASSES, ready: Any = None, jobs: Any = None, batch_size: int | None = None,
+    allow_hosts: Any = (), token: str | bool | None = None,
 ) -> None:  # fmt: skip
     """Serve the app of ``store`` on ``host:port`` until interrupted (Ctrl+C); see `create_app`. Binds 127.0.0.1
-    (this machine only) unless told otherwise, and warns when told. ``ready(url)`` is called once it listens."""
+    (this machine only) unless told otherwise, and warns when told. Requests must be addressed to ``host``,
+    localhost or an ``allow_hosts`` name (else 421). ``token``: the access token to ask for (None: a new one
+    where ``host`` is beyond this machine, none on it; True: a new one); ``ready(url)`` is called once it listens,
+    with the URL to open (carrying the token)."""
     _require()
     _warn_network(host)
     sock = _bind(host, port)
-    app = create_app(store, model=model, data=data, max_passes=max_passes, jobs=jobs, batch_size=batch_size,
-                     hosts="local" if is_loopback(host) else None)  # fmt: skip
+    options = {"max_passes": max_passes, "jobs": jobs, "batch_size": batch_size, "allow_hosts": allow_hosts}
+    try:
+        app = _guarded(create_app(store, model=model, data=data, token=_token(host, token), **options), host)
+    except BaseException:
+        sock.close()
+        raise
+    app.allow(sock.getsockname()[0])  # the address a name given as host was bound to
     server = _server(app, sock)
     if ready is not None:
-        ready(address(sock))
+        ready(url(sock, app))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl+C is how the app is stopped: uvicorn has shut down, it passes the signal on
@@ -182,17 +223,21 @@ def _stop_job(app: Any) -> None:
 @contextmanager
 def running(
     store: Any, *, host: str = "127.0.0.1", port: int = 0, model: Any = None, data: Any = None,
-    max_passes: int = DEFAULT_MAX_PASSES, batch_size: int | None = None, app: Any = None,
+    max_passes: int = DEFAULT_MAX_PASSES, batch_size: int | None = None, app: Any = None, allow_hosts: Any = (),
+    token: str | bool | None = None,
 ) -> Iterator[str]:  # fmt: skip
     """The app served in a background thread while the block runs (for notebooks, scripts and tests): yields its
-    address (``port=0``: a free port); on leaving, a running computation is cancelled and the server stopped.
-    ``app``: one made by `create_app` (the other arguments but ``host`` and ``port`` are then unused)."""
+    URL (``port=0``: a free port; with ``?token=`` where it asks for one: see `serve`); on leaving, a running
+    computation is cancelled and the server stopped. ``app``: one made by `create_app` (the other arguments but
+    ``host`` and ``port`` are then unused; it must ask for a token to be served beyond this machine)."""
     _require()
     _warn_network(host)
     if app is None:
         app = create_app(store, model=model, data=data, max_passes=max_passes, batch_size=batch_size,
-                         hosts="local" if is_loopback(host) else None)  # fmt: skip
+                         allow_hosts=allow_hosts, token=_token(host, token))  # fmt: skip
+    app = _guarded(app, host)
     sock = _bind(host, port)
+    app.allow(sock.getsockname()[0])
     server = _server(app, sock)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="cnnlens-app", daemon=True)
     thread.start()
@@ -201,7 +246,7 @@ def running(
             if not thread.is_alive():
                 raise CnnlensError("the app's server stopped as it started; see the messages above")
             threading.Event().wait(0.01)
-        yield address(sock)
+        yield url(sock, app)
     finally:
         server.should_exit = True
         thread.join(10)

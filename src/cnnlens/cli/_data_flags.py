@@ -87,12 +87,24 @@ def image_sizes(dataset: Any) -> dict[str, tuple[int, int]]:
     items = getattr(dataset, "items", [])
     sizes = {}
     for path, _ in items[:: max(1, len(items) // SIZE_SAMPLE)][:SIZE_SAMPLE]:
+        if not Path(path).is_file():  # a FIFO or device is never opened; it is reported when it is read
+            continue
         try:
-            with warnings.catch_warnings(), Image.open(path) as im:
-                warnings.simplefilter("ignore")
-                sizes[str(path)] = im.size
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with Image.open(path) as im:
+                    size = im.size
         except Exception:  # noqa: BLE001 - a bad file is reported when it is read
             continue
+        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+            warnings.warn(
+                f"{str(path)!r} claims {size[0]}x{size[1]} pixels, more than PIL.Image.MAX_IMAGE_PIXELS allows: it "
+                "may be a decompression bomb, and it is not decoded (it is refused when its turn comes)",
+                CnnlensWarning,
+                stacklevel=2,
+            )
+            continue
+        sizes[str(path)] = size
     return sizes
 
 

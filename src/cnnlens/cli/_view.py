@@ -61,7 +61,7 @@ def _cmd_view(args: argparse.Namespace) -> None:
 
     common = {
         "host": args.host, "port": args.port, "max_passes": args.max_passes, "batch_size": args.batch_size,
-        "ready": ready,
+        "ready": ready, "allow_hosts": args.allow_host,
     }  # fmt: skip
     if args.store is not None:
         from ..store import open_store
@@ -116,7 +116,20 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", default=None, metavar="STORE", help="with --data: the store to create or resume (default out/view)"
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default 127.0.0.1: this machine only); any other than this machine's own asks "
+        "for an access token, printed once in the URL to open (http://HOST:PORT/?token=...)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests addressed to NAME (a host name of this machine; repeatable); others are refused "
+        "(421), so that no web page elsewhere reaches the app by DNS rebinding",
+    )
     p.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free port)")
     p.add_argument(
         "--max-passes",

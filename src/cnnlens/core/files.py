@@ -233,6 +233,15 @@ def _previous_files(path: Path) -> list[str]:
     return listed
 
 
+def _target(path: Path) -> str:
+    """`` to TARGET`` (or `` to TARGET, which does not exist``) of the symlink ``path``."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return ""
+    return f" to {target}" + ("" if path.exists() else ", which does not exist")
+
+
 def _try_lock(fd: int) -> bool:
     """Take an exclusive lock on the open file ``fd`` without waiting; False when another process holds it.
     The operating system releases it when the process ends, also when it is killed."""
@@ -281,10 +290,11 @@ def _lock(path: Path, info: dict[str, Any]) -> int:
     return fd
 
 
-def _unlock(fd: int, path: Path, created: bool) -> None:
+def _unlock(fd: int, path: Path, created: bool, fresh_lock: bool = False) -> None:
     """Release the lock (closing the only descriptor releases it); a folder this run created and wrote nothing to
-    is removed again (its lock file first, while the lock is held)."""
-    if created:
+    is removed again (its lock file first, while the lock is held), as is a lock file it created (``fresh_lock``)
+    and wrote nothing beside."""
+    if created or fresh_lock:
         (path / LOCK).unlink(missing_ok=True)
     os.close(fd)
     if created:
@@ -304,10 +314,16 @@ def output_folder(out: str | os.PathLike[str] | OutputFolder, command: str, **in
         yield out
         return
     path = Path(out)
+    if path.is_symlink():  # to a folder, a file or nothing: writing would follow it elsewhere
+        raise CnnlensError(
+            f"{path} is a symlink{_target(path)}; cnnlens does not write through symlinks: give the real folder, or "
+            f"choose another output folder{say(' (out=)', ' (--out)')}"
+        )
     if path.exists() and not path.is_dir():
         raise CnnlensError(f"{path} is a file, not a folder; choose another output folder{say(' (out=)', ' (--out)')}")
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
+    fresh_lock = not os.path.lexists(path / LOCK)
     from .._version import __version__
 
     record = {"cnnlens": __version__, "command": command, **info, "pid": os.getpid(), "started": _now()}
@@ -324,4 +340,5 @@ def output_folder(out: str | os.PathLike[str] | OutputFolder, command: str, **in
             raise
         folder.close(None)
     finally:
-        _unlock(fd, path, created and (folder is None or not folder.files))
+        idle = folder is None or not folder.files  # refused, or failed before its first file: leave no trace
+        _unlock(fd, path, created and idle, fresh_lock and idle)

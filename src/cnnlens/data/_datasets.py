@@ -19,7 +19,7 @@ from PIL import Image
 
 from cnnlens.core.errors import CnnlensError, CnnlensWarning, say
 from cnnlens.data._classes import close_classes, mismatch_message, resolve_class_map
-from cnnlens.data._images import load_image, unreadable
+from cnnlens.data._images import load_image, special_kind, unreadable
 
 ON_ERROR = ("report", "raise")
 
@@ -83,6 +83,10 @@ class ImageFiles:
         return f"{type(self).__name__}(n={len(self)}, classes={len(self.classes)}, skipped={len(self.skipped)})"
 
 
+def _special(path: Path) -> str:
+    return f"{special_kind(path.stat().st_mode)}, not a regular file; not read"
+
+
 class _Walk:
     """Files under class folders, following symlinks: each folder and each file is read once (by device and
     inode); broken and looping symlinks, folders reached again and files reached twice are reported as problems.
@@ -127,6 +131,8 @@ class _Walk:
                     continue
                 self.files[key] = str(entry)
                 found.append(entry)
+            else:  # never opened: reading a FIFO waits forever, a device never ends
+                self.problems.append((str(entry), f"{special_kind(st.st_mode)}, not a regular file; not read"))
 
 
 class ImageFolder(ImageFiles):
@@ -171,6 +177,7 @@ class ImageFolder(ImageFiles):
         labels = {f: mapping[f] if f in mapping else names.index(f) for f in folders if f in mapping or f in names}
         unmatched = [f for f in folders if f not in labels]
         walk.problems += [(str(p), unreadable(p)) for p in entries if p.is_symlink() and not p.exists()]
+        walk.problems += [(str(p), _special(p)) for p in entries if p.exists() and not p.is_dir() and not p.is_file()]
         self.ignored: list[str] = [str(root / f) for f in unmatched] + [str(p) for p in entries if p.is_file()]
         suffixes = _image_suffixes()
         items: list[tuple[Path, int]] = []
@@ -274,6 +281,8 @@ class CsvImages(ImageFiles):
         path = Path(path)
         _check_on_error(on_error)
         if not path.is_file():
+            if path.exists():  # a FIFO, socket or device: never opened
+                raise CnnlensError(f"{str(path)!r} is {_special(path)}; give a path,label CSV file.")
             raise CnnlensError(f"CSV file not found: {str(path)!r}.")
         base = Path(root) if root is not None else path.parent
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -289,7 +298,9 @@ class CsvImages(ImageFiles):
             file = Path(row[0].strip())
             file = file if file.is_absolute() else base / file
             if not file.is_file():
-                reason = unreadable(file) if file.is_symlink() else "file not found"
+                reason = (
+                    _special(file) if file.exists() else unreadable(file) if file.is_symlink() else "file not found"
+                )
                 problems.append((str(file), f"row {n}: {reason}"))
                 continue
             good.append((file, row[1].strip()))

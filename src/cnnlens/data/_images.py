@@ -5,9 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
-from typing import Protocol, SupportsInt, TypeAlias, TypeVar
+from typing import IO, Protocol, SupportsInt, TypeAlias, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -69,34 +70,63 @@ def _from_path(path: Path) -> Image.Image:
         raise CnnlensError(f"Image file not found: {str(path)!r}. Check the path and try again.")
     if path.is_dir():
         raise CnnlensError(f"{str(path)!r} is a directory; pass the path of an image file.")
-    try:
-        with warnings.catch_warnings():  # the size is checked below, with a clearer message, before decoding
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(path)
-    except Image.DecompressionBombError as e:
-        claimed = re.search(r"\((\d+) pixels\)", str(e))
-        size = f"{int(claimed.group(1)) / 1e6:.0f} megapixels" if claimed else str(e)
-        raise CnnlensError(_bomb_message(path, size)) from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        raise _undecodable(path, e) from e
-    with opened as im:
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit is not None and im.width * im.height > limit:
-            raise CnnlensError(_bomb_message(path, f"{im.width}x{im.height} pixels"))
-        check_aspect(im.size, repr(str(path)))
-        if getattr(im, "is_animated", False) and im.format != "MPO":  # MPO: a photo, then its previews/depth
-            frames = getattr(im, "n_frames", "several")
-            warnings.warn(
-                f"{str(path)!r} holds {frames} frames ({im.format}); the first frame is used",
-                CnnlensWarning,
-                stacklevel=2,
-            )
+    with _open_regular(path) as f:
         try:
-            im.load()
-            rgb = _to_rgb(ImageOps.exif_transpose(im))
+            with warnings.catch_warnings():  # the size is checked below, with a clearer message, before decoding
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                opened = Image.open(f)
+        except Image.DecompressionBombError as e:
+            claimed = re.search(r"\((\d+) pixels\)", str(e))
+            size = f"{int(claimed.group(1)) / 1e6:.0f} megapixels" if claimed else str(e)
+            raise CnnlensError(_bomb_message(path, size)) from e
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
             raise _undecodable(path, e) from e
-        return rgb.copy() if rgb is im else rgb
+        with opened as im:
+            return _decode(path, im)
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """``path`` opened for reading when it is a regular file (after symlinks); a FIFO, socket or device raises
+    ``CnnlensError`` without blocking (it is opened non-blocking and checked before a byte is read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise CnnlensError(f"Cannot open the image file {str(path)!r} ({e.strerror}).") from e
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise CnnlensError(f"{str(path)!r} is {special_kind(mode)}, not a regular file; it was not read.")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def special_kind(mode: int) -> str:
+    """What a file that is not regular is, from its ``st_mode``: "a FIFO (named pipe)", "a socket", ..."""
+    kinds = [(stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character "
+             "device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")]  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _decode(path: Path, im: Image.Image) -> Image.Image:
+    """The RGB image of the opened file ``im``, its size and frames checked first."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and im.width * im.height > limit:
+        raise CnnlensError(_bomb_message(path, f"{im.width}x{im.height} pixels"))
+    check_aspect(im.size, repr(str(path)))
+    if getattr(im, "is_animated", False) and im.format != "MPO":  # MPO: a photo, then its previews/depth
+        frames = getattr(im, "n_frames", "several")
+        warnings.warn(
+            f"{str(path)!r} holds {frames} frames ({im.format}); the first frame is used",
+            CnnlensWarning,
+            stacklevel=3,
+        )
+    try:
+        im.load()
+        rgb = _to_rgb(ImageOps.exif_transpose(im))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise _undecodable(path, e) from e
+    return rgb.copy() if rgb is im else rgb
 
 
 def _undecodable(path: Path, e: BaseException) -> CnnlensError:
