@@ -105,14 +105,35 @@ for _m in ("lrp", "sglrp", "clrp", "layer_lrp"):
         KNOWN_GAPS[(_arch, _m)] = _LN
 _CAMS = ("grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "hires_cam", "guided_grad_cam")
 _ZERO_LAYER = ("layer_gradient_x_activation", "layer_grad_cam", "layer_integrated_gradients", "layer_conductance")
-_ZERO_LAYER += ("layer_deeplift", "layer_deeplift_shap", "layer_gradient_shap", "layer_lrp", "neuron_conductance")
+_ZERO_LAYER += ("layer_deeplift", "layer_deeplift_shap", "layer_gradient_shap", "layer_lrp")
 for _arch in ("timm.resnet18d", "timm.regnetx_002"):
     for _m in (*_CAMS, "eigen_grad_cam", *_ZERO_LAYER, "layer_gradient", "internal_influence"):
         KNOWN_GAPS[(_arch, _m)] = _ZERO
+_NOISE = (
+    "default layer inside a residual branch that ends in a zero-initialised BatchNorm: the layer does not move the "
+)
+_NOISE += "score, the map is float rounding (|drops| ~1e-7 of the score) with no warning (item 3)"
+for _arch in ("timm.resnet18d", "timm.regnetx_002"):
+    KNOWN_GAPS |= {(_arch, "ablation_cam"): _NOISE, (_arch, "layer_feature_ablation"): _NOISE}
+KNOWN_GAPS[("timm.regnetx_002", "ablation_cam")] = _ZERO
+_SCALED = "default layer inside a ConvNeXt block, whose branch its layer scale multiplies by 1e-6 at init: zeroing "
+_SCALED += "the layer moves the score by ~1e-7, the map is float rounding with no warning (item 3)"
+for _arch in ("tv.convnext_tiny", "timm.convnext_nano"):
+    KNOWN_GAPS |= {(_arch, "ablation_cam"): _SCALED, (_arch, "layer_feature_ablation"): _SCALED}
+KNOWN_GAPS[("timm.nf_resnet26", "ablation_cam")] = (
+    "crashes with ValueError 'torch.cat(): expected a non-empty list of Tensors': every channel of the default "
+    "layer (a zero-initialised conv) is zero (item 3)"
+)
+KNOWN_GAPS[("timm.nf_resnet26", "score_cam")] = _ZERO_CONV
+KNOWN_GAPS[("timm.nf_resnet26", "layer_feature_ablation")] = _ZERO_CONV
+KNOWN_GAPS[("tv.googlenet", "ablation_cam")] = _BRANCH + " (item 3)"
+for _m in ("grad_cam", "layer_grad_cam"):
+    KNOWN_GAPS[("tv.inception_v3", _m)] = _BRANCH.replace("inception5b.branch4.1", "Mixed_7c.branch_pool") + " (item 3)"
 _NEURON = ("neuron_gradient", "neuron_integrated_gradients", "neuron_gradient_shap", "neuron_deeplift")
 _NEURON += ("neuron_deeplift_shap", "neuron_guided_backprop", "neuron_deconvnet", "neuron_feature_ablation")
 for _m in (*_CAMS, "eigen_cam", "eigen_grad_cam", *_ZERO_LAYER, "layer_activation", *_NEURON):
     KNOWN_GAPS[("timm.nf_resnet26", _m)] = _ZERO_CONV
+KNOWN_GAPS[("timm.nf_resnet26", "neuron_conductance")] = _ZERO_CONV
 for _m in (*_CAMS, "layer_grad_cam"):
     KNOWN_GAPS[("tv.googlenet", _m)] = _BRANCH + " (item 3)"
 _AT_PATCH = ("eigen_cam", "eigen_grad_cam", "grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "hires_cam")

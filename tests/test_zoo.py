@@ -180,6 +180,8 @@ def test_method_on_the_zoo(zoo: _zoo.Zoo, method: str, request: pytest.FixtureRe
         assert used != first, f"{method} ran at the first layer, {first}"
     assert torch.isfinite(a).all(), f"{method}: non-finite values"
     assert a.abs().sum() > 0 or _score_ignores_the_neuron(zoo, e), f"{method}: an all-zero map"
+    if method in ("ablation_cam", "layer_feature_ablation"):  # score drops, not float rounding
+        assert _layer_matters(zoo, e), f"{method}: the score does not depend on the layer; the map is rounding noise"
     gap_warning = _check_axiom(zoo, method, x, e)
     if gap_warning is not None:
         assert warned, f"{method}: attributions miss f(x) - f(baseline) by {gap_warning:.1%} with no warning"
@@ -189,6 +191,20 @@ def test_method_on_the_zoo(zoo: _zoo.Zoo, method: str, request: pytest.FixtureRe
         off = cnnlens.explain(zoo.model, x, method, progress=False, **_zoo.options(method, x), incremental="off")
         scale = off.attributions.abs().max().item()
         torch.testing.assert_close(a, off.attributions, rtol=0, atol=1e-3 * scale)
+
+
+def _layer_matters(zoo: _zoo.Zoo, e: cnnlens.Explanation) -> bool:
+    """Whether zeroing the whole output of the layer ``e`` used moves the target score by more than 1e-4 of it
+    (else every score drop an ablation measures there is float rounding)."""
+    layer = zoo.model.get_submodule(e.layer or e.info["layers"][0])
+    t = int(e.target[0])
+    handle = layer.register_forward_hook(lambda _m, _a, out: torch.zeros_like(out))
+    try:
+        zeroed = _score(zoo.model, zoo.x, t)
+    finally:
+        handle.remove()
+    y = _score(zoo.model, zoo.x, t)
+    return bool((zeroed - y).abs() > 1e-4 * y.abs().clamp(min=1e-3))
 
 
 def _score_ignores_the_neuron(zoo: _zoo.Zoo, e: cnnlens.Explanation) -> bool:
