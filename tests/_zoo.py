@@ -127,7 +127,7 @@ KNOWN_GAPS[("timm.nf_resnet26", "ablation_cam")] = (
 KNOWN_GAPS[("timm.nf_resnet26", "score_cam")] = _ZERO_CONV
 KNOWN_GAPS[("timm.nf_resnet26", "layer_feature_ablation")] = _ZERO_CONV
 KNOWN_GAPS[("tv.googlenet", "ablation_cam")] = _BRANCH + " (item 3)"
-for _m in ("grad_cam", "layer_grad_cam"):
+for _m in ("grad_cam", "layer_grad_cam", "xgrad_cam", "hires_cam", "guided_grad_cam", "score_cam"):
     KNOWN_GAPS[("tv.inception_v3", _m)] = _BRANCH.replace("inception5b.branch4.1", "Mixed_7c.branch_pool") + " (item 3)"
 _NEURON = ("neuron_gradient", "neuron_integrated_gradients", "neuron_gradient_shap", "neuron_deeplift")
 _NEURON += ("neuron_deeplift_shap", "neuron_guided_backprop", "neuron_deconvnet", "neuron_feature_ablation")
