@@ -1,5 +1,6 @@
 """``make bench``: every benchmark suite in turn (start-up, gradient methods, CAMs, layer methods, perturbation,
-LRP, quality, dataset runs, concepts, the app).
+LRP, quality, dataset runs, concepts, the app, the zoo
+conformance suite).
 
 ``--quick`` is passed on to each suite; ``--suites`` picks some. A suite's own options: run it alone,
 ``.venv/bin/python benchmarks/X.py --help``.
@@ -24,6 +25,7 @@ SUITES = (
     "store",
     "concepts",
     "app",
+    "zoo",
 )
 
 
