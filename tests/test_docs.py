@@ -95,7 +95,7 @@ def test_readme_cli_model_options_and_examples_are_real() -> None:
     promised = re.findall(
         r"`(--[a-z-]+)", section.split("Every command that takes a model accepts", 1)[1].split(";")[0]
     )
-    assert len(promised) == 9
+    assert len(promised) == 10
     commands = ("explain", "scorecard", "evaluate", "inside", "report", "run", "concepts", "view")
     takers = [c for c in commands if "--model" in _options(c)]
     assert len(takers) == 8

@@ -116,16 +116,17 @@ def test_method_options_labels_and_progress(net: torch.nn.Module, xs: torch.Tens
 
 
 def test_a_metric_that_does_not_apply_leaves_nan_and_a_note(xs: torch.Tensor) -> None:
-    one_class = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(1))
-    one_class(xs)
-    card = q.scorecard(one_class, xs, ["saliency"], metrics=["class_discrimination", "detail"], progress=False)
-    assert math.isnan(card.value("saliency", "class_discrimination"))
+    # no parameters: nothing to randomize (a one-logit model now has two classes, so class_discrimination applies)
+    plain = torch.nn.Sequential(torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Softplus())
+    metrics = {"randomization_check": {"steps": 1}, "detail": {}}
+    card = q.scorecard(plain, xs, ["saliency"], metrics=metrics, progress=False)
+    assert math.isnan(card.value("saliency", "randomization_check"))
     assert card.value("saliency", "detail") > 0
-    assert len(card.notes) == 1 and "class_discrimination of saliency" in card.notes[0]
-    assert "n/a" in card.to_markdown() and card.to_dict()["rows"][0]["class_discrimination"] is None
+    assert len(card.notes) == 1 and "randomization_check of saliency" in card.notes[0]
+    assert "n/a" in card.to_markdown() and card.to_dict()["rows"][0]["randomization_check"] is None
     with pytest.raises(cnnlens.CnnlensError, match="no method has a value"):
-        card.best("class_discrimination")
-    card = q.scorecard(one_class, xs[:1], ["feature_permutation", "saliency"], metrics=["detail"], progress=False)
+        card.best("randomization_check")
+    card = q.scorecard(plain, xs[:1], ["feature_permutation", "saliency"], metrics=["detail"], progress=False)
     assert math.isnan(card.value("feature_permutation", "detail"))
     assert math.isnan(card.value("feature_permutation", "passes_per_image"))
     assert card.best("passes_per_image") == "saliency"

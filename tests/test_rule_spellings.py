@@ -149,13 +149,13 @@ def test_generalized_rules_on_one_prelu_unit_by_hand(v: float) -> None:
     z = x.flatten(1) @ w + b
     slope = torch.where(z > 0, 1.0, a).view(-1, 1, 1, 1)
     wv = w.view(1, 1, 2, 3)
-    guided = cnnlens.explain(Unit(), x, "guided_backprop", target=0, generalize=True).attributions
-    deconv = cnnlens.explain(Unit(), x, "deconvnet", target=0, generalize=True).attributions
+    guided = cnnlens.explain(Unit(), x, "guided_backprop", target=1, generalize=True).attributions  # 1: the logit
+    deconv = cnnlens.explain(Unit(), x, "deconvnet", target=1, generalize=True).attributions
     torch.testing.assert_close(guided, max(v, 0.0) * slope * wv)
     torch.testing.assert_close(deconv, max(v, 0.0) * wv.expand_as(x))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no completeness warning: PReLU is an activation of the rescale rule
-        e = cnnlens.explain(Unit(), x, "deeplift", target=0, baseline=0.0)
+        e = cnnlens.explain(Unit(), x, "deeplift", target=1, baseline=0.0)
     f = lambda t: torch.where(t > 0, t, a * t)  # noqa: E731
     secant = (f(z) - f(torch.full_like(z, b))) / (z - b)  # the baseline 0 gives z0 = b
     torch.testing.assert_close(e.attributions, v * secant.view(-1, 1, 1, 1) * wv * x)
