@@ -98,6 +98,7 @@ class _Calls(TorchFunctionMode):
         self.names: set[str] = set()
         self.pooled: list[T] = []
         self.linear_input: T | None = None
+        self.linears = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -109,6 +110,7 @@ class _Calls(TorchFunctionMode):
             self.pooled.append(out.detach().flatten(1))
         if name == "linear":
             self.linear_input = args[0].detach()
+            self.linears += 1
         return out
 
     def logits_read_a_global_average(self) -> bool:
@@ -141,6 +143,12 @@ def _assert_true_refusal(zoo: _zoo.Zoo, method: str, err: cnnlens.CnnlensError) 
         r"global average pooling|global average of this|average-pooled straight into", text
     ):
         assert not _ran(zoo).logits_read_a_global_average(), f"{zoo.arch}: a linear layer reads a GAP: {text}"
+        return
+    if "outputs tokens" in text or "(its patch embedding)" in text:  # a vision transformer: no spatial layer
+        assert "scaled_dot_product_attention" in _ran(zoo).names or "softmax" in _ran(zoo).names, text
+        return
+    if method == "cam" and "head has a hidden layer" in text:  # more than one linear layer after the pooling
+        assert _ran(zoo).linears >= 2, f"{zoo.arch} runs one linear layer: {text}"
         return
     raise AssertionError(f"{method} refused {zoo.arch}: {text}")
 

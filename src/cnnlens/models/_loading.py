@@ -146,14 +146,7 @@ def _from_zoo(
     clf = load(
         arch, weights, num_classes=num_classes, map_location=map_location, read=_read_weights, fit=_load_state_strict
     )
-    if class_names is not None:
-        names = [str(c) for c in class_names]
-        if len(names) != clf.num_classes:
-            raise CnnlensError(f"{name!r} has {clf.num_classes} classes but {len(names)} class names were given.")
-        clf.class_names = names
-    if prep is not None:
-        clf.preprocessing = prep
-    return clf
+    return _given(clf, name, None if class_names is None else [str(c) for c in class_names], prep)
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -203,6 +196,11 @@ def _bundled(
             f"The bundled model {name!r} has {clf.num_classes} classes, not {say('num_classes=', '--num-classes ')}"
             f"{num_classes}."
         )
+    return _given(clf, name, names, prep)
+
+
+def _given(clf: Classifier, name: str, names: list[str] | None, prep: Preprocessing | None) -> Classifier:
+    """``clf`` with the class names and preprocessing the caller gave over its own (checked against its classes)."""
     if names is not None:
         if len(names) != clf.num_classes:
             raise CnnlensError(f"{name!r} has {clf.num_classes} classes but {len(names)} class names were given.")
