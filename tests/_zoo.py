@@ -79,14 +79,8 @@ ARCHS: dict[str, Arch] = dict(
 # (64 px, the options of `options`). Issue 25's gaps (default layer, LRP gates and normalisation, CAM on functional
 # pooling, zero-initialised branches, ViT at the patch embedding) are fixed; what is left belongs to later issues.
 _ATTENTION = "LRP has no rule for attention (matmul of two activations, softmax): transformers are issue 29"
-_CLRP = (
-    "all-zero map, no warning: R_target - R_dual <= 0 at every pixel, LRP keeping under 1% of the logit at the input"
-)
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("tv.mobilenet_v2", "clrp"): _CLRP + " (0.0026 of 0.44)",
-    ("tv.shufflenet_v2_x0_5", "clrp"): _CLRP,
-}
-for _m in ("lrp", "sglrp", "clrp", "layer_lrp"):
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
+for _m in ("lrp", "sglrp", "clrp"):  # layer_lrp stops before the attention: refused at the token layer (true)
     KNOWN_GAPS[("timm.vit_tiny_patch16_224", _m)] = _ATTENTION
 
 

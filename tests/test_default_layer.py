@@ -277,3 +277,15 @@ def test_cam_emptied_only_by_its_relu_is_an_answer_not_a_warning() -> None:
         e = cnnlens.explain(net, x, "grad_cam", target=0, progress=False)
         assert torch.equal(e.attributions, torch.zeros(1, 1, 8, 8)) and e.info["layer_maps"][0].abs().amax() == 0
         assert cnnlens.explain(net, x, "grad_cam", target=1, progress=False).attributions.amin() > 0
+
+
+def test_score_cam_emptied_by_a_negative_layer_says_why() -> None:
+    """Score-CAM's channel weights are a softmax (positive): at a layer whose outputs are all negative its map is
+    negative everywhere and its ReLU empties it; that is the layer's fault, and it is said."""
+    net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2)).eval()
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].bias.copy_(torch.tensor([-1.0, -2.0]))
+    with pytest.warns(DegenerateMapWarning, match="Score-CAM weights the channels with positive weights"):
+        e = cnnlens.explain(net, torch.rand(1, 3, 8, 8), "score_cam", layer="0", progress=False)
+    assert not bool(e.attributions.any())

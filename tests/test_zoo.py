@@ -169,7 +169,7 @@ def _run(zoo: _zoo.Zoo, method: str, x: T, **extra) -> tuple[cnnlens.Explanation
             e = cnnlens.explain(zoo.model, x, method, progress=False, **(_zoo.options(method, x) | extra))
         finally:
             _assert_unchanged(zoo.model, zoo.built)
-    return e, [str(w.message) for w in caught if issubclass(w.category, cnnlens.CnnlensWarning)]
+    return e, [f"{w.category.__name__}: {w.message}" for w in caught if issubclass(w.category, cnnlens.CnnlensWarning)]
 
 
 @pytest.mark.parametrize(("zoo", "method"), CASES, indirect=["zoo"])
@@ -189,13 +189,16 @@ def test_method_on_the_zoo(zoo: _zoo.Zoo, method: str, request: pytest.FixtureRe
         first = next(n for n, m in zoo.model.named_modules() if isinstance(m, nn.Conv2d))
         assert used != first, f"{method} ran at the first layer, {first}"
     assert torch.isfinite(a).all(), f"{method}: non-finite values"
-    assert a.abs().sum() > 0 or _score_ignores_the_neuron(zoo, e), f"{method}: an all-zero map"
+    said_empty = any(w.startswith(("DegenerateMapWarning", "DegenerateRelevanceWarning")) for w in warned)
+    assert a.abs().sum() > 0 or said_empty or _score_ignores_the_neuron(zoo, e), f"{method}: an all-zero map, unsaid"
     if method in ("ablation_cam", "layer_feature_ablation"):  # score drops, not float rounding
         assert _layer_matters(zoo, e), f"{method}: the score does not depend on the layer; the map is rounding noise"
     gap_warning = _check_axiom(zoo, method, x, e)
     if gap_warning is not None:
         assert warned, f"{method}: attributions miss f(x) - f(baseline) by {gap_warning:.1%} with no warning"
-    for text in warned:
+    for text in warned:  # a warning is true: DeepLIFT's gap as measured, or an empty map that is empty
+        if said_empty and not a.abs().sum() > 0 and text.startswith(("DegenerateMap", "DegenerateRelevance")):
+            continue
         assert gap_warning is not None and _deeplift_gap_is_true(text, gap_warning), f"{method} warned: {text}"
     if "incremental" in INFO[method].params:  # (e) the incremental path equals full passes
         off = cnnlens.explain(zoo.model, x, method, progress=False, **_zoo.options(method, x), incremental="off")

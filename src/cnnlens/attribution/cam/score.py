@@ -7,12 +7,15 @@ at the layer (``cnnlens.models.cut_at``): the layers before it run once per imag
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 from ...engine import Context, Rows
 from .._registry import register
 from ._base import CamMethod, upsample_rescaled
+from ._degenerate import DegenerateMapWarning
 
 T = torch.Tensor
 
@@ -41,7 +44,23 @@ class ScoreCam(CamMethod):
             scores[active] = s[:-1]
             weights = torch.softmax(scores, 0)
             maps.append((weights[:, None, None] * acts[i]).sum(0, keepdim=True))
+        _warn_negative(acts, torch.stack(maps))
         return torch.stack(maps)
+
+
+def _warn_negative(acts: T, maps: T) -> None:
+    """Score-CAM's weights are positive (a softmax): its map is negative everywhere, and empty after the ReLU, only
+    when the layer's own outputs are mostly negative (a layer before its activation). Say so."""
+    empty = [i for i in range(len(maps)) if bool((maps[i] <= 0).all()) and bool((acts[i] < 0).any())]
+    if empty:
+        warnings.warn(
+            f"score_cam: the map of image(s) {empty[:5]} is empty: Score-CAM weights the channels with positive "
+            "weights, and this layer's outputs are negative where they are large (a layer before its activation, "
+            "e.g. a normalizer-free or pre-activation block's output), so the weighted sum is negative everywhere "
+            "and its ReLU leaves nothing. Choose a layer after an activation (layer=...), or use grad_cam",
+            DegenerateMapWarning,
+            stacklevel=2,
+        )
 
 
 def _masked(x: T, masks: T, active: T, sl: slice) -> T:

@@ -17,6 +17,7 @@ Relevance starts at the logits (the *initial relevance*), goes backward through 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -29,7 +30,7 @@ from .._base import Method
 from .._layers import LAYER
 from .._registry import register
 from ..layer._base import LayerMethod
-from ._checks import check_relevance
+from ._checks import DegenerateRelevanceWarning, check_relevance
 from ._mode import RelevanceMode
 from .composites import Composite
 
@@ -189,7 +190,17 @@ class Clrp(_Relevance):
         return target - dual * scale
 
     def compute(self, ctx: Context, baseline: T | None) -> tuple[T, None]:
-        return self.relevance(ctx, baseline).clamp(min=0), None
+        r = self.relevance(ctx, baseline)
+        empty = [i for i in range(len(r)) if bool((r[i] <= 0).all()) and bool(r[i].ne(0).any())]
+        if empty:
+            warnings.warn(
+                f"clrp's map is empty for rows {empty[:10]}: the target's relevance is no larger than the other "
+                "classes' (the dual) at any pixel, so its positive part is 0. Here the contrast says nothing "
+                "supports the target over the rest; lrp shows where its own score comes from",
+                DegenerateRelevanceWarning,
+                stacklevel=4,
+            )
+        return r.clamp(min=0), None
 
 
 @register
