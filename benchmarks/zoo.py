@@ -94,11 +94,23 @@ def _timed(fn) -> tuple[float, object]:
     return time.process_time() - start, out
 
 
+def _channels(model: torch.nn.Module, layer: str, x: torch.Tensor) -> int:
+    """The channels of ``layer``'s output on ``x`` (a block has no ``out_channels``)."""
+    seen: list[int] = []
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: seen.append(int(o.shape[1])))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
 def score_cam_resnet50(quick: bool) -> None:
     """Score-CAM at resnet50's default layer: seconds, passes, and the options that cut them."""
     z = _zoo.zoo_model("tv.resnet50")
     default = cnnlens.explain(z.model, z.x, "grad_cam", progress=False).info["layers"][0]
-    channels = {n: z.model.get_submodule(n).out_channels for n in (default, "layer4.2.conv2")}
+    channels = {n: _channels(z.model, n, z.x) for n in (default, "layer4.2.conv2")}
     with torch.no_grad():
         batch = z.x.expand(64, -1, -1, -1).contiguous()
         floor, _ = _timed(lambda: z.model(batch))
