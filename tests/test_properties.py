@@ -233,16 +233,9 @@ def test_a_constant_image_gives_a_finite_map(name: str) -> None:
 
 
 LAYERED = [n for n in NAMES if INFO[n].category in ("cam", "layer", "neuron") and "layer" in INFO[n].params]
-CRASHES_TODAY = {"ablation_cam": "crashes on a layer with no active channel (torch.cat of an empty list); fixed apart"}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=CRASHES_TODAY[n], strict=False)) if n in CRASHES_TODAY else n
-        for n in LAYERED
-    ],
-)
+@pytest.mark.parametrize("name", LAYERED)
 def test_an_all_zero_layer_gives_a_zero_map_or_a_warning(name: str) -> None:
     model = net()
     with torch.no_grad():
