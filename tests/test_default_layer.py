@@ -289,3 +289,19 @@ def test_score_cam_emptied_by_a_negative_layer_says_why() -> None:
     with pytest.warns(DegenerateMapWarning, match="Score-CAM weights the channels with positive weights"):
         e = cnnlens.explain(net, torch.rand(1, 3, 8, 8), "score_cam", layer="0", progress=False)
     assert not bool(e.attributions.any())
+
+
+def test_score_cam_after_the_activation_as_its_warning_advises_gives_a_map() -> None:
+    """The fix the warning above names: the same kind of layer followed by its activation, explained there."""
+    net = nn.Sequential(
+        nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2)
+    ).eval()
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].weight[0, 0, 1, 1] = 3.0  # channel 0 = 3 x - 1: negative in dark pixels, positive in bright ones
+        net[0].bias.copy_(torch.tensor([-1.0, -2.0]))
+    x = torch.linspace(0, 1, 64).view(1, 1, 8, 8).expand(1, 3, 8, 8).contiguous()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateMapWarning)
+        e = cnnlens.explain(net, x, "score_cam", layer="1", progress=False)
+    assert bool(e.attributions.any()) and bool(e.attributions[0, 0, 0, 0] == 0)  # bright side only

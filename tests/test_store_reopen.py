@@ -77,10 +77,14 @@ def test_a_store_reopens_its_own_model_and_class_mapped_data_from_another_folder
     assert Path(store.manifest["model"]["source"]).is_absolute()
 
 
-def test_a_store_whose_model_module_is_gone_says_what_to_add(own_store: Path) -> None:
-    (own_store.parent / "mynet.py").unlink()
+def test_a_store_whose_model_module_is_gone_says_what_to_add(own_store: Path, monkeypatch) -> None:
+    moved = own_store.parent.parent / "moved"
+    moved.mkdir()
+    (own_store.parent / "mynet.py").rename(moved / "mynet.py")
     with pytest.raises(CnnlensError, match=r"mynet:MyNet, imported from .*work.*PYTHONPATH"):
         open_store(own_store).model()
+    monkeypatch.syspath_prepend(str(moved))  # the fix the error names: the module's folder on the path
+    assert open_store(own_store).model().class_names == ["circle", "square", "triangle"]
 
 
 def test_run_ends_with_both_next_steps(capsys: pytest.CaptureFixture[str], own_store: Path) -> None:
