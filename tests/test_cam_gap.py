@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnlens
+from _zoo import calibrate
 from cnnlens.data import sample_image
 
 torchvision = pytest.importorskip("torchvision")
@@ -37,15 +38,7 @@ def photos(size: int = 64) -> T:
 def calibrated(name: str) -> nn.Module:
     """A torchvision net with random weights whose BatchNorm statistics are those of the three photos."""
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # a plain average over the calibration pass
-    model.train()
-    with torch.no_grad():
-        model(photos())
-    return model.eval()
+    return calibrate(getattr(torchvision.models, name)(weights=None), photos())
 
 
 # (architecture, the layer whose maps are pooled, the element-wise functions between it and the pooling)

@@ -17,6 +17,7 @@ from torch import nn
 
 import cnnlens
 from _nets import inputs, without_biases
+from _zoo import calibrate
 
 T = torch.Tensor
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -192,18 +193,6 @@ def test_a_product_without_exactly_one_gate_is_refused(kind: str, phrase: str) -
         cnnlens.explain(Product(kind), inputs(1, 3, 5, 5), "lrp")
 
 
-def _calibrated(net: nn.Module, x: T) -> nn.Module:
-    """BatchNorm statistics from ``x`` (random init leaves them at 0/1, which makes several nets degenerate)."""
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # the plain average over the calibration batch
-    net.train()
-    with torch.no_grad():
-        net(x)
-    return net.eval()
-
-
 @pytest.mark.parametrize("arch", ["efficientnet_b0", "mobilenet_v3_small", "regnet_y_400mf", "convnext_tiny"])
 def test_relevance_is_conserved_on_bias_free_torchvision_nets(arch: str) -> None:
     """Squeeze-and-excitation (efficientnet, mobilenet_v3, regnet_y), LayerNorm2d and LayerNorm (convnext),
@@ -212,7 +201,7 @@ def test_relevance_is_conserved_on_bias_free_torchvision_nets(arch: str) -> None
     g = torch.Generator().manual_seed(0)
     calibration, x = torch.randn(2, 3, 64, 64, generator=g), torch.randn(1, 3, 64, 64, generator=g)
     torch.manual_seed(0)
-    net = without_biases(_calibrated(getattr(torchvision.models, arch)(weights=None), calibration))
+    net = without_biases(calibrate(getattr(torchvision.models, arch)(weights=None), calibration))
     with torch.no_grad():
         score = net(x).amax(1)
     for composite in ("epsilon", "epsilon_gamma_box"):
@@ -230,7 +219,7 @@ def test_relevance_is_conserved_on_bias_free_timm_nets(arch: str) -> None:
     g = torch.Generator().manual_seed(0)
     calibration, x = torch.randn(2, 3, 64, 64, generator=g), torch.randn(1, 3, 64, 64, generator=g)
     torch.manual_seed(0)
-    net = without_biases(_calibrated(timm.create_model(arch, pretrained=False), calibration))
+    net = without_biases(calibrate(timm.create_model(arch, pretrained=False), calibration))
     with torch.no_grad():
         score = net(x).amax(1)
     e = cnnlens.explain(net, x, "lrp", composite="epsilon", zero_bias=True, **TINY)
